@@ -1,0 +1,116 @@
+"""Command line: ``mnist-bench run | report | data`` (also ``python -m bench``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bench import BenchError
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--models", help="comma-separated: mlp,cnn (default: both)")
+    p.add_argument("--backends", help="comma-separated backend names (default: cpu-fp32,cpu-bf16); "
+                                      "see 'mnist-bench backends'")
+    p.add_argument("--profile", choices=["quick", "full"], help="quick: one epoch per model; "
+                                                                 "full: train to the accuracy targets")
+    p.add_argument("--epochs", help="maximum epochs per model")
+    p.add_argument("--batch-size", help="training batch size")
+    p.add_argument("--lr", help="learning rate (peak with --schedule onecycle)")
+    p.add_argument("--optimizer", help="adam | sgd")
+    p.add_argument("--schedule", help="constant | onecycle")
+    p.add_argument("--normalization", help="minmax | standard")
+    p.add_argument("--target-accuracy", help="test accuracy for time_to_accuracy_s (0-1)")
+    p.add_argument("--seed", help="random seed (default 0)")
+    p.add_argument("--threads", help="torch intra-op threads (default: torch's choice)")
+    p.add_argument("--limit-train", help="use only the first N training images")
+    p.add_argument("--limit-test", help="use only the first N test images")
+    p.add_argument("--batch-sizes", help="inference batch sizes, comma-separated (default 1,32,256,1024)")
+    p.add_argument("--budget-s", help="time budget per inference cell in seconds")
+    p.add_argument("--channels-last", action="store_true", default=None, help="NHWC memory format for the CNN")
+    p.add_argument("--tf32", action="store_true", default=None, help="allow TF32 in CUDA fp32 backends")
+    p.add_argument("--cudnn-benchmark", action="store_true", default=None, help="enable cudnn.benchmark")
+    p.add_argument("--ort-opt-level", help="ONNX Runtime graph optimization: disable|basic|extended|all")
+    p.add_argument("--ort-intra-threads", help="ONNX Runtime intra-op threads (0: its default)")
+    p.add_argument("--ort-inter-threads", help="ONNX Runtime inter-op threads (0: its default)")
+    p.add_argument("--data-dir", help="folder with the four MNIST files (raw or .gz); also $MNIST_BENCH_DATA")
+    p.add_argument("--out", help="results folder (default: results)")
+    p.add_argument("--config", help="TOML file with any of these options (command line wins)")
+    p.add_argument("--no-report", action="store_true", help="skip rendering report.html at the end")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mnist-bench", description="Benchmark PyTorch MLP and CNN on MNIST.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="train and time the model x backend matrix, then write the report")
+    _add_run_options(run)
+    rep = sub.add_parser("report", help="render report.html from result folders (and pytest-benchmark JSON)")
+    rep.add_argument("paths", nargs="+", type=Path, help="results/<run-id> folders or pytest-benchmark JSON files")
+    rep.add_argument("--output", type=Path, help="HTML file (default: report.html in the first folder)")
+    data = sub.add_parser("data", help="find, verify and cache MNIST; print which source served")
+    data.add_argument("--data-dir", type=Path, help="folder with the four MNIST files (only source tried)")
+    data.add_argument("--cache", type=Path, default=Path("data"), help="cache root (default: data)")
+    sub.add_parser("backends", help="list backends and whether each is available here")
+    return parser
+
+
+def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
+    from bench.config import build_config
+    from bench.runner import Runner
+
+    values = {k: v for k, v in vars(args).items() if k not in ("command", "no_report")}
+    cfg = build_config(values)
+    run_dir = Runner(cfg, argv=["mnist-bench", *argv], progress=sys.stderr.isatty()).run()
+    from bench.results import read_run
+    from bench.summary import summary_table
+
+    print(summary_table(read_run(run_dir)["summary"]))
+    if not args.no_report:
+        from reports.html import render_report
+
+        html = render_report([run_dir])
+        print(f"report: {html}")
+    print(f"results: {run_dir}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from reports.html import render_report
+
+    print(f"report: {render_report(args.paths, args.output)}")
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from bench.data import resolve_mnist
+
+    m = resolve_mnist(args.data_dir, cache_root=args.cache)
+    print(f"MNIST verified: {len(m.train_labels)} training and {len(m.test_labels)} test images; "
+          f"source: {m.source}")
+    return 0
+
+
+def cmd_backends() -> int:
+    from bench.backends import BACKENDS
+
+    for name, b in BACKENDS.items():
+        reason = b.unavailable_reason()
+        print(f"{name:24s} {'available' if reason is None else 'unavailable: ' + reason}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return cmd_run(args, argv)
+        if args.command == "report":
+            return cmd_report(args)
+        if args.command == "data":
+            return cmd_data(args)
+        return cmd_backends()
+    except BenchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code

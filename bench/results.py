@@ -1,0 +1,141 @@
+"""Result files: one folder per run, one sub-folder per completed cell.
+
+    results/<run-id>/meta.json              environment and configuration (see bench.meta)
+    results/<run-id>/samples.parquet        a few training images with labels (for the report)
+    results/<run-id>/cells/<cell-id>/*.parquet   one file per table that the cell produced
+
+A cell folder is written under a temporary name and renamed when complete, so an interrupted
+run keeps every finished cell and never shows a half-written one. The tables (``SCHEMA``) are
+tidy: one row per observation, units in the column names.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from bench import BenchError
+
+SCHEMA = {
+    "summary": "one row per cell: model, backend, device, precision, engine, phase (train | infer | export), "
+               "batch_size, status (ok | skipped | error | oom), reason, then that phase's metrics "
+               "(train_samples_per_s, time_to_accuracy_s, test_accuracy, p50_latency_ms, samples_per_s, cv, "
+               "unstable, peak_rss_bytes, params, *_flops_per_sample, mfu, parity_*, ...)",
+    "epochs": "training: one row per epoch: wall_s, train_s, eval_s, data_s, compute_s, samples_per_s, "
+              "train_loss, test_accuracy",
+    "curve": "training: one row per test-set check: epoch, step, epoch_progress, train_s, wall_s, "
+             "train_loss, test_loss, test_accuracy",
+    "classes": "training: one row per class: precision, recall, f1, support",
+    "confusion": "training: one row per (true, pred) pair: count",
+    "misclassified": "training: first misclassified test images: index, label, pred, pixels (784 uint8 bytes)",
+    "dynamics_layers": "--dynamics: one row per (step, layer): grad_norm, grad_abs_mean, grad_abs_max, "
+                       "weight_norm, update_ratio",
+    "dynamics_steps": "--dynamics: one row per step: loss, lr",
+    "landscape": "--dynamics: analyses: one row per evaluated point (analysis, x, y, loss, accuracy)",
+    "profile_ops": "profile: one row per operator: self/total CPU and CUDA time, calls, flops",
+}
+
+
+def new_run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:4]
+
+
+def check_writable(out: Path) -> None:
+    """Fail before any work when the output folder cannot be created or written."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-probe-{uuid.uuid4().hex}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise BenchError(f"output folder {out} is not writable: {e.strerror or e}") from None
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def atomic_write_parquet(path: Path, df: pd.DataFrame) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    df.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def write_cell(run_dir: Path, cell_id: str, tables: dict[str, pd.DataFrame]) -> Path:
+    cells = run_dir / "cells"
+    cells.mkdir(parents=True, exist_ok=True)
+    tmp = cells / f".tmp-{cell_id}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    for name, df in tables.items():
+        if name not in SCHEMA:
+            raise ValueError(f"table {name!r} is not in the results schema")
+        df.to_parquet(tmp / f"{name}.parquet", index=False)
+    final = cells / cell_id
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    return final
+
+
+def write_json(path: Path, data: dict) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, default=str))
+
+
+@dataclass
+class RunTables:
+    """All tables of one or more runs, concatenated, each row tagged with its run_id."""
+
+    meta: dict[str, dict] = field(default_factory=dict)  # run_id -> meta.json
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    samples: pd.DataFrame | None = None
+    run_dirs: list[Path] = field(default_factory=list)
+
+    def __getitem__(self, name: str) -> pd.DataFrame:
+        return self.tables.get(name, pd.DataFrame())
+
+
+def read_run(run_dir: Path) -> RunTables:
+    meta_path = run_dir / "meta.json"
+    if not meta_path.is_file():
+        raise BenchError(f"{run_dir} is not a results folder (no meta.json)")
+    meta = json.loads(meta_path.read_text())
+    run_id = meta.get("run_id", run_dir.name)
+    frames: dict[str, list[pd.DataFrame]] = {}
+    cells = run_dir / "cells"
+    for cell in sorted(cells.iterdir()) if cells.is_dir() else []:
+        if cell.name.startswith("."):
+            continue  # an unfinished cell
+        for f in sorted(cell.glob("*.parquet")):
+            df = pd.read_parquet(f)
+            df.insert(0, "cell_id", cell.name)
+            df.insert(0, "run_id", run_id)
+            frames.setdefault(f.stem, []).append(df)
+    samples = run_dir / "samples.parquet"
+    return RunTables(
+        meta={run_id: meta},
+        tables={k: pd.concat(v, ignore_index=True) for k, v in frames.items()},
+        samples=pd.read_parquet(samples) if samples.is_file() else None,
+        run_dirs=[run_dir],
+    )
+
+
+def merge(runs: list[RunTables]) -> RunTables:
+    merged = RunTables()
+    for r in runs:
+        merged.meta.update(r.meta)
+        merged.run_dirs += r.run_dirs
+        for k, df in r.tables.items():
+            merged.tables[k] = pd.concat([merged.tables[k], df], ignore_index=True) if k in merged.tables else df
+        if merged.samples is None:
+            merged.samples = r.samples
+    return merged

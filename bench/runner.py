@@ -1,0 +1,244 @@
+"""Runs the (model x backend) matrix: config -> data -> cells -> result files -> report.
+
+Each cell is written to disk as soon as it completes. A backend that cannot run here becomes
+skipped rows with the reason; a cell that fails becomes an ``error`` (or ``oom``) row and the
+run goes on."""
+
+from __future__ import annotations
+
+import copy
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from bench import BenchError
+from bench.backends import Backend, get_backend
+from bench.config import RunConfig
+from bench.data import Mnist, Split, make_split, resolve_mnist
+from bench.flops import model_cost, peak_matmul_flops
+from bench.infer import benchmark_ort, benchmark_torch, torch_predictor
+from bench.memory import CellMemory
+from bench.meta import collect_metadata, now_iso
+from bench.onnx_export import OrtRunner, export_onnx, parity
+from bench.results import check_writable, new_run_id, write_cell, write_json
+from bench.stats import classification_metrics
+from bench.train import misclassified, predict_logits, train_model
+
+
+def warn(msg: str) -> None:
+    print(f"warning: {msg}", file=sys.stderr)
+
+
+class Runner:
+    def __init__(self, cfg: RunConfig, argv: list[str] | None = None, progress: bool = True) -> None:
+        self.cfg = cfg
+        self.argv = argv
+        self.progress = progress
+        self._splits: dict[tuple, tuple[Split, Split]] = {}
+
+    # -- setup -------------------------------------------------------------------------------
+    def _probe(self) -> list[tuple[Backend, str | None]]:
+        probed = [(get_backend(n), get_backend(n).unavailable_reason()) for n in self.cfg.backends]
+        if all(reason for _, reason in probed):
+            raise BenchError("every requested backend is unavailable: "
+                             + "; ".join(f"{b.name}: {r}" for b, r in probed))
+        for b, reason in probed:
+            if reason:
+                warn(f"backend {b.name} skipped: {reason}")
+        return probed
+
+    def splits(self, model: str, device: str) -> tuple[Split, Split]:
+        t = self.cfg.train_for(model)
+        key = (device, t.normalization, t.limit_train, t.limit_test)
+        if key not in self._splits:
+            m = self.mnist
+            self._splits[key] = (
+                make_split(m.train_images, m.train_labels, t.normalization, device, t.limit_train),
+                make_split(m.test_images, m.test_labels, t.normalization, device, t.limit_test),
+            )
+        return self._splits[key]
+
+    def run(self) -> Path:
+        cfg = self.cfg
+        check_writable(cfg.out)
+        probed = self._probe()
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.mnist: Mnist = resolve_mnist(cfg.data_dir)
+        self.run_id = new_run_id()
+        self.run_dir = cfg.out / self.run_id
+        self.run_dir.mkdir(parents=True)
+        self.meta = collect_metadata(cfg, self.argv)
+        self.meta.update(run_id=self.run_id, data_source=self.mnist.source, start_time=now_iso(), status="running")
+        write_json(self.run_dir / "meta.json", self.meta)
+        self._write_samples()
+        try:
+            for model in cfg.models:
+                self._run_model(model, probed)
+            self.meta["status"] = "complete"
+        except KeyboardInterrupt:
+            self.meta["status"] = "interrupted"
+            raise
+        finally:
+            self.meta["end_time"] = now_iso()
+            write_json(self.run_dir / "meta.json", self.meta)
+        return self.run_dir
+
+    def _write_samples(self) -> None:
+        m = self.mnist
+        pd.DataFrame({
+            "index": range(16), "label": m.train_labels[:16].numpy(),
+            "pixels": [m.train_images[i].numpy().tobytes() for i in range(16)],
+        }).to_parquet(self.run_dir / "samples.parquet", index=False)
+
+    # -- cells -------------------------------------------------------------------------------
+    def _row(self, model: str, b: Backend, phase: str, batch_size=None, status="ok", reason="") -> dict:
+        return {"model": model, "backend": b.name, "device": b.device, "precision": b.precision,
+                "engine": b.engine, "phase": phase, "batch_size": batch_size, "status": status, "reason": reason}
+
+    def _write(self, model: str, b: Backend, phase: str, tables: dict, batch_size=None) -> None:
+        cell_id = f"{model}__{b.name}__{phase}" + (f"_bs{batch_size}" if batch_size else "")
+        write_cell(self.run_dir, cell_id, tables)
+
+    def _guarded(self, model: str, b: Backend, phase: str, body, batch_size=None):
+        """Run one cell; a failure becomes an error/oom row and the run goes on."""
+        try:
+            return body()
+        except torch.cuda.OutOfMemoryError as e:
+            status, reason = "oom", str(e).splitlines()[0]
+        except (KeyboardInterrupt, BenchError):
+            raise
+        except Exception as e:  # the cell failed; record it, keep the run going
+            status, reason = "error", f"{type(e).__name__}: {e}".splitlines()[0][:500]
+            if self.progress:
+                traceback.print_exc(file=sys.stderr)
+        warn(f"{model} {b.name} {phase}{'' if batch_size is None else f' bs={batch_size}'}: {status}: {reason}")
+        self._write(model, b, phase, {"summary": pd.DataFrame([self._row(model, b, phase, batch_size, status,
+                                                                             reason)])}, batch_size)
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return None
+
+    def _skip(self, model: str, b: Backend, reason: str) -> None:
+        phases = [("train", None)] if b.trains else [("export", None)]
+        phases += [("infer", bs) for bs in self.cfg.infer.batch_sizes]
+        for phase, bs in phases:
+            self._write(model, b, phase, {"summary": pd.DataFrame([self._row(model, b, phase, bs, "skipped",
+                                                                                 reason)])}, bs)
+
+    def _run_model(self, model: str, probed) -> None:
+        reference: torch.nn.Module | None = None  # trained weights for the ONNX rows (CPU copy)
+        reference_is_fp32 = False
+        ordered = [p for p in probed if p[0].trains] + [p for p in probed if not p[0].trains]
+        for b, reason in ordered:
+            if reason:
+                self._skip(model, b, reason)
+                continue
+            settings = b.configure(self.cfg.backend_options)
+            if b.trains:
+                trained = self._guarded(model, b, "train", lambda: self._train_cell(model, b, settings))
+                if trained is None:
+                    continue
+                fp32_eager = b.precision == "fp32" and b.engine == "eager"
+                if reference is None or (fp32_eager and not reference_is_fp32):
+                    reference, reference_is_fp32 = copy.deepcopy(trained).cpu(), fp32_eager
+                for bs in self.cfg.infer.batch_sizes:
+                    self._guarded(model, b, "infer", lambda: self._infer_cell(model, b, trained, bs, settings), bs)
+            else:
+                if reference is None:
+                    cpu = get_backend("cpu-fp32")
+                    reference = self._guarded(model, cpu, "train", lambda: self._train_cell(
+                        model, cpu, cpu.configure(self.cfg.backend_options), note="reference for onnxruntime"))
+                    if reference is None:
+                        self._skip(model, b, "no trained model to export (reference training failed)")
+                        continue
+                self._ort_cells(model, b, reference, settings)
+
+    def _train_cell(self, model: str, b: Backend, settings: dict, note: str = "") -> torch.nn.Module:
+        cfg = self.cfg.train_for(model)
+        train, test = self.splits(model, b.device)
+        cost = model_cost(model)
+        with CellMemory(b.device) as mem:
+            result = train_model(model, b, train, test, cfg, self.cfg.seed, self.cfg.backend_options,
+                                 progress=self.progress)
+        row = {**self._row(model, b, "train", cfg.batch_size, reason=note), **settings, **cost,
+               **result.summary, **mem.values}
+        row["achieved_flops_per_s"] = cost["train_flops_per_sample"] * row["train_samples_per_s"]
+        # Autocast runs some ops in fp32: the denominator is the best peak among the dtypes in play
+        # (on CPUs without native bf16 the bf16 matmul is slower than fp32).
+        row["peak_matmul_flops_per_s"] = max(peak_matmul_flops(b.device, "fp32"),
+                                             peak_matmul_flops(b.device, b.precision))
+        row["mfu"] = row["achieved_flops_per_s"] / row["peak_matmul_flops_per_s"]
+        row.update(epochs=cfg.epochs, optimizer=cfg.optimizer, schedule=cfg.schedule, lr=cfg.lr,
+                   seed=self.cfg.seed, normalization=cfg.normalization)
+        if not (b.precision == "fp32" and b.engine == "eager"):
+            ref_logits = predict_logits(result.model.eval(), test, get_backend("cpu-fp32"))
+            logits = result.test_logits if b.engine == "eager" else predict_logits(
+                torch_predictor(result.model, b), test, b)
+            row.update(parity(ref_logits, logits, test.y))
+        y_true, y_pred = test.y.cpu().numpy(), result.test_preds.cpu().numpy()
+        cm, precision, recall, f1, support = classification_metrics(y_true, y_pred)
+        limit = cfg.limit_test
+        test_images = self.mnist.test_images[:limit] if limit else self.mnist.test_images
+        tables = {
+            "summary": pd.DataFrame([row]),
+            "epochs": result.epochs,
+            "curve": result.curve,
+            "classes": pd.DataFrame({"class": range(10), "precision": precision, "recall": recall, "f1": f1,
+                                     "support": support}),
+            "confusion": pd.DataFrame([{"true": t, "pred": p, "count": int(cm[t, p])}
+                                       for t in range(10) for p in range(10)]),
+            "misclassified": misclassified(test_images, self.mnist.test_labels[: len(test_images)],
+                                           result.test_preds),
+        }
+        self._write(model, b, "train", tables)
+        return result.model
+
+    def _infer_cell(self, model: str, b: Backend, trained: torch.nn.Module, bs: int, settings: dict) -> None:
+        _, test = self.splits(model, b.device)
+        cost = model_cost(model)
+        with CellMemory(b.device) as mem:
+            stats = benchmark_torch(trained, b, test.x, bs, self.cfg.infer)
+        row = {**self._row(model, b, "infer", bs), **settings, "params": cost["params"],
+               "infer_flops_per_sample": cost["infer_flops_per_sample"], **stats, **mem.values}
+        row["achieved_flops_per_s"] = cost["infer_flops_per_sample"] * row["samples_per_s"]
+        self._write(model, b, "infer", {"summary": pd.DataFrame([row])}, bs)
+
+    def _ort_cells(self, model: str, b: Backend, reference: torch.nn.Module, settings: dict) -> None:
+        _, test = self.splits(model, "cpu")
+
+        def export() -> OrtRunner:
+            with tempfile.TemporaryDirectory() as tmp, CellMemory("cpu") as mem:
+                path = Path(tmp) / f"{model}.onnx"
+                facts = export_onnx(copy.deepcopy(reference), path)
+                runner = OrtRunner(path, b.device, self.cfg.backend_options)
+            ref_logits = predict_logits(reference.eval(), test, get_backend("cpu-fp32"))
+            row = {**self._row(model, b, "export"), **settings, **facts, **mem.values,
+                   "session_create_s": runner.session_create_s, "first_inference_s": runner.first_inference_s,
+                   "ort_session_rss_bytes": runner.session_rss_bytes,
+                   **parity(ref_logits, runner.logits(test.x), test.y)}
+            self._write(model, b, "export", {"summary": pd.DataFrame([row])})
+            return runner
+
+        runner = self._guarded(model, b, "export", export)
+        if runner is None:
+            for bs in self.cfg.infer.batch_sizes:
+                self._write(model, b, "infer", {"summary": pd.DataFrame([self._row(
+                    model, b, "infer", bs, "skipped", "export failed")])}, bs)
+            return
+        cost = model_cost(model)
+
+        def infer(bs: int) -> None:
+            with CellMemory("cpu") as mem:
+                stats = benchmark_ort(runner.run, test.x, bs, self.cfg.infer)
+            row = {**self._row(model, b, "infer", bs), **settings, "params": cost["params"],
+                   "infer_flops_per_sample": cost["infer_flops_per_sample"], **stats, **mem.values}
+            row["achieved_flops_per_s"] = cost["infer_flops_per_sample"] * row["samples_per_s"]
+            self._write(model, b, "infer", {"summary": pd.DataFrame([row])}, bs)
+
+        for bs in self.cfg.infer.batch_sizes:
+            self._guarded(model, b, "infer", lambda: infer(bs), bs)

@@ -1,0 +1,49 @@
+"""The readable summary table: one row per model x backend, from the summary result table."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+COLUMNS = {
+    "test_accuracy": "acc_%",
+    "train_samples_per_s": "train_samples/s",
+    "time_to_accuracy_s": "tta_s",
+    "p50_bs1_ms": "p50_bs1_ms",
+    "samples_per_s_bs_max": "infer_samples/s@max_bs",
+    "peak_rss_mb": "peak_rss_MB",
+    "mfu": "train_MFU",
+    "status": "status",
+}
+
+
+def summary_frame(summary: pd.DataFrame) -> pd.DataFrame:
+    """One row per (model, backend): training, inference at batch 1 and at the largest batch."""
+    if summary.empty:
+        return pd.DataFrame()
+    rows = []
+    for (model, backend), g in summary.groupby(["model", "backend"], sort=False):
+        train = g[g.phase == "train"]
+        infer = g[(g.phase == "infer") & (g.status == "ok")]
+        row = {"model": model, "backend": backend}
+        statuses = sorted(set(g.status))
+        row["status"] = ",".join(statuses)
+        if statuses != ["ok"]:
+            reasons = [r for r in g.reason.dropna().unique() if r]
+            row["status"] += f" ({reasons[0]})" if reasons else ""
+        t = train.iloc[0] if len(train) else None
+        row["test_accuracy"] = t.test_accuracy * 100 if t is not None and "test_accuracy" in t else float("nan")
+        row["train_samples_per_s"] = t.get("train_samples_per_s", float("nan")) if t is not None else float("nan")
+        row["time_to_accuracy_s"] = t.get("time_to_accuracy_s", float("nan")) if t is not None else float("nan")
+        row["mfu"] = t.get("mfu", float("nan")) if t is not None else float("nan")
+        bs1 = infer[infer.batch_size == 1]
+        row["p50_bs1_ms"] = bs1.p50_latency_ms.iloc[0] if len(bs1) else float("nan")
+        big = infer[infer.batch_size == infer.batch_size.max()] if len(infer) else infer
+        row["samples_per_s_bs_max"] = big.samples_per_s.iloc[0] if len(big) else float("nan")
+        row["peak_rss_mb"] = g.peak_rss_bytes.max() / 2**20 if "peak_rss_bytes" in g else float("nan")
+        rows.append(row)
+    return pd.DataFrame(rows)[["model", "backend", *COLUMNS]].rename(columns=COLUMNS)
+
+
+def summary_table(summary: pd.DataFrame) -> str:
+    df = summary_frame(summary)
+    return df.to_string(index=False, float_format=lambda v: f"{v:,.4g}", na_rep="-") if len(df) else "(no results)"

@@ -1,0 +1,223 @@
+"""The training benchmark: one model on one backend, seeded, with the training clock, the
+evaluation clock and the warm-up kept apart."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from bench.backends import Backend
+from bench.config import BackendOptions, TrainConfig
+from bench.data import Split
+from bench.timing import clock_for
+from models import build_model
+
+EVAL_BATCH = 1000
+
+
+def build_trainable(name: str, backend: Backend, options: BackendOptions, seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    model = build_model(name).to(backend.device)
+    if options.channels_last and name == "cnn":
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig, steps_total: int):
+    if cfg.optimizer == "adam":
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    else:
+        opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9)
+    sched = None
+    if cfg.schedule == "onecycle":
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps_total)
+    return opt, sched
+
+
+@torch.no_grad()
+def predict_logits(forward, split: Split, backend: Backend, batch_size: int = EVAL_BATCH) -> torch.Tensor:
+    """fp32 logits for a whole split, in order, in eval mode."""
+    outs = []
+    with backend.autocast():
+        for x, _ in split.batches(batch_size):
+            outs.append(forward(x).float())
+    return torch.cat(outs)
+
+
+def evaluate(model: nn.Module, split: Split, backend: Backend) -> tuple[float, float, torch.Tensor]:
+    """Test loss, accuracy and fp32 logits of the eager model under the backend's autocast."""
+    was_training = model.training
+    model.eval()
+    logits = predict_logits(model, split, backend)
+    model.train(was_training)
+    loss = F.cross_entropy(logits, split.y).item()
+    return loss, (logits.argmax(1) == split.y).float().mean().item(), logits
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module
+    summary: dict
+    epochs: pd.DataFrame
+    curve: pd.DataFrame
+    test_logits: torch.Tensor  # final model, eager, under the backend's autocast
+
+    @property
+    def test_preds(self) -> torch.Tensor:
+        return self.test_logits.argmax(1)
+
+
+def _eval_steps(steps_per_epoch: int, evals_per_epoch: int) -> set[int]:
+    k = min(evals_per_epoch, steps_per_epoch)
+    return {math.ceil(i * steps_per_epoch / k) - 1 for i in range(1, k + 1)}
+
+
+def train_model(name: str, backend: Backend, train: Split, test: Split, cfg: TrainConfig, seed: int,
+                options: BackendOptions, progress: bool = False, recorder=None) -> TrainResult:
+    """Train and time. ``recorder`` (optimization dynamics) is called outside the timed regions."""
+    model = build_trainable(name, backend, options, seed)
+    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
+    opt, sched = build_optimizer(model, cfg, cfg.epochs * steps_per_epoch)
+    scaler = backend.grad_scaler()
+    forward = torch.compile(model) if backend.engine == "compile" else model
+    clock = clock_for(backend.device)
+    generator = torch.Generator().manual_seed(seed)
+    eval_at = _eval_steps(steps_per_epoch, cfg.evals_per_epoch)
+
+    def train_step(x, y):
+        with backend.autocast():
+            loss = F.cross_entropy(forward(x), y)
+        opt.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        else:
+            loss.backward()
+            opt.step()
+        if sched is not None:
+            sched.step()
+        return loss.detach()
+
+    model.train()
+    if recorder is not None:
+        recorder.start(model)
+    curve, epochs = [], []
+    global_step = 0
+    train_s = eval_s = 0.0
+    cold_step_s = warmup_s = 0.0
+    steady_time = steady_samples = 0.0
+    reached_at = None
+    last_eval = (-1, 0.0, 0.0, None)
+    wall_start = time.perf_counter()
+    bar = tqdm(total=cfg.epochs * steps_per_epoch, desc=f"train {name} {backend.name}", disable=not progress,
+               leave=False, unit="step")
+    for epoch in range(cfg.epochs):
+        epoch_wall0 = time.perf_counter()
+        ep = {"data_s": 0.0, "compute_s": 0.0, "steady_s": 0.0, "steady_samples": 0, "eval_s": 0.0}
+        marks, sizes, losses = [], [], []
+        batches = train.batches(cfg.batch_size, generator)
+        for i in range(steps_per_epoch):
+            if recorder is not None:
+                recorder.before_step(model)
+            t0 = clock.mark()
+            x, y = next(batches)
+            t1 = clock.mark()
+            loss = train_step(x, y)
+            t2 = clock.mark()
+            marks.append((t0, t1, t2))
+            sizes.append(len(y))
+            losses.append(loss)
+            if recorder is not None:
+                recorder.after_step(model, global_step, loss, opt.param_groups[0]["lr"])
+            global_step += 1
+            bar.update()
+            if i not in eval_at:
+                continue
+            # Close the timed stretch: read its marks, then evaluate off the training clock.
+            clock.sync()
+            first_step = global_step - len(marks)
+            for j, ((a, b, c), n) in enumerate(zip(marks, sizes)):
+                data, compute = clock.seconds(a, b), clock.seconds(b, c)
+                ep["data_s"] += data
+                ep["compute_s"] += compute
+                train_s += data + compute
+                step = first_step + j
+                if step == 0:
+                    cold_step_s = data + compute
+                if step < cfg.warmup_steps:
+                    warmup_s += data + compute
+                else:
+                    ep["steady_s"] += data + compute
+                    ep["steady_samples"] += n
+            train_loss = torch.stack(losses).float().mean().item()
+            marks, sizes, losses = [], [], []
+            e0 = time.perf_counter()
+            test_loss, test_acc, logits = evaluate(model, test, backend)
+            last_eval = (global_step, test_loss, test_acc, logits)
+            e = time.perf_counter() - e0
+            ep["eval_s"] += e
+            eval_s += e
+            curve.append({
+                "epoch": epoch + 1, "step": global_step, "epoch_progress": epoch + (i + 1) / steps_per_epoch,
+                "train_s": train_s, "wall_s": time.perf_counter() - wall_start, "train_loss": train_loss,
+                "test_loss": test_loss, "test_accuracy": test_acc,
+            })
+            if reached_at is None and test_acc >= cfg.target_accuracy:
+                reached_at = train_s
+            if reached_at is not None and cfg.stop_at_target:
+                break
+        steady_time += ep["steady_s"]
+        steady_samples += ep["steady_samples"]
+        epochs.append({
+            "epoch": epoch + 1, "wall_s": time.perf_counter() - epoch_wall0,
+            "train_s": ep["data_s"] + ep["compute_s"], "eval_s": ep["eval_s"], "data_s": ep["data_s"],
+            "compute_s": ep["compute_s"],
+            "samples_per_s": ep["steady_samples"] / ep["steady_s"] if ep["steady_s"] > 0 else float("nan"),
+            "train_loss": curve[-1]["train_loss"], "test_accuracy": curve[-1]["test_accuracy"],
+        })
+        if reached_at is not None and cfg.stop_at_target:
+            break
+    bar.close()
+    if recorder is not None:
+        recorder.finish(model)
+    at_step, test_loss, test_acc, logits = last_eval
+    if at_step != global_step:
+        test_loss, test_acc, logits = evaluate(model, test, backend)
+    summary = {
+        "train_samples_per_s": steady_samples / steady_time if steady_time > 0 else float("nan"),
+        "cold_step_s": cold_step_s,
+        "warmup_steps": min(cfg.warmup_steps, global_step),
+        "warmup_s": warmup_s,
+        "train_s": train_s,
+        "eval_s": eval_s,
+        "wall_s": time.perf_counter() - wall_start,
+        "epochs_run": len(epochs),
+        "steps": global_step,
+        "test_loss": test_loss,
+        "test_accuracy": test_acc,
+        "target_accuracy": cfg.target_accuracy,
+        "time_to_accuracy_s": reached_at if reached_at is not None else float("nan"),
+        "data_s": float(sum(e["data_s"] for e in epochs)),
+        "compute_s": float(sum(e["compute_s"] for e in epochs)),
+    }
+    return TrainResult(model, summary, pd.DataFrame(epochs), pd.DataFrame(curve), logits)
+
+
+def misclassified(images: torch.Tensor, labels: torch.Tensor, preds: torch.Tensor, limit: int = 16) -> pd.DataFrame:
+    """The first ``limit`` misclassified test images (uint8 pixels) with true and predicted labels."""
+    wrong = torch.nonzero(preds.cpu() != labels.cpu()).flatten()[:limit]
+    return pd.DataFrame({
+        "index": wrong.numpy(),
+        "label": labels.cpu()[wrong].numpy(),
+        "pred": preds.cpu()[wrong].numpy(),
+        "pixels": [images[i].numpy().astype(np.uint8).tobytes() for i in wrong.tolist()],
+    })

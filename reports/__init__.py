@@ -1,0 +1,1 @@
+"""Turns result files into tables, charts and HTML. Never runs a model."""

@@ -1,0 +1,192 @@
+"""One self-contained report.html (charts embedded as PNG data URIs) built from result files."""
+
+from __future__ import annotations
+
+import base64
+import html
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.results import RunTables, atomic_write_text
+from bench.summary import summary_frame
+from reports import charts
+from reports.load import load_paths
+
+CSS = """
+.tw{overflow-x:auto} body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1280px;color:#222;padding:0 1em}
+h1{margin-bottom:.2em} h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:2em}
+table.t{border-collapse:collapse;font-size:13px;margin:.5em 0 1em}
+table.t th,table.t td{border:1px solid #ddd;padding:3px 7px;text-align:right}
+table.t th{background:#f3f3f3} table.t td:first-child,table.t td:nth-child(2){text-align:left}
+.card{display:flex;gap:2em;flex-wrap:wrap} figure{margin:1em 0} figcaption{font-size:13px;color:#555;max-width:900px}
+img{max-width:100%} .note{font-size:13px;color:#555} .warn{color:#b35900}
+"""
+
+
+def _img(png: bytes | None, alt: str, caption: str = "") -> str:
+    if png is None:
+        return ""
+    data = base64.b64encode(png).decode()
+    cap = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
+    return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">{cap}</figure>'
+
+
+def _table(df: pd.DataFrame, table_id: str = "") -> str:
+    if df is None or df.empty:
+        return '<p class="note">(nothing recorded)</p>'
+    out = df.to_html(index=False, border=0, classes="t", na_rep="–", float_format=_fmt, escape=True)
+    out = re.sub(r"<table[^>]*>", f'<table class="t" id="{table_id}">', out, count=1)
+    return f'<div class="tw">{out}</div>'
+
+
+def _fmt(v: float) -> str:
+    if v != v:  # NaN
+        return "–"
+    if abs(v) >= 1e4 or (0 < abs(v) < 1e-3):
+        return f"{v:.3g}"
+    return f"{v:,.4g}"
+
+
+def _cols(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
+    return df[[c for c in cols if c in df.columns]]
+
+
+def environment(meta: dict[str, dict]) -> pd.DataFrame:
+    keys = ["start_time", "end_time", "status", "hostname", "cpu_model", "cpu_count", "gpu_name", "torch_threads",
+            "python", "torch", "torchvision", "onnxruntime", "numpy", "cuda_version", "seed", "git_commit",
+            "data_source", "command_line"]
+    rows = [{"field": k, **{rid: str(m.get(k, "–")) for rid, m in meta.items()}} for k in keys]
+    return pd.DataFrame(rows)
+
+
+def with_speedup(summary: pd.DataFrame) -> pd.DataFrame:
+    """Add speedup_vs_cpu_fp32: samples/s over the cpu-fp32 row of the same model, phase and batch."""
+    s = summary.copy()
+    s["rate"] = s.get("train_samples_per_s", np.nan).where(s.phase == "train", s.get("samples_per_s", np.nan))
+    keys = ["run_id", "model", "phase", "batch_size"]
+    base = s[s.backend == "cpu-fp32"][keys + ["rate"]].rename(columns={"rate": "base_rate"})
+    s = s.merge(base, on=keys, how="left")
+    s["speedup_vs_cpu_fp32"] = s.rate / s.base_rate
+    return s.drop(columns=["rate", "base_rate"])
+
+
+def summary_section(summary: pd.DataFrame) -> pd.DataFrame:
+    df = summary_frame(summary)
+    if df.empty:
+        return df
+    cost = summary[summary.phase == "train"].groupby("model")[
+        [c for c in ("params", "infer_flops_per_sample", "train_flops_per_sample") if c in summary]].first()
+    return df.merge(cost.reset_index(), on="model", how="left")
+
+
+def render_tables(rt: RunTables) -> str:
+    s = rt["summary"]
+    if s.empty:
+        return "<p>No completed cells.</p>"
+    s = with_speedup(s)
+    ok = s[s.status == "ok"]
+    train, infer, export = ok[ok.phase == "train"], ok[ok.phase == "infer"], ok[ok.phase == "export"]
+    parts = ["<h2>Summary</h2>",
+             '<p class="note">One row per model × backend. acc_%: final test accuracy; train_samples/s: steady '
+             "state, warm-up excluded; tta_s: training time to the target accuracy (evaluation excluded); "
+             "p50_bs1_ms: median latency at batch 1; peak_rss_MB: process RSS high-water per cell; "
+             "train_MFU: achieved FLOP/s over the measured peak matmul FLOP/s.</p>",
+             _table(summary_section(s), "summary-table")]
+    parts += ["<h2>Training</h2>",
+              _img(charts.training_curves(rt["curve"], s), "training curves",
+                   "Training loss and test accuracy against wall time (evaluation included in wall time, "
+                   "excluded from train_s). The dashed line is the target accuracy."),
+              _table(_cols(train, ["model", "backend", "epochs_run", "batch_size", "optimizer", "schedule", "lr",
+                                   "train_samples_per_s", "speedup_vs_cpu_fp32", "cold_step_s", "warmup_steps",
+                                   "warmup_s", "train_s", "data_s", "compute_s", "eval_s", "time_to_accuracy_s",
+                                   "test_accuracy", "mfu"]), "train-table")]
+    unstable = infer[infer.get("unstable", False) == True]  # noqa: E712
+    parts += ["<h2>Inference</h2>",
+              _img(charts.throughput(s), "throughput", "Throughput per backend (log scale)."),
+              _img(charts.latency_vs_batch(s), "latency vs batch size",
+                   "Median latency per call against batch size; whiskers from the fastest call to p99."),
+              f'<p class="warn">{len(unstable)} cell(s) unstable (CV &gt; 10%): marked in the table.</p>'
+              if len(unstable) else "",
+              _table(_cols(infer.sort_values(["model", "backend", "batch_size"]),
+                           ["model", "backend", "batch_size", "p50_latency_ms", "p90_latency_ms", "p99_latency_ms",
+                            "mean_latency_ms", "std_latency_ms", "iqr_latency_ms", "cv", "unstable",
+                            "samples_per_s", "speedup_vs_cpu_fp32", "cold_first_call_ms", "n_samples",
+                            "event_wall_gap", "host_bound"]), "infer-table")]
+    parity_cols = [c for c in s.columns if c.startswith("parity_")]
+    if parity_cols:
+        parity = ok[ok[parity_cols[0]].notna()]
+        parts += ["<h2>Parity against fp32 eager</h2>",
+                  '<p class="note">Same trained weights, full test split: the backend\'s logits against the fp32 '
+                  "PyTorch model's. parity_flag marks an accuracy drop of more than 0.2 points.</p>",
+                  _table(_cols(parity, ["model", "backend", "phase", *parity_cols]), "parity-table")]
+    if not export.empty:
+        parts += ["<h2>ONNX export</h2>",
+                  _table(_cols(export, ["model", "backend", "opset", "export_s", "onnx_bytes", "session_create_s",
+                                        "first_inference_s", "ort_session_rss_bytes", "ort_opt_level",
+                                        "ort_intra_threads", "ort_inter_threads"]), "export-table")]
+    parts += ["<h2>Memory</h2>",
+              '<p class="note">peak_rss_bytes: process resident-set high-water during the cell; '
+              "cuda_max_allocated_bytes / cuda_max_reserved_bytes: PyTorch's CUDA allocator peaks, reset per cell; "
+              "ort_session_rss_bytes: RSS growth from creating the ONNX Runtime session.</p>",
+              _table(_cols(ok, ["model", "backend", "phase", "batch_size", "peak_rss_bytes", "rss_scope",
+                                "cuda_max_allocated_bytes", "cuda_max_reserved_bytes", "ort_session_rss_bytes"]),
+                     "memory-table")]
+    parts += ["<h2>Accuracy</h2>",
+              _img(charts.confusion_matrices(rt["confusion"], s), "confusion matrices",
+                   "Rows: true digit, columns: predicted; colour on a log scale."),
+              _table(_per_class(rt["classes"], s), "classes-table"),
+              _img(charts.image_grid(rt.samples, "training samples", lambda r: f"label {r.label}"),
+                   "sample images"),
+              _misclassified(rt["misclassified"], s)]
+    not_ok = s[s.status != "ok"]
+    if not not_ok.empty:
+        parts += ["<h2>Skipped and failed cells</h2>",
+                  _table(_cols(not_ok, ["model", "backend", "phase", "batch_size", "status", "reason"]),
+                         "skipped-table")]
+    return "\n".join(parts)
+
+
+def _per_class(classes: pd.DataFrame, s: pd.DataFrame) -> pd.DataFrame:
+    if classes.empty:
+        return classes
+    d = classes.merge(s[["run_id", "cell_id", "model", "backend"]], on=["run_id", "cell_id"])
+    return d.pivot_table(index=["model", "backend"], columns="class", values="f1").add_prefix("F1 ").reset_index()
+
+
+def _misclassified(mis: pd.DataFrame, s: pd.DataFrame) -> str:
+    if mis.empty:
+        return ""
+    out = []
+    d = mis.merge(s[["run_id", "cell_id", "model", "backend"]], on=["run_id", "cell_id"])
+    for (model, backend), g in d.groupby(["model", "backend"]):
+        out.append(_img(charts.image_grid(g.head(16), f"{model} ({backend}): misclassified test images",
+                                          lambda r: f"{r.pred} (true {r.label})"), f"misclassified {model}"))
+    return "\n".join(out)
+
+
+def render_report(paths: list[Path], output: Path | None = None, extra_sections: list[str] | None = None) -> Path:
+    rt = load_paths([Path(p) for p in paths])
+    if output is None:
+        first = Path(paths[0])
+        output = (first if first.is_dir() else first.parent) / "report.html"
+    title = "mnist-bench report"
+    body = [f"<h1>{title}</h1>",
+            f'<p class="note">Runs: {", ".join(html.escape(r) for r in rt.meta)} · rendered '
+            f'{datetime.now(UTC).isoformat(timespec="seconds")} from result files only.</p>',
+            "<h2>Environment</h2>", _table(environment(rt.meta), "environment-table"),
+            render_tables(rt)]
+    body += [section(rt, output.parent) for section in SECTIONS]
+    body += extra_sections or []
+    page = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
+            f'<link rel="icon" href="data:,"><style>{CSS}</style></head><body>{"".join(body)}</body></html>')
+    output.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(output, page)
+    return output
+
+
+# Further report sections (profile, dynamics) register here: f(run_tables, report_dir) -> html.
+SECTIONS: list = []

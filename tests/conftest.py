@@ -1,0 +1,42 @@
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_MNIST = ROOT.parent / "shared" / "data" / "MNIST" / "raw"
+
+
+def mnist_dir() -> Path | None:
+    for candidate in (os.environ.get("MNIST_BENCH_DATA"), SHARED_MNIST):
+        if candidate and (Path(candidate) / "t10k-labels-idx1-ubyte").exists() or (
+            candidate and (Path(candidate) / "t10k-labels-idx1-ubyte.gz").exists()
+        ):
+            return Path(candidate)
+    return None
+
+
+@pytest.fixture(scope="session")
+def mnist_path() -> Path:
+    path = mnist_dir()
+    if path is None:
+        pytest.skip("real MNIST not found (set MNIST_BENCH_DATA or provide ../shared/data/MNIST/raw)")
+    return path
+
+
+# A tiny but real configuration: the first 2,048 training and 500 test images.
+TINY = ["--limit-train", "2048", "--batch-size", "64", "--limit-test", "500", "--batch-sizes", "1,32",
+        "--budget-s", "0.05", "--epochs", "1", "--threads", "2"]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(mnist_path, tmp_path_factory):
+    """One real end-to-end run shared by the integration, report and browser tests."""
+    from bench.cli import main
+
+    out = tmp_path_factory.mktemp("results")
+    rc = main(["run", "--models", "mlp,cnn", "--backends", "cpu-fp32,onnxruntime-cpu,cuda-fp32",
+               "--data-dir", str(mnist_path), "--out", str(out), *TINY])
+    assert rc == 0
+    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
+    return run_dir

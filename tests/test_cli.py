@@ -1,0 +1,77 @@
+"""Bad input: one clear message, exit code 2, nothing half-written."""
+
+import subprocess
+import sys
+
+import pytest
+
+from bench.cli import main
+
+from .conftest import ROOT
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "--models", "lenet"], "unknown model 'lenet'; legal values: mlp, cnn"),
+    (["run", "--backends", "cpu-fp64"], "legal values: cpu-fp32, cpu-bf16"),
+    (["run", "--epochs", "0"], "epochs must be a positive integer"),
+    (["run", "--batch-size", "-1"], "batch_size must be a positive integer"),
+    (["run", "--threads", "0"], "threads must be >= 1"),
+    (["run", "--limit-train", "0"], "limit_train must be a positive integer"),
+])
+def test_bad_input_exit_2_and_nothing_written(args, message, tmp_path, capsys):
+    out = tmp_path / "results"
+    assert main([*args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("error:") == 1
+    assert not out.exists()
+
+
+def test_missing_data_lists_sources(tmp_path, capsys):
+    out = tmp_path / "results"
+    assert main(["run", "--data-dir", str(tmp_path / "nowhere"), "--out", str(out)]) == 2
+    assert "MNIST from --data-dir failed" in capsys.readouterr().err
+    assert not any(out.iterdir()) if out.exists() else True
+
+
+def test_unwritable_output_fails_before_training(tmp_path, capsys, mnist_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["run", "--out", str(blocker / "x"), "--data-dir", str(mnist_path)]) == 2
+    assert "not writable" in capsys.readouterr().err
+
+
+def test_every_backend_unavailable(tmp_path, capsys, mnist_path):
+    pytest.importorskip("torch")
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without CUDA")
+    out = tmp_path / "results"
+    assert main(["run", "--backends", "cuda-fp32,cuda-amp-bf16", "--out", str(out), "--data-dir",
+                 str(mnist_path)]) == 2
+    assert "every requested backend is unavailable: cuda-fp32: CUDA not available" in capsys.readouterr().err
+    assert not any(out.iterdir())
+
+
+def test_corrupt_file_exit_2(tmp_path, mnist_path, capsys):
+    import shutil
+
+    for f in mnist_path.iterdir():
+        if not f.name.endswith(".gz") and "ubyte" in f.name:
+            shutil.copy(f, tmp_path / f.name)
+    (tmp_path / "train-labels-idx1-ubyte").write_bytes((tmp_path / "train-labels-idx1-ubyte").read_bytes()[:-7])
+    assert main(["data", "--data-dir", str(tmp_path)]) == 2
+    assert "train-labels-idx1-ubyte: truncated IDX data" in capsys.readouterr().err
+
+
+def test_argparse_errors_exit_2():
+    proc = subprocess.run([sys.executable, "-m", "bench", "run", "--profile", "slow"], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "invalid choice: 'slow'" in proc.stderr
+
+
+def test_help_everywhere():
+    for cmd in ([], ["run"], ["report"], ["data"], ["backends"]):
+        proc = subprocess.run([sys.executable, "-m", "bench", *cmd, "--help"], cwd=ROOT, capture_output=True,
+                              text=True)
+        assert proc.returncode == 0 and "usage: mnist-bench" in proc.stdout

@@ -1,0 +1,58 @@
+import pytest
+
+from bench.config import ConfigError, build_config
+
+
+def test_defaults_quick():
+    cfg = build_config({})
+    assert cfg.models == ("mlp", "cnn") and cfg.backends == ("cpu-fp32", "cpu-bf16")
+    assert cfg.train_for("mlp").target_accuracy == 0.98 and cfg.train_for("cnn").target_accuracy == 0.99
+    assert cfg.train_for("cnn").schedule == "onecycle"
+
+
+def test_cli_values_override_profile_and_recipe():
+    cfg = build_config({"profile": "full", "epochs": "2", "batch-size": "64", "schedule": "constant"})
+    for m in ("mlp", "cnn"):
+        t = cfg.train_for(m)
+        assert (t.epochs, t.batch_size, t.schedule, t.stop_at_target) == (2, 64, "constant", True)
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"models": "mlp,resnet"}, "unknown model 'resnet'; legal values: mlp, cnn"),
+    ({"backends": "tpu"}, "unknown backend 'tpu'; legal values: cpu-fp32"),
+    ({"epochs": "0"}, "epochs must be a positive integer"),
+    ({"batch_size": "-3"}, "batch_size must be a positive integer"),
+    ({"threads": "0"}, "threads must be >= 1"),
+    ({"limit_train": "0"}, "limit_train must be a positive integer"),
+    ({"epochs": "two"}, "epochs must be an integer"),
+    ({"lr": "0"}, "lr must be > 0"),
+    ({"optimizer": "rmsprop"}, "optimizer must be one of adam, sgd"),
+    ({"batch_sizes": "1,0"}, "batch_sizes must be >= 1"),
+    ({"profile": "huge"}, "profile must be one of quick, full"),
+    ({"colour": "red"}, "unknown config key"),
+])
+def test_bad_values_name_the_legal_ones(values, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        build_config(values)
+
+
+def test_toml_file_and_cli_precedence(tmp_path):
+    f = tmp_path / "c.toml"
+    f.write_text('models = ["mlp"]\nepochs = 3\nbatch_sizes = [1, 8]\nlr = 0.01\n')
+    cfg = build_config({"config": str(f), "epochs": "5"})
+    assert cfg.models == ("mlp",) and cfg.train_for("mlp").epochs == 5 and cfg.train_for("mlp").lr == 0.01
+    assert cfg.infer.batch_sizes == (1, 8)
+
+
+def test_toml_unknown_key(tmp_path):
+    f = tmp_path / "c.toml"
+    f.write_text("epocs = 3\n")
+    with pytest.raises(ConfigError, match="unknown config key.*epocs.*legal keys"):
+        build_config({"config": str(f)})
+
+
+def test_bad_toml(tmp_path):
+    f = tmp_path / "c.toml"
+    f.write_text("epochs = = 3\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        build_config({"config": str(f)})

@@ -1,0 +1,63 @@
+"""`mnist-bench run` end to end on a small subset of the real data."""
+
+import json
+
+import pandas as pd
+
+from bench.results import read_run
+
+
+def test_run_writes_results_and_report(tiny_run):
+    meta = json.loads((tiny_run / "meta.json").read_text())
+    assert meta["status"] == "complete" and meta["torch"] and meta["cpu_count"] >= 1
+    assert meta["seed"] == 0 and meta["torch_threads"] == 2 and "--limit-train" in meta["command_line"]
+    assert (tiny_run / "report.html").stat().st_size > 50_000
+    s = read_run(tiny_run)["summary"]
+    # 2 models x (cpu-fp32: train + 2 infer, onnxruntime-cpu: export + 2 infer, cuda-fp32: 3 rows)
+    assert len(s) == 2 * 9
+    ok = s[s.status == "ok"]
+    train = ok[ok.phase == "train"].set_index("model")
+    assert (train.test_accuracy > 0.5).all()  # far above chance (0.1) after one epoch on 2,048 images
+    assert (train.train_samples_per_s > 0).all() and (train.cold_step_s > 0).all()
+    assert (train.peak_rss_bytes > 0).all() and (train.mfu > 0).all()
+    infer = ok[ok.phase == "infer"]
+    assert set(infer.batch_size) == {1, 32} and (infer.samples_per_s > 0).all()
+    assert (infer.p50_latency_ms <= infer.p99_latency_ms).all()
+
+
+def test_skipped_and_onnx_rows(tiny_run):
+    import torch
+
+    s = read_run(tiny_run)["summary"]
+    cuda = s[s.backend == "cuda-fp32"]
+    if not torch.cuda.is_available():
+        assert (cuda.status == "skipped").all() and (cuda.reason == "CUDA not available").all()
+    export = s[(s.backend == "onnxruntime-cpu") & (s.phase == "export")]
+    assert (export.status == "ok").all()
+    assert (export.parity_max_abs_logit_diff <= 1e-4).all()
+    assert (export.parity_argmax_agreement >= 0.999).all()
+    assert (export.onnx_bytes > 0).all() and (export.opset >= 17).all()
+
+
+def test_training_tables(tiny_run):
+    rt = read_run(tiny_run)
+    curve, epochs = rt["curve"], rt["epochs"]
+    assert len(epochs) == 2 and (epochs.compute_s > epochs.data_s).all()
+    assert (curve.groupby("cell_id").train_s.apply(lambda x: x.is_monotonic_increasing)).all()
+    classes = rt["classes"]
+    assert len(classes) == 20 and classes.f1.between(0, 1).all()
+    confusion = rt["confusion"]
+    assert confusion.groupby("cell_id")["count"].sum().eq(500).all()
+    mis = rt["misclassified"]
+    assert (mis.label != mis.pred).all() and mis.pixels.map(len).eq(784).all()
+    assert isinstance(rt.samples, pd.DataFrame) and len(rt.samples) == 16
+
+
+def test_report_rebuilds_from_files(tiny_run, tmp_path):
+    from reports.html import render_report
+
+    html = render_report([tiny_run], tmp_path / "again.html").read_text()
+    for needle in ("summary-table", "Environment", "infer-table", "parity-table", "memory-table",
+                   "data:image/png;base64,", "CUDA not available"):
+        assert needle in html
+    assert "http://" not in html and "https://" not in html  # opens offline

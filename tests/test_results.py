@@ -1,0 +1,36 @@
+import pandas as pd
+import pytest
+
+from bench import BenchError
+from bench.results import check_writable, read_run, write_cell, write_json
+
+
+def test_cells_round_trip_and_unfinished_cells_ignored(tmp_path):
+    write_json(tmp_path / "meta.json", {"run_id": "r1"})
+    write_cell(tmp_path, "mlp__cpu-fp32__train", {"summary": pd.DataFrame([{"model": "mlp", "x": 1.5}]),
+                                                  "epochs": pd.DataFrame({"epoch": [1, 2]})})
+    write_cell(tmp_path, "cnn__cpu-fp32__train", {"summary": pd.DataFrame([{"model": "cnn", "x": 2.5}])})
+    (tmp_path / "cells" / ".tmp-half").mkdir()  # an interrupted write
+    pd.DataFrame([{"model": "zzz"}]).to_parquet(tmp_path / "cells" / ".tmp-half" / "summary.parquet")
+    rt = read_run(tmp_path)
+    assert sorted(rt["summary"].model) == ["cnn", "mlp"]
+    assert set(rt["summary"].run_id) == {"r1"}
+    assert rt["epochs"].cell_id.tolist() == ["mlp__cpu-fp32__train"] * 2
+    assert not list((tmp_path / "cells").glob(".tmp-mlp*"))
+
+
+def test_unknown_table_rejected(tmp_path):
+    with pytest.raises(ValueError, match="not in the results schema"):
+        write_cell(tmp_path, "c", {"nonsense": pd.DataFrame()})
+
+
+def test_unwritable_output(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(BenchError, match="not writable"):
+        check_writable(blocker / "sub")
+
+
+def test_not_a_results_folder(tmp_path):
+    with pytest.raises(BenchError, match="no meta.json"):
+        read_run(tmp_path)
