@@ -22,6 +22,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--schedule", help="constant | onecycle")
     p.add_argument("--normalization", help="minmax | standard")
     p.add_argument("--target-accuracy", help="test accuracy for time_to_accuracy_s (0-1)")
+    p.add_argument("--evals-per-epoch", help="test-set checks per epoch (curve points, time-to-accuracy)")
+    p.add_argument("--warmup-steps", help="first training steps timed apart from the steady state")
+    p.add_argument("--stop-at-target", action="store_true", default=None,
+                   help="end training at the first check that reaches the target accuracy")
     p.add_argument("--seed", help="random seed (default 0)")
     p.add_argument("--threads", help="torch intra-op threads (default: torch's choice)")
     p.add_argument("--limit-train", help="use only the first N training images")
@@ -52,6 +56,22 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--data-dir", type=Path, help="folder with the four MNIST files (only source tried)")
     data.add_argument("--cache", type=Path, default=Path("data"), help="cache root (default: data)")
     sub.add_parser("backends", help="list backends and whether each is available here")
+    prof = sub.add_parser("profile", help="profile training steps with torch.profiler (TensorBoard and Perfetto "
+                                          "traces); never mixed with timing runs")
+    prof.add_argument("--model", default="cnn", help="mlp | cnn (default cnn)")
+    prof.add_argument("--backend", default="cpu-fp32", help="a PyTorch backend, or several comma-separated")
+    prof.add_argument("--steps", type=int, default=3, help="active (recorded) steps (default 3)")
+    prof.add_argument("--wait", type=int, default=1, help="steps skipped before warm-up (default 1)")
+    prof.add_argument("--warmup", type=int, default=2, help="profiler warm-up steps, not recorded (default 2)")
+    prof.add_argument("--record-shapes", action="store_true", help="record input shapes")
+    prof.add_argument("--profile-memory", action="store_true", help="record tensor allocations")
+    prof.add_argument("--with-stack", action="store_true", help="record Python stacks")
+    for name in ("--batch-size", "--seed", "--threads", "--limit-train", "--data-dir", "--out", "--channels-last"):
+        if name == "--channels-last":
+            prof.add_argument(name, action="store_true", default=None)
+        else:
+            prof.add_argument(name)
+    prof.add_argument("--no-report", action="store_true", help="skip rendering report.html")
     return parser
 
 
@@ -72,6 +92,30 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         html = render_report([run_dir])
         print(f"report: {html}")
     print(f"results: {run_dir}")
+    return 0
+
+
+def cmd_profile(args: argparse.Namespace, argv: list[str]) -> int:
+    from bench.config import ConfigError, build_config
+    from bench.profiler import ProfileConfig
+    from bench.runner import Runner
+
+    for name in ("steps", "wait", "warmup"):
+        value = getattr(args, name)
+        if value < (1 if name == "steps" else 0):
+            raise ConfigError(f"--{name} must be >= {1 if name == 'steps' else 0}, got {value}")
+    cfg = build_config({"models": args.model, "backends": args.backend, "batch_size": args.batch_size,
+                        "seed": args.seed, "threads": args.threads, "limit_train": args.limit_train,
+                        "data_dir": args.data_dir, "out": args.out, "channels_last": args.channels_last})
+    pcfg = ProfileConfig(wait=args.wait, warmup=args.warmup, active=args.steps, record_shapes=args.record_shapes,
+                         profile_memory=args.profile_memory, with_stack=args.with_stack)
+    run_dir = Runner(cfg, argv=["mnist-bench", *argv], progress=False).profile(cfg.models[0], pcfg)
+    if not args.no_report:
+        from reports.html import render_report
+
+        print(f"report: {render_report([run_dir])}")
+    print(f"traces: {run_dir / 'profile'}  (tensorboard --logdir {run_dir / 'profile'}; "
+          f"or open trace_*.json in https://ui.perfetto.dev)")
     return 0
 
 
@@ -110,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_report(args)
         if args.command == "data":
             return cmd_data(args)
+        if args.command == "profile":
+            return cmd_profile(args, argv)
         return cmd_backends()
     except BenchError as e:
         print(f"error: {e}", file=sys.stderr)

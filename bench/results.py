@@ -39,7 +39,10 @@ SCHEMA = {
                        "weight_norm, update_ratio",
     "dynamics_steps": "--dynamics: one row per step: loss, lr",
     "landscape": "--dynamics: analyses: one row per evaluated point (analysis, x, y, loss, accuracy)",
-    "profile_ops": "profile: one row per operator: self/total CPU and CUDA time, calls, flops",
+    "profile_ops": "profile: one row per operator: name, calls, self_cpu_time_us, cpu_time_total_us, "
+                   "self_device_time_us, device_time_total_us, flops (over the active steps)",
+    "profile_phases": "profile: one row per phase of a training step (data, forward, backward, optimizer): "
+                      "cpu_ms_per_step, device_ms_per_step",
 }
 
 

@@ -24,6 +24,7 @@ from bench.infer import benchmark_ort, benchmark_torch, torch_predictor
 from bench.memory import CellMemory
 from bench.meta import collect_metadata, now_iso
 from bench.onnx_export import OrtRunner, export_onnx, parity
+from bench.profiler import ProfileConfig, profile_training
 from bench.results import check_writable, new_run_id, write_cell, write_json
 from bench.stats import classification_metrics
 from bench.train import misclassified, predict_logits, train_model
@@ -63,6 +64,26 @@ class Runner:
         return self._splits[key]
 
     def run(self) -> Path:
+        """The whole matrix; returns the run folder."""
+        probed = self._start()
+        return self._finish(lambda: [self._run_model(model, probed) for model in self.cfg.models])
+
+    def profile(self, model: str, pcfg: ProfileConfig) -> Path:
+        """Profile training steps of ``model`` on each available backend (never timed)."""
+        probed = self._start()
+
+        def body() -> None:
+            for b, reason in probed:
+                if reason or not b.trains:
+                    why = reason or "profiling covers training steps of PyTorch backends"
+                    self._write(model, b, "profile", {"summary": pd.DataFrame([self._row(
+                        model, b, "profile", status="skipped", reason=why)])})
+                    continue
+                self._guarded(model, b, "profile", lambda: self._profile_cell(model, b, pcfg))
+
+        return self._finish(body)
+
+    def _start(self):
         cfg = self.cfg
         check_writable(cfg.out)
         probed = self._probe()
@@ -76,9 +97,11 @@ class Runner:
         self.meta.update(run_id=self.run_id, data_source=self.mnist.source, start_time=now_iso(), status="running")
         write_json(self.run_dir / "meta.json", self.meta)
         self._write_samples()
+        return probed
+
+    def _finish(self, body) -> Path:
         try:
-            for model in cfg.models:
-                self._run_model(model, probed)
+            body()
             self.meta["status"] = "complete"
         except KeyboardInterrupt:
             self.meta["status"] = "interrupted"
@@ -87,6 +110,18 @@ class Runner:
             self.meta["end_time"] = now_iso()
             write_json(self.run_dir / "meta.json", self.meta)
         return self.run_dir
+
+    def _profile_cell(self, model: str, b: Backend, pcfg: ProfileConfig) -> None:
+        train, _ = self.splits(model, b.device)
+        cfg = self.cfg.train_for(model)
+        b.configure(self.cfg.backend_options)
+        tables = profile_training(model, b, train, cfg.batch_size, self.cfg.seed, self.cfg.backend_options, pcfg,
+                                  self.run_dir / "profile")
+        row = {**self._row(model, b, "profile", cfg.batch_size), "profile_steps_active": pcfg.active,
+               "profile_steps_wait": pcfg.wait, "profile_steps_warmup": pcfg.warmup,
+               "record_shapes": pcfg.record_shapes, "profile_memory": pcfg.profile_memory,
+               "with_stack": pcfg.with_stack}
+        self._write(model, b, "profile", {"summary": pd.DataFrame([row]), **tables})
 
     def _write_samples(self) -> None:
         m = self.mnist

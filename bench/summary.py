@@ -16,15 +16,32 @@ COLUMNS = {
 }
 
 
+# Columns a summary table may lack (a run with no training or no inference cells); readers add
+# them as missing values instead of testing for each.
+METRIC_COLUMNS = ["batch_size", "reason", "test_accuracy", "train_samples_per_s", "time_to_accuracy_s",
+                  "target_accuracy", "mfu", "p50_latency_ms", "p90_latency_ms", "p99_latency_ms", "min_latency_ms",
+                  "samples_per_s", "peak_rss_bytes", "unstable", "precision", "engine"]
+
+
+def with_metric_columns(summary: pd.DataFrame) -> pd.DataFrame:
+    missing = [c for c in METRIC_COLUMNS if c not in summary.columns]
+    return summary.assign(**{c: float("nan") for c in missing}) if missing else summary
+
+
 def summary_frame(summary: pd.DataFrame) -> pd.DataFrame:
     """One row per (model, backend): training, inference at batch 1 and at the largest batch."""
+    summary = summary[summary.phase.isin(["train", "infer", "export"])] if not summary.empty else summary
     if summary.empty:
         return pd.DataFrame()
+    summary = with_metric_columns(summary)
     rows = []
-    for (model, backend), g in summary.groupby(["model", "backend"], sort=False):
+    if "run_id" not in summary:
+        summary = summary.assign(run_id="")
+    several = summary.run_id.nunique() > 1
+    for (run_id, model, backend), g in summary.groupby(["run_id", "model", "backend"], sort=False):
         train = g[g.phase == "train"]
         infer = g[(g.phase == "infer") & (g.status == "ok")]
-        row = {"model": model, "backend": backend}
+        row = {"run": run_id, "model": model, "backend": backend}
         statuses = sorted(set(g.status))
         row["status"] = ",".join(statuses)
         if statuses != ["ok"]:
@@ -41,7 +58,8 @@ def summary_frame(summary: pd.DataFrame) -> pd.DataFrame:
         row["samples_per_s_bs_max"] = big.samples_per_s.iloc[0] if len(big) else float("nan")
         row["peak_rss_mb"] = g.peak_rss_bytes.max() / 2**20 if "peak_rss_bytes" in g else float("nan")
         rows.append(row)
-    return pd.DataFrame(rows)[["model", "backend", *COLUMNS]].rename(columns=COLUMNS)
+    df = pd.DataFrame(rows)[["run", "model", "backend", *COLUMNS]].rename(columns=COLUMNS)
+    return df if several else df.drop(columns="run")
 
 
 def summary_table(summary: pd.DataFrame) -> str:

@@ -42,6 +42,27 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig, steps_total: int):
     return opt, sched
 
 
+def make_train_step(forward, backend: Backend, opt, sched=None, scaler=None):
+    """One optimisation step on a batch; returns the detached loss (no host sync)."""
+
+    def train_step(x, y):
+        with backend.autocast():
+            loss = F.cross_entropy(forward(x), y)
+        opt.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        else:
+            loss.backward()
+            opt.step()
+        if sched is not None:
+            sched.step()
+        return loss.detach()
+
+    return train_step
+
+
 @torch.no_grad()
 def predict_logits(forward, split: Split, backend: Backend, batch_size: int = EVAL_BATCH) -> torch.Tensor:
     """fp32 logits for a whole split, in order, in eval mode."""
@@ -92,21 +113,7 @@ def train_model(name: str, backend: Backend, train: Split, test: Split, cfg: Tra
     generator = torch.Generator().manual_seed(seed)
     eval_at = _eval_steps(steps_per_epoch, cfg.evals_per_epoch)
 
-    def train_step(x, y):
-        with backend.autocast():
-            loss = F.cross_entropy(forward(x), y)
-        opt.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-        else:
-            loss.backward()
-            opt.step()
-        if sched is not None:
-            sched.step()
-        return loss.detach()
-
+    train_step = make_train_step(forward, backend, opt, sched, scaler)
     model.train()
     if recorder is not None:
         recorder.start(model)

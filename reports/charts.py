@@ -112,6 +112,8 @@ def confusion_matrices(confusion: pd.DataFrame, summary: pd.DataFrame) -> bytes 
     if confusion.empty:
         return None
     train = summary[(summary.phase == "train") & (summary.status == "ok")]
+    have = confusion[["run_id", "cell_id"]].drop_duplicates()
+    train = train.merge(have, on=["run_id", "cell_id"])
     # one matrix per model: the fp32 eager row when there is one
     picks = []
     for _, g in train.groupby("model"):

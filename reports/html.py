@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from bench.results import RunTables, atomic_write_text
-from bench.summary import summary_frame
+from bench.summary import summary_frame, with_metric_columns
 from reports import charts
 from reports.load import load_paths
 
@@ -66,7 +66,10 @@ def environment(meta: dict[str, dict]) -> pd.DataFrame:
 def with_speedup(summary: pd.DataFrame) -> pd.DataFrame:
     """Add speedup_vs_cpu_fp32: samples/s over the cpu-fp32 row of the same model, phase and batch."""
     s = summary.copy()
-    s["rate"] = s.get("train_samples_per_s", np.nan).where(s.phase == "train", s.get("samples_per_s", np.nan))
+    for col in ("train_samples_per_s", "samples_per_s"):
+        if col not in s:
+            s[col] = np.nan
+    s["rate"] = s.train_samples_per_s.where(s.phase == "train", s.samples_per_s)
     keys = ["run_id", "model", "phase", "batch_size"]
     base = s[s.backend == "cpu-fp32"][keys + ["rate"]].rename(columns={"rate": "base_rate"})
     s = s.merge(base, on=keys, how="left")
@@ -87,7 +90,7 @@ def render_tables(rt: RunTables) -> str:
     s = rt["summary"]
     if s.empty:
         return "<p>No completed cells.</p>"
-    s = with_speedup(s)
+    s = with_speedup(with_metric_columns(s))
     ok = s[s.status == "ok"]
     train, infer, export = ok[ok.phase == "train"], ok[ok.phase == "infer"], ok[ok.phase == "export"]
     parts = ["<h2>Summary</h2>",
@@ -104,7 +107,7 @@ def render_tables(rt: RunTables) -> str:
                                    "train_samples_per_s", "speedup_vs_cpu_fp32", "cold_step_s", "warmup_steps",
                                    "warmup_s", "train_s", "data_s", "compute_s", "eval_s", "time_to_accuracy_s",
                                    "test_accuracy", "mfu"]), "train-table")]
-    unstable = infer[infer.get("unstable", False) == True]  # noqa: E712
+    unstable = infer[infer.unstable.fillna(False).astype(bool)]
     parts += ["<h2>Inference</h2>",
               _img(charts.throughput(s), "throughput", "Throughput per backend (log scale)."),
               _img(charts.latency_vs_batch(s), "latency vs batch size",
@@ -132,7 +135,8 @@ def render_tables(rt: RunTables) -> str:
               '<p class="note">peak_rss_bytes: process resident-set high-water during the cell; '
               "cuda_max_allocated_bytes / cuda_max_reserved_bytes: PyTorch's CUDA allocator peaks, reset per cell; "
               "ort_session_rss_bytes: RSS growth from creating the ONNX Runtime session.</p>",
-              _table(_cols(ok, ["model", "backend", "phase", "batch_size", "peak_rss_bytes", "rss_scope",
+              _table(_cols(ok[ok.phase != "profile"], ["model", "backend", "phase", "batch_size", "peak_rss_bytes",
+                                                        "rss_scope",
                                 "cuda_max_allocated_bytes", "cuda_max_reserved_bytes", "ort_session_rss_bytes"]),
                      "memory-table")]
     parts += ["<h2>Accuracy</h2>",
@@ -188,5 +192,7 @@ def render_report(paths: list[Path], output: Path | None = None, extra_sections:
     return output
 
 
-# Further report sections (profile, dynamics) register here: f(run_tables, report_dir) -> html.
-SECTIONS: list = []
+# Further report sections: f(run_tables, report_dir) -> html.
+from reports import profile_section  # noqa: E402
+
+SECTIONS: list = [profile_section.render]

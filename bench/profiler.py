@@ -1,0 +1,116 @@
+"""Profiling: ``torch.profiler`` over training steps with a wait/warm-up/active schedule.
+
+Runs apart from every timing run (its overhead never reaches a timing). Writes
+``<run>/profile/<worker>.*.pt.trace.json`` through ``tensorboard_trace_handler`` (open with
+``tensorboard --logdir <run>/profile`` and torch-tb-profiler) and ``<run>/profile/trace.json``
+(open in https://ui.perfetto.dev or chrome://tracing), plus tidy operator tables for the report.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch.profiler import ProfilerActivity, profile, record_function, schedule
+
+from bench.backends import Backend
+from bench.config import BackendOptions
+from bench.data import Split
+from bench.train import build_optimizer, build_trainable
+
+PHASES = ("data", "forward", "backward", "optimizer")
+os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # keep the profiler library's own logging off the terminal
+
+
+@dataclass(frozen=True)
+class ProfileConfig:
+    wait: int = 1
+    warmup: int = 2
+    active: int = 3
+    record_shapes: bool = False
+    profile_memory: bool = False
+    with_stack: bool = False
+
+    @property
+    def steps(self) -> int:
+        return self.wait + self.warmup + self.active
+
+
+def profile_training(model_name: str, backend: Backend, train: Split, batch_size: int, seed: int,
+                     options: BackendOptions, pcfg: ProfileConfig, trace_dir: Path) -> dict[str, pd.DataFrame]:
+    """Profile ``pcfg.steps`` training steps; returns the tables ``profile_ops`` and ``profile_phases``."""
+    from bench.config import TrainConfig
+
+    model = build_trainable(model_name, backend, options, seed)
+    steps_per_epoch = math.ceil(len(train) / batch_size)
+    opt, _ = build_optimizer(model, TrainConfig(batch_size=batch_size), max(steps_per_epoch, pcfg.steps))
+    scaler = backend.grad_scaler()
+    forward = torch.compile(model) if backend.engine == "compile" else model
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if backend.device == "cuda" else [])
+    trace_dir.mkdir(parents=True, exist_ok=True)
+    worker = f"{model_name}_{backend.name}"
+
+    def on_ready(prof) -> None:
+        # A trace can be exported once: write it under the name torch-tb-profiler looks for
+        # (as tensorboard_trace_handler would), then copy it under a plain name for Perfetto.
+        tb_file = trace_dir / f"{worker}.{time.time_ns() // 1_000_000}.pt.trace.json"
+        prof.export_chrome_trace(str(tb_file))
+        shutil.copyfile(tb_file, trace_dir / f"trace_{worker}.json")
+
+    generator = torch.Generator().manual_seed(seed)
+    batches = _endless(train, batch_size, generator)
+    model.train()
+    with profile(activities=activities, schedule=schedule(wait=pcfg.wait, warmup=pcfg.warmup, active=pcfg.active,
+                                                          repeat=1),
+                 on_trace_ready=on_ready, record_shapes=pcfg.record_shapes, profile_memory=pcfg.profile_memory,
+                 with_stack=pcfg.with_stack, with_flops=True) as prof:
+        for _ in range(pcfg.steps):
+            with record_function("step.data"):
+                x, y = next(batches)
+            with record_function("step.forward"), backend.autocast():
+                loss = F.cross_entropy(forward(x), y)
+            with record_function("step.backward"):
+                opt.zero_grad(set_to_none=True)
+                (scaler.scale(loss) if scaler else loss).backward()
+            with record_function("step.optimizer"):
+                if scaler:
+                    scaler.step(opt)
+                    scaler.update()
+                else:
+                    opt.step()
+            prof.step()
+    return operator_tables(prof.key_averages(), pcfg.active)
+
+
+def _endless(split: Split, batch_size: int, generator: torch.Generator):
+    while True:
+        yield from split.batches(batch_size, generator)
+
+
+def operator_tables(averages, active_steps: int) -> dict[str, pd.DataFrame]:
+    rows = []
+    for e in averages:
+        rows.append({
+            "name": e.key,
+            "calls": e.count,
+            "self_cpu_time_us": e.self_cpu_time_total,
+            "cpu_time_total_us": e.cpu_time_total,
+            "self_device_time_us": getattr(e, "self_device_time_total", 0.0),
+            "device_time_total_us": getattr(e, "device_time_total", 0.0),
+            "flops": e.flops or 0,
+        })
+    ops = pd.DataFrame(rows)
+    phases = ops[ops.name.isin([f"step.{p}" for p in PHASES])].copy()
+    phases["phase"] = phases.name.str.removeprefix("step.")
+    phases["cpu_ms_per_step"] = phases.cpu_time_total_us / 1e3 / active_steps
+    phases["device_ms_per_step"] = phases.device_time_total_us / 1e3 / active_steps
+    ops = ops[~ops.name.str.startswith(("step.", "ProfilerStep"))]
+    ops = ops.sort_values(["self_device_time_us", "self_cpu_time_us"], ascending=False).reset_index(drop=True)
+    return {"profile_ops": ops, "profile_phases": phases[["phase", "cpu_ms_per_step", "device_ms_per_step"]]}

@@ -1,0 +1,64 @@
+"""The benchmark matrix as a pytest-benchmark suite: model x backend x phase.
+
+    pytest benchmarks/suite --benchmark-only [--suite-backends cpu-fp32,cuda-amp-bf16]
+           [--suite-batch-sizes 1,256] [--suite-rounds 30] [--benchmark-json out.json]
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.backends import backend_names, get_backend
+
+DEFAULT_BACKENDS = ",".join(backend_names())
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("mnist-bench suite")
+    group.addoption("--suite-models", default="mlp,cnn", help="models to benchmark (default mlp,cnn)")
+    group.addoption("--suite-backends", default=DEFAULT_BACKENDS, help="backends (default: all; unavailable "
+                                                                        "ones are skipped with the reason)")
+    group.addoption("--suite-batch-sizes", default="1,32,256,1024", help="inference batch sizes")
+    group.addoption("--suite-train-batch", type=int, default=128, help="training batch size (default 128)")
+    group.addoption("--suite-rounds", type=int, default=30, help="timed rounds per benchmark (default 30)")
+    group.addoption("--suite-warmup", type=int, default=3, help="warm-up rounds after the cold call (default 3)")
+
+
+def _marks(backend_name: str, batch_size: int | None = None) -> list:
+    b = get_backend(backend_name)
+    marks = []
+    if b.device == "cuda":
+        marks.append(pytest.mark.cuda)
+    if b.engine == "onnxruntime":
+        marks.append(pytest.mark.onnx)
+    if b.engine == "compile" or (batch_size or 0) >= 1024:
+        marks.append(pytest.mark.slow)
+    return marks
+
+
+def pytest_generate_tests(metafunc):
+    opt = metafunc.config.getoption
+    models = opt("--suite-models").split(",")
+    backends = opt("--suite-backends").split(",")
+    if "batch_size" in metafunc.fixturenames:
+        sizes = [int(s) for s in opt("--suite-batch-sizes").split(",")]
+        params = [pytest.param(m, b, bs, marks=_marks(b, bs), id=f"{m}-{b}-bs{bs}")
+                  for m in models for b in backends for bs in sizes]
+        metafunc.parametrize("model_name,backend_name,batch_size", params)
+    elif "backend_name" in metafunc.fixturenames:
+        params = [pytest.param(m, b, marks=_marks(b), id=f"{m}-{b}") for m in models for b in backends]
+        metafunc.parametrize("model_name,backend_name", params)
+
+
+@pytest.fixture(scope="session")
+def mnist():
+    from bench.data import resolve_mnist
+
+    return resolve_mnist()
+
+
+@pytest.fixture(scope="session")
+def suite_options(request):
+    opt = request.config.getoption
+    return {"rounds": opt("--suite-rounds"), "warmup": opt("--suite-warmup"),
+            "train_batch": opt("--suite-train-batch")}

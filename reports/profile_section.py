@@ -1,0 +1,66 @@
+"""Report section "Profile": top operators, the training-step breakdown, links to the traces."""
+
+from __future__ import annotations
+
+import html
+import os
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from bench.results import RunTables
+from reports.charts import to_png
+
+
+def phase_breakdown(phases: pd.DataFrame) -> bytes | None:
+    if phases.empty:
+        return None
+    cells = list(dict.fromkeys(phases.label))
+    order = ["data", "forward", "backward", "optimizer"]
+    panels = [("cpu_ms_per_step", "host (CPU) time")]
+    if phases.device_ms_per_step.fillna(0).gt(0).any():
+        panels.append(("device_ms_per_step", "CUDA time"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 0.6 * len(cells) + 1.8), squeeze=False)
+    axes = list(axes[0])
+    for ax, (col, title) in zip(axes, panels):
+        pivot = phases.pivot_table(index="label", columns="phase", values=col).reindex(index=cells,
+                                                                                       columns=order).fillna(0)
+        pivot.plot.barh(stacked=True, ax=ax, legend=ax is axes[0])
+        ax.set(title=f"training step breakdown: {title}", xlabel="ms per step", ylabel="")
+    return to_png(fig)
+
+
+def render(rt: RunTables, report_dir: Path) -> str:
+    from reports.html import _img, _table
+
+    ops, phases = rt["profile_ops"], rt["profile_phases"]
+    if ops.empty:
+        return ""
+    s = rt["summary"][["run_id", "cell_id", "model", "backend"]]
+    phases = phases.merge(s, on=["run_id", "cell_id"])
+    phases["label"] = phases.model + " · " + phases.backend
+    parts = ["<h2>Profile</h2>",
+             '<p class="note">torch.profiler over the active steps of a separate profiling run (never a timing '
+             "run). Times are per step; operators sorted by self time.</p>",
+             _img(phase_breakdown(phases), "step breakdown",
+                  "How one training step splits into data (batch slicing), forward, backward (incl. zero_grad) "
+                  "and optimizer, from the profiler's record_function ranges.")]
+    ops = ops.merge(s, on=["run_id", "cell_id"])
+    for (model, backend), g in ops.groupby(["model", "backend"]):
+        top = g.head(15)[["name", "calls", "self_cpu_time_us", "cpu_time_total_us", "self_device_time_us",
+                          "device_time_total_us", "flops"]]
+        parts += [f"<h3>{html.escape(model)} · {html.escape(backend)}: top operators</h3>",
+                  _table(top, f"profile-ops-{model}-{backend}")]
+    links = []
+    for run_dir in rt.run_dirs:
+        for trace in sorted((run_dir / "profile").glob("*.json")):
+            rel = os.path.relpath(trace, report_dir)
+            links.append(f'<li><a href="{html.escape(rel)}">{html.escape(trace.name)}</a></li>')
+        if (run_dir / "profile").is_dir():
+            links.append(f"<li>TensorBoard: <code>tensorboard --logdir {html.escape(str(run_dir / 'profile'))}"
+                         "</code> (torch-tb-profiler)</li>")
+    if links:
+        parts += ["<p>Traces (trace_*.json opens in https://ui.perfetto.dev or chrome://tracing; "
+                  "*.pt.trace.json is what TensorBoard reads):</p><ul>", *links, "</ul>"]
+    return "\n".join(parts)

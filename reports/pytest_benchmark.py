@@ -1,0 +1,56 @@
+"""pytest-benchmark JSON (``--benchmark-json`` or ``.benchmarks/*/*.json`` from autosave) read into
+the same tables as a native run, so the report renders both alike (a mixed set too)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench import BenchError
+from bench.results import RunTables
+from bench.stats import summarize
+
+
+def read_benchmark_json(path: Path) -> RunTables:
+    try:
+        doc = json.loads(path.read_text())
+        benchmarks = doc["benchmarks"]
+    except (OSError, ValueError, KeyError) as e:
+        raise BenchError(f"{path}: not a pytest-benchmark JSON file ({e})") from None
+    run_id = f"pytest-benchmark:{path.stem}"
+    rows = []
+    for b in benchmarks:
+        info = b.get("extra_info", {})
+        if "backend" not in info:
+            continue  # a benchmark from another suite
+        st = b["stats"]
+        bs = int(info.get("batch_size", 1))
+        # raw round times are in the file when the run kept them (the default); else use its summary
+        data = st.get("data")
+        row = summarize(data, bs) if data else {
+            "n_samples": st["rounds"], "mean_latency_ms": st["mean"] * 1e3, "std_latency_ms": st["stddev"] * 1e3,
+            "min_latency_ms": st["min"] * 1e3, "p50_latency_ms": st["median"] * 1e3, "p90_latency_ms": np.nan,
+            "p99_latency_ms": np.nan, "iqr_latency_ms": st["iqr"] * 1e3, "cv": st["stddev"] / st["mean"],
+            "samples_per_s": bs / st["median"]}
+        row["unstable"] = bool(row["cv"] > 0.10)
+        if info.get("phase") == "train":
+            row["train_samples_per_s"] = row["samples_per_s"]
+            row["step_p50_ms"] = row["p50_latency_ms"]
+            # a training step is not an inference call: keep only its throughput in training columns
+            for k in ("p50_latency_ms", "p90_latency_ms", "p99_latency_ms", "samples_per_s"):
+                row.pop(k)
+        rows.append({"run_id": run_id, "cell_id": b["name"], "status": "ok", "reason": "", "source": "pytest-benchmark",
+                     **{k: v for k, v in info.items() if k not in ("samples_per_s",)}, **row})
+    if not rows:
+        raise BenchError(f"{path}: no mnist-bench suite results in this pytest-benchmark file")
+    machine = doc.get("machine_info", {})
+    commit = doc.get("commit_info", {})
+    meta = {"run_id": run_id, "start_time": doc.get("datetime"), "status": "complete",
+            "hostname": machine.get("node"), "cpu_model": (machine.get("cpu") or {}).get("brand_raw"),
+            "cpu_count": (machine.get("cpu") or {}).get("count"), "python": machine.get("python_version"),
+            "torch": rows[0].get("torch"), "torch_threads": rows[0].get("threads"),
+            "git_commit": commit.get("id"), "command_line": f"pytest-benchmark {doc.get('version', '')}"}
+    return RunTables(meta={run_id: meta}, tables={"summary": pd.DataFrame(rows)}, run_dirs=[])

@@ -1,0 +1,95 @@
+"""Backends on the CPU: compile, memory semantics, error and oom rows."""
+
+import pandas as pd
+import pytest
+import torch
+
+from bench.backends import get_backend
+from bench.config import BackendOptions, TrainConfig, build_config
+from bench.data import make_split, resolve_mnist
+from bench.memory import CellMemory
+from bench.onnx_export import parity
+from bench.results import read_run
+from bench.runner import Runner
+from bench.train import train_model
+
+from .conftest import TINY
+
+
+@pytest.fixture(scope="module")
+def small(mnist_path):
+    m = resolve_mnist(mnist_path)
+    return (make_split(m.train_images, m.train_labels, "minmax", "cpu", 1024),
+            make_split(m.test_images, m.test_labels, "minmax", "cpu", 500))
+
+
+def test_compile_on_cpu_cold_start_apart(small):
+    b = get_backend("cpu-fp32-compile")
+    if b.unavailable_reason():
+        pytest.skip(b.unavailable_reason())
+    train, test = small
+    cfg = TrainConfig(epochs=1, batch_size=64, evals_per_epoch=1, warmup_steps=2)
+    compiled = train_model("mlp", b, train, test, cfg, 0, BackendOptions()).summary
+    eager = train_model("mlp", get_backend("cpu-fp32"), train, test, cfg, 0, BackendOptions()).summary
+    # the first compiled step includes compilation; it is reported apart from the steady state
+    assert compiled["cold_step_s"] > 10 * (1 / compiled["train_samples_per_s"]) * 64
+    assert compiled["cold_step_s"] > eager["cold_step_s"]
+    assert abs(compiled["test_accuracy"] - eager["test_accuracy"]) < 0.02
+
+
+def test_memory_peak_is_per_cell():
+    with CellMemory("cpu") as big:
+        x = torch.ones(64 * 2**20 // 4 * 4)  # 256 MiB touched
+        x += 1
+        del x
+    with CellMemory("cpu") as small:
+        torch.ones(1000).sum()
+    assert big.values["rss_scope"] == small.values["rss_scope"]
+    if big.values["rss_scope"] == "cell":
+        assert big.values["peak_rss_bytes"] - small.values["peak_rss_bytes"] > 128 * 2**20
+
+
+def test_parity_metrics():
+    ref = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    out = torch.tensor([[0.9, 0.0], [1.0, 0.0], [1.0, 0.0]])
+    p = parity(ref, out, torch.tensor([0, 1, 0]))
+    assert p["parity_max_abs_logit_diff"] == pytest.approx(1.0)
+    assert p["parity_argmax_agreement"] == pytest.approx(2 / 3)
+    assert p["parity_accuracy_delta_pts"] == pytest.approx(-100 / 3) and p["parity_flag"]
+
+
+def _tiny_cfg(mnist_path, out, backends):
+    args = dict(zip([a.lstrip("-").replace("-", "_") for a in TINY[::2]], TINY[1::2]))
+    return build_config({**args, "models": "mlp", "backends": backends, "data_dir": str(mnist_path),
+                         "out": str(out)})
+
+
+def test_export_failure_is_an_error_row_and_run_goes_on(mnist_path, tmp_path, monkeypatch):
+    import bench.runner as runner
+
+    def broken(*a, **k):
+        raise RuntimeError("exporter exploded")
+
+    monkeypatch.setattr(runner, "export_onnx", broken)
+    run_dir = Runner(_tiny_cfg(mnist_path, tmp_path, "cpu-fp32,onnxruntime-cpu"), progress=False).run()
+    s = read_run(run_dir)["summary"].set_index(["backend", "phase", "batch_size"], drop=False)
+    export = s[(s.backend == "onnxruntime-cpu") & (s.phase == "export")].iloc[0]
+    assert export.status == "error" and "exporter exploded" in export.reason
+    ort_infer = s[(s.backend == "onnxruntime-cpu") & (s.phase == "infer")]
+    assert (ort_infer.status == "skipped").all() and (ort_infer.reason == "export failed").all()
+    assert (s[s.backend == "cpu-fp32"].status == "ok").all()
+
+
+def test_out_of_memory_is_an_oom_row(mnist_path, tmp_path, monkeypatch):
+    import bench.runner as runner
+
+    def oom(*a, **k):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1 PiB")
+
+    monkeypatch.setattr(runner, "benchmark_torch", oom)
+    run_dir = Runner(_tiny_cfg(mnist_path, tmp_path, "cpu-fp32"), progress=False).run()
+    s = read_run(run_dir)["summary"]
+    infer = s[s.phase == "infer"]
+    assert (infer.status == "oom").all() and infer.reason.str.contains("out of memory").all()
+    assert (s[s.phase == "train"].status == "ok").all()
+    assert isinstance(s, pd.DataFrame)

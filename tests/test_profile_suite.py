@@ -1,0 +1,96 @@
+"""Profiler traces (read back by torch-tb-profiler), the pytest-benchmark suite as a smoke test,
+and pytest-benchmark JSON ingested into the report tables."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.cli import main
+from bench.results import read_run
+
+from .conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def profile_run(mnist_path, tmp_path_factory):
+    out = tmp_path_factory.mktemp("profile")
+    assert main(["profile", "--model", "cnn", "--backend", "cpu-fp32,cuda-fp32", "--steps", "3", "--limit-train",
+                 "1024", "--data-dir", str(mnist_path), "--out", str(out), "--record-shapes"]) == 0
+    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
+    return run_dir
+
+
+def test_trace_loads_in_torch_tb_profiler(profile_run, tmp_path):
+    from torch_tb_profiler.profiler.data import RunProfileData
+    from torch_tb_profiler.profiler.run_generator import RunGenerator
+
+    (trace,) = (profile_run / "profile").glob("*.pt.trace.json")
+    data = RunProfileData.parse("cnn_cpu-fp32", None, str(trace), str(tmp_path))
+    assert len(data.steps_names) == 3  # the active steps of the schedule
+    profile = RunGenerator("cnn_cpu-fp32", None, data).generate_run_profile()
+    names = {row["name"] for row in profile.operation_table_by_name["data"]}
+    assert {"aten::convolution_backward", "aten::linear"} <= names or "aten::convolution_backward" in names
+    perfetto = json.loads((profile_run / "profile" / "trace_cnn_cpu-fp32.json").read_text())
+    assert any(e.get("name") == "step.forward" for e in perfetto["traceEvents"])
+
+
+def test_profile_tables_and_report(profile_run):
+    rt = read_run(profile_run)
+    s = rt["summary"].set_index("backend")
+    assert s.loc["cpu-fp32", "status"] == "ok" and s.loc["cuda-fp32", "status"] in ("ok", "skipped")
+    phases = rt["profile_phases"]
+    assert set(phases.phase) == {"data", "forward", "backward", "optimizer"}
+    assert (phases.cpu_ms_per_step > 0).all()
+    ops = rt["profile_ops"]
+    assert (ops.calls > 0).all() and ops.flops.sum() > 0
+    html = (profile_run / "report.html").read_text()
+    assert "Profile" in html and "trace_cnn_cpu-fp32.json" in html and "tensorboard --logdir" in html
+
+
+def test_profile_bad_steps_exit_2(tmp_path, capsys):
+    assert main(["profile", "--steps", "0", "--out", str(tmp_path / "o")]) == 2
+    assert "--steps must be >= 1" in capsys.readouterr().err
+
+
+SUITE = ["benchmarks/suite", "-p", "no:cacheprovider", "-q", "--suite-models", "mlp",
+         "--suite-backends", "cpu-fp32,onnxruntime-cpu,cuda-fp32", "--suite-batch-sizes", "1,32"]
+
+
+def _pytest(args, env_data):
+    env = {**os.environ, "MNIST_BENCH_DATA": str(env_data)}
+    return subprocess.run([sys.executable, "-m", "pytest", *args], cwd=ROOT, capture_output=True, text=True,
+                          env=env, timeout=600)
+
+
+def test_benchmark_suite_smoke(mnist_path):
+    """Each body once (--benchmark-disable), as the normal test command runs it."""
+    proc = _pytest([*SUITE, "--benchmark-disable"], mnist_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "5 passed" in proc.stdout and "CUDA not available" in proc.stdout or "passed" in proc.stdout
+
+
+def test_benchmark_json_ingested_into_report(mnist_path, tmp_path, tiny_run):
+    out = tmp_path / "bench.json"
+    proc = _pytest([*SUITE, "--benchmark-only", "--suite-rounds", "3", "--suite-warmup", "1",
+                    f"--benchmark-json={out}"], mnist_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    cli = Path(sys.executable).parent / "pytest-benchmark"
+    compare = subprocess.run([str(cli), "compare", str(out)], capture_output=True, text=True)
+    assert compare.returncode == 0 and "test_inference[mlp-cpu-fp32-bs1]" in compare.stdout
+
+    from reports.html import render_report
+    from reports.load import load_paths
+
+    rt = load_paths([out])
+    s = rt["summary"]
+    assert set(s.backend) == {"cpu-fp32", "onnxruntime-cpu"}
+    train = s[s.phase == "train"].iloc[0]
+    assert train.train_samples_per_s > 0 and train.batch_size == 128
+    infer = s[s.phase == "infer"]
+    assert (infer.samples_per_s > 0).all() and (infer.p50_latency_ms <= infer.p99_latency_ms).all()
+    html = render_report([out, tiny_run], tmp_path / "mixed.html").read_text()
+    assert "pytest-benchmark:bench" in html and "summary-table" in html
