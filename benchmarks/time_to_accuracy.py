@@ -29,6 +29,10 @@ def main() -> None:
     args = p.parse_args()
     backend = get_backend(args.backend)
     baseline_backend = get_backend(args.baseline_backend or args.backend)
+    for b in (backend, baseline_backend):
+        if b.unavailable_reason():
+            print(f"skipped: {b.name}: {b.unavailable_reason()}")
+            return
     m = resolve_mnist()
     changes = {k: v for k, v in {"batch_size": args.batch_size, "lr": args.lr, "epochs": args.epochs}.items()
                if v is not None}
