@@ -211,16 +211,21 @@ class Split:
         return len(self.y)
 
     def batches(self, batch_size: int, generator: torch.Generator | None = None):
-        """Yield (x, y) batches in a seeded random order (or in order without a generator)."""
+        """In order (evaluation: every sample), or shuffled by a seeded generator (training: full
+        batches only, so every timed step has the same shape and compiled code never recompiles)."""
         n = len(self.y)
         if generator is None:
             for i in range(0, n, batch_size):
                 yield self.x[i : i + batch_size], self.y[i : i + batch_size]
             return
         perm = torch.randperm(n, generator=generator).to(self.y.device, non_blocking=True)
-        for i in range(0, n, batch_size):
+        for i in range(0, self.train_steps(batch_size) * batch_size, batch_size):
             idx = perm[i : i + batch_size]
             yield self.x[idx], self.y[idx]
+
+    def train_steps(self, batch_size: int) -> int:
+        """Shuffled batches per epoch: the partial last batch is dropped (unless it is the only one)."""
+        return max(1, len(self.y) // batch_size)
 
 
 def make_split(images: torch.Tensor, labels: torch.Tensor, normalization: str, device: torch.device | str,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import io
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +26,11 @@ def export_onnx(model: torch.nn.Module, path: Path) -> dict:
 
     model = model.eval().cpu()
     start = time.perf_counter()
-    # The exporter reports its progress on stdout; keep the harness's own output readable.
-    with contextlib.redirect_stdout(io.StringIO()):
+    # The exporter reports its progress on stdout; keep the harness's own output readable. Some
+    # torch releases raise deprecation warnings from inside their own exporter (not our calls).
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\..*|copyreg")
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\..*|onnxscript\..*")
         torch.onnx.export(model, (torch.zeros(2, 1, 28, 28),), str(path), input_names=["input"],
                           output_names=["logits"], dynamic_shapes=({0: torch.export.Dim("batch")},),
                           dynamo=True, verbose=False)

@@ -8,7 +8,6 @@ Runs apart from every timing run (its overhead never reaches a timing). Writes
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
 import time
@@ -49,7 +48,7 @@ def profile_training(model_name: str, backend: Backend, train: Split, batch_size
     from bench.config import TrainConfig
 
     model = build_trainable(model_name, backend, options, seed)
-    steps_per_epoch = math.ceil(len(train) / batch_size)
+    steps_per_epoch = train.train_steps(batch_size)
     opt, _ = build_optimizer(model, TrainConfig(batch_size=batch_size), max(steps_per_epoch, pcfg.steps))
     scaler = backend.grad_scaler()
     forward = torch.compile(model) if backend.engine == "compile" else model
@@ -70,7 +69,7 @@ def profile_training(model_name: str, backend: Backend, train: Split, batch_size
     with profile(activities=activities, schedule=schedule(wait=pcfg.wait, warmup=pcfg.warmup, active=pcfg.active,
                                                           repeat=1),
                  on_trace_ready=on_ready, record_shapes=pcfg.record_shapes, profile_memory=pcfg.profile_memory,
-                 with_stack=pcfg.with_stack, with_flops=True) as prof:
+                 with_stack=pcfg.with_stack, with_flops=True, acc_events=True) as prof:
         for _ in range(pcfg.steps):
             with record_function("step.data"):
                 x, y = next(batches)

@@ -105,7 +105,7 @@ def train_model(name: str, backend: Backend, train: Split, test: Split, cfg: Tra
                 options: BackendOptions, progress: bool = False, recorder=None) -> TrainResult:
     """Train and time. ``recorder`` (optimization dynamics) is called outside the timed regions."""
     model = build_trainable(name, backend, options, seed)
-    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
+    steps_per_epoch = train.train_steps(cfg.batch_size)
     opt, sched = build_optimizer(model, cfg, cfg.epochs * steps_per_epoch)
     scaler = backend.grad_scaler()
     forward = torch.compile(model) if backend.engine == "compile" else model

@@ -54,7 +54,7 @@ def render(rt: RunTables, report_dir: Path) -> str:
                   _table(top, f"profile-ops-{model}-{backend}")]
     links = []
     for run_dir in rt.run_dirs:
-        for trace in sorted((run_dir / "profile").glob("*.json")):
+        for trace in sorted((run_dir / "profile").glob("*.json*")):
             rel = os.path.relpath(trace, report_dir)
             links.append(f'<li><a href="{html.escape(rel)}">{html.escape(trace.name)}</a></li>')
         if (run_dir / "profile").is_dir():
