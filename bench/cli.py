@@ -41,6 +41,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="folder with the four MNIST files (raw or .gz); also $MNIST_BENCH_DATA")
     p.add_argument("--out", help="results folder (default: results)")
     p.add_argument("--config", help="TOML file with any of these options (command line wins)")
+    p.add_argument("--dynamics", action="store_true", default=None,
+                   help="record optimization dynamics (first trainable backend per model) and analyse them")
     p.add_argument("--no-report", action="store_true", help="skip rendering report.html at the end")
 
 
@@ -56,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--data-dir", type=Path, help="folder with the four MNIST files (only source tried)")
     data.add_argument("--cache", type=Path, default=Path("data"), help="cache root (default: data)")
     sub.add_parser("backends", help="list backends and whether each is available here")
+    dyn = sub.add_parser("dynamics", help="landscape analyses of the training cells a run recorded with --dynamics")
+    dyn.add_argument("run_dir", type=Path, help="a results/<run-id> folder")
+    dyn.add_argument("--data-dir", type=Path, help="folder with the four MNIST files (also $MNIST_BENCH_DATA)")
+    dyn.add_argument("--grid", type=int, default=15, help="surface points per axis (default 15)")
+    dyn.add_argument("--subset", type=int, default=500, help="first N training images evaluated (default 500)")
+    dyn.add_argument("--no-report", action="store_true", help="skip re-rendering report.html")
     prof = sub.add_parser("profile", help="profile training steps with torch.profiler (TensorBoard and Perfetto "
                                           "traces); never mixed with timing runs")
     prof.add_argument("--model", default="cnn", help="mlp | cnn (default cnn)")
@@ -119,6 +127,29 @@ def cmd_profile(args: argparse.Namespace, argv: list[str]) -> int:
     return 0
 
 
+def cmd_dynamics(args: argparse.Namespace) -> int:
+    from bench.config import ConfigError
+    from bench.data import resolve_mnist
+    from bench.dynamics_analysis import DynamicsConfig
+    from bench.results import read_run
+    from bench.runner import write_dynamics_cell
+
+    if args.grid < 2 or args.subset < 1:
+        raise ConfigError(f"--grid must be >= 2 and --subset >= 1, got {args.grid} and {args.subset}")
+    read_run(args.run_dir)  # a results folder, or a clear error
+    recorded = sorted(p.parent.name for p in (args.run_dir / "cells").glob("*/checkpoints.pt"))
+    if not recorded:
+        raise BenchError(f"{args.run_dir}: no training cell recorded dynamics (run with --dynamics)")
+    mnist = resolve_mnist(args.data_dir)
+    for cell in recorded:
+        print(f"analysed: {write_dynamics_cell(args.run_dir, cell, mnist, DynamicsConfig(grid=args.grid, subset=args.subset))}")
+    if not args.no_report:
+        from reports.html import render_report
+
+        print(f"report: {render_report([args.run_dir])}")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from reports.html import render_report
 
@@ -154,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_report(args)
         if args.command == "data":
             return cmd_data(args)
+        if args.command == "dynamics":
+            return cmd_dynamics(args)
         if args.command == "profile":
             return cmd_profile(args, argv)
         return cmd_backends()

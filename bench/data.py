@@ -168,7 +168,7 @@ def resolve_mnist(data_dir: Path | None = None, cache_root: Path = Path("data"),
 
     An explicit folder (argument or $MNIST_BENCH_DATA) is the only source tried when given.
     """
-    explicit = data_dir or (Path(os.environ[ENV_VAR]) if os.environ.get(ENV_VAR) else None)
+    explicit = Path(data_dir) if data_dir else (Path(os.environ[ENV_VAR]) if os.environ.get(ENV_VAR) else None)
     if explicit is not None:
         label = "--data-dir" if data_dir else f"${ENV_VAR}"
         try:

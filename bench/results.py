@@ -38,7 +38,11 @@ SCHEMA = {
     "dynamics_layers": "--dynamics: one row per (step, layer): grad_norm, grad_abs_mean, grad_abs_max, "
                        "weight_norm, update_ratio",
     "dynamics_steps": "--dynamics: one row per step: loss, lr",
-    "landscape": "--dynamics: analyses: one row per evaluated point (analysis, x, y, loss, accuracy)",
+    "landscape": "--dynamics analyses, one row per evaluated point: analysis (interpolation: x=alpha; "
+                 "surface / pca_surface: x, y plane coordinates; pca_path: x, y, step of a checkpoint; "
+                 "pca_variance: x=component, value=explained-variance ratio; perturbation: x=scale, "
+                 "y=direction; sharpness: x=power iteration, step=checkpoint, value=eigenvalue estimate), "
+                 "loss, accuracy",
     "profile_ops": "profile: one row per operator: name, calls, self_cpu_time_us, cpu_time_total_us, "
                    "self_device_time_us, device_time_total_us, flops (over the active steps)",
     "profile_phases": "profile: one row per phase of a training step (data, forward, backward, optimizer): "
@@ -73,7 +77,8 @@ def atomic_write_parquet(path: Path, df: pd.DataFrame) -> None:
     os.replace(tmp, path)
 
 
-def write_cell(run_dir: Path, cell_id: str, tables: dict[str, pd.DataFrame]) -> Path:
+def write_cell(run_dir: Path, cell_id: str, tables: dict[str, pd.DataFrame],
+               files: dict[str, bytes] | None = None) -> Path:
     cells = run_dir / "cells"
     cells.mkdir(parents=True, exist_ok=True)
     tmp = cells / f".tmp-{cell_id}"
@@ -83,6 +88,8 @@ def write_cell(run_dir: Path, cell_id: str, tables: dict[str, pd.DataFrame]) -> 
         if name not in SCHEMA:
             raise ValueError(f"table {name!r} is not in the results schema")
         df.to_parquet(tmp / f"{name}.parquet", index=False)
+    for name, data in (files or {}).items():
+        (tmp / name).write_bytes(data)
     final = cells / cell_id
     if final.exists():
         shutil.rmtree(final)

@@ -24,6 +24,8 @@ from bench.infer import benchmark_ort, benchmark_torch, torch_predictor
 from bench.memory import CellMemory
 from bench.meta import collect_metadata, now_iso
 from bench.onnx_export import OrtRunner, export_onnx, parity
+from bench.dynamics import DynamicsRecorder, load_checkpoints
+from bench.dynamics_analysis import DynamicsConfig, analyse
 from bench.profiler import ProfileConfig, profile_training
 from bench.results import check_writable, new_run_id, write_cell, write_json
 from bench.stats import classification_metrics
@@ -40,6 +42,7 @@ class Runner:
         self.argv = argv
         self.progress = progress
         self._splits: dict[tuple, tuple[Split, Split]] = {}
+        self._dynamics_done: set[str] = set()
 
     # -- setup -------------------------------------------------------------------------------
     def _probe(self) -> list[tuple[Backend, str | None]]:
@@ -135,9 +138,9 @@ class Runner:
         return {"model": model, "backend": b.name, "device": b.device, "precision": b.precision,
                 "engine": b.engine, "phase": phase, "batch_size": batch_size, "status": status, "reason": reason}
 
-    def _write(self, model: str, b: Backend, phase: str, tables: dict, batch_size=None) -> None:
+    def _write(self, model: str, b: Backend, phase: str, tables: dict, batch_size=None, files=None) -> None:
         cell_id = f"{model}__{b.name}__{phase}" + (f"_bs{batch_size}" if batch_size else "")
-        write_cell(self.run_dir, cell_id, tables)
+        write_cell(self.run_dir, cell_id, tables, files)
 
     def _guarded(self, model: str, b: Backend, phase: str, body, batch_size=None):
         """Run one cell; a failure becomes an error/oom row and the run goes on."""
@@ -197,9 +200,14 @@ class Runner:
         cfg = self.cfg.train_for(model)
         train, test = self.splits(model, b.device)
         cost = model_cost(model)
+        # dynamics are recorded for the first backend that trains each model
+        recorder = None
+        if self.cfg.dynamics and model not in self._dynamics_done:
+            recorder = DynamicsRecorder(cfg.epochs * train.train_steps(cfg.batch_size))
+            self._dynamics_done.add(model)
         with CellMemory(b.device) as mem:
             result = train_model(model, b, train, test, cfg, self.cfg.seed, self.cfg.backend_options,
-                                 progress=self.progress)
+                                 progress=self.progress, recorder=recorder)
         row = {**self._row(model, b, "train", cfg.batch_size, reason=note), **settings, **cost,
                **result.summary, **mem.values}
         row["achieved_flops_per_s"] = cost["train_flops_per_sample"] * row["train_samples_per_s"]
@@ -230,7 +238,14 @@ class Runner:
             "misclassified": misclassified(test_images, self.mnist.test_labels[: len(test_images)],
                                            result.test_preds),
         }
-        self._write(model, b, "train", tables)
+        files = None
+        if recorder is not None:
+            tables.update(recorder.tables())
+            files = {"checkpoints.pt": recorder.checkpoint_bytes()}
+        self._write(model, b, "train", tables, files=files)
+        if recorder is not None:
+            self._guarded(model, b, "dynamics", lambda: write_dynamics_cell(
+                self.run_dir, f"{model}__{b.name}__train", self.mnist, DynamicsConfig(), progress=self.progress))
         return result.model
 
     def _infer_cell(self, model: str, b: Backend, trained: torch.nn.Module, bs: int, settings: dict) -> None:
@@ -277,3 +292,24 @@ class Runner:
 
         for bs in self.cfg.infer.batch_sizes:
             self._guarded(model, b, "infer", lambda: infer(bs), bs)
+
+
+def write_dynamics_cell(run_dir: Path, train_cell: str, mnist: Mnist, dcfg: DynamicsConfig,
+                        progress: bool = False) -> Path:
+    """Run the landscape analyses on one recorded training cell; writes ``<model>__<backend>__dynamics``."""
+    cell = run_dir / "cells" / train_cell
+    summary = pd.read_parquet(cell / "summary.parquet").iloc[0]
+    steps, checkpoints = load_checkpoints(cell / "checkpoints.pt")
+    b = get_backend(summary.backend)
+    device = b.device if b.unavailable_reason() is None else "cpu"
+    norm = summary.get("normalization", "minmax")
+    train = make_split(mnist.train_images, mnist.train_labels, norm, device)
+    test = make_split(mnist.test_images, mnist.test_labels, norm, device)
+    if progress:
+        print(f"dynamics: {summary.model} ({summary.backend}): landscape analyses on {device}", file=sys.stderr)
+    landscape, timings = analyse(summary.model, steps, checkpoints, train, test, dcfg)
+    row = {"model": summary.model, "backend": summary.backend, "device": device, "precision": summary.precision,
+           "engine": summary.engine, "phase": "dynamics", "batch_size": None, "status": "ok", "reason": "",
+           "checkpoints": len(steps), "landscape_subset": dcfg.subset, "grid": dcfg.grid, **timings}
+    cell_id = f"{summary.model}__{summary.backend}__dynamics"
+    return write_cell(run_dir, cell_id, {"summary": pd.DataFrame([row]), "landscape": landscape})

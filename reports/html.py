@@ -193,6 +193,6 @@ def render_report(paths: list[Path], output: Path | None = None, extra_sections:
 
 
 # Further report sections: f(run_tables, report_dir) -> html.
-from reports import profile_section  # noqa: E402
+from reports import dynamics_section, profile_section  # noqa: E402
 
-SECTIONS: list = [profile_section.render]
+SECTIONS: list = [dynamics_section.render, profile_section.render]

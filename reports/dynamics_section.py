@@ -1,0 +1,164 @@
+"""Report section "Optimization dynamics": MLP and CNN side by side, each chart with a
+two-line caption saying how to read it."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from bench.results import RunTables
+from reports.charts import to_png
+
+
+def _by_model(df: pd.DataFrame, summary: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    if df.empty:
+        return {}
+    d = df.merge(summary[["run_id", "cell_id", "model", "backend"]], on=["run_id", "cell_id"])
+    return {m: g for m, g in sorted(d.groupby("model"), key=lambda kv: kv[0], reverse=True)}  # mlp, cnn
+
+
+def _panels(n: int, height: float = 4.0, projection=None):
+    fig = plt.figure(figsize=(6.2 * n, height))
+    axes = [fig.add_subplot(1, n, i + 1, projection=projection) for i in range(n)]
+    return fig, axes
+
+
+def layer_lines(layers: dict[str, pd.DataFrame], column: str, ylabel: str, guide: float | None = None):
+    if not layers:
+        return None
+    fig, axes = _panels(len(layers))
+    for ax, (model, d) in zip(axes, layers.items()):
+        sns.lineplot(d, x="step", y=column, hue="layer", ax=ax, lw=0.8, estimator=None)
+        ax.set(yscale="log", title=f"{model}: {ylabel}", ylabel=ylabel)
+        if guide:
+            ax.axhline(guide, ls="--", c="k", lw=1)
+        ax.legend(fontsize=7)
+    return to_png(fig)
+
+
+def interpolation(land: dict[str, pd.DataFrame]):
+    fig, axes = _panels(len(land))
+    for ax, (model, d) in zip(axes, land.items()):
+        d = d[d.analysis == "interpolation"].sort_values("x")
+        ax.plot(d.x, d.loss, "o-", ms=3, label="loss")
+        ax.set(yscale="log", xlabel="α (0: initial weights, 1: final weights)", ylabel="loss", title=model)
+        ax2 = ax.twinx()
+        ax2.plot(d.x, d.accuracy, "s-", ms=3, c="tab:orange", label="accuracy")
+        ax2.set_ylabel("accuracy", color="tab:orange")
+    return to_png(fig)
+
+
+def contour(land: dict[str, pd.DataFrame], analysis: str, path: bool = False):
+    fig, axes = _panels(len(land), 4.8)
+    for ax, (model, d) in zip(axes, land.items()):
+        s = d[d.analysis == analysis]
+        if s.empty:
+            continue
+        grid = s.pivot_table(index="y", columns="x", values="loss")
+        cs = ax.contourf(grid.columns, grid.index, np.log10(grid.values), levels=20, cmap="viridis")
+        ax.contour(grid.columns, grid.index, np.log10(grid.values), levels=20, colors="white", linewidths=0.3)
+        fig.colorbar(cs, ax=ax, label="log10 loss")
+        title = f"{model}: loss around the final weights"
+        if path:
+            p = d[d.analysis == "pca_path"].sort_values("step")
+            ax.plot(p.x, p.y, "o-", c="red", ms=3, lw=1)
+            ax.plot(p.x.iloc[0], p.y.iloc[0], "k^", ms=7, label="init")
+            ax.plot(p.x.iloc[-1], p.y.iloc[-1], "r*", ms=11, label="final")
+            var = d[d.analysis == "pca_variance"].sort_values("x").value.tolist() + [np.nan, np.nan]
+            ax.set(xlabel=f"PC1 ({var[0]:.1%} of variance)", ylabel=f"PC2 ({var[1]:.1%} of variance)")
+            ax.legend(fontsize=8)
+            title = f"{model}: trajectory in its PCA plane"
+        else:
+            ax.plot(0, 0, "r*", ms=11)
+            ax.set(xlabel="direction 1 (filter-normalized)", ylabel="direction 2")
+        ax.set_title(title)
+    return to_png(fig)
+
+
+def surface3d(land: dict[str, pd.DataFrame]):
+    fig, axes = _panels(len(land), 4.8, projection="3d")
+    for ax, (model, d) in zip(axes, land.items()):
+        s = d[d.analysis == "surface"]
+        grid = s.pivot_table(index="y", columns="x", values="loss")
+        gx, gy = np.meshgrid(grid.columns, grid.index)
+        ax.plot_surface(gx, gy, np.log10(grid.values), cmap="viridis", linewidth=0)
+        ax.set(title=f"{model}: log10 loss surface", xlabel="d1", ylabel="d2")
+    return to_png(fig)
+
+
+def perturbation(land: dict[str, pd.DataFrame]):
+    fig, axes = _panels(len(land))
+    for ax, (model, d) in zip(axes, land.items()):
+        p = d[d.analysis == "perturbation"]
+        sns.lineplot(p, x="x", y="accuracy", errorbar="sd", marker="o", ax=ax)
+        ax.set(title=f"{model}: accuracy under weight perturbation", xlabel="perturbation scale "
+               "(filter-normalized)", ylabel="test accuracy", ylim=(0, 1))
+    return to_png(fig)
+
+
+def sharpness(land: dict[str, pd.DataFrame]):
+    fig, axes = _panels(len(land))
+    for ax, (model, d) in zip(axes, land.items()):
+        s = d[d.analysis == "sharpness"]
+        for step, g in s.groupby("step"):
+            ax.plot(g.x, g.value, "o-", ms=3, label=f"step {int(step)}")
+        ax.set(title=f"{model}: top Hessian eigenvalue (power iteration)", xlabel="iteration",
+               ylabel="eigenvalue estimate")
+        ax.legend(fontsize=8)
+    return to_png(fig)
+
+
+def render(rt: RunTables, report_dir) -> str:
+    from reports.html import _img, _table
+
+    s = rt["summary"]
+    layers = _by_model(rt["dynamics_layers"], s)
+    land = _by_model(rt["landscape"], s)
+    if not layers and not land:
+        return ""
+    parts = ["<h2>Optimization dynamics</h2>",
+             '<p class="note">Recorded with --dynamics on the first training backend of each model; landscapes '
+             "evaluated in eval mode on the first training images (see the timing table).</p>"]
+    charts = [
+        (lambda: layer_lines(layers, "grad_norm", "gradient norm"), "gradient flow",
+         "Gradient norm of each layer at every recorded step, log scale. Backpropagation at work: layers far "
+         "from the loss get smaller (vanishing) or larger (exploding) gradients; flat lines mean a layer stopped "
+         "learning."),
+        (lambda: layer_lines(layers, "update_ratio", "update / weight", guide=1e-3), "update ratio",
+         "Size of each step's actual weight change relative to the weights (||Δθ||/||θ||), log scale. The dashed "
+         "line at 1e-3 is the usual healthy level: far above, training is unstable; far below, it barely moves."),
+        (lambda: interpolation(land), "interpolation",
+         "Loss (blue) and accuracy (orange) on the straight line from the initial (α=0) to the final (α=1) "
+         "weights. A monotone fall means no barrier separates the start from the minimum along this line."),
+        (lambda: contour(land, "surface"), "surface contour",
+         "Loss on a plane through the final weights (red star) spanned by two random filter-normalized "
+         "directions. Wide, round basins mean a flat minimum; tight contours mean a sharp one."),
+        (lambda: contour(land, "pca_surface", path=True), "trajectory",
+         "The training path (red, from ▲ to ★) projected on the top two PCA directions of its checkpoints, over "
+         "the loss in that plane. The axis labels give the variance each direction explains: trust the picture "
+         "only as far as those percentages."),
+        (lambda: surface3d(land), "3d surface",
+         "The random-plane loss surface in 3D (log scale). The same data as the contour plot, for seeing the "
+         "shape of the basin."),
+        (lambda: perturbation(land), "perturbation",
+         "Test accuracy when the final weights are moved along random filter-normalized directions, mean ± sd "
+         "over directions. A curve that stays high longer marks a flatter, more robust minimum."),
+        (lambda: sharpness(land), "sharpness",
+         "Top Hessian eigenvalue of the training loss at checkpoints, by power iteration; each line shows its "
+         "convergence. Larger values mean a sharper minimum in its steepest direction."),
+    ]
+    for make, alt, caption in charts:
+        try:
+            png = make()
+        except (KeyError, ValueError, IndexError):
+            png = None  # the tables hold no data for this chart
+        parts.append(_img(png, alt, caption))
+    dyn = s[s.phase == "dynamics"]
+    if not dyn.empty:
+        cols = [c for c in ["model", "backend", "device", "checkpoints", "landscape_subset", "grid", "surface_points",
+                            "interpolation_s", "surface_s", "pca_surface_s", "perturbation_s", "sharpness_s"]
+                if c in dyn]
+        parts.append(_table(dyn[cols], "dynamics-table"))
+    return "\n".join(parts)

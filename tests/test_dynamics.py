@@ -1,0 +1,143 @@
+"""Optimization dynamics: recording and the landscape analyses."""
+
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.backends import get_backend
+from bench.config import BackendOptions, TrainConfig
+from bench.data import make_split, resolve_mnist
+from bench.dynamics import DynamicsRecorder, flat_params
+from bench.landscape import (LandscapeEvaluator, combine, filter_normalized_direction, params_of, pca_directions,
+                             top_hessian_eigenvalue, unflatten)
+from bench.train import train_model
+from models import build_model
+
+
+@pytest.fixture(scope="module")
+def data(mnist_path):
+    m = resolve_mnist(mnist_path)
+    return (make_split(m.train_images, m.train_labels, "minmax", "cpu", 512),
+            make_split(m.test_images, m.test_labels, "minmax", "cpu", 300))
+
+
+@pytest.fixture(scope="module", params=["mlp", "cnn"])
+def setup(request, data):
+    torch.manual_seed(1)
+    model = build_model(request.param).eval()
+    train, _ = data
+    x, y = train.x[:200], train.y[:200]
+    c = params_of(model)
+    g = torch.Generator().manual_seed(0)
+    return model, x, y, c, filter_normalized_direction(c, g), filter_normalized_direction(c, g)
+
+
+def _loss(model, params, x, y):
+    with torch.no_grad():
+        return F.cross_entropy(torch.func.functional_call(model, params, (x,)), y).item()
+
+
+def test_surface_center_is_the_model_loss(setup):
+    model, x, y, c, d1, d2 = setup
+    ev = LandscapeEvaluator(model, x, y)
+    _, _, loss, _ = ev.surface(c, d1, d2, torch.tensor([-0.5, 0.0, 0.5]), torch.tensor([-0.5, 0.0, 0.5]))
+    assert loss[1, 1].item() == pytest.approx(_loss(model, c, x, y), abs=1e-5)
+
+
+def test_filter_normalized_norms(setup):
+    _, _, _, c, d1, _ = setup
+    for k, w in c.items():
+        if w.dim() > 1:
+            torch.testing.assert_close(d1[k].reshape(w.shape[0], -1).norm(dim=1), w.reshape(w.shape[0], -1).norm(dim=1))
+        else:
+            assert torch.count_nonzero(d1[k]) == 0  # biases ignored by default
+
+
+@pytest.mark.parametrize("chunk", [1, 4])
+def test_batched_matches_point_by_point(setup, chunk):
+    model, x, y, c, d1, d2 = setup
+    ev = LandscapeEvaluator(model, x, y, chunk=chunk)
+    a = torch.tensor([-1.0, -0.3, 0.0, 0.4, 1.0])
+    b = torch.tensor([0.5, -1.0, 0.0, 0.2, 1.0])
+    loss, acc = ev.evaluate_plane(c, d1, d2, a, b)
+    ref_loss, ref_acc = ev.evaluate_points([combine(c, [d1, d2], [ai, bi]) for ai, bi in zip(a.tolist(), b.tolist())])
+    torch.testing.assert_close(loss, ref_loss, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(acc, ref_acc)
+
+
+def test_interpolation_endpoints(setup):
+    model, x, y, c, d1, _ = setup
+    final = combine(c, [d1], [0.3])
+    ev = LandscapeEvaluator(model, x, y)
+    delta = {k: final[k] - c[k] for k in c}
+    loss, _ = ev.evaluate_plane(c, delta, None, torch.tensor([0.0, 1.0]), torch.zeros(2))
+    assert loss[0].item() == pytest.approx(_loss(model, c, x, y), abs=1e-5)
+    assert loss[1].item() == pytest.approx(_loss(model, final, x, y), abs=1e-5)
+
+
+def test_pca_variance_ratios():
+    g = torch.Generator().manual_seed(0)
+    ckpts = torch.randn(8, 50, generator=g).cumsum(0)
+    v1, v2, ratio, coords = pca_directions(ckpts, ckpts[-1])
+    assert ((ratio >= 0) & (ratio <= 1)).all() and ratio.sum() <= 1 + 1e-6
+    assert abs(float(v1 @ v2)) < 1e-5 and coords.shape == (8, 2)
+    assert coords[-1].abs().max() < 1e-5  # the final checkpoint is the origin
+
+
+def test_power_iteration_on_a_known_quadratic():
+    """loss(w) = 0.5 * w^T A w has Hessian A: the top eigenvalue is known exactly."""
+    A = torch.diag(torch.tensor([5.0, 2.0, 0.5, -1.0]))
+
+    class Linear(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.ones(4))
+
+        def forward(self, x):
+            return self.w
+
+    quadratic = lambda w, y: 0.5 * w @ A @ w
+    est = top_hessian_eigenvalue(Linear(), params_of(Linear()), torch.zeros(1), torch.zeros(1), iters=40,
+                                 criterion=quadratic)
+    assert est[-1] == pytest.approx(5.0, rel=1e-4)
+    assert abs(est[-1] - est[-2]) < abs(est[1] - est[0])  # converging
+
+
+def test_recording_does_not_change_training(data):
+    train, test = data
+    cfg = TrainConfig(epochs=1, batch_size=64, evals_per_epoch=1, schedule="onecycle")
+    b = get_backend("cpu-fp32")
+    plain = train_model("mlp", b, train, test, cfg, 3, BackendOptions()).model
+    rec = DynamicsRecorder(total_steps=8)
+    recorded = train_model("mlp", b, train, test, cfg, 3, BackendOptions(), recorder=rec).model
+    assert torch.equal(flat_params(plain), flat_params(recorded))
+    tables = rec.tables()
+    layers = tables["dynamics_layers"]
+    assert set(layers.layer) == {"1:Linear", "4:Linear", "7:Linear"} and len(layers) == 8 * 3
+    assert (layers.update_ratio > 0).all() and (layers.grad_norm > 0).all()
+    assert len(tables["dynamics_steps"]) == 8 and rec.checkpoints[0][0] == 0 and rec.checkpoints[-1][0] == 8
+    assert torch.equal(rec.checkpoints[-1][1], flat_params(recorded))
+    assert torch.equal(unflatten(recorded, rec.checkpoints[-1][1])["1.weight"], recorded[1].weight.detach())
+
+
+def test_run_with_dynamics_writes_analyses(mnist_path, tmp_path):
+    from bench.cli import main
+    from bench.results import read_run
+
+    assert main(["run", "--models", "mlp", "--backends", "cpu-fp32", "--limit-train", "1024", "--limit-test", "300",
+                 "--batch-sizes", "1", "--budget-s", "0.02", "--dynamics", "--data-dir", str(mnist_path),
+                 "--out", str(tmp_path)]) == 0
+    (run_dir,) = list(tmp_path.iterdir())
+    rt = read_run(run_dir)
+    land = rt["landscape"]
+    assert set(land.analysis) >= {"interpolation", "surface", "pca_surface", "pca_path", "pca_variance",
+                                  "perturbation", "sharpness"}
+    assert isinstance(land, pd.DataFrame) and land[land.analysis == "surface"].shape[0] == 15 * 15
+    html = (run_dir / "report.html").read_text()
+    assert "Optimization dynamics" in html and "dynamics-table" in html
+    # re-analysing from the files alone
+    assert main(["dynamics", str(run_dir), "--grid", "5", "--subset", "100", "--data-dir", str(mnist_path),
+                 "--no-report"]) == 0
+    assert read_run(run_dir)["landscape"].query("analysis == 'surface'").shape[0] == 25
