@@ -31,6 +31,11 @@ step "$py" -m bench profile --model cnn --backend cuda-fp32,cuda-amp-bf16 --step
 step "$py" -m pytest benchmarks/suite -q -p no:cacheprovider --benchmark-only --suite-rounds 30 \
   --suite-backends cpu-fp32,cuda-fp32,cuda-amp-bf16,onnxruntime-cpu --benchmark-json "$out/suite.json"
 step "$py" -m pytest tests/test_cuda.py -m cuda -q -p no:cacheprovider -rs
+step "$py" -m bench run --models mlp,cnn --backends cuda-fp32 --epochs 2 --limit-train "$limit" --batch-sizes 1 \
+  --budget-s "$budget" --dynamics --out "$out/dynamics"
+for model in mlp cnn; do
+  step "$py" benchmarks/landscape_speed.py --model "$model" --grid 25 --subset 2000 --rounds 3
+done
 step "$py" -m bench report "$out"/results/* "$out/suite.json" --output "$out/report.html"
 # torch.compile last: its compilations are the slowest part, and everything above is on disk by now.
 step "$py" -m bench run --models cnn,mlp --backends cuda-amp-bf16-compile --epochs 1 \
