@@ -141,8 +141,9 @@ def cmd_dynamics(args: argparse.Namespace) -> int:
     if not recorded:
         raise BenchError(f"{args.run_dir}: no training cell recorded dynamics (run with --dynamics)")
     mnist = resolve_mnist(args.data_dir)
+    dcfg = DynamicsConfig(grid=args.grid, subset=args.subset)
     for cell in recorded:
-        print(f"analysed: {write_dynamics_cell(args.run_dir, cell, mnist, DynamicsConfig(grid=args.grid, subset=args.subset))}")
+        print(f"analysed: {write_dynamics_cell(args.run_dir, cell, mnist, dcfg)}")
     if not args.no_report:
         from reports.html import render_report
 
@@ -158,11 +159,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from bench.data import resolve_mnist
+    from bench.data import fill_cache, resolve_mnist
 
     m = resolve_mnist(args.data_dir, cache_root=args.cache)
     print(f"MNIST verified: {len(m.train_labels)} training and {len(m.test_labels)} test images; "
           f"source: {m.source}")
+    if not m.source.startswith("cache"):
+        print(f"cache filled: {fill_cache(m, args.cache)}")
     return 0
 
 

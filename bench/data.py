@@ -132,6 +132,15 @@ def _to_mnist(arrays: dict[str, np.ndarray], source: str) -> Mnist:
     )
 
 
+def fill_cache(m: Mnist, cache_root: Path) -> Path:
+    """Write verified MNIST into the cache (torchvision's layout); returns the cache folder."""
+    cache_raw = cache_root / "MNIST" / "raw"
+    arrays = dict(zip(MNIST_FILES, (m.train_images.numpy(), m.train_labels.numpy().astype(np.uint8),
+                                    m.test_images.numpy(), m.test_labels.numpy().astype(np.uint8))))
+    _fill_cache(arrays, cache_raw)
+    return cache_raw
+
+
 def _fill_cache(arrays: dict[str, np.ndarray], cache_raw: Path) -> None:
     cache_raw.mkdir(parents=True, exist_ok=True)
     for name, array in arrays.items():

@@ -15,8 +15,13 @@ import pandas as pd
 import torch
 
 from bench.data import Split
-from bench.landscape import (LandscapeEvaluator, filter_normalized_direction, pca_directions, top_hessian_eigenvalue,
-                             unflatten)
+from bench.landscape import (
+    LandscapeEvaluator,
+    filter_normalized_direction,
+    pca_directions,
+    top_hessian_eigenvalue,
+    unflatten,
+)
 from models import build_model
 
 

@@ -19,13 +19,13 @@ from bench import BenchError
 from bench.backends import Backend, get_backend
 from bench.config import RunConfig
 from bench.data import Mnist, Split, make_split, resolve_mnist
+from bench.dynamics import DynamicsRecorder, load_checkpoints
+from bench.dynamics_analysis import DynamicsConfig, analyse
 from bench.flops import model_cost, peak_matmul_flops
 from bench.infer import benchmark_ort, benchmark_torch, torch_predictor
 from bench.memory import CellMemory
 from bench.meta import collect_metadata, now_iso
 from bench.onnx_export import OrtRunner, export_onnx, parity
-from bench.dynamics import DynamicsRecorder, load_checkpoints
-from bench.dynamics_analysis import DynamicsConfig, analyse
 from bench.profiler import ProfileConfig, profile_training
 from bench.results import check_writable, new_run_id, write_cell, write_json
 from bench.stats import classification_metrics

@@ -75,3 +75,12 @@ def test_help_everywhere():
         proc = subprocess.run([sys.executable, "-m", "bench", *cmd, "--help"], cwd=ROOT, capture_output=True,
                               text=True)
         assert proc.returncode == 0 and "usage: mnist-bench" in proc.stdout
+
+
+def test_data_command_fills_a_verified_cache(mnist_path, tmp_path, capsys):
+    from bench.data import load_dir
+
+    assert main(["data", "--data-dir", str(mnist_path), "--cache", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "source: --data-dir" in out and "cache filled" in out
+    assert load_dir(tmp_path / "MNIST" / "raw")["train-labels-idx1-ubyte"].shape == (60000,)  # checksums pass

@@ -10,8 +10,15 @@ from bench.backends import get_backend
 from bench.config import BackendOptions, TrainConfig
 from bench.data import make_split, resolve_mnist
 from bench.dynamics import DynamicsRecorder, flat_params
-from bench.landscape import (LandscapeEvaluator, combine, filter_normalized_direction, params_of, pca_directions,
-                             top_hessian_eigenvalue, unflatten)
+from bench.landscape import (
+    LandscapeEvaluator,
+    combine,
+    filter_normalized_direction,
+    params_of,
+    pca_directions,
+    top_hessian_eigenvalue,
+    unflatten,
+)
 from bench.train import train_model
 from models import build_model
 

@@ -1,0 +1,65 @@
+"""ONNX Runtime on the CPU vs PyTorch eager, batch 1 and 1024, both models: ORT's default
+session next to tuned variants (graph optimization level, intra/inter-op threads), measured
+side by side in one process with the harness's inference benchmark.
+
+    python benchmarks/ort_tuning.py [--budget-s 1.0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from bench.backends import get_backend
+from bench.config import BackendOptions, InferConfig
+from bench.data import make_split, resolve_mnist
+from bench.infer import benchmark_ort, benchmark_torch
+from bench.onnx_export import OrtRunner, export_onnx
+from models import build_model
+
+VARIANTS = {
+    "default (all, threads 0/0)": BackendOptions(),
+    "basic, threads 0/0": BackendOptions(ort_opt_level="basic"),
+    "all, intra 1": BackendOptions(ort_intra_threads=1),
+    "all, intra 2, inter 1": BackendOptions(ort_intra_threads=2, ort_inter_threads=1),
+    "all, intra 4": BackendOptions(ort_intra_threads=4),
+}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--budget-s", type=float, default=1.0)
+    p.add_argument("--batch-sizes", default="1,1024")
+    args = p.parse_args()
+    m = resolve_mnist()
+    test = make_split(m.test_images, m.test_labels, "minmax", "cpu")
+    cfg = InferConfig(budget_s=args.budget_s, warmup_calls=5, min_repeats=10)
+    rows = []
+    for name in ("mlp", "cnn"):
+        torch.manual_seed(0)
+        model = build_model(name).eval()
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f"{name}.onnx"
+            export_onnx(model, path)
+            runners = {label: OrtRunner(path, "cpu", opts) for label, opts in VARIANTS.items()}
+            for bs in map(int, args.batch_sizes.split(",")):
+                eager = benchmark_torch(model, get_backend("cpu-fp32"), test.x, bs, cfg)
+                rows.append({"model": name, "batch": bs, "engine": "pytorch eager", "p50_ms": eager["p50_latency_ms"],
+                             "cv": eager["cv"], "vs_eager": 1.0})
+                for label, runner in runners.items():
+                    r = benchmark_ort(runner.run, test.x, bs, cfg)
+                    rows.append({"model": name, "batch": bs, "engine": f"onnxruntime {label}",
+                                 "p50_ms": r["p50_latency_ms"], "cv": r["cv"],
+                                 "vs_eager": eager["p50_latency_ms"] / r["p50_latency_ms"]})
+                    print(rows[-1], flush=True)
+    df = pd.DataFrame(rows)
+    print(f"torch threads {torch.get_num_threads()}; vs_eager = eager p50 / this p50 (> 1: faster than eager)")
+    print(df.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+
+
+if __name__ == "__main__":
+    main()

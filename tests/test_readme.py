@@ -1,0 +1,51 @@
+"""The README's commands, run as a user would (on a small subset of the real data)."""
+
+import re
+import shlex
+
+import pytest
+
+from bench.cli import main
+
+from .conftest import ROOT
+
+README = (ROOT / "README.md").read_text()
+BLOCKS = re.findall(r"```bash\n(.*?)```", README, re.S)
+COMMANDS = [line.strip() for block in BLOCKS for line in block.splitlines() if line.strip().startswith("mnist-bench ")]
+
+# Appended to each command so it runs in seconds: the same code paths on fewer images.
+SMALL = {
+    "run": ["--limit-train", "1024", "--limit-test", "300", "--batch-sizes", "1,32", "--budget-s", "0.02",
+            "--epochs", "1", "--models", "mlp"],
+    "profile": ["--limit-train", "512", "--steps", "2"],
+    "dynamics": ["--grid", "4", "--subset", "100"],
+}
+
+
+def test_readme_has_the_two_commands():
+    assert "mnist-bench run --profile quick" in COMMANDS
+    test_command = next(line for b in BLOCKS for line in b.splitlines() if "pytest" in line and "MNIST_BENCH" in line)
+    assert test_command.strip() in (ROOT / ".ci" / "run").read_text()
+
+
+def test_readme_commands_run(mnist_path, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MNIST_BENCH_DATA", str(mnist_path))
+    run_dir = None
+    assert COMMANDS, "no mnist-bench commands found in README.md"
+    for command in COMMANDS:
+        args = shlex.split(command)[1:]
+        if run_dir is not None:
+            args = [a.replace("results/<run-id>", str(run_dir)) for a in args]
+        if "<run-id>" in " ".join(args):
+            pytest.fail(f"README command needs a run before it: {command}")
+        args += SMALL.get(args[0], [])
+        if args[0] == "dynamics":
+            # analyses need a run recorded with --dynamics
+            assert main(["run", "--dynamics", *SMALL["run"], "--out", "dyn"]) == 0
+            args = [a.replace(str(run_dir), str(next((tmp_path / "dyn").iterdir()))) for a in args]
+        assert main(args) == 0, command
+        out = capsys.readouterr().out
+        if args[0] == "run" and run_dir is None:
+            run_dir = next(p for p in (tmp_path / "results").iterdir() if p.is_dir())
+            assert (run_dir / "report.html").exists() and "report:" in out
