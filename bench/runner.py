@@ -184,8 +184,10 @@ class Runner:
                 fp32_eager = b.precision == "fp32" and b.engine == "eager"
                 if reference is None or (fp32_eager and not reference_is_fp32):
                     reference, reference_is_fp32 = copy.deepcopy(trained).cpu(), fp32_eager
+                _, test = self.splits(model, b.device)
                 for bs in self.cfg.infer.batch_sizes:
-                    self._guarded(model, b, "infer", lambda: self._infer_cell(model, b, trained, bs, settings), bs)
+                    self._guarded(model, b, "infer", lambda: self._infer_cell(
+                        model, b, bs, settings, lambda: benchmark_torch(trained, b, test.x, bs, self.cfg.infer)), bs)
             else:
                 if reference is None:
                     cpu = get_backend("cpu-fp32")
@@ -248,11 +250,11 @@ class Runner:
                 self.run_dir, f"{model}__{b.name}__train", self.mnist, DynamicsConfig(), progress=self.progress))
         return result.model
 
-    def _infer_cell(self, model: str, b: Backend, trained: torch.nn.Module, bs: int, settings: dict) -> None:
-        _, test = self.splits(model, b.device)
+    def _infer_cell(self, model: str, b: Backend, bs: int, settings: dict, measure) -> None:
+        """One inference cell: ``measure()`` returns the timing statistics of its engine."""
         cost = model_cost(model)
-        with CellMemory(b.device) as mem:
-            stats = benchmark_torch(trained, b, test.x, bs, self.cfg.infer)
+        with CellMemory("cpu" if b.engine == "onnxruntime" else b.device) as mem:
+            stats = measure()
         row = {**self._row(model, b, "infer", bs), **settings, "params": cost["params"],
                "infer_flops_per_sample": cost["infer_flops_per_sample"], **stats, **mem.values}
         row["achieved_flops_per_s"] = cost["infer_flops_per_sample"] * row["samples_per_s"]
@@ -280,18 +282,9 @@ class Runner:
                 self._write(model, b, "infer", {"summary": pd.DataFrame([self._row(
                     model, b, "infer", bs, "skipped", "export failed")])}, bs)
             return
-        cost = model_cost(model)
-
-        def infer(bs: int) -> None:
-            with CellMemory("cpu") as mem:
-                stats = benchmark_ort(runner.run, test.x, bs, self.cfg.infer)
-            row = {**self._row(model, b, "infer", bs), **settings, "params": cost["params"],
-                   "infer_flops_per_sample": cost["infer_flops_per_sample"], **stats, **mem.values}
-            row["achieved_flops_per_s"] = cost["infer_flops_per_sample"] * row["samples_per_s"]
-            self._write(model, b, "infer", {"summary": pd.DataFrame([row])}, bs)
-
         for bs in self.cfg.infer.batch_sizes:
-            self._guarded(model, b, "infer", lambda: infer(bs), bs)
+            self._guarded(model, b, "infer", lambda: self._infer_cell(
+                model, b, bs, settings, lambda: benchmark_ort(runner.run, test.x, bs, self.cfg.infer)), bs)
 
 
 def write_dynamics_cell(run_dir: Path, train_cell: str, mnist: Mnist, dcfg: DynamicsConfig,
