@@ -12,7 +12,7 @@ def mnist_dir() -> Path | None:
         if candidate and (Path(candidate) / "t10k-labels-idx1-ubyte").exists() or (
             candidate and (Path(candidate) / "t10k-labels-idx1-ubyte.gz").exists()
         ):
-            return Path(candidate)
+            return Path(candidate).resolve()
     return None
 
 
