@@ -1,7 +1,7 @@
 """Harness overhead: training samples/s through bench.train vs a minimal hand-written loop.
 
 Same model, batch size, optimizer and in-memory data; the two are interleaved in one process
-(A B A B ...) so machine noise hits both alike. Prints per-round ratios and their median.
+(A B, B A, ...) so machine noise hits both alike. Prints per-round ratios and their median.
 
     python benchmarks/harness_overhead.py [--rounds 5] [--limit-train 12000]
 """
@@ -61,8 +61,13 @@ def main() -> None:
     for name in args.models.split(","):
         ratios = []
         for r in range(args.rounds):
-            minimal = minimal_epoch(name, train, args.batch_size, r)
-            harness = harness_epoch(name, train, test, args.batch_size, r)
+            # alternate the order (A B, B A, ...) so drift on a shared machine hits both alike
+            if r % 2 == 0:
+                minimal = minimal_epoch(name, train, args.batch_size, r)
+                harness = harness_epoch(name, train, test, args.batch_size, r)
+            else:
+                harness = harness_epoch(name, train, test, args.batch_size, r)
+                minimal = minimal_epoch(name, train, args.batch_size, r)
             ratios.append(harness / minimal)
             print(f"{name} round {r}: harness {harness:,.0f} samples/s, minimal {minimal:,.0f} samples/s, "
                   f"ratio {ratios[-1]:.3f}")
