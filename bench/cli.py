@@ -43,6 +43,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="TOML file with any of these options (command line wins)")
     p.add_argument("--dynamics", action="store_true", default=None,
                    help="record optimization dynamics (first trainable backend per model) and analyse them")
+    p.add_argument("--dynamics-every", help="with --dynamics: per-layer statistics every K steps (default 1)")
     p.add_argument("--no-report", action="store_true", help="skip rendering report.html at the end")
 
 

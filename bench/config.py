@@ -102,6 +102,7 @@ class RunConfig:
     out: Path = Path("results")
     data_dir: Path | None = None
     dynamics: bool = False
+    dynamics_every: int = 1  # with dynamics: record per-layer statistics every K steps
     train: dict[str, TrainConfig] = field(default_factory=dict)  # per model
     infer: InferConfig = field(default_factory=InferConfig)
     backend_options: BackendOptions = field(default_factory=BackendOptions)
@@ -131,7 +132,7 @@ _PROFILE_INFER = {"quick": {"budget_s": 0.5, "warmup_calls": 2, "min_repeats": 5
 _TRAIN_KEYS = {f.name for f in fields(TrainConfig)}
 _INFER_KEYS = {f.name for f in fields(InferConfig)}
 _OPTION_KEYS = {f.name for f in fields(BackendOptions)}
-_RUN_KEYS = {"models", "backends", "profile", "seed", "threads", "out", "data_dir", "dynamics"}
+_RUN_KEYS = {"models", "backends", "profile", "seed", "threads", "out", "data_dir", "dynamics", "dynamics_every"}
 LEGAL_KEYS = sorted(_TRAIN_KEYS | _INFER_KEYS | _OPTION_KEYS | _RUN_KEYS | {"config"})
 
 
@@ -191,7 +192,8 @@ def build_config(values: dict[str, Any]) -> RunConfig:
         threads=threads,
         out=Path(values.get("out", "results")),
         data_dir=Path(data_dir) if data_dir else None,
-        dynamics=bool(values.get("dynamics", False)),
+        dynamics=_bool("dynamics", values.get("dynamics", False)),
+        dynamics_every=_int("dynamics_every", values.get("dynamics_every", 1), minimum=1),
         train=train,
         infer=infer,
         backend_options=options,

@@ -205,7 +205,7 @@ class Runner:
         # dynamics are recorded for the first backend that trains each model
         recorder = None
         if self.cfg.dynamics and model not in self._dynamics_done:
-            recorder = DynamicsRecorder(cfg.epochs * train.train_steps(cfg.batch_size))
+            recorder = DynamicsRecorder(cfg.epochs * train.train_steps(cfg.batch_size), self.cfg.dynamics_every)
             self._dynamics_done.add(model)
         with CellMemory(b.device) as mem:
             result = train_model(model, b, train, test, cfg, self.cfg.seed, self.cfg.backend_options,

@@ -30,6 +30,7 @@ def test_cli_values_override_profile_and_recipe():
     ({"batch_sizes": "1,0"}, "batch_sizes must be >= 1"),
     ({"profile": "huge"}, "profile must be one of quick, full"),
     ({"colour": "red"}, "unknown config key"),
+    ({"dynamics_every": "0"}, "dynamics_every must be >= 1"),
 ])
 def test_bad_values_name_the_legal_ones(values, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):

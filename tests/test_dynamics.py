@@ -127,6 +127,10 @@ def test_recording_does_not_change_training(data):
     assert len(tables["dynamics_steps"]) == 8 and rec.checkpoints[0][0] == 0 and rec.checkpoints[-1][0] == 8
     assert torch.equal(rec.checkpoints[-1][1], flat_params(recorded))
     assert torch.equal(unflatten(recorded, rec.checkpoints[-1][1])["1.weight"], recorded[1].weight.detach())
+    sparse = DynamicsRecorder(total_steps=8, every=3)
+    again = train_model("mlp", b, train, test, cfg, 3, BackendOptions(), recorder=sparse).model
+    assert torch.equal(flat_params(again), flat_params(plain))
+    assert sorted(set(sparse.tables()["dynamics_layers"].step)) == [0, 3, 6]
 
 
 def test_run_with_dynamics_writes_analyses(mnist_path, tmp_path):
