@@ -71,12 +71,6 @@ def atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def atomic_write_parquet(path: Path, df: pd.DataFrame) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
-
-
 def write_cell(run_dir: Path, cell_id: str, tables: dict[str, pd.DataFrame],
                files: dict[str, bytes] | None = None) -> Path:
     cells = run_dir / "cells"

@@ -33,7 +33,7 @@ def test_trace_loads_in_torch_tb_profiler(profile_run, tmp_path):
     assert len(data.steps_names) == 3  # the active steps of the schedule
     profile = RunGenerator("cnn_cpu-fp32", None, data).generate_run_profile()
     names = {row["name"] for row in profile.operation_table_by_name["data"]}
-    assert {"aten::convolution_backward", "aten::linear"} <= names or "aten::convolution_backward" in names
+    assert {"aten::convolution_backward", "aten::addmm"} <= names
     perfetto = json.loads((profile_run / "profile" / "trace_cnn_cpu-fp32.json").read_text())
     assert any(e.get("name") == "step.forward" for e in perfetto["traceEvents"])
 
@@ -70,7 +70,10 @@ def test_benchmark_suite_smoke(mnist_path):
     """Each body once (--benchmark-disable), as the normal test command runs it."""
     proc = _pytest([*SUITE, "--benchmark-disable"], mnist_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "5 passed" in proc.stdout and "CUDA not available" in proc.stdout or "passed" in proc.stdout
+    import torch
+
+    if not torch.cuda.is_available():  # cpu-fp32: 1 train + 2 infer; onnxruntime-cpu: 2 infer
+        assert "5 passed, 4 skipped" in proc.stdout and "CUDA not available" in proc.stdout
 
 
 def test_benchmark_json_ingested_into_report(mnist_path, tmp_path, tiny_run):
