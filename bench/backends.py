@@ -1,44 +1,43 @@
-"""Backends: device + precision + engine, probed and configured in this one place.
-
-Callers never branch on the device themselves: they ask the Backend for its device, its
-autocast context, its grad scaler, and whether it is available (with the reason if not).
+"""Backends: a registry of rows (engine, device, precision, options). A backend's behaviour lives
+on its engine (``bench.engines``); this module only answers the questions that depend on device
+and precision alone: autocast, loss scaling, the global CUDA switches.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import shutil
+import sys
 from contextlib import nullcontext
-from dataclasses import dataclass
-from functools import cache
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
-from bench.config import BackendOptions
+from bench import BenchError
+from bench.engines import ENGINES, BackendOptions, Engine
 
-_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Backend:
     name: str
+    engine: Engine
     device: str  # cpu | cuda
-    precision: str  # fp32 | bf16 | fp16 (bf16/fp16 through autocast)
-    engine: str  # eager | compile | onnxruntime
+    precision: str  # fp32 | bf16 | fp16 (bf16/fp16 through autocast) | int8 (quantized engines)
+    options: dict[str, Any] = field(default_factory=dict)  # engine-specific, fixed per row
 
     @property
     def trains(self) -> bool:
-        """ONNX Runtime backends run inference on an exported, already trained model."""
-        return self.engine != "onnxruntime"
+        return self.engine.trains
 
     @property
-    def dtype(self) -> torch.dtype:
-        return _DTYPES[self.precision]
+    def is_reference(self) -> bool:
+        """The fp32 output every other backend's parity is measured against."""
+        return self.engine.reference and self.precision == "fp32"
 
     def autocast(self):
-        if self.precision == "fp32" or self.engine == "onnxruntime":
-            return nullcontext()
-        return torch.autocast(device_type=self.device, dtype=self.dtype)
+        dtype = _AUTOCAST_DTYPES.get(self.precision)
+        return torch.autocast(device_type=self.device, dtype=dtype) if dtype and self.trains else nullcontext()
 
     def grad_scaler(self):
         """fp16 gradients underflow without loss scaling; bf16 has fp32's exponent range."""
@@ -47,7 +46,9 @@ class Backend:
         return None
 
     def unavailable_reason(self) -> str | None:
-        return _probe(self)
+        if self.name not in _PROBED:
+            _PROBED[self.name] = self.engine.probe(self)
+        return _PROBED[self.name]
 
     def configure(self, options: BackendOptions) -> dict:
         """Apply the global switches this backend uses; returns them for the result rows."""
@@ -57,30 +58,43 @@ class Backend:
             torch.backends.cudnn.allow_tf32 = options.tf32
             torch.backends.cudnn.benchmark = options.cudnn_benchmark
             settings.update(tf32=options.tf32, cudnn_benchmark=options.cudnn_benchmark)
-        if self.engine == "onnxruntime":
-            settings.update(
-                ort_opt_level=options.ort_opt_level,
-                ort_intra_threads=options.ort_intra_threads,
-                ort_inter_threads=options.ort_inter_threads,
-            )
-        return settings
+        return {**settings, **self.engine.settings(options), **self.options}
 
 
-BACKENDS = {
-    b.name: b
-    for b in [
-        Backend("cpu-fp32", "cpu", "fp32", "eager"),
-        Backend("cpu-bf16", "cpu", "bf16", "eager"),
-        Backend("cpu-fp32-compile", "cpu", "fp32", "compile"),
-        Backend("cuda-fp32", "cuda", "fp32", "eager"),
-        Backend("cuda-amp-fp16", "cuda", "fp16", "eager"),
-        Backend("cuda-amp-bf16", "cuda", "bf16", "eager"),
-        Backend("cuda-fp32-compile", "cuda", "fp32", "compile"),
-        Backend("cuda-amp-bf16-compile", "cuda", "bf16", "compile"),
-        Backend("onnxruntime-cpu", "cpu", "fp32", "onnxruntime"),
-        Backend("onnxruntime-cuda", "cuda", "fp32", "onnxruntime"),
-    ]
-}
+_PROBED: dict[str, str | None] = {}  # a backend is probed once per process
+
+
+def _rows(*rows: tuple) -> dict[str, Backend]:
+    return {name: Backend(name, ENGINES[engine], device, precision, *rest) for name, engine, device, precision, *rest
+            in rows}
+
+
+BACKENDS: dict[str, Backend] = _rows(
+    # name, engine, device, precision[, options]
+    ("cpu-fp32", "eager", "cpu", "fp32"),
+    ("cpu-bf16", "eager", "cpu", "bf16"),
+    ("cpu-fp32-compile", "compile", "cpu", "fp32"),
+    ("cuda-fp32", "eager", "cuda", "fp32"),
+    ("cuda-amp-fp16", "eager", "cuda", "fp16"),
+    ("cuda-amp-bf16", "eager", "cuda", "bf16"),
+    ("cuda-fp32-compile", "compile", "cuda", "fp32"),
+    ("cuda-amp-bf16-compile", "compile", "cuda", "bf16"),
+    ("onnxruntime-cpu", "onnxruntime", "cpu", "fp32"),
+    ("onnxruntime-cuda", "onnxruntime", "cuda", "fp32"),
+)
+REFERENCE = "cpu-fp32"  # trains the model that non-training backends run when no PyTorch backend did
+
+
+def probe(names: list[str] | tuple[str, ...]) -> list[tuple[Backend, str | None]]:
+    """Each named backend with the reason it cannot run here (None: it can); a BenchError when
+    none of them can, a warning line for each that cannot."""
+    probed = [(BACKENDS[n], BACKENDS[n].unavailable_reason()) for n in names]
+    if all(reason for _, reason in probed):
+        raise BenchError("every requested backend is unavailable: " + "; ".join(f"{b.name}: {r}" for b, r in probed))
+    for b, reason in probed:
+        if reason:
+            print(f"warning: backend {b.name} skipped: {reason}", file=sys.stderr)
+    return probed
 
 
 def backend_names() -> list[str]:
@@ -89,27 +103,3 @@ def backend_names() -> list[str]:
 
 def get_backend(name: str) -> Backend:
     return BACKENDS[name]
-
-
-@cache
-def _probe(b: Backend) -> str | None:
-    if b.device == "cuda" and b.engine != "onnxruntime":
-        if not torch.cuda.is_available():
-            return "CUDA not available"
-        if b.precision == "bf16" and not torch.cuda.is_bf16_supported():
-            return f"bf16 not supported on {torch.cuda.get_device_name()}"
-    if b.engine == "compile":
-        if b.device == "cpu" and not (shutil.which("cc") or shutil.which("gcc") or shutil.which("g++")):
-            return "torch.compile on CPU needs a C++ compiler (none on PATH)"
-        if b.device == "cuda" and importlib.util.find_spec("triton") is None:
-            return "torch.compile on CUDA needs triton (not installed)"
-    if b.engine == "onnxruntime":
-        for module in ("onnx", "onnxruntime"):
-            if importlib.util.find_spec(module) is None:
-                return f"{module} not installed"
-        if b.device == "cuda":
-            import onnxruntime as ort
-
-            if "CUDAExecutionProvider" not in ort.get_available_providers():
-                return "onnxruntime-gpu not installed (no CUDAExecutionProvider)"
-    return None

@@ -10,11 +10,14 @@ from bench import BenchError
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--models", help="comma-separated: mlp,cnn (default: both)")
+    from models import model_names
+
+    p.add_argument("--models", help=f"comma-separated: {','.join(model_names())} (default: all)")
     p.add_argument("--backends", help="comma-separated backend names (default: cpu-fp32,cpu-bf16); "
                                       "see 'mnist-bench backends'")
-    p.add_argument("--profile", choices=["quick", "full"], help="quick: one epoch per model; "
-                                                                 "full: train to the accuracy targets")
+    p.add_argument("--preset", choices=["quick", "full"], help="quick (default): one epoch per model on 12,000 "
+                                                                "images; full: train to the accuracy targets")
+    p.add_argument("--profile", choices=["quick", "full"], dest="preset_old_name", help=argparse.SUPPRESS)
     p.add_argument("--epochs", help="maximum epochs per model")
     p.add_argument("--batch-size", help="training batch size")
     p.add_argument("--lr", help="learning rate (peak with --schedule onecycle)")
@@ -44,10 +47,14 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dynamics", action="store_true", default=None,
                    help="record optimization dynamics (first trainable backend per model) and analyse them")
     p.add_argument("--dynamics-every", help="with --dynamics: per-layer statistics every K steps (default 1)")
+    p.add_argument("--grid", help="with --dynamics: surface points per axis (default 15)")
+    p.add_argument("--subset", help="with --dynamics: first N training images evaluated (default 500)")
     p.add_argument("--no-report", action="store_true", help="skip rendering report.html at the end")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from models import model_names
+
     parser = argparse.ArgumentParser(prog="mnist-bench", description="Benchmark PyTorch MLP and CNN on MNIST.")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="train and time the model x backend matrix, then write the report")
@@ -67,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     dyn.add_argument("--no-report", action="store_true", help="skip re-rendering report.html")
     prof = sub.add_parser("profile", help="profile training steps with torch.profiler (TensorBoard and Perfetto "
                                           "traces); never mixed with timing runs")
-    prof.add_argument("--model", default="cnn", help="mlp | cnn (default cnn)")
+    prof.add_argument("--model", default="cnn", help=f"{' | '.join(model_names())} (default cnn)")
     prof.add_argument("--backend", default="cpu-fp32", help="a PyTorch backend, or several comma-separated")
     prof.add_argument("--steps", type=int, default=3, help="active (recorded) steps (default 3)")
     prof.add_argument("--wait", type=int, default=1, help="steps skipped before warm-up (default 1)")
@@ -88,11 +95,13 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     from bench.config import build_config
     from bench.runner import Runner
 
-    values = {k: v for k, v in vars(args).items() if k not in ("command", "no_report")}
+    values = {k: v for k, v in vars(args).items() if k not in ("command", "no_report", "preset_old_name")}
+    if args.preset_old_name:
+        values["profile"] = args.preset_old_name  # build_config warns and reads it as the preset
     cfg = build_config(values)
     run_dir = Runner(cfg, argv=["mnist-bench", *argv], progress=sys.stderr.isatty()).run()
     from bench.results import read_run
-    from bench.summary import summary_table
+    from reports.summary import summary_table
 
     print(summary_table(read_run(run_dir)["summary"]))
     if not args.no_report:
@@ -105,8 +114,9 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def cmd_profile(args: argparse.Namespace, argv: list[str]) -> int:
-    from bench.config import ConfigError, build_config
-    from bench.profiler import ProfileConfig
+    from bench import ConfigError
+    from bench.config import build_config
+    from bench.profiling import ProfileConfig
     from bench.runner import Runner
 
     for name in ("steps", "wait", "warmup"):
@@ -129,11 +139,11 @@ def cmd_profile(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def cmd_dynamics(args: argparse.Namespace) -> int:
-    from bench.config import ConfigError
+    from bench import ConfigError
     from bench.data import resolve_mnist
-    from bench.dynamics_analysis import DynamicsConfig
+    from bench.dynamics.analyses import DynamicsConfig
+    from bench.dynamics.cell import analyse_run
     from bench.results import read_run
-    from bench.runner import write_dynamics_cell
 
     if args.grid < 2 or args.subset < 1:
         raise ConfigError(f"--grid must be >= 2 and --subset >= 1, got {args.grid} and {args.subset}")
@@ -142,9 +152,8 @@ def cmd_dynamics(args: argparse.Namespace) -> int:
     if not recorded:
         raise BenchError(f"{args.run_dir}: no training cell recorded dynamics (run with --dynamics)")
     mnist = resolve_mnist(args.data_dir)
-    dcfg = DynamicsConfig(grid=args.grid, subset=args.subset)
-    for cell in recorded:
-        print(f"analysed: {write_dynamics_cell(args.run_dir, cell, mnist, dcfg)}")
+    for cell in analyse_run(args.run_dir, mnist, DynamicsConfig(grid=args.grid, subset=args.subset)):
+        print(f"analysed: {cell}")
     if not args.no_report:
         from reports.html import render_report
 

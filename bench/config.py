@@ -7,23 +7,21 @@ naming the legal values.
 
 from __future__ import annotations
 
+import sys
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from bench import BenchError
-
-
-class ConfigError(BenchError):
-    pass
-
+from bench import ConfigError
+from bench.backends import backend_names
+from bench.engines.base import BackendOptions
+from models import get_spec, model_names
 
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "onecycle")
 NORMALIZATIONS = ("minmax", "standard")
-PROFILES = ("quick", "full")
-DEFAULT_TARGETS = {"mlp": 0.98, "cnn": 0.99}
+PRESETS = ("quick", "full")
 
 
 @dataclass(frozen=True)
@@ -77,32 +75,18 @@ class InferConfig:
 
 
 @dataclass(frozen=True)
-class BackendOptions:
-    tf32: bool = False  # CUDA: allow TF32 matmul/conv in fp32 backends
-    cudnn_benchmark: bool = False  # CUDA: cudnn.benchmark autotuning
-    channels_last: bool = False  # CNN: NHWC memory format (CPU and CUDA)
-    ort_opt_level: str = "all"  # disable | basic | extended | all
-    ort_intra_threads: int = 0  # 0: ONNX Runtime's default
-    ort_inter_threads: int = 0  # 0: ONNX Runtime's default
-
-    def __post_init__(self) -> None:
-        _one_of("ort_opt_level", self.ort_opt_level, ("disable", "basic", "extended", "all"))
-        for name in ("ort_intra_threads", "ort_inter_threads"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
-
-
-@dataclass(frozen=True)
 class RunConfig:
-    models: tuple[str, ...] = ("mlp", "cnn")
+    models: tuple[str, ...] = ("mlp", "cnn")  # build_config's default: every registered model
     backends: tuple[str, ...] = ("cpu-fp32", "cpu-bf16")
-    profile: str = "quick"
+    preset: str = "quick"  # quick | full
     seed: int = 0
     threads: int | None = None  # torch intra-op threads; None keeps torch's default
     out: Path = Path("results")
     data_dir: Path | None = None
     dynamics: bool = False
     dynamics_every: int = 1  # with dynamics: record per-layer statistics every K steps
+    grid: int = 15  # with dynamics: surface points per axis (>= 2)
+    subset: int = 500  # with dynamics: first N training images the landscape is evaluated on
     train: dict[str, TrainConfig] = field(default_factory=dict)  # per model
     infer: InferConfig = field(default_factory=InferConfig)
     backend_options: BackendOptions = field(default_factory=BackendOptions)
@@ -111,28 +95,20 @@ class RunConfig:
         return self.train[model]
 
 
-# Per-profile defaults, then per-model recipes. The full CNN recipe (OneCycle over 3 epochs,
-# batch 256, peak lr 4e-3) reaches 99% test accuracy sooner than constant Adam(1e-3) at batch
-# 128: benchmarks/time_to_accuracy.py measures the two side by side.
-_PROFILE_TRAIN = {
+# Per-preset defaults; each model's recipe (its registry entry) goes over them.
+_PRESET_TRAIN = {
     # quick: one epoch over the first 12,000 training images (fits ~3 minutes on 2 cores,
     # where bf16 autocast is emulated in software on CPUs without native bf16).
     "quick": {"epochs": 1, "evals_per_epoch": 2, "stop_at_target": False, "limit_train": 12000},
     "full": {"stop_at_target": True, "evals_per_epoch": 4},
 }
-_MODEL_RECIPES = {
-    "quick": {"mlp": {}, "cnn": {"schedule": "onecycle", "lr": 3e-3}},
-    "full": {
-        "mlp": {"epochs": 20, "schedule": "onecycle", "lr": 2e-3},
-        "cnn": {"epochs": 3, "schedule": "onecycle", "lr": 4e-3, "batch_size": 256},
-    },
-}
-_PROFILE_INFER = {"quick": {"budget_s": 0.5, "warmup_calls": 2, "min_repeats": 5}, "full": {"budget_s": 2.0}}
+_PRESET_INFER = {"quick": {"budget_s": 0.5, "warmup_calls": 2, "min_repeats": 5}, "full": {"budget_s": 2.0}}
 
 _TRAIN_KEYS = {f.name for f in fields(TrainConfig)}
 _INFER_KEYS = {f.name for f in fields(InferConfig)}
 _OPTION_KEYS = {f.name for f in fields(BackendOptions)}
-_RUN_KEYS = {"models", "backends", "profile", "seed", "threads", "out", "data_dir", "dynamics", "dynamics_every"}
+_RUN_KEYS = {"models", "backends", "preset", "seed", "threads", "out", "data_dir", "dynamics", "dynamics_every", "grid",
+             "subset"}
 LEGAL_KEYS = sorted(_TRAIN_KEYS | _INFER_KEYS | _OPTION_KEYS | _RUN_KEYS | {"config"})
 
 
@@ -148,20 +124,20 @@ def load_toml(path: Path) -> dict[str, Any]:
 
 def build_config(values: dict[str, Any]) -> RunConfig:
     """Build and validate a RunConfig from flat key/value pairs (CLI names or TOML keys)."""
-    from bench.backends import backend_names  # late: backends imports torch
-    from models import model_names
-
     values = {k.replace("-", "_"): v for k, v in values.items() if v is not None}
     if "config" in values:
         file_values = {k.replace("-", "_"): v for k, v in load_toml(Path(values.pop("config"))).items()}
         values = {**file_values, **values}
+    if "profile" in values:  # the key's earlier name; "profile" now means torch.profiler only
+        print("warning: 'profile' is renamed 'preset' (--preset quick|full)", file=sys.stderr)
+        values.setdefault("preset", values.pop("profile"))
     unknown = sorted(set(values) - set(LEGAL_KEYS))
     if unknown:
         raise ConfigError(f"unknown config key(s) {', '.join(unknown)}; legal keys: {', '.join(LEGAL_KEYS)}")
 
-    profile = values.get("profile", "quick")
-    _one_of("profile", profile, PROFILES)
-    models = _name_list("models", values.get("models", RunConfig.models), model_names())
+    preset = values.get("preset", "quick")
+    _one_of("preset", preset, PRESETS)
+    models = _name_list("models", values.get("models", model_names()), model_names())
     backends = _name_list("backends", values.get("backends", RunConfig.backends), backend_names())
     seed = _int("seed", values.get("seed", 0), minimum=0)
     threads = values.get("threads")
@@ -171,12 +147,12 @@ def build_config(values: dict[str, Any]) -> RunConfig:
     train_given = {k: values[k] for k in _TRAIN_KEYS if k in values}
     train = {}
     for m in models:
-        merged = {"target_accuracy": DEFAULT_TARGETS.get(m, 0.98), **_PROFILE_TRAIN[profile]}
-        merged.update(_MODEL_RECIPES[profile].get(m, {}))
+        spec = get_spec(m)
+        merged = {"target_accuracy": spec.target_accuracy, **_PRESET_TRAIN[preset], **spec.recipes.get(preset, {})}
         merged.update(train_given)
         train[m] = _construct(TrainConfig, merged)
 
-    infer_values = {**_PROFILE_INFER[profile], **{k: values[k] for k in _INFER_KEYS if k in values}}
+    infer_values = {**_PRESET_INFER[preset], **{k: values[k] for k in _INFER_KEYS if k in values}}
     if "batch_sizes" in infer_values:
         sizes = _split(infer_values["batch_sizes"])
         infer_values["batch_sizes"] = tuple(_int("batch_sizes", b, minimum=1) for b in sizes)
@@ -187,13 +163,15 @@ def build_config(values: dict[str, Any]) -> RunConfig:
     return RunConfig(
         models=models,
         backends=backends,
-        profile=profile,
+        preset=preset,
         seed=seed,
         threads=threads,
         out=Path(values.get("out", "results")),
         data_dir=Path(data_dir) if data_dir else None,
         dynamics=_bool("dynamics", values.get("dynamics", False)),
         dynamics_every=_int("dynamics_every", values.get("dynamics_every", 1), minimum=1),
+        grid=_int("grid", values.get("grid", RunConfig.grid), minimum=2),
+        subset=_int("subset", values.get("subset", RunConfig.subset), minimum=1),
         train=train,
         infer=infer,
         backend_options=options,

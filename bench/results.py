@@ -50,6 +50,47 @@ SCHEMA = {
 }
 
 
+ROW_HEADER = ("model", "backend", "device", "precision", "engine", "phase", "batch_size", "status", "reason")
+STATUSES = ("ok", "skipped", "error", "oom")
+
+
+def cell_id(model: str, backend: str, phase: str, batch_size: int | None = None) -> str:
+    return f"{model}__{backend}__{phase}" + (f"_bs{batch_size}" if batch_size else "")
+
+
+class RunWriter:
+    """Owns one run folder's cells: their ids, the row header every summary row starts with, the
+    status rows (skipped / error / oom) and the atomic writes."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+
+    @staticmethod
+    def header(model: str, backend, phase: str, batch_size: int | None = None, status: str = "ok",
+               reason: str = "") -> dict:
+        """``backend``: a ``bench.backends.Backend`` (name, device, precision, engine)."""
+        if status not in STATUSES:
+            raise ValueError(f"status must be one of {', '.join(STATUSES)}; got {status!r}")
+        return {"model": model, "backend": backend.name, "device": backend.device, "precision": backend.precision,
+                "engine": backend.engine.name, "phase": phase, "batch_size": batch_size, "status": status,
+                "reason": reason}
+
+    def write(self, model: str, backend, phase: str, tables: dict[str, pd.DataFrame], batch_size: int | None = None,
+              files: dict[str, bytes] | None = None, reason: str = "") -> Path:
+        """Write a completed cell; its ``summary`` table (one row of metrics) gets the row header."""
+        summary = tables.get("summary", pd.DataFrame([{}]))
+        head = pd.DataFrame([self.header(model, backend, phase, batch_size, reason=reason)] * len(summary))
+        metrics = summary.drop(columns=[c for c in ROW_HEADER if c in summary.columns]).reset_index(drop=True)
+        tables = {**tables, "summary": pd.concat([head, metrics], axis=1)}
+        return write_cell(self.run_dir, cell_id(model, backend.name, phase, batch_size), tables, files)
+
+    def write_status(self, model: str, backend, phase: str, status: str, reason: str,
+                     batch_size: int | None = None) -> Path:
+        row = self.header(model, backend, phase, batch_size, status, reason)
+        return write_cell(self.run_dir, cell_id(model, backend.name, phase, batch_size),
+                          {"summary": pd.DataFrame([row])})
+
+
 def new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:4]
 
@@ -89,6 +130,14 @@ def write_cell(run_dir: Path, cell_id: str, tables: dict[str, pd.DataFrame],
         shutil.rmtree(final)
     os.replace(tmp, final)
     return final
+
+
+def write_samples(run_dir: Path, mnist, count: int = 16) -> None:
+    """A few training images with their labels, for the report (``samples.parquet``)."""
+    pd.DataFrame({
+        "index": range(count), "label": mnist.train_labels[:count].numpy(),
+        "pixels": [mnist.train_images[i].numpy().tobytes() for i in range(count)],
+    }).to_parquet(run_dir / "samples.parquet", index=False)
 
 
 def write_json(path: Path, data: dict) -> None:

@@ -3,11 +3,10 @@ evaluation clock and the warm-up kept apart."""
 
 from __future__ import annotations
 
+import contextlib
 import math
-import time
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -15,10 +14,11 @@ from torch import nn
 from tqdm import tqdm
 
 from bench.backends import Backend
-from bench.config import BackendOptions, TrainConfig
+from bench.config import TrainConfig
 from bench.data import Split
-from bench.timing import clock_for
-from models import build_model
+from bench.engines import BackendOptions
+from bench.measure.clocks import Stopwatch, clock_for, wall_time
+from models import build_model, get_spec
 
 EVAL_BATCH = 1000
 
@@ -26,7 +26,7 @@ EVAL_BATCH = 1000
 def build_trainable(name: str, backend: Backend, options: BackendOptions, seed: int) -> nn.Module:
     torch.manual_seed(seed)
     model = build_model(name).to(backend.device)
-    if options.channels_last and name == "cnn":
+    if options.channels_last and get_spec(name).channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model
 
@@ -64,10 +64,10 @@ def make_train_step(forward, backend: Backend, opt, sched=None, scaler=None):
 
 
 @torch.no_grad()
-def predict_logits(forward, split: Split, backend: Backend, batch_size: int = EVAL_BATCH) -> torch.Tensor:
-    """fp32 logits for a whole split, in order, in eval mode."""
+def predict_logits(forward, split: Split, backend: Backend | None = None, batch_size: int = EVAL_BATCH) -> torch.Tensor:
+    """fp32 logits for a whole split, in order (under the backend's autocast; none: plain fp32)."""
     outs = []
-    with backend.autocast():
+    with backend.autocast() if backend is not None else contextlib.nullcontext():
         for x, _ in split.batches(batch_size):
             outs.append(forward(x).float())
     return torch.cat(outs)
@@ -108,7 +108,7 @@ def train_model(name: str, backend: Backend, train: Split, test: Split, cfg: Tra
     steps_per_epoch = train.train_steps(cfg.batch_size)
     opt, sched = build_optimizer(model, cfg, cfg.epochs * steps_per_epoch)
     scaler = backend.grad_scaler()
-    forward = torch.compile(model) if backend.engine == "compile" else model
+    forward = backend.engine.training_forward(model, backend)
     clock = clock_for(backend.device)
     generator = torch.Generator().manual_seed(seed)
     eval_at = _eval_steps(steps_per_epoch, cfg.evals_per_epoch)
@@ -124,11 +124,11 @@ def train_model(name: str, backend: Backend, train: Split, test: Split, cfg: Tra
     steady_time = steady_samples = 0.0
     reached_at = None
     last_eval = (-1, 0.0, 0.0, None)
-    wall_start = time.perf_counter()
+    wall_start = wall_time()
     bar = tqdm(total=cfg.epochs * steps_per_epoch, desc=f"train {name} {backend.name}", disable=not progress,
                leave=False, unit="step")
     for epoch in range(cfg.epochs):
-        epoch_wall0 = time.perf_counter()
+        epoch_wall0 = wall_time()
         ep = {"data_s": 0.0, "compute_s": 0.0, "steady_s": 0.0, "steady_samples": 0, "eval_s": 0.0}
         marks, sizes, losses = [], [], []
         batches = train.batches(cfg.batch_size, generator)
@@ -167,15 +167,15 @@ def train_model(name: str, backend: Backend, train: Split, test: Split, cfg: Tra
                     ep["steady_samples"] += n
             train_loss = torch.stack(losses).float().mean().item()
             marks, sizes, losses = [], [], []
-            e0 = time.perf_counter()
-            test_loss, test_acc, logits = evaluate(model, test, backend)
+            with Stopwatch(backend.device) as sw:
+                test_loss, test_acc, logits = evaluate(model, test, backend)
             last_eval = (global_step, test_loss, test_acc, logits)
-            e = time.perf_counter() - e0
+            e = sw.seconds
             ep["eval_s"] += e
             eval_s += e
             curve.append({
                 "epoch": epoch + 1, "step": global_step, "epoch_progress": epoch + (i + 1) / steps_per_epoch,
-                "train_s": train_s, "wall_s": time.perf_counter() - wall_start, "train_loss": train_loss,
+                "train_s": train_s, "wall_s": wall_time() - wall_start, "train_loss": train_loss,
                 "test_loss": test_loss, "test_accuracy": test_acc,
             })
             if reached_at is None and test_acc >= cfg.target_accuracy:
@@ -185,7 +185,7 @@ def train_model(name: str, backend: Backend, train: Split, test: Split, cfg: Tra
         steady_time += ep["steady_s"]
         steady_samples += ep["steady_samples"]
         epochs.append({
-            "epoch": epoch + 1, "wall_s": time.perf_counter() - epoch_wall0,
+            "epoch": epoch + 1, "wall_s": wall_time() - epoch_wall0,
             "train_s": ep["data_s"] + ep["compute_s"], "eval_s": ep["eval_s"], "data_s": ep["data_s"],
             "compute_s": ep["compute_s"],
             "samples_per_s": ep["steady_samples"] / ep["steady_s"] if ep["steady_s"] > 0 else float("nan"),
@@ -206,7 +206,7 @@ def train_model(name: str, backend: Backend, train: Split, test: Split, cfg: Tra
         "warmup_s": warmup_s,
         "train_s": train_s,
         "eval_s": eval_s,
-        "wall_s": time.perf_counter() - wall_start,
+        "wall_s": wall_time() - wall_start,
         "epochs_run": len(epochs),
         "steps": global_step,
         "test_loss": test_loss,
@@ -217,14 +217,3 @@ def train_model(name: str, backend: Backend, train: Split, test: Split, cfg: Tra
         "compute_s": float(sum(e["compute_s"] for e in epochs)),
     }
     return TrainResult(model, summary, pd.DataFrame(epochs), pd.DataFrame(curve), logits)
-
-
-def misclassified(images: torch.Tensor, labels: torch.Tensor, preds: torch.Tensor, limit: int = 16) -> pd.DataFrame:
-    """The first ``limit`` misclassified test images (uint8 pixels) with true and predicted labels."""
-    wrong = torch.nonzero(preds.cpu() != labels.cpu()).flatten()[:limit]
-    return pd.DataFrame({
-        "index": wrong.numpy(),
-        "label": labels.cpu()[wrong].numpy(),
-        "pred": preds.cpu()[wrong].numpy(),
-        "pixels": [images[i].numpy().astype(np.uint8).tobytes() for i in wrong.tolist()],
-    })

@@ -1,4 +1,4 @@
-"""`--profile full` on cpu-fp32 for several seeds: final test accuracy, min and mean per model.
+"""`--preset full` on cpu-fp32 for several seeds: final test accuracy, min and mean per model.
 
     python benchmarks/accuracy_seeds.py [--seeds 0,1,2] [--out results/accuracy-seeds]
 """
@@ -23,7 +23,7 @@ def main() -> None:
     args = p.parse_args()
     rows = []
     for seed in args.seeds.split(","):
-        cfg = build_config({"profile": "full", "models": args.models, "backends": "cpu-fp32", "seed": seed,
+        cfg = build_config({"preset": "full", "models": args.models, "backends": "cpu-fp32", "seed": seed,
                             "batch_sizes": "1", "budget_s": "0.1", "out": str(args.out)})
         run_dir = Runner(cfg, argv=["benchmarks/accuracy_seeds.py"], progress=False).run()
         s = read_run(run_dir)["summary"]

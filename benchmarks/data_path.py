@@ -10,15 +10,16 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from bench.backends import get_backend
-from bench.config import BackendOptions, TrainConfig
+from bench.config import TrainConfig
 from bench.data import make_split, resolve_mnist
+from bench.engines import BackendOptions
+from bench.measure.clocks import wall_time
 from bench.train import train_model
 from models import build_model
 
@@ -31,13 +32,13 @@ def dataloader_epoch(name, root, batch_size, seed, workers) -> float:
     loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=True, num_workers=workers)
     model = build_model(name)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    start = time.perf_counter()
+    start = wall_time()
     for x, y in loader:
         loss = F.cross_entropy(model(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    return time.perf_counter() - start
+    return wall_time() - start
 
 
 def main() -> None:

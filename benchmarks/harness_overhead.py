@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
 import torch.nn.functional as F
 
 from bench.backends import get_backend
-from bench.config import BackendOptions, TrainConfig
+from bench.config import TrainConfig
 from bench.data import make_split, resolve_mnist
+from bench.engines import BackendOptions
+from bench.measure.clocks import wall_time
 from bench.train import train_model
 from models import build_model
 
@@ -30,14 +31,14 @@ def minimal_epoch(name, train, batch_size, seed) -> float:
     g = torch.Generator().manual_seed(seed)
     perm = torch.randperm(len(train), generator=g)
     steps = train.train_steps(batch_size)  # full batches, as the harness trains
-    start = time.perf_counter()
+    start = wall_time()
     for i in range(0, steps * batch_size, batch_size):
         idx = perm[i : i + batch_size]
         loss = F.cross_entropy(model(train.x[idx]), train.y[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    return steps * batch_size / (time.perf_counter() - start)
+    return steps * batch_size / (wall_time() - start)
 
 
 def harness_epoch(name, train, test, batch_size, seed) -> float:

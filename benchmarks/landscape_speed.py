@@ -1,5 +1,5 @@
 """Landscape speed: a G x G loss surface around trained-size weights on the first N training
-images, batched (bench.landscape.LandscapeEvaluator.surface) vs point-by-point (one full
+images, batched (bench.dynamics.landscape.LandscapeEvaluator.surface) vs point-by-point (one full
 forward pass per grid point), interleaved rounds in one process. Also checks they agree.
 
     python benchmarks/landscape_speed.py [--model mlp] [--grid 25] [--subset 2000] [--rounds 3]
@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
 
 from bench.data import make_split, resolve_mnist
-from bench.landscape import LandscapeEvaluator, combine, filter_normalized_direction, params_of
+from bench.dynamics.landscape import LandscapeEvaluator, combine, filter_normalized_direction, params_of
+from bench.measure.clocks import Stopwatch
 from models import build_model
 
 
@@ -38,7 +38,6 @@ def main() -> None:
     axis = torch.linspace(-1, 1, args.grid)
     gy, gx = torch.meshgrid(axis, axis, indexing="ij")
     coords = list(zip(gx.reshape(-1).tolist(), gy.reshape(-1).tolist()))
-    sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
 
     def batched():
         return ev.surface(c, d1, d2, axis, axis)[2].reshape(-1)
@@ -51,11 +50,9 @@ def main() -> None:
     for r in range(args.rounds):
         times = {}
         for name, fn in (("point-by-point", pointwise), ("batched", batched)):
-            sync()
-            t = time.perf_counter()
-            out = fn()
-            sync()
-            times[name] = time.perf_counter() - t
+            with Stopwatch(args.device) as sw:
+                out = fn()
+            times[name] = sw.seconds
             times[name + "_out"] = out
         diff = (times["batched_out"] - times["point-by-point_out"]).abs().max().item()
         ratios.append(times["point-by-point"] / times["batched"])

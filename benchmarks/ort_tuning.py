@@ -8,17 +8,16 @@ side by side in one process with the harness's inference benchmark.
 from __future__ import annotations
 
 import argparse
-import tempfile
-from pathlib import Path
 
 import pandas as pd
 import torch
 
 from bench.backends import get_backend
-from bench.config import BackendOptions, InferConfig
+from bench.cells import calibration_images
+from bench.config import InferConfig
 from bench.data import make_split, resolve_mnist
-from bench.infer import benchmark_ort, benchmark_torch
-from bench.onnx_export import OrtRunner, export_onnx
+from bench.engines import BackendOptions
+from bench.measure.latency import benchmark_call, input_batch
 from models import build_model
 
 VARIANTS = {
@@ -37,25 +36,31 @@ def main() -> None:
     args = p.parse_args()
     m = resolve_mnist()
     test = make_split(m.test_images, m.test_labels, "minmax", "cpu")
+    calibration = calibration_images(make_split(m.train_images, m.train_labels, "minmax", "cpu", 1024))
     cfg = InferConfig(budget_s=args.budget_s, warmup_calls=5, min_repeats=10)
+    eager_backend, ort_backend = get_backend("cpu-fp32"), get_backend("onnxruntime-cpu")
+
+    def measure(prepared, bs):
+        x = prepared.to_input(input_batch(test.x, bs))
+        return benchmark_call(lambda: prepared.predict(x), prepared.clock_device, cfg, bs)
+
     rows = []
     for name in ("mlp", "cnn"):
         torch.manual_seed(0)
         model = build_model(name).eval()
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / f"{name}.onnx"
-            export_onnx(model, path)
-            runners = {label: OrtRunner(path, "cpu", opts) for label, opts in VARIANTS.items()}
-            for bs in map(int, args.batch_sizes.split(",")):
-                eager = benchmark_torch(model, get_backend("cpu-fp32"), test.x, bs, cfg)
-                rows.append({"model": name, "batch": bs, "engine": "pytorch eager", "p50_ms": eager["p50_latency_ms"],
-                             "cv": eager["cv"], "vs_eager": 1.0})
-                for label, runner in runners.items():
-                    r = benchmark_ort(runner.run, test.x, bs, cfg)
-                    rows.append({"model": name, "batch": bs, "engine": f"onnxruntime {label}",
-                                 "p50_ms": r["p50_latency_ms"], "cv": r["cv"],
-                                 "vs_eager": eager["p50_latency_ms"] / r["p50_latency_ms"]})
-                    print(rows[-1], flush=True)
+        eager_prepared = eager_backend.engine.prepare(model, eager_backend, BackendOptions(), calibration)
+        sessions = {label: ort_backend.engine.prepare(model, ort_backend, opts, calibration)
+                    for label, opts in VARIANTS.items()}
+        for bs in map(int, args.batch_sizes.split(",")):
+            eager = measure(eager_prepared, bs)
+            rows.append({"model": name, "batch": bs, "engine": "pytorch eager", "p50_ms": eager["p50_latency_ms"],
+                         "cv": eager["cv"], "vs_eager": 1.0})
+            for label, prepared in sessions.items():
+                r = measure(prepared, bs)
+                rows.append({"model": name, "batch": bs, "engine": f"onnxruntime {label}",
+                             "p50_ms": r["p50_latency_ms"], "cv": r["cv"],
+                             "vs_eager": eager["p50_latency_ms"] / r["p50_latency_ms"]})
+                print(rows[-1], flush=True)
     df = pd.DataFrame(rows)
     print(f"torch threads {torch.get_num_threads()}; vs_eager = eager p50 / this p50 (> 1: faster than eager)")
     print(df.to_string(index=False, float_format=lambda v: f"{v:.4g}"))

@@ -11,8 +11,9 @@ from __future__ import annotations
 import argparse
 
 from bench.backends import get_backend
-from bench.config import BackendOptions, build_config, with_train
+from bench.config import build_config, with_train
 from bench.data import make_split, resolve_mnist
+from bench.engines import BackendOptions
 from bench.train import train_model
 
 
@@ -36,9 +37,9 @@ def main() -> None:
     m = resolve_mnist()
     changes = {k: v for k, v in {"batch_size": args.batch_size, "lr": args.lr, "epochs": args.epochs}.items()
                if v is not None}
-    recipe = with_train(build_config({"profile": "full", "models": "cnn"}), evals_per_epoch=args.evals_per_epoch,
+    recipe = with_train(build_config({"preset": "full", "models": "cnn"}), evals_per_epoch=args.evals_per_epoch,
                         **changes).train_for("cnn")
-    baseline = with_train(build_config({"profile": "full", "models": "cnn"}), schedule="constant", lr=1e-3,
+    baseline = with_train(build_config({"preset": "full", "models": "cnn"}), schedule="constant", lr=1e-3,
                           batch_size=128, epochs=args.max_epochs,
                           evals_per_epoch=args.evals_per_epoch).train_for("cnn")
     print(f"recipe:   {recipe}\nbaseline: {baseline}")

@@ -9,14 +9,16 @@ import pandas as pd
 import seaborn as sns
 
 from bench.results import RunTables
+from reports.blocks import cols, img, table, warn
 from reports.charts import to_png
+from reports.summary import model_rank
 
 
 def _by_model(df: pd.DataFrame, summary: pd.DataFrame) -> dict[str, pd.DataFrame]:
     if df.empty:
         return {}
     d = df.merge(summary[["run_id", "cell_id", "model", "backend"]], on=["run_id", "cell_id"])
-    return {m: g for m, g in sorted(d.groupby("model"), key=lambda kv: kv[0], reverse=True)}  # mlp, cnn
+    return {m: g for m, g in sorted(d.groupby("model"), key=lambda kv: model_rank(kv[0]))}
 
 
 def _panels(n: int, height: float = 4.0, projection=None):
@@ -111,8 +113,6 @@ def sharpness(land: dict[str, pd.DataFrame]):
 
 
 def render(rt: RunTables, report_dir) -> str:
-    from reports.html import _img, _table
-
     s = rt["summary"]
     layers = _by_model(rt["dynamics_layers"], s)
     land = _by_model(rt["landscape"], s)
@@ -151,14 +151,12 @@ def render(rt: RunTables, report_dir) -> str:
     ]
     for make, alt, caption in charts:
         try:
-            png = make()
-        except (KeyError, ValueError, IndexError):
-            png = None  # the tables hold no data for this chart
-        parts.append(_img(png, alt, caption))
+            parts.append(img(make(), alt, caption))
+        except (KeyError, ValueError, IndexError) as e:  # the tables lack what this chart needs: say so in place
+            parts.append(warn(f"Chart '{alt}' not drawn: the recorded tables lack its data ({type(e).__name__}: {e})."))
     dyn = s[s.phase == "dynamics"]
     if not dyn.empty:
-        cols = [c for c in ["model", "backend", "device", "checkpoints", "landscape_subset", "grid", "surface_points",
-                            "interpolation_s", "surface_s", "pca_surface_s", "perturbation_s", "sharpness_s"]
-                if c in dyn]
-        parts.append(_table(dyn[cols], "dynamics-table"))
+        timing = ["model", "backend", "analysis_device", "checkpoints", "landscape_subset", "grid", "surface_points",
+                  "interpolation_s", "surface_s", "pca_surface_s", "perturbation_s", "sharpness_s"]
+        parts.append(table(cols(dyn, timing), "dynamics-table"))
     return "\n".join(parts)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import html
-import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,9 +10,10 @@ import numpy as np
 import pandas as pd
 
 from bench.results import RunTables, atomic_write_text
-from bench.summary import summary_frame, with_metric_columns
-from reports import charts
+from reports import charts, dynamics_section, profile_section
+from reports.blocks import cols, img, table
 from reports.load import load_paths
+from reports.summary import summary_frame, with_metric_columns
 
 CSS = """
 .tw{overflow-x:auto} body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1280px;color:#222;padding:0 1em}
@@ -25,34 +24,6 @@ table.t th{background:#f3f3f3} table.t td:first-child,table.t td:nth-child(2){te
 .card{display:flex;gap:2em;flex-wrap:wrap} figure{margin:1em 0} figcaption{font-size:13px;color:#555;max-width:900px}
 img{max-width:100%} .note{font-size:13px;color:#555} .warn{color:#b35900}
 """
-
-
-def _img(png: bytes | None, alt: str, caption: str = "") -> str:
-    if png is None:
-        return ""
-    data = base64.b64encode(png).decode()
-    cap = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
-    return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">{cap}</figure>'
-
-
-def _table(df: pd.DataFrame, table_id: str = "") -> str:
-    if df is None or df.empty:
-        return '<p class="note">(nothing recorded)</p>'
-    out = df.to_html(index=False, border=0, classes="t", na_rep="–", float_format=_fmt, escape=True)
-    out = re.sub(r"<table[^>]*>", f'<table class="t" id="{table_id}">', out, count=1)
-    return f'<div class="tw">{out}</div>'
-
-
-def _fmt(v: float) -> str:
-    if v != v:  # NaN
-        return "–"
-    if abs(v) >= 1e4 or (0 < abs(v) < 1e-3):
-        return f"{v:.3g}"
-    return f"{v:,.4g}"
-
-
-def _cols(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
-    return df[[c for c in cols if c in df.columns]]
 
 
 def environment(meta: dict[str, dict]) -> pd.DataFrame:
@@ -98,23 +69,23 @@ def render_tables(rt: RunTables) -> str:
              "state, warm-up excluded; tta_s: training time to the target accuracy (evaluation excluded); "
              "p50_bs1_ms: median latency at batch 1; peak_rss_MB: process RSS high-water per cell; "
              "train_MFU: achieved FLOP/s over the measured peak matmul FLOP/s.</p>",
-             _table(summary_section(s), "summary-table")]
+             table(summary_section(s), "summary-table")]
     parts += ["<h2>Training</h2>",
-              _img(charts.training_curves(rt["curve"], s), "training curves",
+              img(charts.training_curves(rt["curve"], s), "training curves",
                    "Training loss and test accuracy against wall time (evaluation included in wall time, "
                    "excluded from train_s). The dashed line is the target accuracy."),
-              _table(_cols(train, ["model", "backend", "epochs_run", "batch_size", "optimizer", "schedule", "lr",
+              table(cols(train, ["model", "backend", "epochs_run", "batch_size", "optimizer", "schedule", "lr",
                                    "train_samples_per_s", "speedup_vs_cpu_fp32", "cold_step_s", "warmup_steps",
                                    "warmup_s", "train_s", "data_s", "compute_s", "eval_s", "time_to_accuracy_s",
                                    "test_accuracy", "mfu"]), "train-table")]
     unstable = infer[infer.unstable.fillna(False).astype(bool)]
     parts += ["<h2>Inference</h2>",
-              _img(charts.throughput(s), "throughput", "Throughput per backend (log scale)."),
-              _img(charts.latency_vs_batch(s), "latency vs batch size",
+              img(charts.throughput(s), "throughput", "Throughput per backend (log scale)."),
+              img(charts.latency_vs_batch(s), "latency vs batch size",
                    "Median latency per call against batch size; whiskers from the fastest call to p99."),
               f'<p class="warn">{len(unstable)} cell(s) unstable (CV &gt; 10%): marked in the table.</p>'
               if len(unstable) else "",
-              _table(_cols(infer.sort_values(["model", "backend", "batch_size"]),
+              table(cols(infer.sort_values(["model", "backend", "batch_size"]),
                            ["model", "backend", "batch_size", "p50_latency_ms", "p90_latency_ms", "p99_latency_ms",
                             "mean_latency_ms", "std_latency_ms", "iqr_latency_ms", "cv", "unstable",
                             "samples_per_s", "speedup_vs_cpu_fp32", "cold_first_call_ms", "n_samples",
@@ -125,31 +96,31 @@ def render_tables(rt: RunTables) -> str:
         parts += ["<h2>Parity against fp32 eager</h2>",
                   '<p class="note">Same trained weights, full test split: the backend\'s logits against the fp32 '
                   "PyTorch model's. parity_flag marks an accuracy drop of more than 0.2 points.</p>",
-                  _table(_cols(parity, ["model", "backend", "phase", *parity_cols]), "parity-table")]
+                  table(cols(parity, ["model", "backend", "phase", *parity_cols]), "parity-table")]
     if not export.empty:
         parts += ["<h2>ONNX export</h2>",
-                  _table(_cols(export, ["model", "backend", "opset", "export_s", "onnx_bytes", "session_create_s",
+                  table(cols(export, ["model", "backend", "opset", "export_s", "onnx_bytes", "session_create_s",
                                         "first_inference_s", "ort_session_rss_bytes", "ort_opt_level",
                                         "ort_intra_threads", "ort_inter_threads"]), "export-table")]
     parts += ["<h2>Memory</h2>",
               '<p class="note">peak_rss_bytes: process resident-set high-water during the cell; '
               "cuda_max_allocated_bytes / cuda_max_reserved_bytes: PyTorch's CUDA allocator peaks, reset per cell; "
               "ort_session_rss_bytes: RSS growth from creating the ONNX Runtime session.</p>",
-              _table(_cols(ok[ok.phase != "profile"], ["model", "backend", "phase", "batch_size", "peak_rss_bytes",
+              table(cols(ok[ok.phase != "profile"], ["model", "backend", "phase", "batch_size", "peak_rss_bytes",
                                                         "rss_scope",
                                 "cuda_max_allocated_bytes", "cuda_max_reserved_bytes", "ort_session_rss_bytes"]),
                      "memory-table")]
     parts += ["<h2>Accuracy</h2>",
-              _img(charts.confusion_matrices(rt["confusion"], s), "confusion matrices",
+              img(charts.confusion_matrices(rt["confusion"], s), "confusion matrices",
                    "Rows: true digit, columns: predicted; colour on a log scale."),
-              _table(_per_class(rt["classes"], s), "classes-table"),
-              _img(charts.image_grid(rt.samples, "training samples", lambda r: f"label {r.label}"),
+              table(_per_class(rt["classes"], s), "classes-table"),
+              img(charts.image_grid(rt.samples, "training samples", lambda r: f"label {r.label}"),
                    "sample images"),
               _misclassified(rt["misclassified"], s)]
     not_ok = s[s.status != "ok"]
     if not not_ok.empty:
         parts += ["<h2>Skipped and failed cells</h2>",
-                  _table(_cols(not_ok, ["model", "backend", "phase", "batch_size", "status", "reason"]),
+                  table(cols(not_ok, ["model", "backend", "phase", "batch_size", "status", "reason"]),
                          "skipped-table")]
     return "\n".join(parts)
 
@@ -167,7 +138,7 @@ def _misclassified(mis: pd.DataFrame, s: pd.DataFrame) -> str:
     out = []
     d = mis.merge(s[["run_id", "cell_id", "model", "backend"]], on=["run_id", "cell_id"])
     for (model, backend), g in d.groupby(["model", "backend"]):
-        out.append(_img(charts.image_grid(g.head(16), f"{model} ({backend}): misclassified test images",
+        out.append(img(charts.image_grid(g.head(16), f"{model} ({backend}): misclassified test images",
                                           lambda r: f"{r.pred} (true {r.label})"), f"misclassified {model}"))
     return "\n".join(out)
 
@@ -181,7 +152,7 @@ def render_report(paths: list[Path], output: Path | None = None, extra_sections:
     body = [f"<h1>{title}</h1>",
             f'<p class="note">Runs: {", ".join(html.escape(r) for r in rt.meta)} · rendered '
             f'{datetime.now(UTC).isoformat(timespec="seconds")} from result files only.</p>',
-            "<h2>Environment</h2>", _table(environment(rt.meta), "environment-table"),
+            "<h2>Environment</h2>", table(environment(rt.meta), "environment-table"),
             render_tables(rt)]
     body += [section(rt, output.parent) for section in SECTIONS]
     body += extra_sections or []
@@ -193,6 +164,4 @@ def render_report(paths: list[Path], output: Path | None = None, extra_sections:
 
 
 # Further report sections: f(run_tables, report_dir) -> html.
-from reports import dynamics_section, profile_section  # noqa: E402
-
 SECTIONS: list = [dynamics_section.render, profile_section.render]

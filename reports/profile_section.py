@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from bench.results import RunTables
+from reports.blocks import img, table
 from reports.charts import to_png
 
 
@@ -32,8 +33,6 @@ def phase_breakdown(phases: pd.DataFrame) -> bytes | None:
 
 
 def render(rt: RunTables, report_dir: Path) -> str:
-    from reports.html import _img, _table
-
     ops, phases = rt["profile_ops"], rt["profile_phases"]
     if ops.empty:
         return ""
@@ -43,7 +42,7 @@ def render(rt: RunTables, report_dir: Path) -> str:
     parts = ["<h2>Profile</h2>",
              '<p class="note">torch.profiler over the active steps of a separate profiling run (never a timing '
              "run). Times are per step; operators sorted by self time.</p>",
-             _img(phase_breakdown(phases), "step breakdown",
+             img(phase_breakdown(phases), "step breakdown",
                   "How one training step splits into data (batch slicing), forward, backward (incl. zero_grad) "
                   "and optimizer, from the profiler's record_function ranges.")]
     ops = ops.merge(s, on=["run_id", "cell_id"])
@@ -51,7 +50,7 @@ def render(rt: RunTables, report_dir: Path) -> str:
         top = g.head(15)[["name", "calls", "self_cpu_time_us", "cpu_time_total_us", "self_device_time_us",
                           "device_time_total_us", "flops"]]
         parts += [f"<h3>{html.escape(model)} · {html.escape(backend)}: top operators</h3>",
-                  _table(top, f"profile-ops-{model}-{backend}")]
+                  table(top, f"profile-ops-{model}-{backend}")]
     links = []
     for run_dir in rt.run_dirs:
         for trace in sorted((run_dir / "profile").glob("*.json*")):

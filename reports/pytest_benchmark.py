@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from bench.measure.stats import summarize
 
 from bench import BenchError
 from bench.results import RunTables
-from bench.stats import summarize
 
 
 def read_benchmark_json(path: Path) -> RunTables:

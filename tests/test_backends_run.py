@@ -1,14 +1,14 @@
 """Backends on the CPU: compile, memory semantics, error and oom rows."""
 
-import pandas as pd
 import pytest
 import torch
 
 from bench.backends import get_backend
-from bench.config import BackendOptions, TrainConfig, build_config
+from bench.config import TrainConfig, build_config
 from bench.data import make_split, resolve_mnist
-from bench.memory import CellMemory
-from bench.onnx_export import parity
+from bench.engines import BackendOptions
+from bench.measure.accuracy import parity
+from bench.measure.memory import CellMemory
 from bench.results import read_run
 from bench.runner import Runner
 from bench.train import train_model
@@ -45,8 +45,9 @@ def test_memory_peak_is_per_cell():
     with CellMemory("cpu") as small:
         torch.ones(1000).sum()
     assert big.values["rss_scope"] == small.values["rss_scope"]
-    if big.values["rss_scope"] == "cell":
-        assert big.values["peak_rss_bytes"] - small.values["peak_rss_bytes"] > 128 * 2**20
+    if big.values["rss_scope"] != "cell":
+        pytest.skip("this OS cannot reset the RSS high-water mark (/proc/self/clear_refs)")
+    assert big.values["peak_rss_bytes"] - small.values["peak_rss_bytes"] > 128 * 2**20
 
 
 def test_parity_metrics():
@@ -65,31 +66,30 @@ def _tiny_cfg(mnist_path, out, backends):
 
 
 def test_export_failure_is_an_error_row_and_run_goes_on(mnist_path, tmp_path, monkeypatch):
-    import bench.runner as runner
+    import bench.engines.onnxruntime as ort_engine
 
     def broken(*a, **k):
         raise RuntimeError("exporter exploded")
 
-    monkeypatch.setattr(runner, "export_onnx", broken)
+    monkeypatch.setattr(ort_engine, "export_onnx", broken)
     run_dir = Runner(_tiny_cfg(mnist_path, tmp_path, "cpu-fp32,onnxruntime-cpu"), progress=False).run()
     s = read_run(run_dir)["summary"].set_index(["backend", "phase", "batch_size"], drop=False)
     export = s[(s.backend == "onnxruntime-cpu") & (s.phase == "export")].iloc[0]
     assert export.status == "error" and "exporter exploded" in export.reason
     ort_infer = s[(s.backend == "onnxruntime-cpu") & (s.phase == "infer")]
-    assert (ort_infer.status == "skipped").all() and (ort_infer.reason == "export failed").all()
+    assert (ort_infer.status == "skipped").all() and (ort_infer.reason == "preparing the model failed").all()
     assert (s[s.backend == "cpu-fp32"].status == "ok").all()
 
 
 def test_out_of_memory_is_an_oom_row(mnist_path, tmp_path, monkeypatch):
-    import bench.runner as runner
+    import bench.cells as cells
 
     def oom(*a, **k):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1 PiB")
 
-    monkeypatch.setattr(runner, "benchmark_torch", oom)
+    monkeypatch.setattr(cells, "benchmark_call", oom)
     run_dir = Runner(_tiny_cfg(mnist_path, tmp_path, "cpu-fp32"), progress=False).run()
     s = read_run(run_dir)["summary"]
     infer = s[s.phase == "infer"]
     assert (infer.status == "oom").all() and infer.reason.str.contains("out of memory").all()
     assert (s[s.phase == "train"].status == "ok").all()
-    assert isinstance(s, pd.DataFrame)

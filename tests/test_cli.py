@@ -30,7 +30,7 @@ def test_missing_data_lists_sources(tmp_path, capsys):
     out = tmp_path / "results"
     assert main(["run", "--data-dir", str(tmp_path / "nowhere"), "--out", str(out)]) == 2
     assert "MNIST from --data-dir failed" in capsys.readouterr().err
-    assert not any(out.iterdir()) if out.exists() else True
+    assert not out.exists() or not any(out.iterdir())
 
 
 def test_unwritable_output_fails_before_training(tmp_path, capsys, mnist_path):
@@ -65,7 +65,7 @@ def test_corrupt_file_exit_2(tmp_path, mnist_path, capsys):
 
 
 def test_argparse_errors_exit_2():
-    proc = subprocess.run([sys.executable, "-m", "bench", "run", "--profile", "slow"], cwd=ROOT,
+    proc = subprocess.run([sys.executable, "-m", "bench", "run", "--preset", "slow"], cwd=ROOT,
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "invalid choice: 'slow'" in proc.stderr
 

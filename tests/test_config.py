@@ -10,8 +10,8 @@ def test_defaults_quick():
     assert cfg.train_for("cnn").schedule == "onecycle"
 
 
-def test_cli_values_override_profile_and_recipe():
-    cfg = build_config({"profile": "full", "epochs": "2", "batch-size": "64", "schedule": "constant"})
+def test_cli_values_override_preset_and_recipe():
+    cfg = build_config({"preset": "full", "epochs": "2", "batch-size": "64", "schedule": "constant"})
     for m in ("mlp", "cnn"):
         t = cfg.train_for(m)
         assert (t.epochs, t.batch_size, t.schedule, t.stop_at_target) == (2, 64, "constant", True)
@@ -28,7 +28,7 @@ def test_cli_values_override_profile_and_recipe():
     ({"lr": "0"}, "lr must be > 0"),
     ({"optimizer": "rmsprop"}, "optimizer must be one of adam, sgd"),
     ({"batch_sizes": "1,0"}, "batch_sizes must be >= 1"),
-    ({"profile": "huge"}, "profile must be one of quick, full"),
+    ({"preset": "huge"}, "preset must be one of quick, full"),
     ({"colour": "red"}, "unknown config key"),
     ({"dynamics_every": "0"}, "dynamics_every must be >= 1"),
 ])

@@ -4,21 +4,24 @@ import pytest
 import torch
 
 from bench.config import build_config
+from bench.measure.clocks import CudaClock, clock_for, time_calls
 from bench.results import read_run
 from bench.runner import Runner
-from bench.timing import CudaClock, clock_for, time_calls
 
 from .conftest import TINY
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")]
 
 
-def test_cuda_clock_syncs():
+def test_cuda_clock_waits_for_queued_work():
+    """A kernel that spins ~50 ms returns to the host at once; the clock must still see 50 ms."""
     clock = clock_for("cuda")
     assert isinstance(clock, CudaClock)
-    a = torch.randn(2048, 2048, device="cuda")
-    device_s, wall_s = time_calls(lambda: a @ a, clock, 3)
-    assert all(d > 0 for d in device_s) and all(w > 0 for w in wall_s)
+    torch.cuda._sleep(1000)  # first launch: context and module loading, not measured
+    torch.cuda.synchronize()
+    device_s, wall_s = time_calls(lambda: torch.cuda._sleep(10**8), clock, 3)  # 10^8 cycles: ~50 ms at 2 GHz
+    assert min(device_s) > 0.01, device_s  # an unsynchronized clock would read microseconds
+    assert all(w >= 0.9 * d for d, w in zip(device_s, wall_s))
 
 
 def test_cuda_backends_end_to_end(mnist_path, tmp_path):

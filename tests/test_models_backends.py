@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from bench.backends import BACKENDS, get_backend
-from bench.flops import model_cost
+from bench.measure.cost import model_cost
 from models import build_model, model_names
 
 
@@ -29,8 +29,10 @@ def test_mlp_flops_match_the_layer_sizes():
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the skip reasons on a machine without CUDA")
 def test_cuda_backends_skip_with_reason():
     for b in BACKENDS.values():
-        if b.device == "cuda" and b.engine != "onnxruntime":
+        if b.device == "cuda" and b.trains:
             assert b.unavailable_reason() == "CUDA not available"
+    if get_backend("onnxruntime-cpu").unavailable_reason() is None:  # onnxruntime installed, no CUDA build
+        assert "CUDAExecutionProvider" in get_backend("onnxruntime-cuda").unavailable_reason()
 
 
 def test_cpu_backends_available_and_contexts():

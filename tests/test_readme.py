@@ -23,7 +23,7 @@ SMALL = {
 
 
 def test_readme_has_the_two_commands():
-    assert "mnist-bench run --profile quick" in COMMANDS
+    assert "mnist-bench run --preset quick" in COMMANDS
     test_command = next(line for b in BLOCKS for line in b.splitlines() if "pytest" in line and "MNIST_BENCH" in line)
     assert test_command.strip() in (ROOT / ".ci" / "run").read_text()
 

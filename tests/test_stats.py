@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from bench.stats import classification_metrics, relative_gap, summarize
+from bench.measure.accuracy import classification_metrics
+from bench.measure.stats import relative_gap, summarize
 
 
 def test_summarize_known_values():

@@ -1,6 +1,6 @@
 import time
 
-from bench.timing import CpuClock, clock_for, time_calls
+from bench.measure.clocks import CpuClock, clock_for, time_calls
 
 
 def test_cpu_clock_measures_a_sleep():

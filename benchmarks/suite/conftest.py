@@ -9,13 +9,15 @@ from __future__ import annotations
 import pytest
 
 from bench.backends import backend_names, get_backend
+from models import model_names
 
 DEFAULT_BACKENDS = ",".join(backend_names())
+DEFAULT_MODELS = ",".join(model_names())
 
 
 def pytest_addoption(parser):
     group = parser.getgroup("mnist-bench suite")
-    group.addoption("--suite-models", default="mlp,cnn", help="models to benchmark (default mlp,cnn)")
+    group.addoption("--suite-models", default=DEFAULT_MODELS, help=f"models to benchmark (default {DEFAULT_MODELS})")
     group.addoption("--suite-backends", default=DEFAULT_BACKENDS, help="backends (default: all; unavailable "
                                                                         "ones are skipped with the reason)")
     group.addoption("--suite-batch-sizes", default="1,32,256,1024", help="inference batch sizes")
@@ -26,14 +28,10 @@ def pytest_addoption(parser):
 
 def _marks(backend_name: str, batch_size: int | None = None) -> list:
     b = get_backend(backend_name)
-    marks = []
-    if b.device == "cuda":
-        marks.append(pytest.mark.cuda)
-    if b.engine == "onnxruntime":
-        marks.append(pytest.mark.onnx)
-    if b.engine == "compile" or (batch_size or 0) >= 1024:
-        marks.append(pytest.mark.slow)
-    return marks
+    names = set(b.engine.test_marks) | ({"cuda"} if b.device == "cuda" else set())
+    if (batch_size or 0) >= 1024:
+        names.add("slow")
+    return [getattr(pytest.mark, n) for n in sorted(names)]
 
 
 def pytest_generate_tests(metafunc):

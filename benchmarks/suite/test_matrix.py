@@ -1,21 +1,21 @@
 """Each benchmark body synchronizes the device through the harness's clock before returning,
-so pytest-benchmark's timer sees complete CUDA work, not kernel launches."""
+so pytest-benchmark's timer sees complete CUDA work, not kernel launches. Every backend is
+prepared by its own engine, exactly as in ``mnist-bench run``."""
 
 from __future__ import annotations
-
-import tempfile
-from pathlib import Path
 
 import pytest
 import torch
 
 from bench.backends import get_backend
-from bench.config import BackendOptions, TrainConfig
+from bench.cells import calibration_images
+from bench.config import TrainConfig
 from bench.data import make_split
-from bench.flops import model_cost
-from bench.infer import input_batch, torch_predictor
-from bench.memory import CellMemory
-from bench.timing import clock_for, time_calls
+from bench.engines import BackendOptions
+from bench.measure.clocks import clock_for, time_calls
+from bench.measure.cost import model_cost
+from bench.measure.latency import input_batch
+from bench.measure.memory import CellMemory
 from bench.train import build_optimizer, build_trainable, make_train_step
 
 
@@ -43,52 +43,44 @@ def _run(benchmark, body, clock, opts, info: dict, batch_size: int) -> None:
 
 def _info(model_name, b, phase) -> dict:
     return {"model": model_name, "backend": b.name, "device": b.device, "precision": b.precision,
-            "engine": b.engine, "phase": phase, "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "engine": b.engine.name, "phase": phase, "torch": torch.__version__, "threads": torch.get_num_threads(),
             **model_cost(model_name)}
 
 
 def test_train_step(benchmark, mnist, suite_options, model_name, backend_name):
     b = _available(backend_name)
     if not b.trains:
-        pytest.skip("ONNX Runtime backends run inference only")
+        pytest.skip(f"{b.engine.name} runs models trained by a PyTorch backend; it does not train")
     bs = suite_options["train_batch"]
     split = make_split(mnist.train_images, mnist.train_labels, "minmax", b.device, limit=bs * 8)
     model = build_trainable(model_name, b, BackendOptions(), seed=0)
     opt, _ = build_optimizer(model, TrainConfig(batch_size=bs), 1)
-    forward = torch.compile(model) if b.engine == "compile" else model
-    step = make_train_step(forward, b, opt, scaler=b.grad_scaler())
+    step = make_train_step(b.engine.training_forward(model, b), b, opt, scaler=b.grad_scaler())
     x, y = split.x[:bs], split.y[:bs]
     _run(benchmark, lambda: step(x, y), clock_for(b.device), suite_options, _info(model_name, b, "train"), bs)
 
 
 @pytest.fixture(scope="module")
-def onnx_files():
-    """Exported once per model (untrained weights: latency does not depend on their values)."""
-    from bench.onnx_export import export_onnx
-    from models import build_model
+def prepared_models(mnist):
+    """Each (model, backend) prepared once by its engine (untrained weights: latency does not depend
+    on their values; static int8 calibrates on the same fixed training images as a run)."""
+    cache = {}
 
-    cache: dict[str, Path] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        def get(model_name: str) -> Path:
-            if model_name not in cache:
-                cache[model_name] = Path(tmp) / f"{model_name}.onnx"
-                export_onnx(build_model(model_name), cache[model_name])
-            return cache[model_name]
+    def get(model_name: str, b):
+        if (model_name, b.name) not in cache:
+            torch.manual_seed(0)
+            model = build_trainable(model_name, b, BackendOptions(), seed=0)
+            train = make_split(mnist.train_images, mnist.train_labels, "minmax", "cpu", limit=1024)
+            cache[model_name, b.name] = b.engine.prepare(model, b, BackendOptions(), calibration_images(train))
+        return cache[model_name, b.name]
 
-        yield get
+    return get
 
 
-def test_inference(benchmark, mnist, suite_options, onnx_files, model_name, backend_name, batch_size):
+def test_inference(benchmark, mnist, suite_options, prepared_models, model_name, backend_name, batch_size):
     b = _available(backend_name)
-    info = _info(model_name, b, "infer")
-    if b.engine == "onnxruntime":
-        from bench.onnx_export import OrtRunner
-
-        runner = OrtRunner(onnx_files(model_name), b.device, BackendOptions())
-        x = input_batch(make_split(mnist.test_images, mnist.test_labels, "minmax", "cpu").x, batch_size).numpy()
-        _run(benchmark, lambda: runner.run(x), clock_for("cpu"), suite_options, info, batch_size)
-        return
-    model = build_trainable(model_name, b, BackendOptions(), seed=0)
-    predict = torch_predictor(model, b)
-    x = input_batch(make_split(mnist.test_images, mnist.test_labels, "minmax", b.device).x, batch_size)
-    _run(benchmark, lambda: predict(x), clock_for(b.device), suite_options, info, batch_size)
+    prepared = prepared_models(model_name, b)
+    images = make_split(mnist.test_images, mnist.test_labels, "minmax", b.device).x
+    x = prepared.to_input(input_batch(images, batch_size))
+    _run(benchmark, lambda: prepared.predict(x), clock_for(prepared.clock_device), suite_options,
+         _info(model_name, b, "infer"), batch_size)

@@ -47,6 +47,12 @@ class CudaClock:
         return (end[1] - start[1]) / 1e9
 
 
+def wall_time() -> float:
+    """The host's wall clock in seconds, for figures that are wall time by definition (a training
+    run's elapsed time including evaluation); device work is timed with ``clock_for`` instead."""
+    return time.perf_counter()
+
+
 def clock_for(device: str):
     return CudaClock() if device == "cuda" else CpuClock()
 
@@ -66,3 +72,26 @@ def time_calls(fn: Callable[[], object], clock, n: int) -> tuple[list[float], li
         device_s.append(clock.seconds(a, b))
         wall_s.append((wall_end - (a if isinstance(a, int) else a[1])) / 1e9)
     return device_s, wall_s
+
+
+class Stopwatch:
+    """One region on a device's clock, synchronized at both ends::
+
+        with Stopwatch(device) as sw:
+            work()
+        sw.seconds
+    """
+
+    def __init__(self, device: str = "cpu") -> None:
+        self.clock = clock_for(device)
+        self.seconds = float("nan")
+
+    def __enter__(self) -> Stopwatch:
+        self.clock.sync()
+        self._start = self.clock.mark()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        end = self.clock.mark()
+        self.clock.sync()
+        self.seconds = self.clock.seconds(self._start, end)

@@ -80,11 +80,12 @@ class DynamicsRecorder:
     def tables(self) -> dict[str, pd.DataFrame]:
         return {"dynamics_layers": pd.DataFrame(self.layer_rows), "dynamics_steps": pd.DataFrame(self.step_rows)}
 
-    def checkpoint_bytes(self) -> bytes:
+    def checkpoint_files(self) -> dict[str, bytes]:
+        """The files the training cell keeps beside its tables: ``checkpoints.pt``."""
         buf = io.BytesIO()
         torch.save({"steps": [s for s, _ in self.checkpoints],
                     "params": torch.stack([p for _, p in self.checkpoints])}, buf)
-        return buf.getvalue()
+        return {"checkpoints.pt": buf.getvalue()}
 
 
 def load_checkpoints(path) -> tuple[list[int], torch.Tensor]:

@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench.timing import clock_for
-from models import build_model
+from bench.measure.clocks import clock_for
+from models import build_model, get_spec
 
 
 def param_count(model: torch.nn.Module) -> int:
@@ -23,7 +23,7 @@ def model_cost(name: str) -> dict[str, float]:
     """Parameters and FLOPs per sample for inference and for one training step (fwd + bwd)."""
     model = build_model(name)
     batch = 8
-    x = torch.zeros(batch, 1, 28, 28)
+    x = torch.zeros(batch, *get_spec(name).input_shape)
     y = torch.zeros(batch, dtype=torch.long)
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model.eval()(x)
@@ -56,3 +56,13 @@ def peak_matmul_flops(device: str, precision: str) -> float:
         if spent > 1.0:
             break
     return 2 * n**3 / best
+
+
+def training_utilization(train_flops_per_sample: float, samples_per_s: float, device: str, precision: str) -> dict:
+    """Achieved FLOP/s and MFU of a training cell. Autocast runs some ops in fp32, so the denominator
+    is the best peak among the dtypes in play (on CPUs without native bf16 the bf16 matmul is slower
+    than fp32)."""
+    achieved = train_flops_per_sample * samples_per_s
+    dtypes = {"fp32", precision} if precision in ("fp32", "bf16", "fp16") else {"fp32"}
+    peak = max(peak_matmul_flops(device, d) for d in dtypes)
+    return {"achieved_flops_per_s": achieved, "peak_matmul_flops_per_s": peak, "mfu": achieved / peak}

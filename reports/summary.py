@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from models import model_names
+
 COLUMNS = {
     "test_accuracy": "acc_%",
     "train_samples_per_s": "train_samples/s",
@@ -21,6 +23,12 @@ COLUMNS = {
 METRIC_COLUMNS = ["batch_size", "reason", "test_accuracy", "train_samples_per_s", "time_to_accuracy_s",
                   "target_accuracy", "mfu", "p50_latency_ms", "p90_latency_ms", "p99_latency_ms", "min_latency_ms",
                   "samples_per_s", "peak_rss_bytes", "unstable", "precision", "engine"]
+
+
+def model_rank(model: str) -> tuple[int, str]:
+    """Sort key: the model registry's order, then models it does not know (from older result files)."""
+    names = model_names()
+    return (names.index(model), "") if model in names else (len(names), model)
 
 
 def with_metric_columns(summary: pd.DataFrame) -> pd.DataFrame:
@@ -59,6 +67,7 @@ def summary_frame(summary: pd.DataFrame) -> pd.DataFrame:
         row["peak_rss_mb"] = g.peak_rss_bytes.max() / 2**20 if "peak_rss_bytes" in g else float("nan")
         rows.append(row)
     df = pd.DataFrame(rows)[["run", "model", "backend", *COLUMNS]].rename(columns=COLUMNS)
+    df = df.sort_values("model", key=lambda m: m.map(model_rank), kind="stable").reset_index(drop=True)
     return df if several else df.drop(columns="run")
 
 

@@ -8,20 +8,20 @@ first ``sharpness_subset`` training images for the Hessian. Models are in eval m
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import pandas as pd
 import torch
 
 from bench.data import Split
-from bench.landscape import (
+from bench.dynamics.landscape import (
     LandscapeEvaluator,
     filter_normalized_direction,
     pca_directions,
     top_hessian_eigenvalue,
     unflatten,
 )
+from bench.measure.clocks import Stopwatch
 from models import build_model
 
 
@@ -54,9 +54,9 @@ def analyse(model_name: str, steps: list[int], checkpoints: torch.Tensor, train:
     timings: dict[str, float] = {}
 
     def timed(name, fn):
-        t = time.perf_counter()
-        out = fn()
-        timings[f"{name}_s"] = time.perf_counter() - t
+        with Stopwatch(device.type) as sw:
+            out = fn()
+        timings[f"{name}_s"] = sw.seconds
         return out
 
     # 1D interpolation init -> final: theta(a) = init + a * (final - init)

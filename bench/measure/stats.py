@@ -35,14 +35,3 @@ def relative_gap(a: float, b: float) -> float:
     """|a - b| relative to the larger of the two (0 when both are 0)."""
     top = max(abs(a), abs(b))
     return abs(a - b) / top if top > 0 else 0.0
-
-
-def classification_metrics(true: np.ndarray, pred: np.ndarray, n_classes: int = 10):
-    """Confusion matrix (rows: true, cols: predicted) and per-class precision/recall/F1."""
-    cm = np.bincount(true * n_classes + pred, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
-    tp = np.diag(cm).astype(np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        precision = np.where(cm.sum(0) > 0, tp / cm.sum(0), 0.0)
-        recall = np.where(cm.sum(1) > 0, tp / cm.sum(1), 0.0)
-        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
-    return cm, precision, recall, f1, cm.sum(1)

@@ -20,8 +20,9 @@ import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile, record_function, schedule
 
 from bench.backends import Backend
-from bench.config import BackendOptions
+from bench.config import TrainConfig
 from bench.data import Split
+from bench.engines import BackendOptions
 from bench.train import build_optimizer, build_trainable
 
 PHASES = ("data", "forward", "backward", "optimizer")
@@ -45,13 +46,11 @@ class ProfileConfig:
 def profile_training(model_name: str, backend: Backend, train: Split, batch_size: int, seed: int,
                      options: BackendOptions, pcfg: ProfileConfig, trace_dir: Path) -> dict[str, pd.DataFrame]:
     """Profile ``pcfg.steps`` training steps; returns the tables ``profile_ops`` and ``profile_phases``."""
-    from bench.config import TrainConfig
-
     model = build_trainable(model_name, backend, options, seed)
     steps_per_epoch = train.train_steps(batch_size)
     opt, _ = build_optimizer(model, TrainConfig(batch_size=batch_size), max(steps_per_epoch, pcfg.steps))
     scaler = backend.grad_scaler()
-    forward = torch.compile(model) if backend.engine == "compile" else model
+    forward = backend.engine.training_forward(model, backend)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if backend.device == "cuda" else [])
     trace_dir.mkdir(parents=True, exist_ok=True)
     worker = f"{model_name}_{backend.name}"
@@ -86,6 +85,17 @@ def profile_training(model_name: str, backend: Backend, train: Split, batch_size
                     opt.step()
             prof.step()
     return operator_tables(prof.key_averages(), pcfg.active)
+
+
+def profile_cell(model_name: str, backend: Backend, train: Split, batch_size: int, seed: int,
+                 options: BackendOptions, settings: dict, pcfg: ProfileConfig,
+                 trace_dir: Path) -> dict[str, pd.DataFrame]:
+    """The profile cell: the operator and phase tables plus a summary row of the profiler's settings."""
+    tables = profile_training(model_name, backend, train, batch_size, seed, options, pcfg, trace_dir)
+    row = {**settings, "profile_steps_active": pcfg.active, "profile_steps_wait": pcfg.wait,
+           "profile_steps_warmup": pcfg.warmup, "record_shapes": pcfg.record_shapes,
+           "profile_memory": pcfg.profile_memory, "with_stack": pcfg.with_stack}
+    return {"summary": pd.DataFrame([row]), **tables}
 
 
 def _endless(split: Split, batch_size: int, generator: torch.Generator):

@@ -1,0 +1,106 @@
+"""Cells: functions that take what they need and return their result tables (``bench.results.SCHEMA``).
+They never write; the runner hands their tables to the run's writer. Row headers (model, backend,
+phase, status, ...) are the writer's; a cell returns its metrics only."""
+
+from __future__ import annotations
+
+import copy
+import sys
+import traceback
+from collections.abc import Callable
+
+import pandas as pd
+import torch
+
+from bench import BenchError
+from bench.backends import Backend
+from bench.config import InferConfig, TrainConfig
+from bench.data import Split
+from bench.engines import BackendOptions, Prepared
+from bench.measure.accuracy import classification_tables, misclassified, parity
+from bench.measure.cost import model_cost, training_utilization
+from bench.measure.latency import benchmark_call, input_batch
+from bench.measure.memory import CellMemory
+from bench.results import RunWriter
+from bench.train import predict_logits, train_model
+
+Tables = dict[str, pd.DataFrame]
+CALIBRATION_IMAGES = 512  # engines that calibrate (static int8) see the first N training images, normalized
+
+
+def calibration_images(train: Split) -> torch.Tensor:
+    return train.x[:CALIBRATION_IMAGES].cpu()
+
+
+def train_cell(model_name: str, b: Backend, cfg: TrainConfig, train: Split, test: Split, seed: int,
+               options: BackendOptions, settings: dict, test_images: torch.Tensor, recorder=None,
+               progress: bool = False) -> tuple[Tables, torch.nn.Module]:
+    """Train and time one model on one backend; returns its tables and the trained model.
+    ``test_images``: the uint8 test images behind ``test`` (for the misclassified table)."""
+    cost = model_cost(model_name)
+    with CellMemory(b.device) as mem:
+        result = train_model(model_name, b, train, test, cfg, seed, options, progress=progress, recorder=recorder)
+    row = {**settings, **cost, **result.summary, **mem.values,
+           **training_utilization(cost["train_flops_per_sample"], result.summary["train_samples_per_s"], b.device,
+                                  b.precision),
+           "epochs": cfg.epochs, "optimizer": cfg.optimizer, "schedule": cfg.schedule, "lr": cfg.lr, "seed": seed,
+           "normalization": cfg.normalization}
+    if not b.is_reference:
+        reference = predict_logits(result.model.eval(), test)
+        prepared = b.engine.prepare(result.model, b, options, calibration_images(train))
+        row.update(parity(reference, prepared.logits(test.x), test.y))
+    tables = {
+        "summary": pd.DataFrame([row]),
+        "epochs": result.epochs,
+        "curve": result.curve,
+        **classification_tables(test.y, result.test_preds),
+        "misclassified": misclassified(test_images, test.y, result.test_preds),
+    }
+    if recorder is not None:
+        tables.update(recorder.tables())
+    return tables, result.model
+
+
+def prepare_cell(b: Backend, reference: torch.nn.Module, options: BackendOptions, settings: dict, train: Split,
+                 test: Split) -> tuple[Tables, Prepared]:
+    """Prepare a model trained elsewhere for an engine that does not train (export, quantize, create
+    a session); its facts and its parity against the fp32 reference on the same weights."""
+    with CellMemory(b.engine.memory_device(b)) as mem:
+        prepared = b.engine.prepare(copy.deepcopy(reference), b, options, calibration_images(train))
+    ref_logits = predict_logits(copy.deepcopy(reference).to(test.x.device).eval(), test)
+    row = {**settings, **prepared.facts, **mem.values, **parity(ref_logits, prepared.logits(test.x), test.y)}
+    return {"summary": pd.DataFrame([row])}, prepared
+
+
+def infer_cell(model_name: str, b: Backend, prepared: Prepared, images: torch.Tensor, batch_size: int,
+               cfg: InferConfig, settings: dict) -> Tables:
+    """Latency and throughput of ``prepared.predict`` on one batch of real test images."""
+    cost = model_cost(model_name)
+    x = prepared.to_input(input_batch(images, batch_size))
+    with CellMemory(b.engine.memory_device(b)) as mem:
+        stats = benchmark_call(lambda: prepared.predict(x), prepared.clock_device, cfg, batch_size)
+    row = {**settings, "params": cost["params"], "infer_flops_per_sample": cost["infer_flops_per_sample"], **stats,
+           **mem.values, "achieved_flops_per_s": cost["infer_flops_per_sample"] * stats["samples_per_s"]}
+    return {"summary": pd.DataFrame([row])}
+
+
+def guarded(writer: RunWriter, model: str, b: Backend, phase: str, body: Callable, batch_size: int | None = None,
+            verbose: bool = False):
+    """Run one cell's ``body``; a failure becomes an error (or oom) row, the run goes on, and None
+    is returned. Bad input (BenchError) and interrupts stop the run."""
+    try:
+        return body()
+    except torch.cuda.OutOfMemoryError as e:
+        status, reason = "oom", str(e).splitlines()[0]
+    except (KeyboardInterrupt, BenchError):
+        raise
+    except Exception as e:  # the cell failed: recorded as an error row, the run goes on
+        status, reason = "error", f"{type(e).__name__}: {e}".splitlines()[0][:500]
+        if verbose:
+            traceback.print_exc(file=sys.stderr)
+    where = f"{model} {b.name} {phase}" + ("" if batch_size is None else f" bs={batch_size}")
+    print(f"warning: {where}: {status}: {reason}", file=sys.stderr)
+    writer.write_status(model, b, phase, status, reason, batch_size)
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return None

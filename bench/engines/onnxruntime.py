@@ -1,0 +1,125 @@
+"""ONNX Runtime: the trained model exported to ONNX (dynamo exporter, dynamic batch, checked with
+onnx.checker) and run in an InferenceSession (CPU provider, or CUDA with IO binding).
+
+onnx and onnxruntime are imported lazily: without them the backend is a skipped row."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import tempfile
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.engines.base import BackendOptions, Prepared, missing_module
+from bench.measure.clocks import Stopwatch
+from bench.measure.memory import current_rss_bytes
+
+_OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
+               "all": "ORT_ENABLE_ALL"}
+
+
+def export_onnx(model: torch.nn.Module, path: Path, input_shape: tuple[int, ...] = (1, 28, 28)) -> dict:
+    """Export with a dynamic batch dimension, validate with onnx.checker; returns export facts."""
+    import onnx
+
+    model = model.eval().cpu()
+    # The exporter reports its progress on stdout; keep the harness's own output readable. Some
+    # torch releases raise deprecation warnings from inside their own exporter (not our calls).
+    with Stopwatch("cpu") as sw, contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\..*|copyreg")
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\..*|onnxscript\..*")
+        torch.onnx.export(model, (torch.zeros(2, *input_shape),), str(path), input_names=["input"],
+                          output_names=["logits"], dynamic_shapes=({0: torch.export.Dim("batch")},),
+                          dynamo=True, verbose=False)
+    proto = onnx.load(str(path))
+    onnx.checker.check_model(proto)
+    opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+    return {"export_s": sw.seconds, "onnx_bytes": path.stat().st_size, "opset": opset}
+
+
+class OrtSession:
+    """An ONNX Runtime InferenceSession plus ``run(x: np.ndarray)`` for one provider; creating it
+    measures the session creation, the first inference and the RSS they add."""
+
+    def __init__(self, path: Path, device: str, options: BackendOptions,
+                 input_shape: tuple[int, ...] = (1, 28, 28)) -> None:
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _OPT_LEVELS[options.ort_opt_level])
+        so.intra_op_num_threads = options.ort_intra_threads
+        so.inter_op_num_threads = options.ort_inter_threads
+        so.log_severity_level = 3
+        providers = ["CUDAExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
+        rss0 = current_rss_bytes()
+        with Stopwatch("cpu") as create:
+            self.session = ort.InferenceSession(str(path), so, providers=providers)
+        self.device = device
+        self._ort = ort
+        with Stopwatch("cpu") as first:
+            self.run(np.zeros((1, *input_shape), np.float32))
+        self.facts = {"session_create_s": create.seconds, "first_inference_s": first.seconds,
+                      "ort_session_rss_bytes": current_rss_bytes() - rss0}
+
+    def run(self, x: np.ndarray):
+        if self.device != "cuda":
+            return self.session.run(["logits"], {"input": x})[0]
+        # IO binding: input copied to the GPU once per call, output left on the device.
+        binding = self.session.io_binding()
+        binding.bind_ortvalue_input("input", self._ort.OrtValue.ortvalue_from_numpy(x, "cuda", 0))
+        binding.bind_output("logits", "cuda")
+        self.session.run_with_iobinding(binding)
+        return binding.get_outputs()[0]
+
+
+def _to_logits(out) -> torch.Tensor:
+    return torch.from_numpy(out if isinstance(out, np.ndarray) else out.numpy())
+
+
+class OnnxRuntimeEngine:
+    name = "onnxruntime"
+    trains = False
+    reference = False
+    test_marks: tuple[str, ...] = ("onnx",)
+
+    def probe(self, backend) -> str | None:
+        reason = missing_module("onnx", "onnxruntime", "onnxscript")
+        if reason or backend.device != "cuda":
+            return reason
+        import onnxruntime as ort
+
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            return "onnxruntime-gpu not installed (no CUDAExecutionProvider)"
+        return None
+
+    def settings(self, options: BackendOptions) -> dict:
+        return {"ort_opt_level": options.ort_opt_level, "ort_intra_threads": options.ort_intra_threads,
+                "ort_inter_threads": options.ort_inter_threads}
+
+    def training_forward(self, model: torch.nn.Module, backend) -> Callable:
+        raise TypeError(f"{self.name} runs models trained by a PyTorch backend; it does not train")
+
+    def model_file(self, fp32_path: Path, backend, calibration: torch.Tensor) -> tuple[Path, dict]:
+        """The ONNX file the session runs, made from the fp32 export, and its own facts."""
+        return fp32_path, {}
+
+    def prepare(self, model: torch.nn.Module, backend, options: BackendOptions, calibration: torch.Tensor) -> Prepared:
+        input_shape = tuple(calibration.shape[1:])
+        with tempfile.TemporaryDirectory() as tmp:
+            fp32 = Path(tmp) / "model.onnx"
+            facts = export_onnx(copy.deepcopy(model), fp32, input_shape)
+            path, more = self.model_file(fp32, backend, calibration)
+            facts.update(more)
+            session = OrtSession(path, backend.device, options, input_shape)
+        facts.update(session.facts)
+        # ORT's run() returns only when its outputs are ready, so the host clock is the right one.
+        return Prepared(session.run, "cpu", to_input=lambda x: x.cpu().numpy(), to_logits=_to_logits, facts=facts)
+
+    def memory_device(self, backend) -> str:
+        return "cpu"
