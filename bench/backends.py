@@ -81,6 +81,8 @@ BACKENDS: dict[str, Backend] = _rows(
     ("cuda-amp-bf16-compile", "compile", "cuda", "bf16"),
     ("onnxruntime-cpu", "onnxruntime", "cpu", "fp32"),
     ("onnxruntime-cuda", "onnxruntime", "cuda", "fp32"),
+    ("onnxruntime-int8-dynamic", "onnxruntime-int8", "cpu", "int8", {"quantization": "dynamic"}),
+    ("onnxruntime-int8-static", "onnxruntime-int8", "cpu", "int8", {"quantization": "static"}),
 )
 REFERENCE = "cpu-fp32"  # trains the model that non-training backends run when no PyTorch backend did
 

@@ -8,7 +8,9 @@ from bench.engines.base import BackendOptions, Engine, Prepared
 from bench.engines.compile import CompileEngine
 from bench.engines.eager import EagerEngine
 from bench.engines.onnxruntime import OnnxRuntimeEngine
+from bench.engines.onnxruntime_int8 import OnnxRuntimeInt8Engine
 
-ENGINES: dict[str, Engine] = {e.name: e for e in (EagerEngine(), CompileEngine(), OnnxRuntimeEngine())}
+ENGINES: dict[str, Engine] = {e.name: e for e in (EagerEngine(), CompileEngine(), OnnxRuntimeEngine(),
+                                                  OnnxRuntimeInt8Engine())}
 
 __all__ = ["ENGINES", "BackendOptions", "Engine", "Prepared"]
