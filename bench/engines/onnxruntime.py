@@ -37,7 +37,10 @@ def export_onnx(model: torch.nn.Module, path: Path, input_shape: tuple[int, ...]
         torch.onnx.export(model, (torch.zeros(2, *input_shape),), str(path), input_names=["input"],
                           output_names=["logits"], dynamic_shapes=({0: torch.export.Dim("batch")},),
                           dynamo=True, verbose=False)
-    proto = onnx.load(str(path))
+    proto = onnx.load(str(path))  # with the weights the exporter may have written beside it
+    for sidecar in path.parent.glob(f"{path.name}.data"):
+        sidecar.unlink()
+    onnx.save_model(proto, str(path))  # one self-contained file: onnx_bytes is the model's whole size
     onnx.checker.check_model(proto)
     opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
     return {"export_s": sw.seconds, "onnx_bytes": path.stat().st_size, "opset": opset}

@@ -1,0 +1,189 @@
+"""The plug-in points: an engine, a backend and a model defined inside a test run through the
+whole harness (probe, prepare, time, write, render) without any other file knowing them; and the
+packages import without cycles."""
+
+import ast
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import models
+from bench.backends import BACKENDS, Backend, get_backend
+from bench.config import build_config
+from bench.engines import ENGINES, BackendOptions, Prepared
+from bench.results import read_run
+from bench.runner import Runner
+from reports.html import render_report
+
+from .conftest import ROOT, TINY
+
+
+class Float64Engine:
+    """A test engine: runs the trained model in float64 on the CPU (a model trained by PyTorch)."""
+
+    name = "test-float64"
+    trains = False
+    reference = False
+    test_marks = ()
+
+    def __init__(self) -> None:
+        self.calls = {"probe": 0, "prepare": 0, "predict": 0}
+
+    def probe(self, backend):
+        self.calls["probe"] += 1
+        return backend.options.get("missing")  # a reason when the row says something is missing
+
+    def settings(self, options: BackendOptions) -> dict:
+        return {"float64_note": "test engine"}
+
+    def training_forward(self, model, backend):
+        raise TypeError("does not train")
+
+    def prepare(self, model, backend, options, calibration) -> Prepared:
+        self.calls["prepare"] += 1
+        model = model.double().eval()
+
+        def predict(x):
+            self.calls["predict"] += 1
+            with torch.no_grad():
+                return model(x)
+
+        return Prepared(predict, "cpu", to_input=lambda x: x.double().cpu(), facts={"conversion": "float64"})
+
+    def memory_device(self, backend) -> str:
+        return "cpu"
+
+
+def _tiny_values(tmp_path, mnist_path, models_, backends):
+    args = dict(zip([a.lstrip("-").replace("-", "_") for a in TINY[::2]], TINY[1::2]))
+    return {**args, "models": models_, "backends": backends, "data_dir": str(mnist_path), "out": str(tmp_path)}
+
+
+def test_an_engine_defined_in_a_test_is_probed_prepared_timed_written_and_rendered(mnist_path, tmp_path, monkeypatch):
+    engine = Float64Engine()
+    monkeypatch.setitem(ENGINES, engine.name, engine)
+    monkeypatch.setitem(BACKENDS, "cpu-float64", Backend("cpu-float64", engine, "cpu", "fp64"))
+    monkeypatch.setitem(BACKENDS, "gpu-float64", Backend("gpu-float64", engine, "cuda", "fp64",
+                                                         {"missing": "float64 GPU not here"}))
+    cfg = build_config(_tiny_values(tmp_path, mnist_path, "mlp", "cpu-fp32,cpu-float64,gpu-float64"))
+    run_dir = Runner(cfg, progress=False).run()
+    s = read_run(run_dir)["summary"]
+    mine = s[s.backend == "cpu-float64"].set_index(["phase", "batch_size"], drop=False)
+    assert set(mine.status) == {"ok"} and set(mine.engine) == {"test-float64"}
+    export = mine[mine.phase == "export"].iloc[0]
+    assert export.conversion == "float64" and export.float64_note == "test engine"
+    # float64 of the same weights: the same predictions as the fp32 reference
+    assert export.parity_argmax_agreement == 1.0 and export.parity_max_abs_logit_diff < 1e-4
+    infer = mine[mine.phase == "infer"]
+    assert sorted(infer.batch_size) == [1, 32] and (infer.samples_per_s > 0).all() and (infer.n_samples >= 1).all()
+    assert engine.calls["prepare"] == 1 and engine.calls["predict"] > infer.n_samples.sum()
+    skipped = s[s.backend == "gpu-float64"]
+    assert set(skipped.status) == {"skipped"} and set(skipped.reason) == {"float64 GPU not here"}
+    assert set(skipped.phase) == {"export", "infer"}  # a non-training engine's cells, each with the reason
+    html = render_report([run_dir], tmp_path / "report.html").read_text()
+    assert "cpu-float64" in html and "float64 GPU not here" in html
+
+
+class Logistic(nn.Sequential):
+    """Multinomial logistic regression: the smallest model that learns MNIST."""
+
+    def __init__(self) -> None:
+        super().__init__(nn.Flatten(), nn.Linear(784, 10))
+
+
+@pytest.fixture
+def logistic_model(monkeypatch):
+    spec = models.ModelSpec("logistic", Logistic, target_accuracy=0.85, recipes={"quick": {"lr": 5e-3}})
+    monkeypatch.setitem(models._REGISTRY, "logistic", spec)
+    return spec
+
+
+def test_a_model_registered_in_a_test_runs_through_train_and_inference_cells(mnist_path, tmp_path, logistic_model):
+    from models import model_names
+
+    assert model_names()[-1] == "logistic"
+    cfg = build_config(_tiny_values(tmp_path, mnist_path, "logistic", "cpu-fp32,onnxruntime-cpu"))
+    assert cfg.train_for("logistic").target_accuracy == 0.85 and cfg.train_for("logistic").lr == 5e-3
+    run_dir = Runner(cfg, progress=False).run()
+    s = read_run(run_dir)["summary"]
+    assert set(s.status) == {"ok"}, s[s.status != "ok"][["backend", "phase", "reason"]]
+    train = s[s.phase == "train"].iloc[0]
+    assert train.params == 7850 and train.test_accuracy > 0.6
+    assert set(s[s.phase == "infer"].backend) == {"cpu-fp32", "onnxruntime-cpu"}
+    assert "logistic" in render_report([run_dir], tmp_path / "r.html").read_text()
+
+
+def test_int8_rows_have_parity_and_quantization_figures(mnist_path, tmp_path):
+    for name in ("onnxruntime-int8-dynamic", "onnxruntime-int8-static"):
+        if get_backend(name).unavailable_reason():
+            pytest.skip(get_backend(name).unavailable_reason())
+    values = _tiny_values(tmp_path, mnist_path, "mlp", "cpu-fp32,onnxruntime-cpu,onnxruntime-int8-dynamic,"
+                                                       "onnxruntime-int8-static")
+    s = read_run(Runner(build_config(values), progress=False).run())["summary"]
+    assert set(s.status) == {"ok"}, s[s.status != "ok"][["backend", "phase", "reason"]]
+    export = s[s.phase == "export"].set_index("backend")
+    fp32 = export.loc["onnxruntime-cpu"]
+    for name, mode in (("onnxruntime-int8-dynamic", "dynamic"), ("onnxruntime-int8-static", "static")):
+        row = export.loc[name]
+        assert row.quantization == mode and row.precision == "int8" and row.quantize_s > 0
+        assert row.onnx_bytes < 0.5 * fp32.onnx_bytes and row.fp32_onnx_bytes == pytest.approx(fp32.onnx_bytes, 0.01)
+        # 500 test images: one image is 0.2 points; int8 of this MLP stays within a few images of fp32
+        assert abs(row.parity_accuracy_delta_pts) <= 1.0 and row.parity_argmax_agreement >= 0.98
+    assert export.loc["onnxruntime-int8-static", "calibration_images"] == 512
+
+
+# -- no import cycles ---------------------------------------------------------------------------
+
+PACKAGES = ("bench", "models", "reports")
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path, known: set[str]) -> set[str]:
+    """Project modules imported anywhere in the file (lazy imports too; TYPE_CHECKING blocks aside)."""
+    tree = ast.parse(path.read_text())
+    skip = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+            for child in node.body for n in ast.walk(child)}
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [f"{node.module}.{a.name}" for a in node.names] + [node.module]
+        else:
+            continue
+        for name in names:
+            while name and name not in known:
+                name = name.rpartition(".")[0]
+            if name:
+                found.add(name)
+    return found
+
+
+def test_no_import_cycles_among_the_packages():
+    files = {_module_name(p): p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")}
+    graph = {m: _imports(p, set(files)) - {m} for m, p in files.items()}
+    # a package's __init__ runs before its submodules: importing a parent is not a cycle edge
+    graph = {m: {t for t in ts if not m.startswith(t + ".")} for m, ts in graph.items()}
+    assert graph["bench.runner"] >= {"bench.cells", "bench.results"}  # the walk sees real edges
+    state: dict[str, int] = {}
+
+    def visit(m: str, path: list[str]) -> None:
+        state[m] = 1
+        for t in sorted(graph[m]):
+            if state.get(t) == 1:
+                pytest.fail("import cycle: " + " -> ".join(path[path.index(t):] + [t]))
+            if t not in state:
+                visit(t, path + [t])
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])
