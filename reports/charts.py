@@ -114,10 +114,11 @@ def confusion_matrices(confusion: pd.DataFrame, summary: pd.DataFrame) -> bytes 
     train = summary[(summary.phase == "train") & (summary.status == "ok")]
     have = confusion[["run_id", "cell_id"]].drop_duplicates()
     train = train.merge(have, on=["run_id", "cell_id"])
-    # one matrix per model: the fp32 eager row when there is one
+    # one matrix per model: the parity reference's row when there is one (the only rows without parity)
     picks = []
     for _, g in train.groupby("model"):
-        g = g.assign(pref=~((g.precision == "fp32") & (g.engine == "eager")))
+        parity = g["parity_argmax_agreement"] if "parity_argmax_agreement" in g else pd.Series(float("nan"), g.index)
+        g = g.assign(pref=parity.notna())
         picks.append(g.sort_values("pref").iloc[0])
     if not picks:
         return None

@@ -11,7 +11,7 @@ import pandas as pd
 
 from bench.results import RunTables, atomic_write_text
 from reports import charts, dynamics_section, profile_section
-from reports.blocks import cols, img, table
+from reports.blocks import cols, img, table, warn
 from reports.load import load_paths
 from reports.summary import summary_frame, with_metric_columns
 
@@ -98,10 +98,17 @@ def render_tables(rt: RunTables) -> str:
                   "PyTorch model's. parity_flag marks an accuracy drop of more than 0.2 points.</p>",
                   table(cols(parity, ["model", "backend", "phase", *parity_cols]), "parity-table")]
     if not export.empty:
-        parts += ["<h2>ONNX export</h2>",
-                  table(cols(export, ["model", "backend", "opset", "export_s", "onnx_bytes", "session_create_s",
-                                        "first_inference_s", "ort_session_rss_bytes", "ort_opt_level",
-                                        "ort_intra_threads", "ort_inter_threads"]), "export-table")]
+        notes = export[export.engine_note.notna()] if "engine_note" in export else export.iloc[:0]
+        parts += ["<h2>Export and preparation</h2>",
+                  '<p class="note">Backends that run a model trained by a PyTorch backend: the fp32 ONNX export '
+                  "(export_s), quantization where the engine quantizes (quantize_s, the integer operators it "
+                  "produced, calibration images), session creation and the first inference, apart from the "
+                  "steady-state latency above.</p>",
+                  *[warn(f"{r.model} · {r.backend}: {r.engine_note}") for r in notes.itertuples()],
+                  table(cols(export, ["model", "backend", "precision", "opset", "export_s", "quantization",
+                                      "quantize_s", "quantized_ops", "calibration_images", "fp32_onnx_bytes",
+                                      "onnx_bytes", "session_create_s", "first_inference_s", "ort_session_rss_bytes",
+                                      "ort_opt_level", "ort_intra_threads", "ort_inter_threads"]), "export-table")]
     parts += ["<h2>Memory</h2>",
               '<p class="note">peak_rss_bytes: process resident-set high-water during the cell; '
               "cuda_max_allocated_bytes / cuda_max_reserved_bytes: PyTorch's CUDA allocator peaks, reset per cell; "

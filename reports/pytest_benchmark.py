@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from bench.measure.stats import summarize
 
 from bench import BenchError
+from bench.measure.stats import summarize
 from bench.results import RunTables
 
 

@@ -119,11 +119,18 @@ def test_int8_rows_have_parity_and_quantization_figures(mnist_path, tmp_path):
     for name in ("onnxruntime-int8-dynamic", "onnxruntime-int8-static"):
         if get_backend(name).unavailable_reason():
             pytest.skip(get_backend(name).unavailable_reason())
-    values = _tiny_values(tmp_path, mnist_path, "mlp", "cpu-fp32,onnxruntime-cpu,onnxruntime-int8-dynamic,"
-                                                       "onnxruntime-int8-static")
-    s = read_run(Runner(build_config(values), progress=False).run())["summary"]
+    values = _tiny_values(tmp_path, mnist_path, "mlp,cnn", "cpu-fp32,onnxruntime-cpu,onnxruntime-int8-dynamic,"
+                                                           "onnxruntime-int8-static")
+    run_dir = Runner(build_config(values), progress=False).run()
+    s = read_run(run_dir)["summary"]
     assert set(s.status) == {"ok"}, s[s.status != "ok"][["backend", "phase", "reason"]]
-    export = s[s.phase == "export"].set_index("backend")
+    cnn = s[(s.phase == "export") & (s.model == "cnn")].set_index("backend")
+    assert "ConvInteger" in cnn.loc["onnxruntime-int8-dynamic", "quantized_ops"]
+    assert "slower" in cnn.loc["onnxruntime-int8-dynamic", "engine_note"]  # said in the report, not hidden
+    assert "several times slower" in render_report([run_dir], tmp_path / "int8.html").read_text()
+    export = s[(s.phase == "export") & (s.model == "mlp")].set_index("backend")
+    assert export.engine_note.isna().all()
+    assert "MatMulInteger" in export.loc["onnxruntime-int8-dynamic", "quantized_ops"]
     fp32 = export.loc["onnxruntime-cpu"]
     for name, mode in (("onnxruntime-int8-dynamic", "dynamic"), ("onnxruntime-int8-static", "static")):
         row = export.loc[name]

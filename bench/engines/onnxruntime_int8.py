@@ -26,6 +26,8 @@ from bench.engines.onnxruntime import OnnxRuntimeEngine
 from bench.measure.clocks import Stopwatch
 
 MODES = ("dynamic", "static")
+INTEGER_OPS = ("ConvInteger", "MatMulInteger", "QLinearConv", "QLinearMatMul", "QuantizeLinear", "DequantizeLinear",
+               "DynamicQuantizeLinear")
 CALIBRATION_BATCH = 64
 
 
@@ -70,8 +72,24 @@ class OnnxRuntimeInt8Engine(OnnxRuntimeEngine):
                                 activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                                 calibrate_method=CalibrationMethod.MinMax)
         facts = {"quantization": mode, "quantize_s": sw.seconds, "fp32_onnx_bytes": fp32_path.stat().st_size,
-                 "onnx_bytes": out.stat().st_size, "calibration_images": len(calibration) if mode == "static" else 0}
+                 "onnx_bytes": out.stat().st_size, "calibration_images": len(calibration) if mode == "static" else 0,
+                 **_integer_ops(out)}
         return out, facts
+
+
+def _integer_ops(path: Path) -> dict:
+    """Which integer operators the quantized graph holds, and a note where one of them is known to
+    be slower than the fp32 operator it replaced."""
+    import onnx
+
+    ops = [n.op_type for n in onnx.load(str(path)).graph.node]
+    counts = {op: ops.count(op) for op in sorted(set(ops)) if op in INTEGER_OPS}
+    facts = {"quantized_ops": ", ".join(f"{op}×{n}" for op, n in counts.items())}
+    if "ConvInteger" in counts:
+        facts["engine_note"] = ("dynamic quantization turned the convolutions into ConvInteger, which ONNX Runtime's "
+                                "CPU provider runs several times slower than its fp32 convolution: compare this "
+                                "row's latency with onnxruntime-cpu")
+    return facts
 
 
 @contextlib.contextmanager
