@@ -7,10 +7,11 @@ from __future__ import annotations
 import copy
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 
 import pandas as pd
 import torch
+from torch import nn
 
 from bench import BenchError
 from bench.backends import Backend
@@ -19,10 +20,12 @@ from bench.data import Split
 from bench.engines import BackendOptions, Prepared
 from bench.measure.accuracy import classification_tables, misclassified, parity
 from bench.measure.cost import model_cost, training_utilization
-from bench.measure.latency import benchmark_call, input_batch
+from bench.measure.latency import HOST_GAP_FLAG
 from bench.measure.memory import CellMemory
+from bench.measure.rounds import Contender, round_stats
+from bench.measure.stats import relative_gap, summarize
 from bench.results import RunWriter
-from bench.train import predict_logits, train_model
+from bench.train import predict_logits, train_blocks
 
 Tables = dict[str, pd.DataFrame]
 CALIBRATION_IMAGES = 512  # engines that calibrate (static int8) see the first N training images, normalized
@@ -34,23 +37,26 @@ def calibration_images(train: Split) -> torch.Tensor:
 
 def train_cell(model_name: str, b: Backend, cfg: TrainConfig, train: Split, test: Split, seed: int,
                options: BackendOptions, settings: dict, test_images: torch.Tensor, recorder=None,
-               progress: bool = False) -> tuple[Tables, torch.nn.Module]:
-    """Train and time one model on one backend; returns its tables and the trained model.
+               progress: bool = False, interleaved: bool = False) -> Generator[dict, None, tuple[Tables, nn.Module]]:
+    """Train and time one model on one backend, yielding after each timed block of steps (so
+    backends can train in interleaved blocks); returns its tables and the trained model.
     ``test_images``: the uint8 test images behind ``test`` (for the misclassified table)."""
     cost = model_cost(model_name)
     with CellMemory(b.device) as mem:
-        result = train_model(model_name, b, train, test, cfg, seed, options, progress=progress, recorder=recorder)
-    row = {**settings, **cost, **result.summary, **mem.values,
+        result = yield from train_blocks(model_name, b, train, test, cfg, seed, options, progress, recorder)
+    memory = {**mem.values, "rss_scope": "interleaved"} if interleaved else mem.values
+    row = {**settings, **cost, **result.summary, **memory, **round_stats(result.blocks, "train"),
            **training_utilization(cost["train_flops_per_sample"], result.summary["train_samples_per_s"], b.device,
                                   b.precision),
            "epochs": cfg.epochs, "optimizer": cfg.optimizer, "schedule": cfg.schedule, "lr": cfg.lr, "seed": seed,
-           "normalization": cfg.normalization}
+           "normalization": cfg.normalization, "interleaved": interleaved}
     if not b.is_reference:
         reference = predict_logits(result.model.eval(), test)
         prepared = b.engine.prepare(result.model, b, options, calibration_images(train))
         row.update(parity(reference, prepared.logits(test.x), test.y))
     tables = {
         "summary": pd.DataFrame([row]),
+        "timings": result.blocks,
         "epochs": result.epochs,
         "curve": result.curve,
         **classification_tables(test.y, result.test_preds),
@@ -72,16 +78,37 @@ def prepare_cell(b: Backend, reference: torch.nn.Module, options: BackendOptions
     return {"summary": pd.DataFrame([row])}, prepared
 
 
-def infer_cell(model_name: str, b: Backend, prepared: Prepared, images: torch.Tensor, batch_size: int,
-               cfg: InferConfig, settings: dict) -> Tables:
-    """Latency and throughput of ``prepared.predict`` on one batch of real test images."""
+def memory_pass(prepared: Prepared, x, device: str, calls: int = 2) -> dict:
+    """Memory of a few untimed calls of ``prepared`` on one batch (before its timed rounds)."""
+    with CellMemory(device) as mem:
+        for _ in range(calls):
+            prepared.predict(x)
+    return mem.values
+
+
+def infer_tables(model_name: str, contender: Contender, batch_size: int, cfg: InferConfig, settings: dict,
+                 memory: dict) -> Tables:
+    """An inference cell's tables from its timed calls: statistics over every call (p50, p99, ...),
+    the round-level figures with their interval, and the raw ``timings``."""
     cost = model_cost(model_name)
-    x = prepared.to_input(input_batch(images, batch_size))
-    with CellMemory(b.engine.memory_device(b)) as mem:
-        stats = benchmark_call(lambda: prepared.predict(x), prepared.clock_device, cfg, batch_size)
+    timings = pd.DataFrame(contender.rows)
+    stats = summarize(timings.seconds, batch_size)
     row = {**settings, "params": cost["params"], "infer_flops_per_sample": cost["infer_flops_per_sample"], **stats,
-           **mem.values, "achieved_flops_per_s": cost["infer_flops_per_sample"] * stats["samples_per_s"]}
-    return {"summary": pd.DataFrame([row])}
+           **round_stats(timings, "infer"), **memory, "cold_first_call_ms": contender.cold_first_call_ms,
+           "warmup_calls": cfg.warmup_calls,
+           "achieved_flops_per_s": cost["infer_flops_per_sample"] * stats["samples_per_s"]}
+    if contender.clock_device == "cuda":
+        gap = relative_gap(float(timings.seconds.median()), float(timings.wall_seconds.median()))
+        row.update(p50_wall_latency_ms=float(timings.wall_seconds.median()) * 1e3, event_wall_gap=gap,
+                   host_bound=bool(gap > HOST_GAP_FLAG))
+    return {"summary": pd.DataFrame([row]), "timings": timings}
+
+
+def failure_of(e: BaseException) -> tuple[str, str]:
+    """The status row words for a cell that raised: ("oom" | "error", one-line reason)."""
+    if isinstance(e, torch.cuda.OutOfMemoryError):
+        return "oom", str(e).splitlines()[0]
+    return "error", f"{type(e).__name__}: {e}".splitlines()[0][:500]
 
 
 def guarded(writer: RunWriter, model: str, b: Backend, phase: str, body: Callable, batch_size: int | None = None,
@@ -90,12 +117,10 @@ def guarded(writer: RunWriter, model: str, b: Backend, phase: str, body: Callabl
     is returned. Bad input (BenchError) and interrupts stop the run."""
     try:
         return body()
-    except torch.cuda.OutOfMemoryError as e:
-        status, reason = "oom", str(e).splitlines()[0]
     except (KeyboardInterrupt, BenchError):
         raise
-    except Exception as e:  # the cell failed: recorded as an error row, the run goes on
-        status, reason = "error", f"{type(e).__name__}: {e}".splitlines()[0][:500]
+    except Exception as e:  # the cell failed: recorded as an error (or oom) row, the run goes on
+        status, reason = failure_of(e)
         if verbose:
             traceback.print_exc(file=sys.stderr)
     where = f"{model} {b.name} {phase}" + ("" if batch_size is None else f" bs={batch_size}")

@@ -31,10 +31,14 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="end training at the first check that reaches the target accuracy")
     p.add_argument("--seed", help="random seed (default 0)")
     p.add_argument("--threads", help="torch intra-op threads (default: torch's choice)")
+    p.add_argument("--processes", help="spread the inference rounds over N fresh worker processes, one after "
+                                       "another, to sample process-level variation (default 1: this process)")
     p.add_argument("--limit-train", help="use only the first N training images")
     p.add_argument("--limit-test", help="use only the first N test images")
     p.add_argument("--batch-sizes", help="inference batch sizes, comma-separated (default 1,32,256,1024)")
-    p.add_argument("--budget-s", help="time budget per inference cell in seconds")
+    p.add_argument("--budget-s", help="timed seconds per inference cell, split over its rounds")
+    p.add_argument("--rounds", help="interleaved rounds per batch size (quick 5, full 10): every backend is timed "
+                                    "once per round, in a balanced order")
     p.add_argument("--channels-last", action="store_true", default=None, help="NHWC memory format for the CNN")
     p.add_argument("--tf32", action="store_true", default=None, help="allow TF32 in CUDA fp32 backends")
     p.add_argument("--cudnn-benchmark", action="store_true", default=None, help="enable cudnn.benchmark")
@@ -62,6 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="render report.html from result folders (and pytest-benchmark JSON)")
     rep.add_argument("paths", nargs="+", type=Path, help="results/<run-id> folders or pytest-benchmark JSON files")
     rep.add_argument("--output", type=Path, help="HTML file (default: report.html in the first folder)")
+    cmp = sub.add_parser("compare", help="compare runs cell by cell: ratios with 95%% intervals, a U test, verdicts")
+    cmp.add_argument("paths", nargs="+", type=Path, help="results/<run-id> folders or pytest-benchmark JSON files")
+    cmp.add_argument("--baseline", help="the run the others are compared with: a path or run id (default: the first)")
+    cmp.add_argument("--normalize", action="store_true",
+                     help="scale each round by the machine's control workload (runs of the same machine)")
+    cmp.add_argument("--output", type=Path, help="compare.html (default: compare.html in the first folder)")
+    cmp.add_argument("--fail-above", type=float, metavar="PCT",
+                     help=f"exit {3} when a cell is significantly slower than the baseline by more than PCT%%")
     data = sub.add_parser("data", help="find, verify and cache MNIST; print which source served")
     data.add_argument("--data-dir", type=Path, help="folder with the four MNIST files (only source tried)")
     data.add_argument("--cache", type=Path, default=Path("data"), help="cache root (default: data)")
@@ -168,6 +180,28 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from bench import ConfigError
+    from reports.compare import REGRESSION_EXIT, compare, regressions, render_compare, text_table
+
+    if args.fail_above is not None and not args.fail_above >= 0:
+        raise ConfigError(f"--fail-above must be a percentage >= 0, got {args.fail_above}")
+    c = compare(args.paths, args.baseline, args.normalize)
+    print(text_table(c))
+    first = args.paths[0]
+    output = args.output or (first if first.is_dir() else first.parent) / "compare.html"
+    print(f"compare: {render_compare(c, output)}")
+    if args.fail_above is not None:
+        bad = regressions(c, args.fail_above)
+        for r in bad.itertuples():
+            print(f"regression: {r.run_id} {r.model} {r.backend} {r.phase}"
+                  f"{'' if r.batch_size != r.batch_size else f' bs={int(r.batch_size)}'}: {r.verdict}",
+                  file=sys.stderr)
+        if len(bad):
+            return REGRESSION_EXIT
+    return 0
+
+
 def cmd_data(args: argparse.Namespace) -> int:
     from bench.data import fill_cache, resolve_mnist
 
@@ -196,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_run(args, argv)
         if args.command == "report":
             return cmd_report(args)
+        if args.command == "compare":
+            return cmd_compare(args)
         if args.command == "data":
             return cmd_data(args)
         if args.command == "dynamics":

@@ -56,9 +56,10 @@ class TrainConfig:
 @dataclass(frozen=True)
 class InferConfig:
     batch_sizes: tuple[int, ...] = (1, 32, 256, 1024)
-    warmup_calls: int = 5  # after the cold first call, before timing
-    budget_s: float = 1.0  # time budget for the timed repeats of one cell
-    min_repeats: int = 10
+    rounds: int = 7  # interleaved rounds per batch size; every backend is timed once per round
+    warmup_calls: int = 2  # untimed calls at the start of each round's block (the cold first call is apart)
+    budget_s: float = 1.0  # timed seconds per cell, split evenly over the rounds
+    min_repeats: int = 14  # timed calls per cell at least (spread over the rounds)
     max_repeats: int = 2000
 
     def __post_init__(self) -> None:
@@ -67,7 +68,7 @@ class InferConfig:
         for bs in self.batch_sizes:
             if not isinstance(bs, int) or bs <= 0:
                 raise ConfigError(f"batch_sizes must be positive integers, got {bs!r}")
-        _positive(self, "min_repeats", "max_repeats")
+        _positive(self, "rounds", "min_repeats", "max_repeats")
         if self.warmup_calls < 0:
             raise ConfigError(f"warmup_calls must be >= 0, got {self.warmup_calls}")
         if not self.budget_s > 0:
@@ -81,6 +82,7 @@ class RunConfig:
     preset: str = "quick"  # quick | full
     seed: int = 0
     threads: int | None = None  # torch intra-op threads; None keeps torch's default
+    processes: int = 1  # inference rounds spread over this many fresh worker processes (1: this process)
     out: Path = Path("results")
     data_dir: Path | None = None
     dynamics: bool = False
@@ -102,13 +104,14 @@ _PRESET_TRAIN = {
     "quick": {"epochs": 1, "evals_per_epoch": 2, "stop_at_target": False, "limit_train": 12000},
     "full": {"stop_at_target": True, "evals_per_epoch": 4},
 }
-_PRESET_INFER = {"quick": {"budget_s": 0.5, "warmup_calls": 2, "min_repeats": 5}, "full": {"budget_s": 2.0}}
+_PRESET_INFER = {"quick": {"budget_s": 0.5, "rounds": 5, "warmup_calls": 1, "min_repeats": 10},
+                 "full": {"budget_s": 2.0, "rounds": 10, "warmup_calls": 3, "min_repeats": 30}}
 
 _TRAIN_KEYS = {f.name for f in fields(TrainConfig)}
 _INFER_KEYS = {f.name for f in fields(InferConfig)}
 _OPTION_KEYS = {f.name for f in fields(BackendOptions)}
-_RUN_KEYS = {"models", "backends", "preset", "seed", "threads", "out", "data_dir", "dynamics", "dynamics_every", "grid",
-             "subset"}
+_RUN_KEYS = {"models", "backends", "preset", "seed", "threads", "processes", "out", "data_dir", "dynamics",
+             "dynamics_every", "grid", "subset"}
 LEGAL_KEYS = sorted(_TRAIN_KEYS | _INFER_KEYS | _OPTION_KEYS | _RUN_KEYS | {"config"})
 
 
@@ -140,6 +143,7 @@ def build_config(values: dict[str, Any]) -> RunConfig:
     models = _name_list("models", values.get("models", model_names()), model_names())
     backends = _name_list("backends", values.get("backends", RunConfig.backends), backend_names())
     seed = _int("seed", values.get("seed", 0), minimum=0)
+    processes = _int("processes", values.get("processes", 1), minimum=1)
     threads = values.get("threads")
     if threads is not None:
         threads = _int("threads", threads, minimum=1)
@@ -166,6 +170,7 @@ def build_config(values: dict[str, Any]) -> RunConfig:
         preset=preset,
         seed=seed,
         threads=threads,
+        processes=processes,
         out=Path(values.get("out", "results")),
         data_dir=Path(data_dir) if data_dir else None,
         dynamics=_bool("dynamics", values.get("dynamics", False)),

@@ -1,26 +1,36 @@
 """The scheduler: decides which cells run in which order, and hands their tables to the writer.
 
-config -> data -> cells -> result files. Each cell is written as soon as it completes; a backend
-that cannot run here becomes skipped rows with the reason; a cell that fails becomes an error (or
-oom) row and the run goes on."""
+config -> data -> cells -> result files. Per model: the backends that train do so in interleaved
+blocks of steps; every backend is prepared; then per batch size all backends are timed in
+interleaved rounds (``bench.measure.rounds``). Each cell is written as soon as it completes; a
+backend that cannot run here becomes skipped rows with the reason; a cell that fails becomes an
+error (or oom) row and the run goes on."""
 
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
+import tempfile
+from dataclasses import replace
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from bench.backends import REFERENCE, Backend, get_backend, probe
-from bench.cells import calibration_images, guarded, infer_cell, prepare_cell, train_cell
+from bench.cells import calibration_images, failure_of, guarded, infer_tables, memory_pass, prepare_cell, train_cell
 from bench.config import RunConfig
 from bench.data import Split, make_split, resolve_mnist
 from bench.dynamics.analyses import DynamicsConfig
 from bench.dynamics.cell import dynamics_cell
 from bench.dynamics.recording import DynamicsRecorder
+from bench.measure.latency import input_batch
+from bench.measure.machine import Machine, warnings_for
+from bench.measure.rounds import Contender, interleave, measure_rounds
 from bench.meta import collect_metadata, now_iso
 from bench.profiling import ProfileConfig, profile_cell
-from bench.results import RunWriter, cell_id, check_writable, new_run_id, write_json, write_samples
+from bench.results import RunWriter, cell_id, check_writable, new_run_id, write_cell, write_json, write_samples
 
 
 class Runner:
@@ -28,6 +38,7 @@ class Runner:
         self.cfg, self.argv, self.progress = cfg, argv, progress
         self._splits: dict[tuple, tuple[Split, Split]] = {}
         self._recorded: set[str] = set()  # models whose dynamics are recorded
+        self._machine_rows: list[dict] = []
 
     def run(self) -> Path:
         """The whole matrix; returns the run folder."""
@@ -45,9 +56,9 @@ class Runner:
                                              reason or f"{b.engine.name} does not train; profiling covers training")
                     continue
                 bs, settings = self.cfg.train_for(model).batch_size, b.configure(self.cfg.backend_options)
-                self._cell(model, b, "profile", lambda: profile_cell(
+                guarded(self.writer, model, b, "profile", lambda: self.writer.write(model, b, "profile", profile_cell(
                     model, b, self.splits(model, b.device)[0], bs, self.cfg.seed, self.cfg.backend_options, settings,
-                    pcfg, self.writer.run_dir / "profile"), batch_size=bs)
+                    pcfg, self.writer.run_dir / "profile"), bs), bs, verbose=self.progress)
 
         return self._finish(body)
 
@@ -74,6 +85,7 @@ class Runner:
                      "start_time": now_iso(), "status": "running"}
         write_json(self.writer.run_dir / "meta.json", self.meta)
         write_samples(self.writer.run_dir, self.mnist)
+        self.machine = Machine()
         return probed
 
     def _finish(self, body) -> Path:
@@ -85,65 +97,164 @@ class Runner:
             raise
         finally:
             self.meta["end_time"] = now_iso()
+            self.meta["warnings"] = warnings_for(pd.DataFrame(self._machine_rows))
+            for w in self.meta["warnings"]:
+                print(f"warning: {w}", file=sys.stderr)
             write_json(self.writer.run_dir / "meta.json", self.meta)
         return self.writer.run_dir
 
-    def _cell(self, model: str, b: Backend, phase: str, body, batch_size=None, files=None, reason=""):
-        """Run one cell guarded and write its tables. ``body`` returns its tables, or (tables, value):
-        the value (a trained model, a prepared engine) is returned; None when the cell failed."""
-        def run_and_write():
-            out = body()
-            tables, value = out if isinstance(out, tuple) else (out, True)
-            self.writer.write(model, b, phase, tables, batch_size, files() if files else None, reason)
-            return value
-        return guarded(self.writer, model, b, phase, run_and_write, batch_size, verbose=self.progress)
+    def _machine(self, group: str, rows: list[dict]) -> None:
+        if rows:
+            self._machine_rows += rows
+            write_cell(self.writer.run_dir, group.replace(" ", "__"), {"machine": pd.DataFrame(rows)})
 
     def _run_model(self, model: str, probed) -> None:
-        cfg, sizes = self.cfg, self.cfg.infer.batch_sizes
-        reference = None  # (CPU copy of trained weights, whether they are the fp32 reference backend's)
-        for b, reason in sorted(probed, key=lambda p: not p[0].trains):  # trainers first: they make the reference
+        cfg = self.cfg
+        available = [b for b, reason in probed if reason is None]
+        for b, reason in probed:
             if reason:
-                for phase, bs in [("train" if b.trains else "export", None)] + [("infer", bs) for bs in sizes]:
+                for phase, bs in [("train" if b.trains else "export", None)] + [("infer", bs) for bs in
+                                                                                 cfg.infer.batch_sizes]:
                     self.writer.write_status(model, b, phase, "skipped", reason, bs)
-                continue
-            settings = b.configure(cfg.backend_options)
+        trained = self._train(model, [b for b in available if b.trains])
+        # the non-training backends run the fp32 reference's weights when it trained, else the first trained
+        source = next((trained[b.name] for b in available if b.name in trained and b.is_reference),
+                      next(iter(trained.values()), None))
+        if source is None and any(not b.trains for b in available):
+            source = self._train(model, [get_backend(REFERENCE)], "reference for the non-training backends").get(
+                REFERENCE)
+        prepared, weights = {}, {}  # weights: the trained model each backend was prepared from
+        for b in available:
+            if b.trains and b.name not in trained:
+                continue  # its training failed: the error row says so
             train, test = self.splits(model, b.device)
+            settings = b.configure(cfg.backend_options)
+            weights[b.name] = trained.get(b.name, source)
             if b.trains:
-                source = self._train(model, b, settings)
-                if source is None:
-                    continue
-                if reference is None or (b.is_reference and not reference[1]):
-                    reference = (copy.deepcopy(source).cpu(), b.is_reference)
-                prepared = guarded(self.writer, model, b, "export", lambda: b.engine.prepare(
-                    source, b, cfg.backend_options, calibration_images(train)), verbose=self.progress)
-            else:
-                if reference is None:
-                    ref = get_backend(REFERENCE)
-                    trained = self._train(model, ref, ref.configure(cfg.backend_options),
-                                          reason="reference for the non-training backends")
-                    reference = (trained.cpu(), True) if trained is not None else None
-                prepared = reference and self._cell(model, b, "export", lambda: prepare_cell(
-                    b, reference[0], cfg.backend_options, settings, train, test))
-            for bs in sizes:
-                if prepared is None:
-                    why = "preparing the model failed" if reference else "no trained model to prepare"
+                prepared[b.name] = guarded(self.writer, model, b, "export", lambda: b.engine.prepare(
+                    trained[b.name], b, cfg.backend_options, calibration_images(train)), verbose=self.progress)
+            elif source is not None:
+                prepared[b.name] = guarded(self.writer, model, b, "export", lambda: self._write(
+                    model, b, "export", *prepare_cell(b, copy.deepcopy(source).cpu(), cfg.backend_options, settings,
+                                                      train, test)), verbose=self.progress)
+            if prepared.get(b.name) is None:
+                why = "preparing the model failed" if source is not None or b.trains else "no trained model to prepare"
+                for bs in cfg.infer.batch_sizes:
                     self.writer.write_status(model, b, "infer", "skipped", why, bs)
-                else:
-                    self._cell(model, b, "infer", lambda: infer_cell(model, b, prepared, test.x, bs, cfg.infer,
-                                                                      settings), bs)
+        ready = [b for b in available if prepared.get(b.name) is not None]
+        measured = self._rounds_in_workers(model, ready, weights) if cfg.processes > 1 and ready else {}
+        for bs in cfg.infer.batch_sizes:
+            self._infer_group(model, bs, ready, prepared, measured.get(bs))
 
-    def _train(self, model: str, b: Backend, settings: dict, reason: str = "") -> torch.nn.Module | None:
-        cfg, recorder = self.cfg.train_for(model), None
-        train, test = self.splits(model, b.device)
-        if self.cfg.dynamics and model not in self._recorded:  # the first backend that trains each model
-            self._recorded.add(model)
-            recorder = DynamicsRecorder(cfg.epochs * train.train_steps(cfg.batch_size), self.cfg.dynamics_every)
-        images = self.mnist.test_images[: len(test)]
-        trained = self._cell(model, b, "train", lambda: train_cell(
-            model, b, cfg, train, test, self.cfg.seed, self.cfg.backend_options, settings, images, recorder,
-            self.progress), files=recorder and recorder.checkpoint_files, reason=reason)
-        if trained is not None and recorder is not None:
-            dcfg = DynamicsConfig(grid=self.cfg.grid, subset=self.cfg.subset)
-            cell_dir = self.writer.run_dir / "cells" / cell_id(model, b.name, "train")
-            self._cell(model, b, "dynamics", lambda: dynamics_cell(cell_dir, self.mnist, dcfg, self.progress))
+    def _write(self, model: str, b: Backend, phase: str, tables: dict, value=None):
+        self.writer.write(model, b, phase, tables)
+        return value
+
+    def _train(self, model: str, trainers: list[Backend], reason: str = "") -> dict[str, torch.nn.Module]:
+        """Train ``trainers`` in interleaved blocks of steps; writes their cells, returns the trained models."""
+        cfg, runs, recorders = self.cfg.train_for(model), {}, {}
+        for b in trainers:
+            train, test = self.splits(model, b.device)
+            if self.cfg.dynamics and model not in self._recorded:  # the first backend that trains each model
+                self._recorded.add(model)
+                recorders[b.name] = DynamicsRecorder(cfg.epochs * train.train_steps(cfg.batch_size),
+                                                     self.cfg.dynamics_every)
+            runs[b.name] = train_cell(model, b, cfg, train, test, self.cfg.seed, self.cfg.backend_options,
+                                      b.configure(self.cfg.backend_options), self.mnist.test_images[: len(test)],
+                                      recorders.get(b.name), self.progress, interleaved=len(trainers) > 1)
+        states: list[dict] = []
+        results = interleave(runs, on_round=lambda r: states.append(self.machine.round(f"{model} train", r)))
+        self._machine(f"{model} machine train", states)
+        trained = {}
+        for b in trainers:
+            result = results[b.name]
+            if isinstance(result, Exception):
+                status, why = failure_of(result)
+                print(f"warning: {model} {b.name} train: {status}: {why}", file=sys.stderr)
+                self.writer.write_status(model, b, "train", status, why)
+                continue
+            tables, trained[b.name] = result
+            recorder = recorders.get(b.name)
+            self.writer.write(model, b, "train", tables, files=recorder.checkpoint_files() if recorder else None,
+                              reason=reason)
+            if recorder is not None:
+                dcfg = DynamicsConfig(grid=self.cfg.grid, subset=self.cfg.subset)
+                cell_dir = self.writer.run_dir / "cells" / cell_id(model, b.name, "train")
+                guarded(self.writer, model, b, "dynamics", lambda: self.writer.write(
+                    model, b, "dynamics", dynamics_cell(cell_dir, self.mnist, dcfg, self.progress)),
+                    verbose=self.progress)
         return trained
+
+    def _rounds_in_workers(self, model: str, backends: list[Backend], weights: dict) -> dict[int, tuple]:
+        """``--processes N``: the rounds of every batch size spread over N fresh worker processes
+        (``bench.worker``), one after another. Returns per batch size its contenders (with their
+        timed calls) and the machine's state per round."""
+        cfg, infer = self.cfg, self.cfg.infer
+        sizes, shares = infer.batch_sizes, [infer.rounds // cfg.processes + (p < infer.rounds % cfg.processes)
+                                            for p in range(cfg.processes)]
+        train, test = self.splits(model, "cpu")
+        out = {bs: ([Contender(b.name, None, "cpu") for b in backends], []) for bs in sizes}
+        first = 0
+        with tempfile.TemporaryDirectory() as tmp:
+            for p, share in enumerate(s for s in shares if s):
+                part = replace(infer, rounds=share, budget_s=infer.budget_s * share / infer.rounds,
+                               min_repeats=max(1, infer.min_repeats * share // infer.rounds),
+                               max_repeats=max(1, infer.max_repeats * share // infer.rounds))
+                spec, result = Path(tmp) / f"spec{p}.pt", Path(tmp) / f"out{p}.pt"
+                torch.save({"model": model, "weights": {b.name: {k: v.cpu() for k, v in weights[b.name].state_dict()
+                                                                 .items()} for b in backends},
+                            "batches": {bs: input_batch(test.x, bs) for bs in sizes},
+                            "calibration": calibration_images(train), "infer_cfg": part,
+                            "options": cfg.backend_options, "seed": cfg.seed, "threads": cfg.threads, "process": p,
+                            "first_round": first}, spec)
+                proc = subprocess.run([sys.executable, "-m", "bench.worker", str(spec), str(result)],
+                                      capture_output=True, text=True)
+                if proc.returncode != 0:
+                    why = (proc.stderr.strip().splitlines() or ["no output"])[-1][:300]
+                    for contenders, _ in out.values():
+                        for c in contenders:
+                            c.failure = c.failure or ("error", f"worker process {p} failed: {why}")
+                    break
+                res = torch.load(result, weights_only=False)
+                for bs, (contenders, states) in out.items():
+                    by_name = {c.name: c for c in contenders}
+                    for row in res["timings"]:
+                        if row["batch_size"] == bs:
+                            by_name[row["backend"]].rows.append(
+                                {k: v for k, v in row.items() if k not in ("backend", "batch_size")})
+                    for o in res["outcome"]:
+                        if o["batch_size"] == bs:
+                            c = by_name[o["backend"]]
+                            c.failure = c.failure or o["failure"]
+                            if p == 0:
+                                c.cold_first_call_ms = o["cold_first_call_ms"]
+                    states += [m for m in res["machine"] if m["group"] == f"{model} infer bs{bs}"]
+                first += share
+        return out
+
+    def _infer_group(self, model: str, bs: int, backends: list[Backend], prepared: dict,
+                     measured: tuple | None = None) -> None:
+        """Time every prepared backend at one batch size in interleaved rounds (in this process, or
+        ``measured`` already by worker processes); one cell each."""
+        cfg, contenders, memory = self.cfg, [], {}
+        for b in backends:
+            p, images = prepared[b.name], self.splits(model, b.device)[1].x
+            x = p.to_input(input_batch(images, bs))
+            memory[b.name] = guarded(self.writer, model, b, "infer", lambda: memory_pass(
+                p, x, b.engine.memory_device(b)), bs, verbose=self.progress)
+            if memory[b.name] is not None:
+                contenders.append(Contender(b.name, lambda p=p, x=x: p.predict(x), p.clock_device))
+        if measured is None:
+            states = measure_rounds(contenders, bs, cfg.infer, self.machine, group=f"{model} infer bs{bs}")
+        else:
+            contenders = [c for c in measured[0] if memory.get(c.name) is not None]
+            states = measured[1]
+        self._machine(f"{model} machine infer_bs{bs}", states)
+        for c in contenders:
+            b = get_backend(c.name)
+            if c.failure is not None:
+                print(f"warning: {model} {b.name} infer bs={bs}: {c.failure[0]}: {c.failure[1]}", file=sys.stderr)
+                self.writer.write_status(model, b, "infer", *c.failure, batch_size=bs)
+            else:
+                tables = infer_tables(model, c, bs, cfg.infer, b.configure(cfg.backend_options), memory[b.name])
+                self.writer.write(model, b, "infer", tables, bs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Generator
 from dataclasses import dataclass
 
 import pandas as pd
@@ -17,7 +18,7 @@ from bench.backends import Backend
 from bench.config import TrainConfig
 from bench.data import Split
 from bench.engines import BackendOptions
-from bench.measure.clocks import Stopwatch, clock_for, wall_time
+from bench.measure.clocks import Stopwatch, clock_for, timestamp, wall_time
 from models import build_model, get_spec
 
 EVAL_BATCH = 1000
@@ -90,6 +91,7 @@ class TrainResult:
     epochs: pd.DataFrame
     curve: pd.DataFrame
     test_logits: torch.Tensor  # final model, eager, under the backend's autocast
+    blocks: pd.DataFrame  # one row per timed block of steady-state steps (the raw training timings)
 
     @property
     def test_preds(self) -> torch.Tensor:
@@ -101,9 +103,31 @@ def _eval_steps(steps_per_epoch: int, evals_per_epoch: int) -> set[int]:
     return {math.ceil(i * steps_per_epoch / k) - 1 for i in range(1, k + 1)}
 
 
+def block_steps_for(total_steps: int) -> int:
+    """Training steps per timed block, the unit of interleaving and of the raw timings: about ten
+    blocks per run, 5 to 50 steps each."""
+    return max(5, min(50, total_steps // 10))
+
+
 def train_model(name: str, backend: Backend, train: Split, test: Split, cfg: TrainConfig, seed: int,
                 options: BackendOptions, progress: bool = False, recorder=None) -> TrainResult:
-    """Train and time. ``recorder`` (optimization dynamics) is called outside the timed regions."""
+    """Train and time, alone (``train_blocks`` run to its end)."""
+    blocks = train_blocks(name, backend, train, test, cfg, seed, options, progress, recorder)
+    while True:
+        try:
+            next(blocks)
+        except StopIteration as done:
+            return done.value
+
+
+def train_blocks(name: str, backend: Backend, train: Split, test: Split, cfg: TrainConfig, seed: int,
+                 options: BackendOptions, progress: bool = False, recorder=None,
+                 block_steps: int | None = None) -> Generator[dict, None, TrainResult]:
+    """Train and time, yielding after every block of ``block_steps`` steps (its timing row; default
+    ``block_steps_for``), so
+    that several backends can train in interleaved blocks; returns the TrainResult. The clock is
+    synchronized at every block's end. ``recorder`` (optimization dynamics) is called outside the
+    timed regions."""
     model = build_trainable(name, backend, options, seed)
     steps_per_epoch = train.train_steps(cfg.batch_size)
     opt, sched = build_optimizer(model, cfg, cfg.epochs * steps_per_epoch)
@@ -112,26 +136,51 @@ def train_model(name: str, backend: Backend, train: Split, test: Split, cfg: Tra
     clock = clock_for(backend.device)
     generator = torch.Generator().manual_seed(seed)
     eval_at = _eval_steps(steps_per_epoch, cfg.evals_per_epoch)
+    block_steps = block_steps or block_steps_for(cfg.epochs * steps_per_epoch)
 
     train_step = make_train_step(forward, backend, opt, sched, scaler)
     model.train()
     if recorder is not None:
         recorder.start(model)
-    curve, epochs = [], []
+    curve, epochs, blocks = [], [], []
     global_step = 0
-    train_s = eval_s = 0.0
-    cold_step_s = warmup_s = 0.0
+    totals = {"train_s": 0.0, "eval_s": 0.0, "cold_step_s": 0.0, "warmup_s": 0.0}
+    block = {"steady_s": 0.0, "steady_samples": 0, "steps": 0}
     steady_time = steady_samples = 0.0
     reached_at = None
     last_eval = (-1, 0.0, 0.0, None)
     wall_start = wall_time()
     bar = tqdm(total=cfg.epochs * steps_per_epoch, desc=f"train {name} {backend.name}", disable=not progress,
                leave=False, unit="step")
+
+    def close_stretch(marks, sizes, ep) -> None:
+        """Read the marks of the steps since the last sync (the clock is synchronized first)."""
+        clock.sync()
+        first_step = global_step - len(marks)
+        for j, ((a, b, c), n) in enumerate(zip(marks, sizes)):
+            data, compute = clock.seconds(a, b), clock.seconds(b, c)
+            ep["data_s"] += data
+            ep["compute_s"] += compute
+            totals["train_s"] += data + compute
+            step = first_step + j
+            if step == 0:
+                totals["cold_step_s"] = data + compute
+            if step < cfg.warmup_steps:
+                totals["warmup_s"] += data + compute
+            else:
+                ep["steady_s"] += data + compute
+                ep["steady_samples"] += n
+                block["steady_s"] += data + compute
+                block["steady_samples"] += n
+        marks.clear()
+        sizes.clear()
+
     for epoch in range(cfg.epochs):
         epoch_wall0 = wall_time()
         ep = {"data_s": 0.0, "compute_s": 0.0, "steady_s": 0.0, "steady_samples": 0, "eval_s": 0.0}
         marks, sizes, losses = [], [], []
         batches = train.batches(cfg.batch_size, generator)
+        stop = False
         for i in range(steps_per_epoch):
             if recorder is not None:
                 recorder.before_step(model)
@@ -146,41 +195,35 @@ def train_model(name: str, backend: Backend, train: Split, test: Split, cfg: Tra
             if recorder is not None:
                 recorder.after_step(model, global_step, loss, opt.param_groups[0]["lr"])
             global_step += 1
+            block["steps"] += 1
             bar.update()
-            if i not in eval_at:
-                continue
-            # Close the timed stretch: read its marks, then evaluate off the training clock.
-            clock.sync()
-            first_step = global_step - len(marks)
-            for j, ((a, b, c), n) in enumerate(zip(marks, sizes)):
-                data, compute = clock.seconds(a, b), clock.seconds(b, c)
-                ep["data_s"] += data
-                ep["compute_s"] += compute
-                train_s += data + compute
-                step = first_step + j
-                if step == 0:
-                    cold_step_s = data + compute
-                if step < cfg.warmup_steps:
-                    warmup_s += data + compute
-                else:
-                    ep["steady_s"] += data + compute
-                    ep["steady_samples"] += n
-            train_loss = torch.stack(losses).float().mean().item()
-            marks, sizes, losses = [], [], []
-            with Stopwatch(backend.device) as sw:
-                test_loss, test_acc, logits = evaluate(model, test, backend)
-            last_eval = (global_step, test_loss, test_acc, logits)
-            e = sw.seconds
-            ep["eval_s"] += e
-            eval_s += e
-            curve.append({
-                "epoch": epoch + 1, "step": global_step, "epoch_progress": epoch + (i + 1) / steps_per_epoch,
-                "train_s": train_s, "wall_s": wall_time() - wall_start, "train_loss": train_loss,
-                "test_loss": test_loss, "test_accuracy": test_acc,
-            })
-            if reached_at is None and test_acc >= cfg.target_accuracy:
-                reached_at = train_s
-            if reached_at is not None and cfg.stop_at_target:
+            if i in eval_at:
+                # Close the timed stretch, then evaluate off the training clock.
+                close_stretch(marks, sizes, ep)
+                train_loss = torch.stack(losses).float().mean().item()
+                losses = []
+                with Stopwatch(backend.device) as sw:
+                    test_loss, test_acc, logits = evaluate(model, test, backend)
+                last_eval = (global_step, test_loss, test_acc, logits)
+                ep["eval_s"] += sw.seconds
+                totals["eval_s"] += sw.seconds
+                curve.append({
+                    "epoch": epoch + 1, "step": global_step, "epoch_progress": epoch + (i + 1) / steps_per_epoch,
+                    "train_s": totals["train_s"], "wall_s": wall_time() - wall_start, "train_loss": train_loss,
+                    "test_loss": test_loss, "test_accuracy": test_acc,
+                })
+                if reached_at is None and test_acc >= cfg.target_accuracy:
+                    reached_at = totals["train_s"]
+                stop = reached_at is not None and cfg.stop_at_target
+            if block["steps"] == block_steps or stop or (epoch == cfg.epochs - 1 and i == steps_per_epoch - 1):
+                close_stretch(marks, sizes, ep)
+                if block["steady_samples"]:
+                    blocks.append({"round": len(blocks), "process": 0, "timestamp_s": timestamp(),
+                                   "steps": block["steps"], "samples": block["steady_samples"],
+                                   "seconds": block["steady_s"]})
+                    yield blocks[-1]
+                block.update(steady_s=0.0, steady_samples=0, steps=0)
+            if stop:
                 break
         steady_time += ep["steady_s"]
         steady_samples += ep["steady_samples"]
@@ -191,7 +234,7 @@ def train_model(name: str, backend: Backend, train: Split, test: Split, cfg: Tra
             "samples_per_s": ep["steady_samples"] / ep["steady_s"] if ep["steady_s"] > 0 else float("nan"),
             "train_loss": curve[-1]["train_loss"], "test_accuracy": curve[-1]["test_accuracy"],
         })
-        if reached_at is not None and cfg.stop_at_target:
+        if stop:
             break
     bar.close()
     if recorder is not None:
@@ -201,11 +244,11 @@ def train_model(name: str, backend: Backend, train: Split, test: Split, cfg: Tra
         test_loss, test_acc, logits = evaluate(model, test, backend)
     summary = {
         "train_samples_per_s": steady_samples / steady_time if steady_time > 0 else float("nan"),
-        "cold_step_s": cold_step_s,
+        "cold_step_s": totals["cold_step_s"],
         "warmup_steps": min(cfg.warmup_steps, global_step),
-        "warmup_s": warmup_s,
-        "train_s": train_s,
-        "eval_s": eval_s,
+        "warmup_s": totals["warmup_s"],
+        "train_s": totals["train_s"],
+        "eval_s": totals["eval_s"],
         "wall_s": wall_time() - wall_start,
         "epochs_run": len(epochs),
         "steps": global_step,
@@ -216,4 +259,4 @@ def train_model(name: str, backend: Backend, train: Split, test: Split, cfg: Tra
         "data_s": float(sum(e["data_s"] for e in epochs)),
         "compute_s": float(sum(e["compute_s"] for e in epochs)),
     }
-    return TrainResult(model, summary, pd.DataFrame(epochs), pd.DataFrame(curve), logits)
+    return TrainResult(model, summary, pd.DataFrame(epochs), pd.DataFrame(curve), logits, pd.DataFrame(blocks))

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from bench.results import RunTables, atomic_write_text
-from reports import charts, dynamics_section, profile_section
+from reports import charts, dynamics_section, profile_section, verdict_section
 from reports.blocks import cols, img, table, warn
 from reports.load import load_paths
 from reports.summary import summary_frame, with_metric_columns
@@ -75,19 +75,21 @@ def render_tables(rt: RunTables) -> str:
                    "Training loss and test accuracy against wall time (evaluation included in wall time, "
                    "excluded from train_s). The dashed line is the target accuracy."),
               table(cols(train, ["model", "backend", "epochs_run", "batch_size", "optimizer", "schedule", "lr",
-                                   "train_samples_per_s", "speedup_vs_cpu_fp32", "cold_step_s", "warmup_steps",
-                                   "warmup_s", "train_s", "data_s", "compute_s", "eval_s", "time_to_accuracy_s",
-                                   "test_accuracy", "mfu"]), "train-table")]
+                                 "train_samples_per_s", "train_samples_per_s_ci_low", "train_samples_per_s_ci_high",
+                                 "between_round_cv", "interleaved", "speedup_vs_cpu_fp32", "cold_step_s",
+                                 "warmup_steps", "warmup_s", "train_s", "data_s", "compute_s", "eval_s",
+                                 "time_to_accuracy_s", "test_accuracy", "mfu"]), "train-table")]
     unstable = infer[infer.unstable.fillna(False).astype(bool)]
     parts += ["<h2>Inference</h2>",
               img(charts.throughput(s), "throughput", "Throughput per backend (log scale)."),
               img(charts.latency_vs_batch(s), "latency vs batch size",
                    "Median latency per call against batch size; whiskers from the fastest call to p99."),
-              f'<p class="warn">{len(unstable)} cell(s) unstable (CV &gt; 10%): marked in the table.</p>'
-              if len(unstable) else "",
+              f'<p class="warn">{len(unstable)} cell(s) unstable (their median moved by more than 10% between '
+              "rounds, CV): marked in the table.</p>" if len(unstable) else "",
               table(cols(infer.sort_values(["model", "backend", "batch_size"]),
-                           ["model", "backend", "batch_size", "p50_latency_ms", "p90_latency_ms", "p99_latency_ms",
-                            "mean_latency_ms", "std_latency_ms", "iqr_latency_ms", "cv", "unstable",
+                           ["model", "backend", "batch_size", "p50_latency_ms", "round_p50_ci_low_ms",
+                            "round_p50_ci_high_ms", "rounds", "between_round_cv", "unstable", "p90_latency_ms",
+                            "p99_latency_ms", "mean_latency_ms", "std_latency_ms", "iqr_latency_ms", "cv",
                             "samples_per_s", "speedup_vs_cpu_fp32", "cold_first_call_ms", "n_samples",
                             "event_wall_gap", "host_bound"]), "infer-table")]
     parity_cols = [c for c in s.columns if c.startswith("parity_")]
@@ -159,8 +161,9 @@ def render_report(paths: list[Path], output: Path | None = None, extra_sections:
     body = [f"<h1>{title}</h1>",
             f'<p class="note">Runs: {", ".join(html.escape(r) for r in rt.meta)} · rendered '
             f'{datetime.now(UTC).isoformat(timespec="seconds")} from result files only.</p>',
+            verdict_section.render_verdict(rt, output.parent),
             "<h2>Environment</h2>", table(environment(rt.meta), "environment-table"),
-            render_tables(rt)]
+            render_tables(rt), verdict_section.render_machine(rt, output.parent)]
     body += [section(rt, output.parent) for section in SECTIONS]
     body += extra_sections or []
     page = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>'

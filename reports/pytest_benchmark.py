@@ -21,7 +21,7 @@ def read_benchmark_json(path: Path) -> RunTables:
     except (OSError, ValueError, KeyError) as e:
         raise BenchError(f"{path}: not a pytest-benchmark JSON file ({e})") from None
     run_id = f"pytest-benchmark:{path.stem}"
-    rows = []
+    rows, timings = [], []
     for b in benchmarks:
         info = b.get("extra_info", {})
         if "backend" not in info:
@@ -42,6 +42,9 @@ def read_benchmark_json(path: Path) -> RunTables:
             # a training step is not an inference call: keep only its throughput in training columns
             for k in ("p50_latency_ms", "p90_latency_ms", "p99_latency_ms", "samples_per_s"):
                 row.pop(k)
+        # each pytest-benchmark round (one call) is a round of its own for compare
+        timings += [{"run_id": run_id, "cell_id": b["name"], "round": i, "process": 0, "call": 0, "seconds": t,
+                     "samples": bs} for i, t in enumerate(data or [])]
         rows.append({"run_id": run_id, "cell_id": b["name"], "status": "ok", "reason": "", "source": "pytest-benchmark",
                      **{k: v for k, v in info.items() if k not in ("samples_per_s",)}, **row})
     if not rows:
@@ -53,4 +56,7 @@ def read_benchmark_json(path: Path) -> RunTables:
             "cpu_count": (machine.get("cpu") or {}).get("count"), "python": machine.get("python_version"),
             "torch": rows[0].get("torch"), "torch_threads": rows[0].get("threads"),
             "git_commit": commit.get("id"), "command_line": f"pytest-benchmark {doc.get('version', '')}"}
-    return RunTables(meta={run_id: meta}, tables={"summary": pd.DataFrame(rows)}, run_dirs=[])
+    tables = {"summary": pd.DataFrame(rows)}
+    if timings:
+        tables["timings"] = pd.DataFrame(timings)
+    return RunTables(meta={run_id: meta}, tables=tables, run_dirs=[])

@@ -81,15 +81,30 @@ def test_export_failure_is_an_error_row_and_run_goes_on(mnist_path, tmp_path, mo
     assert (s[s.backend == "cpu-fp32"].status == "ok").all()
 
 
-def test_out_of_memory_is_an_oom_row(mnist_path, tmp_path, monkeypatch):
-    import bench.cells as cells
+def test_out_of_memory_during_the_rounds_is_an_oom_row(mnist_path, tmp_path, monkeypatch):
+    """A predict that runs out of memory once the timed rounds begin (after the memory pass)."""
+    from bench.engines import ENGINES, Prepared
 
-    def oom(*a, **k):
-        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1 PiB")
+    eager = ENGINES["eager"]
+    real_prepare = eager.prepare
 
-    monkeypatch.setattr(cells, "benchmark_call", oom)
-    run_dir = Runner(_tiny_cfg(mnist_path, tmp_path, "cpu-fp32"), progress=False).run()
+    def prepare(model, backend, options, calibration):
+        real = real_prepare(model, backend, options, calibration)
+        calls = []
+
+        def predict(x):
+            calls.append(1)
+            if len(calls) > 3:  # the memory pass and the cold first call succeed
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1 PiB")
+            return real.predict(x)
+
+        return Prepared(predict, real.clock_device, real.to_input)
+
+    monkeypatch.setattr(eager, "prepare", prepare)
+    run_dir = Runner(_tiny_cfg(mnist_path, tmp_path, "cpu-fp32,onnxruntime-cpu"), progress=False).run()
     s = read_run(run_dir)["summary"]
     infer = s[s.phase == "infer"]
-    assert (infer.status == "oom").all() and infer.reason.str.contains("out of memory").all()
+    mine, other = infer[infer.backend == "cpu-fp32"], infer[infer.backend == "onnxruntime-cpu"]
+    assert (mine.status == "oom").all() and mine.reason.str.contains("out of memory").all()
+    assert (other.status == "ok").all() and (other.rounds == 5).all()  # the other backend's rounds went on
     assert (s[s.phase == "train"].status == "ok").all()

@@ -97,3 +97,10 @@ def test_benchmark_json_ingested_into_report(mnist_path, tmp_path, tiny_run):
     assert (infer.samples_per_s > 0).all() and (infer.p50_latency_ms <= infer.p99_latency_ms).all()
     html = render_report([out, tiny_run], tmp_path / "mixed.html").read_text()
     assert "pytest-benchmark:bench" in html and "summary-table" in html
+    # compare matches the suite's cells with a run's: each pytest-benchmark round is a round
+    from reports.compare import compare
+
+    matched = compare([tiny_run, out]).matched
+    infer = matched[matched.phase == "infer"]
+    assert set(infer.backend) == {"cpu-fp32", "onnxruntime-cpu"} and set(infer.batch_size) == {1, 32}
+    assert matched.time_ratio_low.notna().all() and (matched.rounds == 3).all()

@@ -35,6 +35,11 @@ def test_readme_commands_run(mnist_path, tmp_path, monkeypatch, capsys):
     assert COMMANDS, "no mnist-bench commands found in README.md"
     for command in COMMANDS:
         args = shlex.split(command)[1:]
+        if args[0] == "compare" and run_dir is not None:
+            # a second run to compare the first with
+            assert main(["run", *SMALL["run"], "--out", "other"]) == 0
+            other = next((tmp_path / "other").iterdir())
+            args = [a.replace("results/<other-run-id>", str(other)) for a in args]
         if run_dir is not None:
             args = [a.replace("results/<run-id>", str(run_dir)) for a in args]
         if "<run-id>" in " ".join(args):

@@ -53,6 +53,11 @@ def wall_time() -> float:
     return time.perf_counter()
 
 
+def timestamp() -> float:
+    """Seconds since the epoch: when a sample was taken (for drift across a run), never a duration."""
+    return time.time()
+
+
 def clock_for(device: str):
     return CudaClock() if device == "cuda" else CpuClock()
 

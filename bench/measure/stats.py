@@ -35,3 +35,172 @@ def relative_gap(a: float, b: float) -> float:
     """|a - b| relative to the larger of the two (0 when both are 0)."""
     top = max(abs(a), abs(b))
     return abs(a - b) / top if top > 0 else 0.0
+
+
+# -- comparisons: paired rounds, intervals, tests ------------------------------------------------
+
+LEVEL = 0.95  # every interval this tool prints is a 95% interval
+# Student's t, 97.5% quantile, for 1..30 degrees of freedom (beyond: the normal's 1.96 plus a
+# Cornish-Fisher term)
+_T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+         2.045, 2.042]
+
+
+def _t975(df: int) -> float:
+    if df <= len(_T975):
+        return _T975[df - 1]
+    z = 1.959964
+    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+
+
+def _expanded_quantiles(n: int) -> tuple[float, float]:
+    """Percentiles of the expanded percentile bootstrap interval (Hesterberg 2015): the plain
+    percentile interval is too narrow for small samples; widen it to the t-interval's width."""
+    if n < 2:
+        return 0.0, 100.0
+    from statistics import NormalDist
+
+    z = (n / (n - 1)) ** 0.5 * _t975(n - 1)
+    tail = 1 - NormalDist().cdf(z)
+    return 100 * tail, 100 * (1 - tail)
+
+
+def bootstrap_ci(values, stat=np.median, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95% expanded percentile bootstrap interval of ``stat`` over ``values`` (e.g. round medians)."""
+    a = np.asarray(values, dtype=np.float64)
+    if a.size == 0:
+        return float("nan"), float("nan")
+    if a.size == 1:
+        return float(a[0]), float(a[0])
+    rng = np.random.default_rng(seed)
+    boots = stat(a[rng.integers(0, a.size, (n_boot, a.size))], axis=-1)
+    lo, hi = _expanded_quantiles(a.size)
+    return float(np.percentile(boots, lo)), float(np.percentile(boots, hi))
+
+
+def hodges_lehmann(a: np.ndarray, axis: int = -1) -> np.ndarray:
+    """The median of all pairwise (Walsh) averages: a location estimate as efficient as the mean
+    on normal data that one wild value cannot move (a round hit by a stall of the machine)."""
+    a = np.moveaxis(np.asarray(a, dtype=np.float64), axis, -1)
+    n = a.shape[-1]
+    i, j = np.triu_indices(n)
+    return np.median((a[..., i] + a[..., j]) / 2, axis=-1)
+
+
+def paired_ratio(base, other, n_boot: int = 2000, seed: int = 0) -> dict:
+    """``other / base`` over paired rounds (round i of each measured side by side): the
+    Hodges-Lehmann estimate of the per-round log ratios, exponentiated, and its 95% bootstrap
+    interval (NaN with fewer than 2 pairs). A drift of the machine that hits both members of a
+    round cancels in its ratio."""
+    b, o = np.asarray(base, dtype=np.float64), np.asarray(other, dtype=np.float64)
+    keep = (b > 0) & (o > 0) & np.isfinite(b) & np.isfinite(o)
+    logs = np.log(o[keep] / b[keep])
+    nan = float("nan")
+    if logs.size == 0:
+        return {"ratio": nan, "ratio_low": nan, "ratio_high": nan, "pairs": 0}
+    estimate = float(np.exp(hodges_lehmann(logs)))
+    if logs.size < 2:
+        return {"ratio": estimate, "ratio_low": nan, "ratio_high": nan, "pairs": 1}
+    lo, hi = bootstrap_ci(logs, stat=hodges_lehmann, n_boot=n_boot, seed=seed)
+    return {"ratio": estimate, "ratio_low": float(np.exp(lo)), "ratio_high": float(np.exp(hi)),
+            "pairs": int(logs.size)}
+
+
+def unpaired_ratio(base, other, n_boot: int = 4000, seed: int = 0) -> dict:
+    """``median(other) / median(base)`` for samples not measured side by side (two runs), with a
+    95% bootstrap interval resampling each side on its own."""
+    b, o = np.asarray(base, dtype=np.float64), np.asarray(other, dtype=np.float64)
+    if b.size == 0 or o.size == 0:
+        return {"ratio": float("nan"), "ratio_low": float("nan"), "ratio_high": float("nan"), "pairs": 0}
+    if b.size < 2 or o.size < 2:  # one round a side: an estimate, but no interval
+        return {"ratio": float(np.median(o) / np.median(b)), "ratio_low": float("nan"), "ratio_high": float("nan"),
+                "pairs": 0}
+    rng = np.random.default_rng(seed)
+    bb = np.median(b[rng.integers(0, b.size, (n_boot, b.size))], axis=1)
+    ob = np.median(o[rng.integers(0, o.size, (n_boot, o.size))], axis=1)
+    lo, hi = _expanded_quantiles(min(b.size, o.size))
+    ratios = ob / bb
+    return {"ratio": float(np.median(o) / np.median(b)), "ratio_low": float(np.percentile(ratios, lo)),
+            "ratio_high": float(np.percentile(ratios, hi)), "pairs": 0}
+
+
+def mann_whitney_u(a, b) -> tuple[float, float]:
+    """Two-sided Mann-Whitney U test: (U of ``a``, p-value). Exact null distribution without ties
+    and up to 30 samples a side; otherwise the normal approximation with tie and continuity
+    corrections."""
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    m, n = x.size, y.size
+    if m == 0 or n == 0:
+        return float("nan"), float("nan")
+    both = np.concatenate([x, y])
+    ranks = _ranks(both)
+    u = float(ranks[:m].sum() - m * (m + 1) / 2)
+    ties = np.unique(both, return_counts=True)[1]
+    if (ties == 1).all() and m <= 30 and n <= 30:
+        counts = _u_distribution(m, n)
+        k = int(round(min(u, m * n - u)))
+        p = 2 * counts[: k + 1].sum() / counts.sum()
+        return u, float(min(1.0, p))
+    mu = m * n / 2
+    var = m * n / 12 * ((m + n + 1) - (ties**3 - ties).sum() / ((m + n) * (m + n - 1)))
+    if var <= 0:
+        return u, 1.0
+    from statistics import NormalDist
+
+    z = (abs(u - mu) - 0.5) / var**0.5
+    return u, float(min(1.0, 2 * (1 - NormalDist().cdf(max(z, 0.0)))))
+
+
+def _ranks(a: np.ndarray) -> np.ndarray:
+    """Ranks from 1, ties given their average rank."""
+    order = np.argsort(a, kind="mergesort")
+    ranks = np.empty(a.size)
+    ranks[order] = np.arange(1, a.size + 1)
+    for v in np.unique(a):
+        tied = a == v
+        if tied.sum() > 1:
+            ranks[tied] = ranks[tied].mean()
+    return ranks
+
+
+def _u_distribution(m: int, n: int) -> np.ndarray:
+    """Number of orderings of m + n distinct values giving each U = 0..m*n (a frequency table)."""
+    # f[i][j] is the distribution for sizes (i, j); f(i, j) = f(i-1, j) shifted by j + f(i, j-1)
+    prev = [np.ones(1) for _ in range(n + 1)]  # i = 0: U is 0 whatever j
+    for i in range(1, m + 1):
+        row = [np.ones(1)]  # j = 0
+        for j in range(1, n + 1):
+            d = np.zeros(i * j + 1)
+            d[j : j + prev[j].size] += prev[j]
+            d[: row[j - 1].size] += row[j - 1]
+            row.append(d)
+        prev = row
+    return prev[n]
+
+
+def verdict(ratio: float, low: float, high: float) -> str:
+    """Words for a time ratio (other / base) and its interval: 'faster by 18% [12%, 25%]',
+    'slower by 10% [8%, 12%]' (takes 10% longer), or 'no significant difference'."""
+    if not np.isfinite(ratio):
+        return "no data"
+    if not np.isfinite([low, high]).all():
+        return f"too few rounds for an interval ({ratio:.3f})"
+    if high < 1:
+        return f"faster by {1 / ratio - 1:.0%} [{1 / high - 1:.0%}, {1 / low - 1:.0%}]"
+    if low > 1:
+        return f"slower by {ratio - 1:.0%} [{low - 1:.0%}, {high - 1:.0%}]"
+    return f"no significant difference ({ratio:.3f} [{low:.3f}, {high:.3f}])"
+
+
+def balanced_orders(n: int) -> list[list[int]]:
+    """Orders for measuring ``n`` things in rounds (a Williams design): across its rows each item
+    takes each position equally often and follows each other item equally often, so neither a
+    position in the round nor the item measured just before favours anyone."""
+    if n <= 1:
+        return [list(range(n))]
+    first = [0]
+    for k in range(1, n):
+        first.append((first[-1] + (k if k % 2 else n - k)) % n)
+    rows = [[(x + r) % n for x in first] for r in range(n)]
+    return rows if n % 2 == 0 else rows + [row[::-1] for row in rows]

@@ -1,0 +1,107 @@
+"""The machine's state while rounds run: a control workload (a fixed matrix multiply, the speed
+index of the machine over a run), load average, CPU frequency, CPU steal time (on a VM, the usual
+cause of drift) and, with CUDA, GPU clock and temperature. Read once per round, never inside a
+timed region."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from bench.measure.clocks import CpuClock, time_calls, timestamp
+
+CONTROL_N = 384  # a 384 x 384 fp32 matmul: a few milliseconds on one or two cores
+STEAL_WARN = 0.05  # warn when more than 5% of CPU time in a round was stolen by the hypervisor
+DRIFT_WARN = 0.10  # warn when the control workload's round times spread by more than 10% (CV)
+
+
+class Machine:
+    """Samples the machine's state at each round: ``machine.round(group, index)`` returns one row."""
+
+    def __init__(self) -> None:
+        g = torch.Generator().manual_seed(0)
+        self._a = torch.randn(CONTROL_N, CONTROL_N, generator=g)
+        self._b = torch.randn(CONTROL_N, CONTROL_N, generator=g)
+        torch.mm(self._a, self._b)  # the first call initialises the BLAS library: not a sample
+        self._cpu = _cpu_times()
+
+    def control_ms(self, calls: int = 3) -> float:
+        """Median of a few timed calls of the control matmul, in milliseconds, after one untimed call
+        (which absorbs a stall left by what ran before, e.g. another library's spinning threads)."""
+        torch.mm(self._a, self._b)
+        device_s, _ = time_calls(lambda: torch.mm(self._a, self._b), CpuClock(), calls)
+        return float(np.median(device_s)) * 1e3
+
+    def round(self, group: str, index: int) -> dict:
+        cpu = _cpu_times()
+        steal = float("nan")
+        if cpu is not None and self._cpu is not None:
+            delta = cpu - self._cpu
+            steal = float(delta[7] / delta.sum()) if delta.sum() > 0 and len(delta) > 7 else float("nan")
+        self._cpu = cpu
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        return {"group": group, "round": index, "timestamp_s": timestamp(), "control_ms": self.control_ms(),
+                "loadavg_1m": load, "cpu_mhz": _cpu_mhz(), "steal_frac": steal, **_gpu_state()}
+
+
+def warnings_for(machine: pd.DataFrame, cpu_count: int | None = None) -> list[str]:
+    """Plain-language warnings when the machine was busy or drifting during the rounds."""
+    out = []
+    if machine.empty:
+        return out
+    steal = machine.steal_frac.max()
+    if steal == steal and steal > STEAL_WARN:
+        out.append(f"CPU steal time reached {steal:.0%} of a round: the VM's host was busy; timings may drift")
+    control = machine.control_ms
+    cv = control.std() / control.mean() if len(control) > 1 and control.mean() > 0 else 0.0
+    if cv > DRIFT_WARN:
+        out.append(f"the machine's speed drifted: the control workload took {control.min():.2f} to "
+                   f"{control.max():.2f} ms across rounds (CV {cv:.0%}); paired ratios cancel drift, single "
+                   "figures do not")
+    cpus = cpu_count or os.cpu_count() or 1
+    load = machine.loadavg_1m.max()
+    if load == load and load > 1.5 * cpus:
+        out.append(f"the machine was busy: load average up to {load:.1f} on {cpus} CPUs")
+    return out
+
+
+def _cpu_times() -> np.ndarray | None:
+    try:
+        first = Path("/proc/stat").read_text().splitlines()[0].split()
+        return np.array([float(v) for v in first[1:]])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _cpu_mhz() -> float:
+    try:
+        values = [float(line.split(":")[1]) for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("cpu MHz")]
+        return float(np.mean(values)) if values else float("nan")
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
+def _gpu_state() -> dict:
+    """SM clock and temperature of the current GPU: through NVML (torch.cuda, when pynvml is
+    installed), else one ``nvidia-smi`` query; NaN when neither answers."""
+    if not torch.cuda.is_available():
+        return {}
+    try:
+        return {"gpu_clock_mhz": float(torch.cuda.clock_rate()), "gpu_temp_c": float(torch.cuda.temperature())}
+    except Exception:  # noqa: BLE001 - NVML missing or not answering: try nvidia-smi below
+        pass
+    smi = shutil.which("nvidia-smi")
+    try:
+        out = subprocess.run([smi, "--query-gpu=clocks.sm,temperature.gpu", "--format=csv,noheader,nounits",
+                              "-i", str(torch.cuda.current_device())], capture_output=True, text=True, timeout=5)
+        clock, temp = (float(v) for v in out.stdout.strip().split(","))
+        return {"gpu_clock_mhz": clock, "gpu_temp_c": temp}
+    except (TypeError, OSError, ValueError, subprocess.SubprocessError):
+        return {"gpu_clock_mhz": float("nan"), "gpu_temp_c": float("nan")}

@@ -1,0 +1,167 @@
+"""``mnist-bench compare A B [C ...]``: cells matched across result folders (also copied from other
+machines) and pytest-benchmark JSON files, each run against a baseline run, with intervals and a
+test; a terminal table, a self-contained compare.html, and a regression gate (--fail-above)."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from bench import BenchError
+from bench.results import RunTables, atomic_write_text
+from reports.blocks import img, table
+from reports.charts import to_png
+from reports.comparison import compare_runs, geomean_speedup, round_values
+from reports.html import CSS, environment
+from reports.load import load_paths
+
+REGRESSION_EXIT = 3  # --fail-above: a significant slowdown beyond the threshold
+
+
+@dataclass
+class Comparison:
+    baseline: str
+    runs: list[str]
+    values: pd.DataFrame  # per (run, cell, round)
+    matched: pd.DataFrame  # per run and matched cell: ratio, interval, U test, verdict
+    geomean: pd.DataFrame
+    environment: pd.DataFrame  # fields that differ between runs
+    accuracy: pd.DataFrame
+    memory: pd.DataFrame
+    normalized: bool
+
+
+def compare(paths: list[Path], baseline: str | None = None, normalize: bool = False) -> Comparison:
+    loaded = [load_paths([Path(p)]) for p in paths]
+    runs = [rid for rt in loaded for rid in rt.meta]
+    if len(runs) < 2:
+        raise BenchError("compare needs at least two runs (result folders or pytest-benchmark JSON files)")
+    rt = RunTables()
+    for one in loaded:
+        rt.meta.update(one.meta)
+        for k, df in one.tables.items():
+            rt.tables[k] = pd.concat([rt.tables[k], df], ignore_index=True) if k in rt.tables else df
+    base = _resolve_baseline(baseline, paths, loaded)
+    values = round_values(rt, normalize=normalize)
+    matched = compare_runs(values, base)
+    env = environment(rt.meta)
+    differ = env[env.drop(columns="field").nunique(axis=1, dropna=False) > 1]
+    differ = differ[~differ.field.isin(["start_time", "end_time", "command_line"])]
+    return Comparison(base, runs, values, matched, geomean_speedup(matched), differ, _side_by_side(rt, "accuracy"),
+                      _side_by_side(rt, "memory"), normalize)
+
+
+def _resolve_baseline(baseline: str | None, paths: list[Path], loaded: list[RunTables]) -> str:
+    if baseline is None:
+        return next(iter(loaded[0].meta))
+    for p, rt in zip(paths, loaded):
+        if baseline in rt.meta or Path(baseline).resolve() == Path(p).resolve():
+            return baseline if baseline in rt.meta else next(iter(rt.meta))
+    legal = [str(p) for p in paths] + [r for rt in loaded for r in rt.meta]
+    raise BenchError(f"--baseline {baseline!r} is none of the compared runs; legal values: {', '.join(legal)}")
+
+
+def _side_by_side(rt: RunTables, what: str) -> pd.DataFrame:
+    s = rt["summary"]
+    if s.empty:
+        return pd.DataFrame()
+    if what == "accuracy":
+        d, index, col = s[(s.phase == "train") & (s.status == "ok")], ["model", "backend"], "test_accuracy"
+    else:
+        d, index, col = s[s.status == "ok"], ["model", "backend", "phase", "batch_size"], "peak_rss_bytes"
+    if d.empty or col not in d:
+        return pd.DataFrame()
+    return d.pivot_table(index=index, columns="run_id", values=col, aggfunc="first", dropna=False).reset_index()
+
+
+def text_table(c: Comparison) -> str:
+    lines = [f"baseline: {c.baseline}" + (" (normalized by the control workload)" if c.normalized else "")]
+    for row in c.environment.itertuples(index=False):
+        lines.append("  differs: " + " | ".join(str(v) for v in row))
+    if c.matched.empty:
+        return "\n".join(lines + ["(no matching cells with raw timings)"])
+    m = c.matched.assign(interval=[f"{r.time_ratio:.3f} [{r.time_ratio_low:.3f}, {r.time_ratio_high:.3f}]"
+                                   for r in c.matched.itertuples()])
+    cols = ["run_id", "model", "backend", "phase", "batch_size", "interval", "u_test_p", "verdict"]
+    lines.append(m[cols].rename(columns={"interval": "time ratio [95% CI]"}).to_string(
+        index=False, na_rep="-", float_format=lambda v: f"{v:.3g}"))
+    for r in c.geomean.itertuples():
+        lines.append(f"{r.run_id}: geometric-mean speedup {r.geomean_speedup:.3f}x over {r.cells} cells "
+                     f"(> 1: faster than {c.baseline})")
+    return "\n".join(lines)
+
+
+def regressions(c: Comparison, fail_above_pct: float) -> pd.DataFrame:
+    """Cells significantly slower than the baseline by more than ``fail_above_pct`` percent."""
+    m = c.matched
+    if m.empty:
+        return m
+    return m[(m.time_ratio_low > 1) & ((m.time_ratio - 1) * 100 > fail_above_pct)]
+
+
+def speedup_chart(matched: pd.DataFrame) -> bytes | None:
+    if matched.empty:
+        return None
+    d = matched.assign(label=[f"{r.model} {r.backend} {r.phase}" + ("" if pd.isna(r.batch_size) else
+                                                                   f" bs{int(r.batch_size)}")
+                              for r in matched.itertuples()])
+    fig, ax = plt.subplots(figsize=(9, 0.32 * len(d) + 1.5))
+    y = np.arange(len(d))
+    speed, low, high = 1 / d.time_ratio, 1 / d.time_ratio_high, 1 / d.time_ratio_low
+    colors = np.where(d.significant, np.where(speed > 1, "tab:green", "tab:red"), "tab:gray")
+    ax.barh(y, speed - 1, left=1, color=colors, xerr=[speed - low, high - speed], capsize=3)
+    ax.axvline(1, c="k", lw=1)
+    ax.set_yticks(y, d.label + " · " + d.run_id.str[-4:])
+    ax.set(xlabel="speedup against the baseline run (95% interval; grey: no significant difference)")
+    return to_png(fig)
+
+
+def distribution_chart(values: pd.DataFrame) -> bytes | None:
+    if values.empty:
+        return None
+    d = values.assign(ms=values.value * 1e3 * values.batch_size.fillna(1), run=values.run_id.str[-4:],
+                      cell=values.model + " " + values.backend + " " + values.phase
+                      + values.batch_size.map(lambda b: "" if pd.isna(b) else f" bs{int(b)}"))
+    cells = list(dict.fromkeys(d.cell))
+    cols = min(4, len(cells))
+    rows = -(-len(cells) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
+    for ax, cell in zip(axes.flat, cells):
+        sns.violinplot(d[d.cell == cell], x="run", y="ms", ax=ax, inner="point", cut=0)
+        ax.set(title=cell, xlabel="", ylabel="ms per round")
+        ax.title.set_fontsize(8)
+    for ax in list(axes.flat)[len(cells):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return to_png(fig)
+
+
+def render_compare(c: Comparison, output: Path) -> Path:
+    m = c.matched
+    body = ["<h1>mnist-bench compare</h1>",
+            f'<p class="note">Baseline: {html.escape(c.baseline)}; compared: '
+            f'{html.escape(", ".join(r for r in c.runs if r != c.baseline))}'
+            + (" · normalized by the control workload" if c.normalized else "") + "</p>",
+            "<h2>Environment differences</h2>", table(c.environment, "environment-diff"),
+            "<h2>Speed</h2>",
+            '<p class="note">time ratio = this run / the baseline run per matched cell (below 1: faster), the '
+            "median over rounds with a 95% bootstrap interval; no significant difference where it contains 1. "
+            "u_test_p: Mann-Whitney U test of the two runs' round values.</p>",
+            img(speedup_chart(m), "speedup against the baseline", "Bars: speedup with its 95% interval."),
+            table(m, "compare-table"), table(c.geomean, "geomean-table"),
+            "<h2>Round distributions</h2>",
+            img(distribution_chart(c.values), "round distributions",
+                "Each violin: one cell's round values in one run (ms per call for inference, per sample for "
+                "training); dots are the rounds."),
+            "<h2>Accuracy and memory</h2>", table(c.accuracy, "accuracy-table"), table(c.memory, "memory-table")]
+    page = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>mnist-bench compare</title>'
+            f'<link rel="icon" href="data:,"><style>{CSS}</style></head><body>{"".join(body)}</body></html>')
+    output.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(output, page)
+    return output

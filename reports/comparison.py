@@ -1,0 +1,112 @@
+"""Comparisons from result files alone: per-round values of every cell (from its raw ``timings``),
+backends ranked within a run with paired intervals, and cells matched across runs. Pure pandas
+and statistics (``bench.measure.stats``); no model runs here."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from bench.measure.stats import mann_whitney_u, paired_ratio, unpaired_ratio, verdict
+from bench.results import RunTables
+from reports.summary import model_rank
+
+KEYS = ["model", "phase", "batch_size"]
+
+
+def round_values(rt: RunTables, normalize: bool = False) -> pd.DataFrame:
+    """One row per (run, cell, round): the cell's seconds per sample in that round (the median of
+    its calls, or its training block), with model, backend, phase and batch size. ``normalize``
+    scales each round by the machine's control workload in that round (relative to the median
+    control time over everything given), so a slow minute of the machine is not read as a slow
+    backend."""
+    timings, s = rt["timings"], rt["summary"]
+    if timings.empty or s.empty:
+        return pd.DataFrame(columns=["run_id", "cell_id", "round", "value", "model", "backend", *KEYS[1:]])
+    t = timings.assign(value=timings.seconds / timings.samples)
+    v = t.groupby(["run_id", "cell_id", "round"], as_index=False).value.median()
+    meta = s[["run_id", "cell_id", "model", "backend", "phase", "batch_size"]]
+    v = v.merge(meta, on=["run_id", "cell_id"])
+    v["batch_size"] = v.batch_size.where(v.phase != "train")  # training rounds pair across batch settings
+    machine = rt["machine"]
+    if normalize and not machine.empty:
+        m = machine.assign(group_key=machine.group.str.replace(" ", "|"))
+        v["group_key"] = v.model + "|" + np.where(v.phase == "train", "train", "infer|bs" + v.batch_size.astype(
+            "Int64").astype(str))
+        m["group_key"] = m.group.str.split(" ").map(lambda p: "|".join([p[0], p[1]] + ([p[2]] if len(p) > 2 else [])))
+        v = v.merge(m[["run_id", "group_key", "round", "control_ms"]], on=["run_id", "group_key", "round"], how="left")
+        ref = machine.control_ms.median()
+        v["value"] = v.value * (ref / v.control_ms).fillna(1.0)
+        v = v.drop(columns=["group_key", "control_ms"])
+    return v
+
+
+def rank_backends(values: pd.DataFrame, baseline: str | None = "cpu-fp32") -> pd.DataFrame:
+    """Within each run, model, phase and batch size: backends ranked by their median round value,
+    each with its paired ratio to the fastest and to ``baseline`` (time ratios: > 1 is slower) and
+    the verdict in words. A backend whose interval against the fastest contains 1 ties with it."""
+    rows = []
+    for (run_id, model, phase, bs), g in values.groupby(["run_id", "model", "phase", "batch_size"], dropna=False,
+                                                         sort=False):
+        by_backend = {b: d.set_index("round").value for b, d in g.groupby("backend")}
+        medians = {b: float(s.median()) for b, s in by_backend.items()}
+        fastest = min(medians, key=medians.get)
+        for b, series in by_backend.items():
+            vs_fast = _paired(by_backend[fastest], series)
+            row = {"run_id": run_id, "model": model, "phase": phase, "batch_size": bs, "backend": b,
+                   "rounds": len(series), "samples_per_s": 1 / medians[b] if medians[b] > 0 else np.nan,
+                   "time_vs_fastest": vs_fast["ratio"], "time_vs_fastest_low": vs_fast["ratio_low"],
+                   "time_vs_fastest_high": vs_fast["ratio_high"]}
+            row["standing"] = ("fastest" if b == fastest else "tie with fastest"
+                               if vs_fast["ratio_low"] <= 1 <= vs_fast["ratio_high"] else "slower")
+            if baseline in by_backend and b != baseline:
+                vs_base = _paired(by_backend[baseline], series)
+                row.update(time_vs_baseline=vs_base["ratio"], time_vs_baseline_low=vs_base["ratio_low"],
+                           time_vs_baseline_high=vs_base["ratio_high"],
+                           vs_baseline=f"{verdict(vs_base['ratio'], vs_base['ratio_low'], vs_base['ratio_high'])}"
+                                       f" than {baseline}")
+            rows.append(row)
+    out = pd.DataFrame(rows)
+    if out.empty:
+        return out
+    out["_m"] = out.model.map(model_rank)
+    out = out.sort_values(["run_id", "_m", "phase", "batch_size", "time_vs_fastest"], na_position="first")
+    return out.drop(columns="_m").reset_index(drop=True)
+
+
+def _paired(base: pd.Series, other: pd.Series) -> dict:
+    joined = pd.concat([base.rename("b"), other.rename("o")], axis=1, join="inner").dropna()
+    return paired_ratio(joined.b.to_numpy(), joined.o.to_numpy())
+
+
+def compare_runs(values: pd.DataFrame, baseline_run: str) -> pd.DataFrame:
+    """Cells matched across runs (model, backend, phase, batch size): each run's time ratio to the
+    baseline run's with a 95% bootstrap interval over rounds, the Mann-Whitney U p-value and the
+    verdict. Rounds of two runs were not measured side by side, so the ratio is unpaired."""
+    rows = []
+    base = values[values.run_id == baseline_run]
+    for run_id in [r for r in dict.fromkeys(values.run_id) if r != baseline_run]:
+        other = values[values.run_id == run_id]
+        for key, o in other.groupby(["model", "backend", "phase", "batch_size"], dropna=False, sort=False):
+            b = base[(base.model == key[0]) & (base.backend == key[1]) & (base.phase == key[2])
+                     & ((base.batch_size == key[3]) | (base.batch_size.isna() & pd.isna(key[3])))]
+            if b.empty:
+                continue
+            r = unpaired_ratio(b.value.to_numpy(), o.value.to_numpy())
+            _, p = mann_whitney_u(b.value.to_numpy(), o.value.to_numpy())
+            rows.append({"run_id": run_id, "model": key[0], "backend": key[1], "phase": key[2], "batch_size": key[3],
+                         "rounds_base": len(b), "rounds": len(o), "time_ratio": r["ratio"],
+                         "time_ratio_low": r["ratio_low"], "time_ratio_high": r["ratio_high"], "u_test_p": p,
+                         "significant": bool(r["ratio_low"] > 1 or r["ratio_high"] < 1),  # NaN: False
+                         "verdict": verdict(r["ratio"], r["ratio_low"], r["ratio_high"])})
+    return pd.DataFrame(rows)
+
+
+def geomean_speedup(matched: pd.DataFrame) -> pd.DataFrame:
+    """Per run: the geometric mean over matched cells of the speedup against the baseline run
+    (baseline time / this run's time; > 1: faster)."""
+    if matched.empty:
+        return pd.DataFrame(columns=["run_id", "cells", "geomean_speedup"])
+    g = matched.groupby("run_id", sort=False).time_ratio
+    return pd.DataFrame({"cells": g.size(), "geomean_speedup": np.exp(-g.apply(lambda r: np.log(r).mean()))}
+                        ).reset_index()
