@@ -9,10 +9,7 @@ error (or oom) row and the run goes on."""
 from __future__ import annotations
 
 import copy
-import subprocess
 import sys
-import tempfile
-from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -31,6 +28,7 @@ from bench.measure.rounds import Contender, interleave, measure_rounds
 from bench.meta import collect_metadata, now_iso
 from bench.profiling import ProfileConfig, profile_cell
 from bench.results import RunWriter, cell_id, check_writable, new_run_id, write_cell, write_json, write_samples
+from bench.worker import rounds_in_workers
 
 
 class Runner:
@@ -142,7 +140,10 @@ class Runner:
                 for bs in cfg.infer.batch_sizes:
                     self.writer.write_status(model, b, "infer", "skipped", why, bs)
         ready = [b for b in available if prepared.get(b.name) is not None]
-        measured = self._rounds_in_workers(model, ready, weights) if cfg.processes > 1 and ready else {}
+        measured = {}
+        if cfg.processes > 1 and ready:
+            train, test = self.splits(model, "cpu")
+            measured = rounds_in_workers(model, ready, weights, test.x, calibration_images(train), cfg)
         for bs in cfg.infer.batch_sizes:
             self._infer_group(model, bs, ready, prepared, measured.get(bs))
 
@@ -184,53 +185,6 @@ class Runner:
                     model, b, "dynamics", dynamics_cell(cell_dir, self.mnist, dcfg, self.progress)),
                     verbose=self.progress)
         return trained
-
-    def _rounds_in_workers(self, model: str, backends: list[Backend], weights: dict) -> dict[int, tuple]:
-        """``--processes N``: the rounds of every batch size spread over N fresh worker processes
-        (``bench.worker``), one after another. Returns per batch size its contenders (with their
-        timed calls) and the machine's state per round."""
-        cfg, infer = self.cfg, self.cfg.infer
-        sizes, shares = infer.batch_sizes, [infer.rounds // cfg.processes + (p < infer.rounds % cfg.processes)
-                                            for p in range(cfg.processes)]
-        train, test = self.splits(model, "cpu")
-        out = {bs: ([Contender(b.name, None, "cpu") for b in backends], []) for bs in sizes}
-        first = 0
-        with tempfile.TemporaryDirectory() as tmp:
-            for p, share in enumerate(s for s in shares if s):
-                part = replace(infer, rounds=share, budget_s=infer.budget_s * share / infer.rounds,
-                               min_repeats=max(1, infer.min_repeats * share // infer.rounds),
-                               max_repeats=max(1, infer.max_repeats * share // infer.rounds))
-                spec, result = Path(tmp) / f"spec{p}.pt", Path(tmp) / f"out{p}.pt"
-                torch.save({"model": model, "weights": {b.name: {k: v.cpu() for k, v in weights[b.name].state_dict()
-                                                                 .items()} for b in backends},
-                            "batches": {bs: input_batch(test.x, bs) for bs in sizes},
-                            "calibration": calibration_images(train), "infer_cfg": part,
-                            "options": cfg.backend_options, "seed": cfg.seed, "threads": cfg.threads, "process": p,
-                            "first_round": first}, spec)
-                proc = subprocess.run([sys.executable, "-m", "bench.worker", str(spec), str(result)],
-                                      capture_output=True, text=True)
-                if proc.returncode != 0:
-                    why = (proc.stderr.strip().splitlines() or ["no output"])[-1][:300]
-                    for contenders, _ in out.values():
-                        for c in contenders:
-                            c.failure = c.failure or ("error", f"worker process {p} failed: {why}")
-                    break
-                res = torch.load(result, weights_only=False)
-                for bs, (contenders, states) in out.items():
-                    by_name = {c.name: c for c in contenders}
-                    for row in res["timings"]:
-                        if row["batch_size"] == bs:
-                            by_name[row["backend"]].rows.append(
-                                {k: v for k, v in row.items() if k not in ("backend", "batch_size")})
-                    for o in res["outcome"]:
-                        if o["batch_size"] == bs:
-                            c = by_name[o["backend"]]
-                            c.failure = c.failure or o["failure"]
-                            if p == 0:
-                                c.cold_first_call_ms = o["cold_first_call_ms"]
-                    states += [m for m in res["machine"] if m["group"] == f"{model} infer bs{bs}"]
-                first += share
-        return out
 
     def _infer_group(self, model: str, bs: int, backends: list[Backend], prepared: dict,
                      measured: tuple | None = None) -> None:

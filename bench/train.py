@@ -103,6 +103,16 @@ def _eval_steps(steps_per_epoch: int, evals_per_epoch: int) -> set[int]:
     return {math.ceil(i * steps_per_epoch / k) - 1 for i in range(1, k + 1)}
 
 
+def _rng_state(device: str) -> tuple:
+    return torch.get_rng_state(), torch.cuda.get_rng_state() if device == "cuda" else None
+
+
+def _set_rng_state(state: tuple) -> None:
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state(state[1])
+
+
 def block_steps_for(total_steps: int) -> int:
     """Training steps per timed block, the unit of interleaving and of the raw timings: about ten
     blocks per run, 5 to 50 steps each."""
@@ -221,7 +231,9 @@ def train_blocks(name: str, backend: Backend, train: Split, test: Split, cfg: Tr
                     blocks.append({"round": len(blocks), "process": 0, "timestamp_s": timestamp(),
                                    "steps": block["steps"], "samples": block["steady_samples"],
                                    "seconds": block["steady_s"]})
+                    rng = _rng_state(backend.device)  # dropout's random stream is this run's own,
                     yield blocks[-1]
+                    _set_rng_state(rng)  # whatever trained in between (interleaved) drew from it
                 block.update(steady_s=0.0, steady_samples=0, steps=0)
             if stop:
                 break

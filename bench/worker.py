@@ -9,12 +9,16 @@ every backend itself and writes its timed calls and the machine's state per roun
 
 from __future__ import annotations
 
+import subprocess
 import sys
+import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from bench.backends import BACKENDS
+from bench.measure.latency import input_batch
 from bench.measure.machine import Machine
 from bench.measure.rounds import Contender, measure_rounds
 from bench.train import build_trainable
@@ -47,6 +51,55 @@ def run_spec(spec: dict) -> dict[str, list[dict]]:
                             "failure": c.failure} for c in contenders]
         out["machine"] += [{**s, "round": s["round"] + shift, "process": spec["process"]} for s in states]
     return out
+
+
+def rounds_in_workers(model: str, backends: list, weights: dict, test_images: torch.Tensor,
+                      calibration: torch.Tensor, cfg) -> dict[int, tuple[list[Contender], list[dict]]]:
+    """``run --processes N``: every batch size's rounds spread over N fresh worker processes, one
+    after another (``cfg`` is the RunConfig). Returns per batch size its contenders (with their
+    timed calls, rounds numbered across processes) and the machine's state per round."""
+    infer = cfg.infer
+    sizes = infer.batch_sizes
+    shares = [infer.rounds // cfg.processes + (p < infer.rounds % cfg.processes) for p in range(cfg.processes)]
+    out = {bs: ([Contender(b.name, None, "cpu") for b in backends], []) for bs in sizes}
+    state = {b.name: {k: v.cpu() for k, v in weights[b.name].state_dict().items()} for b in backends}
+    first = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for p, share in enumerate(s for s in shares if s):
+            part = replace(infer, rounds=share, budget_s=infer.budget_s * share / infer.rounds,
+                           min_repeats=max(1, infer.min_repeats * share // infer.rounds),
+                           max_repeats=max(1, infer.max_repeats * share // infer.rounds))
+            spec, result = Path(tmp) / f"spec{p}.pt", Path(tmp) / f"out{p}.pt"
+            torch.save({"model": model, "weights": state, "batches": {bs: input_batch(test_images, bs) for bs in sizes},
+                        "calibration": calibration, "infer_cfg": part, "options": cfg.backend_options,
+                        "seed": cfg.seed, "threads": cfg.threads, "process": p, "first_round": first}, spec)
+            proc = subprocess.run([sys.executable, "-m", "bench.worker", str(spec), str(result)],
+                                  capture_output=True, text=True)
+            if proc.returncode != 0:
+                why = (proc.stderr.strip().splitlines() or ["no output"])[-1][:300]
+                for contenders, _ in out.values():
+                    for c in contenders:
+                        c.failure = c.failure or ("error", f"worker process {p} failed: {why}")
+                break
+            _collect(out, torch.load(result, weights_only=False), model, p)
+            first += share
+    return out
+
+
+def _collect(out: dict, res: dict, model: str, process: int) -> None:
+    for bs, (contenders, states) in out.items():
+        by_name = {c.name: c for c in contenders}
+        for row in res["timings"]:
+            if row["batch_size"] == bs:
+                keep = {k: v for k, v in row.items() if k not in ("backend", "batch_size")}
+                by_name[row["backend"]].rows.append(keep)
+        for o in res["outcome"]:
+            if o["batch_size"] == bs:
+                c = by_name[o["backend"]]
+                c.failure = c.failure or o["failure"]
+                if process == 0:
+                    c.cold_first_call_ms = o["cold_first_call_ms"]
+        states += [m for m in res["machine"] if m["group"] == f"{model} infer bs{bs}"]
 
 
 def main(argv: list[str]) -> int:

@@ -200,3 +200,27 @@ def test_aa_inside_a_run_and_power_on_a_small_configuration(mnist_path, tmp_path
     pw = power({**values, "rounds": 8, "budget_s": 0.3}, tmp_path)
     assert pw["cells"] == 2 and (pw["table"].time_vs_baseline > 1.0).all()
     assert pw["detected"] >= 0.5
+
+
+def test_interleaved_training_gives_the_same_weights_as_training_alone(mnist_path):
+    """Dropout draws from each run's own random stream, whatever trains between its blocks."""
+    import torch
+
+    from bench.backends import get_backend
+    from bench.config import TrainConfig
+    from bench.data import make_split, resolve_mnist
+    from bench.dynamics.recording import flat_params
+    from bench.engines import BackendOptions
+    from bench.train import train_blocks, train_model
+
+    m = resolve_mnist(mnist_path)
+    train = make_split(m.train_images, m.train_labels, "minmax", "cpu", 640)
+    test = make_split(m.test_images, m.test_labels, "minmax", "cpu", 200)
+    cfg, b, opts = TrainConfig(epochs=1, batch_size=32, evals_per_epoch=1, warmup_steps=2), get_backend("cpu-fp32"), \
+        BackendOptions()
+    alone = train_model("mlp", b, train, test, cfg, 3, opts).model
+    runs = {"mlp": train_blocks("mlp", b, train, test, cfg, 3, opts, block_steps=4),
+            "cnn": train_blocks("cnn", b, train, test, cfg, 5, opts, block_steps=3)}
+    together = interleave(runs)
+    assert len(together["mlp"].blocks) == 5 and together["mlp"].blocks["round"].tolist() == [0, 1, 2, 3, 4]
+    assert torch.equal(flat_params(alone), flat_params(together["mlp"].model))
