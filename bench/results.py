@@ -31,8 +31,9 @@ SCHEMA = {
     "timings": "train and infer: every timed call (inference) or block of steady-state steps (training), kept "
                "so any statistic can be recomputed: round, process, position (in the round's order), call, "
                "timestamp_s (epoch seconds), seconds (the device clock), wall_seconds (inference), samples",
-    "machine": "per model and phase (batch size): one row per round: group, round, timestamp_s, control_ms (a "
-               "fixed 384x384 fp32 matmul: the machine's speed index), loadavg_1m, cpu_mhz, steal_frac, "
+    "machine": "per model and phase (batch size): one row per round: group, round, timestamp_s, control_ms and "
+               "control_min_ms (median and fastest of 5 calls of a fixed 384x384 fp32 matmul: the machine's speed "
+               "index), loadavg_1m, cpu_mhz, steal_frac, "
                "gpu_clock_mhz, gpu_temp_c",
     "epochs": "training: one row per epoch: wall_s, train_s, eval_s, data_s, compute_s, samples_per_s, "
               "train_loss, test_accuracy",

@@ -43,9 +43,11 @@ class TwinEngine(EagerEngine):
 
 
 class SlowedEngine(EagerEngine):
-    """Eager PyTorch inference made ``SLOWDOWN`` times slower: each call is the real call plus a
-    busy-wait calibrated per input shape to (SLOWDOWN - 1) x the median of 21 timed real calls
-    (timed as the harness times a call, so its own overhead is in the base too)."""
+    """Eager PyTorch inference made ``SLOWDOWN`` times slower, as the harness times it: each call is
+    the real call plus a busy-wait of (SLOWDOWN - 1) x (that call's own duration + the harness's
+    per-call overhead), less this wrapper's own cost. The overhead is calibrated per input shape
+    (21 calls timed inside and as the harness times them); the wrapper's cost once, on a call that
+    does nothing (2,001 calls each way). So the slowdown tracks the machine's drift call by call."""
 
     name = "eager-slowed"
     trains = False
@@ -53,17 +55,32 @@ class SlowedEngine(EagerEngine):
 
     def prepare(self, model, backend, options, calibration) -> Prepared:
         real = super().prepare(model, backend, options, calibration)
-        extra_s: dict[tuple, float] = {}
+        clock = clock_for(real.clock_device)
+        overhead_s: dict[tuple, float] = {}
 
-        def predict(x):
-            if x.shape not in extra_s:
-                seconds, _ = time_calls(lambda: real.predict(x), clock_for(real.clock_device), 21)
-                extra_s[x.shape] = (SLOWDOWN - 1) * statistics.median(seconds)
-            out = real.predict(x)
-            end = time.perf_counter() + extra_s[x.shape]
+        def slowed(call, key, extra: float):
+            start = time.perf_counter()
+            out = call()
+            inner = time.perf_counter() - start
+            end = time.perf_counter() + (SLOWDOWN - 1) * (inner + overhead_s.get(key, 0.0)) - extra
             while time.perf_counter() < end:
                 pass
-            return out
+            return out, inner
+
+        def noop():
+            return None
+
+        plain, _ = time_calls(lambda: slowed(noop, None, float("inf")), clock, 2001)
+        bare, _ = time_calls(noop, clock, 2001)
+        wrapper_cost = max(0.0, statistics.median(plain) - statistics.median(bare))
+
+        def predict(x):
+            if x.shape not in overhead_s:
+                inner = []
+                outer, _ = time_calls(lambda: inner.append(slowed(lambda: real.predict(x), None,
+                                                                  float("inf"))[1]), clock, 21)
+                overhead_s[x.shape] = max(0.0, statistics.median(outer) - statistics.median(inner))
+            return slowed(lambda: real.predict(x), x.shape, wrapper_cost)[0]
 
         return Prepared(predict, real.clock_device, real.to_input, real.to_logits, real.facts)
 

@@ -91,6 +91,11 @@ def text_table(c: Comparison) -> str:
     cols = ["run_id", "model", "backend", "phase", "batch_size", "interval", "u_test_p", "verdict"]
     lines.append(m[cols].rename(columns={"interval": "time ratio [95% CI]"}).to_string(
         index=False, na_rep="-", float_format=lambda v: f"{v:.3g}"))
+    single = m[(m.processes_base < 2) | (m.processes < 2)]
+    if len(single):
+        lines.append(f"note: {len(single)} of {len(m)} cells ran all their rounds in one process per run: their "
+                     "intervals hold the variation inside a run only; two runs also differ by process and by "
+                     "minute (run --processes N to sample that; training always runs in one process)")
     for r in c.geomean.itertuples():
         lines.append(f"{r.run_id}: geometric-mean speedup {r.geomean_speedup:.3f}x over {r.cells} cells "
                      f"(> 1: faster than {c.baseline})")
@@ -152,7 +157,9 @@ def render_compare(c: Comparison, output: Path) -> Path:
             "<h2>Speed</h2>",
             '<p class="note">time ratio = this run / the baseline run per matched cell (below 1: faster), the '
             "median over rounds with a 95% bootstrap interval; no significant difference where it contains 1. "
-            "u_test_p: Mann-Whitney U test of the two runs' round values.</p>",
+            "u_test_p: Mann-Whitney U test of the two runs' round values. With rounds from two or more worker "
+            "processes a side (--processes), the bootstrap resamples processes, then rounds; cells whose rounds "
+            "ran in one process per run (processes = 1) hold the variation inside a run only.</p>",
             img(speedup_chart(m), "speedup against the baseline", "Bars: speedup with its 95% interval."),
             table(m, "compare-table"), table(c.geomean, "geomean-table"),
             "<h2>Round distributions</h2>",

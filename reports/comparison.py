@@ -24,7 +24,10 @@ def round_values(rt: RunTables, normalize: bool = False) -> pd.DataFrame:
     if timings.empty or s.empty:
         return pd.DataFrame(columns=["run_id", "cell_id", "round", "value", "model", "backend", *KEYS[1:]])
     t = timings.assign(value=timings.seconds / timings.samples)
-    v = t.groupby(["run_id", "cell_id", "round"], as_index=False).value.median()
+    if "process" not in t:
+        t["process"] = 0
+    v = t.groupby(["run_id", "cell_id", "round"], as_index=False).agg(value=("value", "median"),
+                                                                      process=("process", "first"))
     meta = s[["run_id", "cell_id", "model", "backend", "phase", "batch_size"]]
     v = v.merge(meta, on=["run_id", "cell_id"])
     v["batch_size"] = v.batch_size.where(v.phase != "train")  # training rounds pair across batch settings
@@ -34,10 +37,11 @@ def round_values(rt: RunTables, normalize: bool = False) -> pd.DataFrame:
         v["group_key"] = v.model + "|" + np.where(v.phase == "train", "train", "infer|bs" + v.batch_size.astype(
             "Int64").astype(str))
         m["group_key"] = m.group.str.split(" ").map(lambda p: "|".join([p[0], p[1]] + ([p[2]] if len(p) > 2 else [])))
-        v = v.merge(m[["run_id", "group_key", "round", "control_ms"]], on=["run_id", "group_key", "round"], how="left")
-        ref = machine.control_ms.median()
-        v["value"] = v.value * (ref / v.control_ms).fillna(1.0)
-        v = v.drop(columns=["group_key", "control_ms"])
+        control = "control_min_ms" if "control_min_ms" in m else "control_ms"
+        m = m.rename(columns={control: "control"})
+        v = v.merge(m[["run_id", "group_key", "round", "control"]], on=["run_id", "group_key", "round"], how="left")
+        v["value"] = v.value * (m.control.median() / v.control).fillna(1.0)
+        v = v.drop(columns=["group_key", "control"])
     return v
 
 
@@ -92,10 +96,12 @@ def compare_runs(values: pd.DataFrame, baseline_run: str) -> pd.DataFrame:
                      & ((base.batch_size == key[3]) | (base.batch_size.isna() & pd.isna(key[3])))]
             if b.empty:
                 continue
-            r = unpaired_ratio(b.value.to_numpy(), o.value.to_numpy())
+            r = unpaired_ratio(b.value.to_numpy(), o.value.to_numpy(), base_groups=b.process.to_numpy(),
+                               other_groups=o.process.to_numpy())
             _, p = mann_whitney_u(b.value.to_numpy(), o.value.to_numpy())
             rows.append({"run_id": run_id, "model": key[0], "backend": key[1], "phase": key[2], "batch_size": key[3],
-                         "rounds_base": len(b), "rounds": len(o), "time_ratio": r["ratio"],
+                         "rounds_base": len(b), "rounds": len(o), "processes_base": b.process.nunique(),
+                         "processes": o.process.nunique(), "time_ratio": r["ratio"],
                          "time_ratio_low": r["ratio_low"], "time_ratio_high": r["ratio_high"], "u_test_p": p,
                          "significant": bool(r["ratio_low"] > 1 or r["ratio_high"] < 1),  # NaN: False
                          "verdict": verdict(r["ratio"], r["ratio_low"], r["ratio_high"])})

@@ -224,3 +224,17 @@ def test_interleaved_training_gives_the_same_weights_as_training_alone(mnist_pat
     together = interleave(runs)
     assert len(together["mlp"].blocks) == 5 and together["mlp"].blocks["round"].tolist() == [0, 1, 2, 3, 4]
     assert torch.equal(flat_params(alone), flat_params(together["mlp"].model))
+
+
+def test_machine_warnings_name_steal_drift_stalls_and_load():
+    from bench.measure.machine import Machine, warnings_for
+
+    calm = pd.DataFrame({"control_ms": [1.0, 1.01, 0.99], "control_min_ms": [0.98, 0.99, 0.97],
+                         "steal_frac": [0.0, 0.01, 0.0], "loadavg_1m": [0.5, 0.6, 0.5]})
+    assert warnings_for(calm, cpu_count=2) == []
+    busy = calm.assign(steal_frac=[0.0, 0.12, 0.0], control_min_ms=[1.0, 1.6, 1.0], control_ms=[1.0, 9.0, 8.0],
+                       loadavg_1m=[4.0, 5.0, 4.0])
+    words = " ".join(warnings_for(busy, cpu_count=2))
+    assert "steal time reached 12%" in words and "drifted" in words and "stalled" in words and "busy" in words
+    row = Machine().round("mlp infer bs1", 0)
+    assert row["control_min_ms"] <= row["control_ms"] and row["group"] == "mlp infer bs1"

@@ -18,7 +18,8 @@ from bench.measure.clocks import CpuClock, time_calls, timestamp
 
 CONTROL_N = 384  # a 384 x 384 fp32 matmul: a few milliseconds on one or two cores
 STEAL_WARN = 0.05  # warn when more than 5% of CPU time in a round was stolen by the hypervisor
-DRIFT_WARN = 0.10  # warn when the control workload's round times spread by more than 10% (CV)
+DRIFT_WARN = 0.10  # warn when the control workload's fastest call spreads by more than 10% (CV) over rounds
+STALL_FACTOR, STALL_WARN = 3.0, 0.20  # warn when a round's median control call > 3x its fastest in > 20% of rounds
 
 
 class Machine:
@@ -31,12 +32,13 @@ class Machine:
         torch.mm(self._a, self._b)  # the first call initialises the BLAS library: not a sample
         self._cpu = _cpu_times()
 
-    def control_ms(self, calls: int = 3) -> float:
-        """Median of a few timed calls of the control matmul, in milliseconds, after one untimed call
-        (which absorbs a stall left by what ran before, e.g. another library's spinning threads)."""
+    def control(self, calls: int = 5) -> dict:
+        """The control matmul timed ``calls`` times after one untimed call: the median (what a
+        backend would have met, stalls included) and the fastest call (the machine's speed with the
+        stalls left out: what ``compare --normalize`` scales by), in milliseconds."""
         torch.mm(self._a, self._b)
         device_s, _ = time_calls(lambda: torch.mm(self._a, self._b), CpuClock(), calls)
-        return float(np.median(device_s)) * 1e3
+        return {"control_ms": float(np.median(device_s)) * 1e3, "control_min_ms": float(np.min(device_s)) * 1e3}
 
     def round(self, group: str, index: int) -> dict:
         cpu = _cpu_times()
@@ -46,7 +48,7 @@ class Machine:
             steal = float(delta[7] / delta.sum()) if delta.sum() > 0 and len(delta) > 7 else float("nan")
         self._cpu = cpu
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-        return {"group": group, "round": index, "timestamp_s": timestamp(), "control_ms": self.control_ms(),
+        return {"group": group, "round": index, "timestamp_s": timestamp(), **self.control(),
                 "loadavg_1m": load, "cpu_mhz": _cpu_mhz(), "steal_frac": steal, **_gpu_state()}
 
 
@@ -58,12 +60,17 @@ def warnings_for(machine: pd.DataFrame, cpu_count: int | None = None) -> list[st
     steal = machine.steal_frac.max()
     if steal == steal and steal > STEAL_WARN:
         out.append(f"CPU steal time reached {steal:.0%} of a round: the VM's host was busy; timings may drift")
-    control = machine.control_ms
-    cv = control.std() / control.mean() if len(control) > 1 and control.mean() > 0 else 0.0
+    fastest = machine.control_min_ms if "control_min_ms" in machine else machine.control_ms
+    cv = fastest.std() / fastest.mean() if len(fastest) > 1 and fastest.mean() > 0 else 0.0
     if cv > DRIFT_WARN:
-        out.append(f"the machine's speed drifted: the control workload took {control.min():.2f} to "
-                   f"{control.max():.2f} ms across rounds (CV {cv:.0%}); paired ratios cancel drift, single "
+        out.append(f"the machine's speed drifted: the control workload's fastest call took {fastest.min():.2f} to "
+                   f"{fastest.max():.2f} ms across rounds (CV {cv:.0%}); paired ratios cancel drift, single "
                    "figures do not")
+    stalled = (machine.control_ms > STALL_FACTOR * fastest).mean()
+    if stalled > STALL_WARN:
+        out.append(f"the machine stalled: in {stalled:.0%} of rounds the control workload's median call took over "
+                   f"{STALL_FACTOR:g}x its fastest (threads descheduled); round medians absorb short stalls, "
+                   "paired ratios the rest")
     cpus = cpu_count or os.cpu_count() or 1
     load = machine.loadavg_1m.max()
     if load == load and load > 1.5 * cpus:

@@ -107,10 +107,21 @@ def paired_ratio(base, other, n_boot: int = 2000, seed: int = 0) -> dict:
             "pairs": int(logs.size)}
 
 
-def unpaired_ratio(base, other, n_boot: int = 4000, seed: int = 0) -> dict:
+def unpaired_ratio(base, other, n_boot: int = 4000, seed: int = 0, base_groups=None, other_groups=None) -> dict:
     """``median(other) / median(base)`` for samples not measured side by side (two runs), with a
-    95% bootstrap interval resampling each side on its own."""
+    95% bootstrap interval resampling each side on its own. With ``*_groups`` (the worker process
+    of each round) and at least two groups a side, the bootstrap is two-level: processes first,
+    then rounds within them, so variation between processes widens the interval as it should."""
     b, o = np.asarray(base, dtype=np.float64), np.asarray(other, dtype=np.float64)
+    if base_groups is not None and other_groups is not None:
+        bg, og = np.asarray(base_groups), np.asarray(other_groups)
+        if len(np.unique(bg)) >= 2 and len(np.unique(og)) >= 2:
+            rng = np.random.default_rng(seed)
+            ratios = np.array([np.median(_two_level(o, og, rng)) / np.median(_two_level(b, bg, rng))
+                               for _ in range(n_boot // 4)])
+            lo, hi = _expanded_quantiles(min(len(np.unique(bg)), len(np.unique(og))) * 2)
+            return {"ratio": float(np.median(o) / np.median(b)), "ratio_low": float(np.percentile(ratios, lo)),
+                    "ratio_high": float(np.percentile(ratios, hi)), "pairs": 0}
     if b.size == 0 or o.size == 0:
         return {"ratio": float("nan"), "ratio_low": float("nan"), "ratio_high": float("nan"), "pairs": 0}
     if b.size < 2 or o.size < 2:  # one round a side: an estimate, but no interval
@@ -123,6 +134,14 @@ def unpaired_ratio(base, other, n_boot: int = 4000, seed: int = 0) -> dict:
     ratios = ob / bb
     return {"ratio": float(np.median(o) / np.median(b)), "ratio_low": float(np.percentile(ratios, lo)),
             "ratio_high": float(np.percentile(ratios, hi)), "pairs": 0}
+
+
+def _two_level(values: np.ndarray, groups: np.ndarray, rng) -> np.ndarray:
+    """One two-level bootstrap sample: groups drawn with replacement, then values within each."""
+    labels = np.unique(groups)
+    picked = rng.choice(labels, size=labels.size)
+    parts = [values[groups == g] for g in picked]
+    return np.concatenate([p[rng.integers(0, p.size, p.size)] for p in parts])
 
 
 def mann_whitney_u(a, b) -> tuple[float, float]:
