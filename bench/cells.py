@@ -25,6 +25,7 @@ from bench.measure.memory import CellMemory
 from bench.measure.rounds import Contender, round_stats
 from bench.measure.stats import relative_gap, summarize
 from bench.results import RunWriter
+from bench.signals import check as check_stop
 from bench.train import predict_logits, train_blocks
 
 Tables = dict[str, pd.DataFrame]
@@ -50,7 +51,9 @@ def train_cell(model_name: str, b: Backend, cfg: TrainConfig, train: Split, test
                                   b.precision),
            "epochs": cfg.epochs, "optimizer": cfg.optimizer, "schedule": cfg.schedule, "lr": cfg.lr, "seed": seed,
            "normalization": cfg.normalization, "interleaved": interleaved}
-    if not b.is_reference:
+    if result.diverged:
+        row.update(status="diverged", reason=result.diverged)
+    elif not b.is_reference:
         reference = predict_logits(result.model.eval(), test)
         prepared = b.engine.prepare(result.model, b, options, calibration_images(train))
         row.update(parity(reference, prepared.logits(test.x), test.y))
@@ -115,6 +118,7 @@ def guarded(writer: RunWriter, model: str, b: Backend, phase: str, body: Callabl
             verbose: bool = False):
     """Run one cell's ``body``; a failure becomes an error (or oom) row, the run goes on, and None
     is returned. Bad input (BenchError) and interrupts stop the run."""
+    check_stop()
     try:
         return body()
     except (KeyboardInterrupt, BenchError):

@@ -7,6 +7,10 @@ import sys
 from pathlib import Path
 
 from bench import BenchError
+from bench.signals import StopRequested, graceful_stop
+
+FAILED_CELLS_EXIT = 4  # run: every requested cell ran, but some ended in error, oom or diverged
+FAILED_STATUSES = ("error", "oom", "diverged")
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
@@ -54,6 +58,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grid", help="with --dynamics: surface points per axis (default 15)")
     p.add_argument("--subset", help="with --dynamics: first N training images evaluated (default 500)")
     p.add_argument("--no-report", action="store_true", help="skip rendering report.html at the end")
+    p.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                   help="run the cells a stopped or killed run is missing, with the configuration stored in it")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,21 +113,34 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     from bench.config import build_config
     from bench.runner import Runner
 
-    values = {k: v for k, v in vars(args).items() if k not in ("command", "no_report", "preset_old_name")}
+    values = {k: v for k, v in vars(args).items() if k not in ("command", "no_report", "preset_old_name", "resume")}
     if args.preset_old_name:
         values["profile"] = args.preset_old_name  # build_config warns and reads it as the preset
-    cfg = build_config(values)
-    run_dir = Runner(cfg, argv=["mnist-bench", *argv], progress=sys.stderr.isatty()).run()
-    from bench.results import read_run
-    from reports.summary import summary_table
+    if args.resume is not None:
+        from bench.config import resume_config
 
-    print(summary_table(read_run(run_dir)["summary"]))
+        cfg = resume_config(args.resume, {k: v for k, v in values.items() if v is not None})
+    else:
+        cfg = build_config(values)
+    run_dir = Runner(cfg, argv=["mnist-bench", *argv], progress=sys.stderr.isatty(), resume=args.resume).run()
+    from bench.results import read_run
+    from reports.summary import planned_max_batch, summary_table
+
+    rt = read_run(run_dir)
+    summary = rt["summary"]
+    print(summary_table(summary, planned_max_batch(rt.meta)))
     if not args.no_report:
         from reports.html import render_report
 
         html = render_report([run_dir])
         print(f"report: {html}")
     print(f"results: {run_dir}")
+    failed = summary[summary.status.isin(FAILED_STATUSES)]
+    if len(failed):
+        counts = ", ".join(f"{n} {status}" for status, n in failed.status.value_counts().items())
+        print(f"error: {len(failed)} cell(s) did not end ok ({counts}); see the status and reason columns",
+              file=sys.stderr)
+        return FAILED_CELLS_EXIT
     return 0
 
 
@@ -222,23 +241,28 @@ def cmd_backends() -> int:
     return 0
 
 
+def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
+    commands = {"run": lambda: cmd_run(args, argv), "report": lambda: cmd_report(args),
+                "compare": lambda: cmd_compare(args), "data": lambda: cmd_data(args),
+                "dynamics": lambda: cmd_dynamics(args), "profile": lambda: cmd_profile(args, argv),
+                "backends": cmd_backends}
+    return commands[args.command]()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "run":
-            return cmd_run(args, argv)
-        if args.command == "report":
-            return cmd_report(args)
-        if args.command == "compare":
-            return cmd_compare(args)
-        if args.command == "data":
-            return cmd_data(args)
-        if args.command == "dynamics":
-            return cmd_dynamics(args)
-        if args.command == "profile":
-            return cmd_profile(args, argv)
-        return cmd_backends()
+        with graceful_stop():  # a signal after the work is done is not an interruption
+            return _dispatch(args, argv)
     except BenchError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
+    except StopRequested as stop:
+        where = f"; completed cells are in {stop.run_dir}; resume with: mnist-bench run --resume {stop.run_dir}" \
+            if stop.run_dir else ""
+        print(f"stopped by {stop.name}{where}", file=sys.stderr)
+        return stop.exit_code
+    except KeyboardInterrupt:
+        print("stopped by SIGINT", file=sys.stderr)
+        return 130

@@ -18,6 +18,9 @@ from bench.backends import backend_names
 from bench.engines.base import BackendOptions
 from models import get_spec, model_names
 
+MNIST_TRAIN_IMAGES = 60_000
+MAX_LR = 10.0  # a learning rate above this cannot train these models to a meaningful figure
+MAX_SEED = 2**32 - 1  # numpy's and the data order's seeds are 32-bit
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "onecycle")
 NORMALIZATIONS = ("minmax", "standard")
@@ -44,8 +47,12 @@ class TrainConfig:
         _positive(self, "limit_train", "limit_test", allow_none=True)
         if self.warmup_steps < 0:
             raise ConfigError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
-        if not self.lr > 0:
-            raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if not (0 < self.lr <= MAX_LR):  # also refuses nan and inf
+            raise ConfigError(f"lr must be a number in (0, {MAX_LR:g}], got {self.lr}")
+        images = min(self.limit_train or MNIST_TRAIN_IMAGES, MNIST_TRAIN_IMAGES)
+        if self.batch_size > images:
+            raise ConfigError(f"batch_size {self.batch_size} is larger than the training set ({images:,} images"
+                              f"{' with limit_train' if self.limit_train else ''}): no full batch to time")
         if not 0 <= self.target_accuracy <= 1:
             raise ConfigError(f"target_accuracy must be in [0, 1], got {self.target_accuracy}")
         _one_of("optimizer", self.optimizer, OPTIMIZERS)
@@ -118,11 +125,20 @@ LEGAL_KEYS = sorted(_TRAIN_KEYS | _INFER_KEYS | _OPTION_KEYS | _RUN_KEYS | {"con
 def load_toml(path: Path) -> dict[str, Any]:
     try:
         with open(path, "rb") as f:
-            return tomllib.load(f)
+            values = tomllib.load(f)
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a folder; give a .toml file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text (TOML files are UTF-8)") from None
+    except OSError as e:
+        raise ConfigError(f"config file {path} cannot be read: {e.strerror or e}") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
+    if "config" in values:
+        raise ConfigError(f"config file {path} names another config file ('config' key); config files do not nest")
+    return values
 
 
 def build_config(values: dict[str, Any]) -> RunConfig:
@@ -143,6 +159,8 @@ def build_config(values: dict[str, Any]) -> RunConfig:
     models = _name_list("models", values.get("models", model_names()), model_names())
     backends = _name_list("backends", values.get("backends", RunConfig.backends), backend_names())
     seed = _int("seed", values.get("seed", 0), minimum=0)
+    if seed > MAX_SEED:
+        raise ConfigError(f"seed must be in [0, {MAX_SEED}], got {seed}")
     processes = _int("processes", values.get("processes", 1), minimum=1)
     threads = values.get("threads")
     if threads is not None:
@@ -164,6 +182,9 @@ def build_config(values: dict[str, Any]) -> RunConfig:
     options = _construct(BackendOptions, {k: values[k] for k in _OPTION_KEYS if k in values})
 
     data_dir = values.get("data_dir")
+    for key in ("out", "data_dir"):
+        if key in values and not isinstance(values[key], (str, Path)):
+            raise ConfigError(f"{key} must be a folder path (a string), got {values[key]!r}")
     return RunConfig(
         models=models,
         backends=backends,
@@ -181,6 +202,57 @@ def build_config(values: dict[str, Any]) -> RunConfig:
         infer=infer,
         backend_options=options,
     )
+
+
+def config_from_dict(d: dict) -> RunConfig:
+    """The RunConfig stored in a run folder's meta.json (``asdict``), rebuilt and validated again."""
+    try:
+        return RunConfig(
+            **{k: v for k, v in d.items() if k not in ("train", "infer", "backend_options", "out", "data_dir",
+                                                      "models", "backends")},
+            models=tuple(d["models"]), backends=tuple(d["backends"]), out=Path(d["out"]),
+            data_dir=Path(d["data_dir"]) if d.get("data_dir") else None,
+            train={m: TrainConfig(**t) for m, t in d["train"].items()},
+            infer=InferConfig(**{**d["infer"], "batch_sizes": tuple(d["infer"]["batch_sizes"])}),
+            backend_options=BackendOptions(**d["backend_options"]))
+    except (KeyError, TypeError, AttributeError) as e:
+        raise ConfigError(f"the stored configuration cannot be read ({type(e).__name__}: {e})") from None
+
+
+def resume_config(run_dir: Path, given: dict[str, Any]) -> RunConfig:
+    """The configuration stored in ``run_dir``'s meta.json. An option also given now must agree with
+    it: a conflicting one is an error naming it (the stored run cannot be continued differently)."""
+    import json
+
+    meta_path = Path(run_dir) / "meta.json"
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        stored = config_from_dict(meta["config"])
+    except FileNotFoundError:
+        raise ConfigError(f"--resume {run_dir}: not a results folder (no meta.json)") from None
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"--resume {run_dir}: its meta.json cannot be read ({type(e).__name__}: {e})") from None
+    given = {k.replace("-", "_"): v for k, v in given.items()}
+    if not given:
+        return stored
+    now = build_config({"models": ",".join(stored.models), "backends": ",".join(stored.backends),
+                        "preset": stored.preset, **given})
+    conflicts = [k for k in given if _field(now, k) != _field(stored, k)]
+    if conflicts:
+        raise ConfigError("--resume continues the run with its stored configuration; these options conflict "
+                          "with it: " + ", ".join(f"--{k.replace('_', '-')} (stored: {_field(stored, k)!r})"
+                                                  for k in conflicts))
+    return stored
+
+
+def _field(cfg: RunConfig, key: str) -> Any:
+    if key in _TRAIN_KEYS:
+        return tuple(getattr(t, key) for t in cfg.train.values())
+    if key in _INFER_KEYS:
+        return getattr(cfg.infer, key)
+    if key in _OPTION_KEYS:
+        return getattr(cfg.backend_options, key)
+    return getattr(cfg, key, None)
 
 
 def with_train(cfg: RunConfig, **changes: Any) -> RunConfig:

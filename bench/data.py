@@ -9,6 +9,7 @@ import os
 import shutil
 import struct
 import subprocess
+import sys
 import tarfile
 import tempfile
 import zlib
@@ -142,11 +143,16 @@ def fill_cache(m: Mnist, cache_root: Path) -> Path:
 
 
 def _fill_cache(arrays: dict[str, np.ndarray], cache_raw: Path) -> None:
-    cache_raw.mkdir(parents=True, exist_ok=True)
     for name, array in arrays.items():
         tmp = cache_raw / f".{name}.tmp"
-        write_idx(tmp, array)
-        os.replace(tmp, cache_raw / name)
+        try:
+            cache_raw.mkdir(parents=True, exist_ok=True)
+            write_idx(tmp, array)
+            os.replace(tmp, cache_raw / name)
+        except OSError as e:
+            if tmp.parent.is_dir():
+                tmp.unlink(missing_ok=True)
+            raise DataError(f"cannot write the MNIST cache {cache_raw / name}: {e.strerror or e}") from None
 
 
 def _torchvision_source(cache_root: Path) -> Path:
@@ -204,7 +210,10 @@ def resolve_mnist(data_dir: Path | None = None, cache_root: Path = Path("data"),
                 tried.append(f"{label}: {str(e).strip() or type(e).__name__}")
                 continue
             if fill_cache:
-                _fill_cache(arrays, cache_raw)
+                try:
+                    _fill_cache(arrays, cache_raw)
+                except DataError as e:  # the data is verified and in memory: run on, say the cache failed
+                    print(f"warning: {e}", file=sys.stderr)
             return _to_mnist(arrays, label)
     raise DataError("no MNIST source worked. Tried:\n  - " + "\n  - ".join(tried))
 

@@ -25,7 +25,7 @@ from bench import BenchError
 
 SCHEMA = {
     "summary": "one row per cell: model, backend, device, precision, engine, phase (train | infer | export), "
-               "batch_size, status (ok | skipped | error | oom), reason, then that phase's metrics "
+               "batch_size, status (ok | skipped | error | oom | diverged), reason, then that phase's metrics "
                "(train_samples_per_s, time_to_accuracy_s, test_accuracy, p50_latency_ms, samples_per_s, cv, "
                "unstable, peak_rss_bytes, params, *_flops_per_sample, mfu, parity_*, ...)",
     "timings": "train and infer: every timed call (inference) or block of steady-state steps (training), kept "
@@ -58,7 +58,7 @@ SCHEMA = {
 
 
 ROW_HEADER = ("model", "backend", "device", "precision", "engine", "phase", "batch_size", "status", "reason")
-STATUSES = ("ok", "skipped", "error", "oom")
+STATUSES = ("ok", "skipped", "error", "oom", "diverged")
 
 
 def cell_id(model: str, backend: str, phase: str, batch_size: int | None = None) -> str:
@@ -84,9 +84,13 @@ class RunWriter:
 
     def write(self, model: str, backend, phase: str, tables: dict[str, pd.DataFrame], batch_size: int | None = None,
               files: dict[str, bytes] | None = None, reason: str = "") -> Path:
-        """Write a completed cell; its ``summary`` table (one row of metrics) gets the row header."""
+        """Write a completed cell; its ``summary`` table (one row of metrics) gets the row header. A
+        cell that ended otherwise than ok (a diverged training) says so in its row's status and reason."""
         summary = tables.get("summary", pd.DataFrame([{}]))
-        head = pd.DataFrame([self.header(model, backend, phase, batch_size, reason=reason)] * len(summary))
+        row = summary.iloc[0] if len(summary) else pd.Series(dtype=object)
+        status = row.get("status", "ok") if isinstance(row.get("status", "ok"), str) else "ok"
+        reason = row.get("reason") if isinstance(row.get("reason"), str) and row.get("reason") else reason
+        head = pd.DataFrame([self.header(model, backend, phase, batch_size, status, reason)] * len(summary))
         metrics = summary.drop(columns=[c for c in ROW_HEADER if c in summary.columns]).reset_index(drop=True)
         tables = {**tables, "summary": pd.concat([head, metrics], axis=1)}
         return write_cell(self.run_dir, cell_id(model, backend.name, phase, batch_size), tables, files)
@@ -114,28 +118,45 @@ def check_writable(out: Path) -> None:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all; a failure is one BenchError naming the path
+    and the OS error, with no temporary file left behind."""
+    path = Path(path)
+    if path.is_dir():
+        raise BenchError(f"cannot write {path}: it is a folder; give a file name")
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as e:
+        if tmp.parent.is_dir():
+            tmp.unlink(missing_ok=True)
+        raise BenchError(f"cannot write {path}: {e.strerror or e}") from None
 
 
 def write_cell(run_dir: Path, cell_id: str, tables: dict[str, pd.DataFrame],
                files: dict[str, bytes] | None = None) -> Path:
+    unknown = [name for name in tables if name not in SCHEMA]
+    if unknown:
+        raise ValueError(f"table {unknown[0]!r} is not in the results schema")
     cells = run_dir / "cells"
-    cells.mkdir(parents=True, exist_ok=True)
     tmp = cells / f".tmp-{cell_id}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    for name, df in tables.items():
-        if name not in SCHEMA:
-            raise ValueError(f"table {name!r} is not in the results schema")
-        df.to_parquet(tmp / f"{name}.parquet", index=False)
-    for name, data in (files or {}).items():
-        (tmp / name).write_bytes(data)
     final = cells / cell_id
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    try:
+        cells.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        for name, df in tables.items():
+            df.to_parquet(tmp / f"{name}.parquet", index=False)
+        for name, data in (files or {}).items():
+            (tmp / name).write_bytes(data)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise BenchError(f"cannot write the results cell {final}: {e.strerror or e} "
+                         "(completed cells are kept)") from None
     return final
 
 
@@ -153,30 +174,78 @@ def write_json(path: Path, data: dict) -> None:
 
 @dataclass
 class RunTables:
-    """All tables of one or more runs, concatenated, each row tagged with its run_id."""
+    """All tables of one or more runs, concatenated, each row tagged with its run_id. ``problems``
+    names every file that could not be read (damaged or foreign); the rest is here."""
 
     meta: dict[str, dict] = field(default_factory=dict)  # run_id -> meta.json
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     samples: pd.DataFrame | None = None
     run_dirs: list[Path] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
 
     def __getitem__(self, name: str) -> pd.DataFrame:
         return self.tables.get(name, pd.DataFrame())
 
 
+def _read_parquet(path: Path, problems: list[str]) -> pd.DataFrame | None:
+    try:
+        return pd.read_parquet(path)
+    except Exception as e:  # noqa: BLE001 - any reader failure means the file is damaged: name it, go on
+        detail = str(e).splitlines()[0][:160] if str(e) else ""
+        problems.append(f"{path}: damaged, not read ({type(e).__name__}: {detail})")
+        return None
+
+
+def _read_meta(run_dir: Path, problems: list[str]) -> dict:
+    path = run_dir / "meta.json"
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(meta, dict):
+            raise ValueError(f"a JSON {type(meta).__name__}, not an object")
+    except (OSError, ValueError) as e:
+        problems.append(f"{path}: damaged, not read ({str(e).splitlines()[0][:160]})")
+        return {"run_id": run_dir.name, "status": "unknown (meta.json damaged)"}
+    if meta.get("status") == "running" and not _process_alive(meta):
+        meta = {**meta, "status": "killed"}  # its process is gone: it never finished nor was interrupted
+    return meta
+
+
+def _process_alive(meta: dict) -> bool:
+    """Whether the process that wrote a "running" meta.json still runs (on another host: assume so)."""
+    import platform
+
+    pid = meta.get("pid")
+    if not isinstance(pid, int) or meta.get("hostname") != platform.node():
+        return True  # cannot tell from here
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def read_run(run_dir: Path) -> RunTables:
-    meta_path = run_dir / "meta.json"
-    if not meta_path.is_file():
+    """Every readable table of one run folder; damaged files are skipped and named in ``problems``."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "meta.json").is_file():
         raise BenchError(f"{run_dir} is not a results folder (no meta.json)")
-    meta = json.loads(meta_path.read_text())
-    run_id = meta.get("run_id", run_dir.name)
+    problems: list[str] = []
+    meta = _read_meta(run_dir, problems)
+    run_id = str(meta.get("run_id") or run_dir.name)
     frames: dict[str, list[pd.DataFrame]] = {}
     cells = run_dir / "cells"
     for cell in sorted(cells.iterdir()) if cells.is_dir() else []:
-        if cell.name.startswith("."):
+        if cell.name.startswith(".") or not cell.is_dir():
             continue  # an unfinished cell
         for f in sorted(cell.glob("*.parquet")):
-            df = pd.read_parquet(f)
+            if f.stem not in SCHEMA:
+                problems.append(f"{f}: not a table of this tool's results, not read")
+                continue
+            df = _read_parquet(f, problems)
+            if df is None:
+                continue
             df.insert(0, "cell_id", cell.name)
             df.insert(0, "run_id", run_id)
             frames.setdefault(f.stem, []).append(df)
@@ -184,8 +253,9 @@ def read_run(run_dir: Path) -> RunTables:
     return RunTables(
         meta={run_id: meta},
         tables={k: pd.concat(v, ignore_index=True) for k, v in frames.items()},
-        samples=pd.read_parquet(samples) if samples.is_file() else None,
+        samples=_read_parquet(samples, problems) if samples.is_file() else None,
         run_dirs=[run_dir],
+        problems=problems,
     )
 
 
@@ -194,6 +264,7 @@ def merge(runs: list[RunTables]) -> RunTables:
     for r in runs:
         merged.meta.update(r.meta)
         merged.run_dirs += r.run_dirs
+        merged.problems += r.problems
         for k, df in r.tables.items():
             merged.tables[k] = pd.concat([merged.tables[k], df], ignore_index=True) if k in merged.tables else df
         if merged.samples is None:

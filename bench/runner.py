@@ -9,6 +9,10 @@ error (or oom) row and the run goes on."""
 from __future__ import annotations
 
 import copy
+import io
+import json
+import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -28,23 +32,33 @@ from bench.measure.rounds import Contender, interleave, measure_rounds
 from bench.meta import collect_metadata, now_iso
 from bench.profiling import ProfileConfig, profile_cell
 from bench.results import RunWriter, cell_id, check_writable, new_run_id, write_cell, write_json, write_samples
+from bench.signals import StopRequested, graceful_stop
+from bench.train import build_trainable
 from bench.worker import rounds_in_workers
 
 
 class Runner:
-    def __init__(self, cfg: RunConfig, argv: list[str] | None = None, progress: bool = True) -> None:
-        self.cfg, self.argv, self.progress = cfg, argv, progress
+    def __init__(self, cfg: RunConfig, argv: list[str] | None = None, progress: bool = True,
+                 resume: Path | None = None) -> None:
+        """``resume``: a run folder whose missing cells this run completes (``cfg`` is its stored one)."""
+        self.cfg, self.argv, self.progress, self.resume = cfg, argv, progress, resume
         self._splits: dict[tuple, tuple[Split, Split]] = {}
         self._recorded: set[str] = set()  # models whose dynamics are recorded
         self._machine_rows: list[dict] = []
 
     def run(self) -> Path:
-        """The whole matrix; returns the run folder."""
-        probed = self._start()
-        return self._finish(lambda: [self._run_model(model, probed) for model in self.cfg.models])
+        """The whole matrix; returns the run folder. SIGINT and SIGTERM stop it between cells
+        (StopRequested, with the run folder), its completed cells kept."""
+        with graceful_stop():
+            probed = self._start()
+            return self._finish(lambda: [self._run_model(model, probed) for model in self.cfg.models])
 
     def profile(self, model: str, pcfg: ProfileConfig) -> Path:
         """Profile training steps of ``model`` on each available backend (never timed)."""
+        with graceful_stop():
+            return self._profile(model, pcfg)
+
+    def _profile(self, model: str, pcfg: ProfileConfig) -> Path:
         probed = self._start()
 
         def body() -> None:
@@ -76,13 +90,21 @@ class Runner:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.mnist = resolve_mnist(cfg.data_dir)
-        run_id = new_run_id()
-        self.writer = RunWriter(cfg.out / run_id)
-        self.writer.run_dir.mkdir(parents=True)
-        self.meta = {**collect_metadata(cfg, self.argv), "run_id": run_id, "data_source": self.mnist.source,
-                     "start_time": now_iso(), "status": "running"}
+        if self.resume is None:
+            run_id = new_run_id()
+            self.writer = RunWriter(cfg.out / run_id)
+            self.writer.run_dir.mkdir(parents=True)
+            self.meta = {**collect_metadata(cfg, self.argv), "run_id": run_id, "data_source": self.mnist.source,
+                         "start_time": now_iso(), "status": "running", "pid": os.getpid()}
+            write_samples(self.writer.run_dir, self.mnist)
+        else:
+            self.writer = RunWriter(Path(self.resume))
+            old = json.loads((self.writer.run_dir / "meta.json").read_text(encoding="utf-8"))
+            self.meta = {**old, "status": "running", "pid": os.getpid(), "hostname": collect_metadata()["hostname"],
+                         "resumed": [*old.get("resumed", []), {"at": now_iso(), "from_status": old.get("status")}]}
+            for unfinished in (self.writer.run_dir / "cells").glob(".tmp-*"):
+                shutil.rmtree(unfinished, ignore_errors=True)
         write_json(self.writer.run_dir / "meta.json", self.meta)
-        write_samples(self.writer.run_dir, self.mnist)
         self.machine = Machine()
         return probed
 
@@ -90,6 +112,10 @@ class Runner:
         try:
             body()
             self.meta["status"] = "complete"
+        except StopRequested as stop:
+            self.meta.update(status="interrupted", stopped_by=stop.name)
+            stop.run_dir = self.writer.run_dir
+            raise
         except KeyboardInterrupt:
             self.meta["status"] = "interrupted"
             raise
@@ -107,45 +133,71 @@ class Runner:
             write_cell(self.writer.run_dir, group.replace(" ", "__"), {"machine": pd.DataFrame(rows)})
 
     def _run_model(self, model: str, probed) -> None:
-        cfg = self.cfg
+        cfg, sizes = self.cfg, self.cfg.infer.batch_sizes
+        present = {p.name for p in (self.writer.run_dir / "cells").glob("*") if not p.name.startswith(".")}
+        todo = lambda b, phase, bs=None: cell_id(model, b.name, phase, bs) not in present  # noqa: E731
         available = [b for b, reason in probed if reason is None]
         for b, reason in probed:
             if reason:
-                for phase, bs in [("train" if b.trains else "export", None)] + [("infer", bs) for bs in
-                                                                                 cfg.infer.batch_sizes]:
-                    self.writer.write_status(model, b, phase, "skipped", reason, bs)
-        trained = self._train(model, [b for b in available if b.trains])
+                for phase, bs in [("train" if b.trains else "export", None)] + [("infer", bs) for bs in sizes]:
+                    if todo(b, phase, bs):
+                        self.writer.write_status(model, b, phase, "skipped", reason, bs)
+        trainers = [b for b in available if b.trains]
+        trained = {b.name: m for b in trainers if not todo(b, "train") and (m := self._load_trained(model, b))}
+        trained.update(self._train(model, [b for b in trainers if todo(b, "train")]))
         # the non-training backends run the fp32 reference's weights when it trained, else the first trained
         source = next((trained[b.name] for b in available if b.name in trained and b.is_reference),
                       next(iter(trained.values()), None))
         if source is None and any(not b.trains for b in available):
-            source = self._train(model, [get_backend(REFERENCE)], "reference for the non-training backends").get(
-                REFERENCE)
+            ref = get_backend(REFERENCE)
+            source = self._load_trained(model, ref) if not todo(ref, "train") else self._train(
+                model, [ref], "reference for the non-training backends").get(REFERENCE)
         prepared, weights = {}, {}  # weights: the trained model each backend was prepared from
         for b in available:
+            wanted = [bs for bs in sizes if todo(b, "infer", bs)]
+            export = not b.trains and todo(b, "export")
+            if not wanted and not export:
+                continue
             if b.trains and b.name not in trained:
-                continue  # its training failed: the error row says so
+                for bs in wanted:  # its training failed or diverged: its row says which
+                    self.writer.write_status(model, b, "infer", "skipped", "no trained model (training did not "
+                                             "end ok)", bs)
+                continue
             train, test = self.splits(model, b.device)
             settings = b.configure(cfg.backend_options)
             weights[b.name] = trained.get(b.name, source)
-            if b.trains:
+            if b.trains or (source is not None and not export):
                 prepared[b.name] = guarded(self.writer, model, b, "export", lambda: b.engine.prepare(
-                    trained[b.name], b, cfg.backend_options, calibration_images(train)), verbose=self.progress)
+                    weights[b.name], b, cfg.backend_options, calibration_images(train)), verbose=self.progress)
             elif source is not None:
                 prepared[b.name] = guarded(self.writer, model, b, "export", lambda: self._write(
                     model, b, "export", *prepare_cell(b, copy.deepcopy(source).cpu(), cfg.backend_options, settings,
                                                       train, test)), verbose=self.progress)
             if prepared.get(b.name) is None:
                 why = "preparing the model failed" if source is not None or b.trains else "no trained model to prepare"
-                for bs in cfg.infer.batch_sizes:
+                for bs in wanted:
                     self.writer.write_status(model, b, "infer", "skipped", why, bs)
         ready = [b for b in available if prepared.get(b.name) is not None]
         measured = {}
         if cfg.processes > 1 and ready:
             train, test = self.splits(model, "cpu")
             measured = rounds_in_workers(model, ready, weights, test.x, calibration_images(train), cfg)
-        for bs in cfg.infer.batch_sizes:
-            self._infer_group(model, bs, ready, prepared, measured.get(bs))
+        for bs in sizes:
+            group = [b for b in ready if todo(b, "infer", bs)]
+            if group:
+                self._infer_group(model, bs, group, prepared, measured.get(bs))
+
+    def _load_trained(self, model: str, b: Backend) -> torch.nn.Module | None:
+        """The weights a completed training cell kept (``model.pt``), or None when it did not end ok."""
+        cell = self.writer.run_dir / "cells" / cell_id(model, b.name, "train")
+        try:
+            if pd.read_parquet(cell / "summary.parquet").status.iloc[0] != "ok":
+                return None
+            net = build_trainable(model, b, self.cfg.backend_options, self.cfg.seed)
+            net.load_state_dict(torch.load(cell / "model.pt", map_location=b.device, weights_only=True))
+            return net
+        except (OSError, RuntimeError, KeyError, IndexError, ValueError):
+            return None
 
     def _write(self, model: str, b: Backend, phase: str, tables: dict, value=None):
         self.writer.write(model, b, phase, tables)
@@ -174,11 +226,15 @@ class Runner:
                 print(f"warning: {model} {b.name} train: {status}: {why}", file=sys.stderr)
                 self.writer.write_status(model, b, "train", status, why)
                 continue
-            tables, trained[b.name] = result
+            tables, model_obj = result
+            if tables["summary"].iloc[0].get("status") != "diverged":
+                trained[b.name] = model_obj
             recorder = recorders.get(b.name)
-            self.writer.write(model, b, "train", tables, files=recorder.checkpoint_files() if recorder else None,
-                              reason=reason)
-            if recorder is not None:
+            weights = io.BytesIO()
+            torch.save({k: v.cpu() for k, v in model_obj.state_dict().items()}, weights)
+            files = {"model.pt": weights.getvalue(), **(recorder.checkpoint_files() if recorder else {})}
+            self.writer.write(model, b, "train", tables, files=files, reason=reason)
+            if recorder is not None and b.name in trained:
                 dcfg = DynamicsConfig(grid=self.cfg.grid, subset=self.cfg.subset)
                 cell_dir = self.writer.run_dir / "cells" / cell_id(model, b.name, "train")
                 guarded(self.writer, model, b, "dynamics", lambda: self.writer.write(

@@ -92,6 +92,7 @@ class TrainResult:
     curve: pd.DataFrame
     test_logits: torch.Tensor  # final model, eager, under the backend's autocast
     blocks: pd.DataFrame  # one row per timed block of steady-state steps (the raw training timings)
+    diverged: str | None = None  # why training stopped early: a non-finite loss, or one past DIVERGE_FACTOR x the first
 
     @property
     def test_preds(self) -> torch.Tensor:
@@ -111,6 +112,21 @@ def _set_rng_state(state: tuple) -> None:
     torch.set_rng_state(state[0])
     if state[1] is not None:
         torch.cuda.set_rng_state(state[1])
+
+
+DIVERGE_FACTOR = 20.0  # a training loss above this many times the first step's has diverged
+
+
+def _diverged(losses: list[torch.Tensor], first_loss: float) -> str | None:
+    """Why the losses of a block mean training diverged, or None. Reads the losses (a host sync),
+    so it runs at a block's end, after its timing is closed."""
+    values = torch.stack(losses).float()
+    if not torch.isfinite(values).all():
+        return "diverged: non-finite training loss"
+    worst = float(values.max())
+    if worst > DIVERGE_FACTOR * first_loss:
+        return f"diverged: training loss {worst:.3g} grew past {DIVERGE_FACTOR:g}x the first step's ({first_loss:.3g})"
+    return None
 
 
 def block_steps_for(total_steps: int) -> int:
@@ -156,6 +172,8 @@ def train_blocks(name: str, backend: Backend, train: Split, test: Split, cfg: Tr
     global_step = 0
     totals = {"train_s": 0.0, "eval_s": 0.0, "cold_step_s": 0.0, "warmup_s": 0.0}
     block = {"steady_s": 0.0, "steady_samples": 0, "steps": 0}
+    block_losses: list[torch.Tensor] = []
+    first_loss = diverged = None
     steady_time = steady_samples = 0.0
     reached_at = None
     last_eval = (-1, 0.0, 0.0, None)
@@ -202,6 +220,7 @@ def train_blocks(name: str, backend: Backend, train: Split, test: Split, cfg: Tr
             marks.append((t0, t1, t2))
             sizes.append(len(y))
             losses.append(loss)
+            block_losses.append(loss)
             if recorder is not None:
                 recorder.after_step(model, global_step, loss, opt.param_groups[0]["lr"])
             global_step += 1
@@ -227,6 +246,10 @@ def train_blocks(name: str, backend: Backend, train: Split, test: Split, cfg: Tr
                 stop = reached_at is not None and cfg.stop_at_target
             if block["steps"] == block_steps or stop or (epoch == cfg.epochs - 1 and i == steps_per_epoch - 1):
                 close_stretch(marks, sizes, ep)
+                first_loss = first_loss if first_loss is not None else float(block_losses[0])
+                diverged = _diverged(block_losses, first_loss)
+                block_losses = []
+                stop = stop or diverged is not None
                 if block["steady_samples"]:
                     blocks.append({"round": len(blocks), "process": 0, "timestamp_s": timestamp(),
                                    "steps": block["steps"], "samples": block["steady_samples"],
@@ -244,7 +267,8 @@ def train_blocks(name: str, backend: Backend, train: Split, test: Split, cfg: Tr
             "train_s": ep["data_s"] + ep["compute_s"], "eval_s": ep["eval_s"], "data_s": ep["data_s"],
             "compute_s": ep["compute_s"],
             "samples_per_s": ep["steady_samples"] / ep["steady_s"] if ep["steady_s"] > 0 else float("nan"),
-            "train_loss": curve[-1]["train_loss"], "test_accuracy": curve[-1]["test_accuracy"],
+            "train_loss": curve[-1]["train_loss"] if curve else float("nan"),
+            "test_accuracy": curve[-1]["test_accuracy"] if curve else float("nan"),
         })
         if stop:
             break
@@ -271,4 +295,5 @@ def train_blocks(name: str, backend: Backend, train: Split, test: Split, cfg: Tr
         "data_s": float(sum(e["data_s"] for e in epochs)),
         "compute_s": float(sum(e["compute_s"] for e in epochs)),
     }
-    return TrainResult(model, summary, pd.DataFrame(epochs), pd.DataFrame(curve), logits, pd.DataFrame(blocks))
+    return TrainResult(model, summary, pd.DataFrame(epochs), pd.DataFrame(curve), logits, pd.DataFrame(blocks),
+                       diverged)

@@ -61,8 +61,11 @@ def throughput(summary: pd.DataFrame) -> bytes | None:
     if not train.empty:
         train = train.assign(series=_label(train))
         axes[0].set_yscale("log")  # before plotting: bars drawn from 0 break a log axis set afterwards
+        axes[0].set_ylim(_log_limits(train.train_samples_per_s))  # fixed first: one bar alone has no range
         sns.barplot(train, x="model", y="train_samples_per_s", hue="series", ax=axes[0])
         axes[0].set(title="training throughput (steady state)", ylabel="samples/s")
+    else:
+        axes[0].set_visible(False)
     if not infer.empty:
         big = infer[infer.batch_size == infer.groupby("model").batch_size.transform("max")]
         big = big.assign(series=_label(big)).sort_values(["model", "series"])
@@ -70,7 +73,15 @@ def throughput(summary: pd.DataFrame) -> bytes | None:
         _bars_with_spread(axes[1], big)
         axes[1].set(title=f"inference throughput at batch {int(big.batch_size.max())} (bars: p90..best call)",
                     ylabel="samples/s")
+    else:
+        axes[1].set_visible(False)
     return to_png(fig)
+
+
+def _log_limits(values: pd.Series) -> tuple[float, float] | None:
+    """Limits of a log axis that hold ``values`` with room, even when they are all the same."""
+    v = values[values > 0].dropna()
+    return (float(v.min()) / 3, float(v.max()) * 3) if len(v) else None
 
 
 def _bars_with_spread(ax, d: pd.DataFrame) -> None:

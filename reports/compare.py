@@ -169,6 +169,5 @@ def render_compare(c: Comparison, output: Path) -> Path:
             "<h2>Accuracy and memory</h2>", table(c.accuracy, "accuracy-table"), table(c.memory, "memory-table")]
     page = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>mnist-bench compare</title>'
             f'<link rel="icon" href="data:,"><style>{CSS}</style></head><body>{"".join(body)}</body></html>')
-    output.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(output, page)
     return output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from bench.results import RunTables, atomic_write_text
 from reports import charts, dynamics_section, profile_section, verdict_section
 from reports.blocks import cols, img, table, warn
 from reports.load import load_paths
-from reports.summary import summary_frame, with_metric_columns
+from reports.summary import planned_max_batch, summary_frame, with_metric_columns
 
 CSS = """
 .tw{overflow-x:auto} body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1280px;color:#222;padding:0 1em}
@@ -48,8 +49,8 @@ def with_speedup(summary: pd.DataFrame) -> pd.DataFrame:
     return s.drop(columns=["rate", "base_rate"])
 
 
-def summary_section(summary: pd.DataFrame) -> pd.DataFrame:
-    df = summary_frame(summary)
+def summary_section(summary: pd.DataFrame, max_batch: dict[str, int] | None = None) -> pd.DataFrame:
+    df = summary_frame(summary, max_batch)
     if df.empty:
         return df
     cost = summary[summary.phase == "train"].groupby("model")[
@@ -69,7 +70,7 @@ def render_tables(rt: RunTables) -> str:
              "state, warm-up excluded; tta_s: training time to the target accuracy (evaluation excluded); "
              "p50_bs1_ms: median latency at batch 1; peak_rss_MB: process RSS high-water per cell; "
              "train_MFU: achieved FLOP/s over the measured peak matmul FLOP/s.</p>",
-             table(summary_section(s), "summary-table")]
+             table(summary_section(s, planned_max_batch(rt.meta)), "summary-table")]
     parts += ["<h2>Training</h2>",
               img(charts.training_curves(rt["curve"], s), "training curves",
                    "Training loss and test accuracy against wall time (evaluation included in wall time, "
@@ -152,8 +153,30 @@ def _misclassified(mis: pd.DataFrame, s: pd.DataFrame) -> str:
     return "\n".join(out)
 
 
+def render_problems(rt: RunTables) -> str:
+    """Damaged or foreign files, runs that did not finish, and the cells they still lack."""
+    from bench.plan import missing_cells
+
+    parts = [warn(p) for p in rt.problems]
+    present = set(rt["summary"].cell_id) if "cell_id" in rt["summary"] else set()
+    for run_id, meta in rt.meta.items():
+        status = meta.get("status", "unknown")
+        if status not in ("complete",):
+            parts.append(warn(f"run {run_id} is {status}: it did not finish; resume it with "
+                              f"mnist-bench run --resume <its folder>"))
+        missing = missing_cells(meta.get("config") or {}, present) if status != "complete" else []
+        if missing:
+            rows = pd.DataFrame(missing, columns=["model", "backend", "phase", "batch_size"]).assign(run=run_id)
+            parts.append(table(rows, f"missing-{run_id}"))
+    if not parts:
+        return ""
+    return '<h2 id="problems">Problems</h2>' + "\n".join(parts)
+
+
 def render_report(paths: list[Path], output: Path | None = None, extra_sections: list[str] | None = None) -> Path:
     rt = load_paths([Path(p) for p in paths])
+    for problem in rt.problems:
+        print(f"warning: {problem}", file=sys.stderr)
     if output is None:
         first = Path(paths[0])
         output = (first if first.is_dir() else first.parent) / "report.html"
@@ -161,6 +184,7 @@ def render_report(paths: list[Path], output: Path | None = None, extra_sections:
     body = [f"<h1>{title}</h1>",
             f'<p class="note">Runs: {", ".join(html.escape(r) for r in rt.meta)} · rendered '
             f'{datetime.now(UTC).isoformat(timespec="seconds")} from result files only.</p>',
+            render_problems(rt),
             verdict_section.render_verdict(rt, output.parent),
             "<h2>Environment</h2>", table(environment(rt.meta), "environment-table"),
             render_tables(rt), verdict_section.render_machine(rt, output.parent)]
@@ -168,7 +192,6 @@ def render_report(paths: list[Path], output: Path | None = None, extra_sections:
     body += extra_sections or []
     page = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
             f'<link rel="icon" href="data:,"><style>{CSS}</style></head><body>{"".join(body)}</body></html>')
-    output.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(output, page)
     return output
 

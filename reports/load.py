@@ -1,4 +1,6 @@
-"""Read result files (run folders and pytest-benchmark JSON) into one RunTables."""
+"""Read result files (run folders and pytest-benchmark JSON) into one RunTables. A path that cannot
+be read is named in ``problems`` (and in the report) and the rest is read; only when nothing can be
+read is it an error."""
 
 from __future__ import annotations
 
@@ -8,17 +10,30 @@ from bench import BenchError
 from bench.results import RunTables, merge, read_run
 
 
-def load_paths(paths: list[Path]) -> RunTables:
-    runs = []
-    for path in paths:
-        if path.is_dir():
-            runs.append(read_run(path))
-        elif path.is_file() and path.suffix == ".json":
-            from reports.pytest_benchmark import read_benchmark_json
+def load_one(path: Path) -> RunTables:
+    path = Path(path)
+    if path.is_dir():
+        return read_run(path)
+    if path.is_file() and path.suffix == ".json":
+        from reports.pytest_benchmark import read_benchmark_json
 
-            runs.append(read_benchmark_json(path))
-        else:
-            raise BenchError(f"{path}: not a results folder or a pytest-benchmark .json file")
-    if not runs:
+        return read_benchmark_json(path)
+    if not path.exists():
+        raise BenchError(f"{path}: no such file or folder")
+    raise BenchError(f"{path}: not a results folder or a pytest-benchmark .json file")
+
+
+def load_paths(paths: list[Path]) -> RunTables:
+    if not paths:
         raise BenchError("no result paths given")
-    return merge(runs)
+    runs, problems = [], []
+    for path in paths:
+        try:
+            runs.append(load_one(path))
+        except BenchError as e:
+            problems.append(str(e))
+    if not runs:
+        raise BenchError("; ".join(problems))
+    merged = merge(runs)
+    merged.problems = problems + merged.problems
+    return merged

@@ -15,11 +15,22 @@ from bench.results import RunTables
 
 
 def read_benchmark_json(path: Path) -> RunTables:
+    """One pytest-benchmark file as a run; a file of another shape is one BenchError naming it."""
     try:
-        doc = json.loads(path.read_text())
-        benchmarks = doc["benchmarks"]
-    except (OSError, ValueError, KeyError) as e:
-        raise BenchError(f"{path}: not a pytest-benchmark JSON file ({e})") from None
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise BenchError(f"{path}: not a pytest-benchmark JSON file ({str(e).splitlines()[0][:160]})") from None
+    try:
+        return _tables(path, doc)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, ZeroDivisionError) as e:
+        raise BenchError(f"{path}: not a pytest-benchmark JSON file of this suite ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0][:160] if str(e) else 'wrong shape'})") from None
+
+
+def _tables(path: Path, doc) -> RunTables:
+    if not isinstance(doc, dict) or not isinstance(doc.get("benchmarks"), list):
+        raise ValueError("no 'benchmarks' list at the top level")
+    benchmarks = doc["benchmarks"]
     run_id = f"pytest-benchmark:{path.stem}"
     rows, timings = [], []
     for b in benchmarks:
@@ -27,9 +38,15 @@ def read_benchmark_json(path: Path) -> RunTables:
         if "backend" not in info:
             continue  # a benchmark from another suite
         st = b["stats"]
+        if not isinstance(st, dict):
+            raise TypeError(f"benchmark {b.get('name')!r}: 'stats' is not an object")
         bs = int(info.get("batch_size", 1))
+        if bs <= 0:
+            raise ValueError(f"benchmark {b.get('name')!r}: batch_size {bs}")
         # raw round times are in the file when the run kept them (the default); else use its summary
         data = st.get("data")
+        if data is not None:
+            data = [float(t) for t in data]
         row = summarize(data, bs) if data else {
             "n_samples": st["rounds"], "mean_latency_ms": st["mean"] * 1e3, "std_latency_ms": st["stddev"] * 1e3,
             "min_latency_ms": st["min"] * 1e3, "p50_latency_ms": st["median"] * 1e3, "p90_latency_ms": np.nan,

@@ -36,8 +36,21 @@ def with_metric_columns(summary: pd.DataFrame) -> pd.DataFrame:
     return summary.assign(**{c: float("nan") for c in missing}) if missing else summary
 
 
-def summary_frame(summary: pd.DataFrame) -> pd.DataFrame:
-    """One row per (model, backend): training, inference at batch 1 and at the largest batch."""
+def planned_max_batch(meta: dict[str, dict]) -> dict[str, int]:
+    """Per run: the largest inference batch size its configuration asked for."""
+    out = {}
+    for run_id, m in meta.items():
+        try:
+            out[run_id] = max(int(b) for b in m["config"]["infer"]["batch_sizes"])
+        except (KeyError, TypeError, ValueError):
+            continue
+    return out
+
+
+def summary_frame(summary: pd.DataFrame, max_batch: dict[str, int] | None = None) -> pd.DataFrame:
+    """One row per (model, backend): training, inference at batch 1 and at the largest batch the run
+    planned (``max_batch`` per run; else the largest it has a row for). A missing or failed cell is
+    an empty figure, never another batch size's."""
     summary = summary[summary.phase.isin(["train", "infer", "export"])] if not summary.empty else summary
     if summary.empty:
         return pd.DataFrame()
@@ -62,7 +75,9 @@ def summary_frame(summary: pd.DataFrame) -> pd.DataFrame:
         row["mfu"] = t.get("mfu", float("nan")) if t is not None else float("nan")
         bs1 = infer[infer.batch_size == 1]
         row["p50_bs1_ms"] = bs1.p50_latency_ms.iloc[0] if len(bs1) else float("nan")
-        big = infer[infer.batch_size == infer.batch_size.max()] if len(infer) else infer
+        all_infer = g[g.phase == "infer"]
+        big_bs = (max_batch or {}).get(run_id, all_infer.batch_size.max() if len(all_infer) else None)
+        big = infer[infer.batch_size == big_bs]
         row["samples_per_s_bs_max"] = big.samples_per_s.iloc[0] if len(big) else float("nan")
         row["peak_rss_mb"] = g.peak_rss_bytes.max() / 2**20 if "peak_rss_bytes" in g else float("nan")
         rows.append(row)
@@ -71,6 +86,6 @@ def summary_frame(summary: pd.DataFrame) -> pd.DataFrame:
     return df if several else df.drop(columns="run")
 
 
-def summary_table(summary: pd.DataFrame) -> str:
-    df = summary_frame(summary)
+def summary_table(summary: pd.DataFrame, max_batch: dict[str, int] | None = None) -> str:
+    df = summary_frame(summary, max_batch)
     return df.to_string(index=False, float_format=lambda v: f"{v:,.4g}", na_rep="-") if len(df) else "(no results)"

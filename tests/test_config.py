@@ -25,7 +25,7 @@ def test_cli_values_override_preset_and_recipe():
     ({"threads": "0"}, "threads must be >= 1"),
     ({"limit_train": "0"}, "limit_train must be a positive integer"),
     ({"epochs": "two"}, "epochs must be an integer"),
-    ({"lr": "0"}, "lr must be > 0"),
+    ({"lr": "0"}, "lr must be a number in (0, 10]"),
     ({"optimizer": "rmsprop"}, "optimizer must be one of adam, sgd"),
     ({"batch_sizes": "1,0"}, "batch_sizes must be >= 1"),
     ({"preset": "huge"}, "preset must be one of quick, full"),

@@ -16,6 +16,7 @@ import torch
 from bench import BenchError
 from bench.measure.clocks import clock_for, time_calls, timestamp, wall_time
 from bench.measure.stats import balanced_orders
+from bench.signals import check as check_stop
 
 
 @dataclass
@@ -47,6 +48,7 @@ def measure_rounds(contenders: list[Contender], batch_size: int, cfg, machine=No
     orders = balanced_orders(len(contenders))
     states = []
     for r in range(cfg.rounds):
+        check_stop()
         if machine is not None:
             states.append(machine.round(group, r))
         for position, i in enumerate(orders[r % len(orders)]):
@@ -92,6 +94,7 @@ def interleave(runs: dict[str, Generator], on_round: Callable[[int], None] | Non
     results: dict[str, object] = {}
     r = 0
     while len(results) < len(names):
+        check_stop()
         if on_round is not None:
             on_round(r)
         for i in orders[r % len(orders)]:

@@ -1,0 +1,31 @@
+"""The cells a run's configuration asks for: what ``--resume`` still has to run and what a report
+of an unfinished run lists as missing."""
+
+from __future__ import annotations
+
+from bench.backends import BACKENDS
+from bench.results import cell_id
+
+
+def planned_cells(config: dict) -> list[tuple[str, str, str, int | None]]:
+    """(model, backend, phase, batch size) of every cell the stored configuration (meta.json's
+    ``config``) plans: training (or export, for backends that do not train) and inference at each
+    batch size. Backends this installation does not know are left out."""
+    try:
+        models, backends = list(config["models"]), list(config["backends"])
+        sizes = [int(b) for b in config["infer"]["batch_sizes"]]
+    except (KeyError, TypeError, ValueError):
+        return []
+    cells = []
+    for model in models:
+        for name in backends:
+            b = BACKENDS.get(name)
+            if b is None:
+                continue
+            cells.append((model, name, "train" if b.trains else "export", None))
+            cells += [(model, name, "infer", bs) for bs in sizes]
+    return cells
+
+
+def missing_cells(config: dict, present: set[str]) -> list[tuple[str, str, str, int | None]]:
+    return [c for c in planned_cells(config) if cell_id(*c) not in present]

@@ -1,0 +1,262 @@
+"""Nothing lost, every failure answered: refused settings, diverged and failed cells with their exit
+code, damaged result files, write errors, escaping, signals, and resume after a kill at random
+points."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+import models
+from bench.cli import main
+from bench.results import read_run, write_cell, write_json
+from reports.html import render_report
+
+from .conftest import ROOT, TINY
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--batch-size", "5000", "--limit-train", "2000"], "batch_size 5000 is larger than the training set (2,000"),
+    (["--limit-train", "5"], "batch_size 128 is larger than the training set (5 images"),
+    (["--lr", "inf"], "lr must be a number in (0, 10]"),
+    (["--lr", "1e30"], "lr must be a number in (0, 10]"),
+    (["--lr", "nan"], "lr must be a number in (0, 10]"),
+    (["--seed", "99999999999999999999999"], "seed must be in [0, 4294967295]"),
+    (["--processes", "0"], "processes must be >= 1"),
+    (["--rounds", "0"], "rounds must be a positive integer"),
+])
+def test_settings_that_cannot_measure_anything_are_refused_up_front(args, message, tmp_path, capsys):
+    out = tmp_path / "results"
+    assert main(["run", *args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("error:") == 1 and not out.exists()
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "is a folder"),
+    (b"\xff\xfe epochs = 1", "is not UTF-8"),
+    (b"out = 5", "out must be a folder path"),
+    (b"data_dir = 5", "data_dir must be a folder path"),
+    (b'config = "other.toml"', "config files do not nest"),
+])
+def test_config_file_problems_are_one_line(content, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "c.toml"
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_bytes(content)
+    assert main(["run", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and not (tmp_path / "results").exists()
+
+
+class Exploding(nn.Sequential):
+    """A model whose loss turns non-finite once training starts: its output is scaled by a
+    parameter that the first update sends to infinity."""
+
+    def __init__(self) -> None:
+        super().__init__(nn.Flatten(), nn.Linear(784, 10))
+        self.scale = nn.Parameter(torch.tensor(1e38))
+
+    def forward(self, x):
+        return super().forward(x) * self.scale * self.scale
+
+
+def _tiny(tmp_path, mnist_path, *extra):
+    return ["run", *TINY, "--data-dir", str(mnist_path), "--out", str(tmp_path), *extra]
+
+
+def test_a_diverged_training_is_a_diverged_row_and_the_exit_code_says_so(mnist_path, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(models._REGISTRY, "exploding", models.ModelSpec("exploding", Exploding))
+    rc = main(_tiny(tmp_path, mnist_path, "--models", "exploding,mlp", "--backends", "cpu-fp32"))
+    assert rc == 4 and "did not end ok (1 diverged)" in capsys.readouterr().err
+    (run_dir,) = tmp_path.iterdir()
+    s = read_run(run_dir)["summary"].set_index(["model", "phase", "batch_size"], drop=False)
+    train = s[(s.model == "exploding") & (s.phase == "train")].iloc[0]
+    assert train.status == "diverged" and "non-finite" in train.reason and train.steps < 32  # stopped early
+    infer = s[(s.model == "exploding") & (s.phase == "infer")]
+    assert (infer.status == "skipped").all() and infer.reason.str.contains("training did not end ok").all()
+    assert (s[s.model == "mlp"].status == "ok").all()  # the run went on
+
+
+def test_a_failed_cell_gives_exit_code_4_and_the_others_complete(mnist_path, tmp_path, monkeypatch, capsys):
+    import bench.engines.onnxruntime as ort_engine
+
+    def broken(*a, **k):
+        raise RuntimeError("exporter exploded")
+
+    monkeypatch.setattr(ort_engine, "export_onnx", broken)
+    assert main(_tiny(tmp_path, mnist_path, "--models", "mlp", "--backends", "cpu-fp32,onnxruntime-cpu")) == 4
+    assert "1 error" in capsys.readouterr().err
+
+
+def test_write_errors_are_one_line_and_leave_no_temporary_file(tiny_run, tmp_path, capsys):
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    assert main(["report", str(tiny_run), "--output", str(folder)]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["report", str(tiny_run), "--output", str(blocker / "r.html")]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot write {blocker / 'r.html'}" in err and "Traceback" not in err
+    assert not list(tmp_path.rglob(".*.tmp"))
+
+
+def test_data_cache_on_an_unwritable_path_is_one_line(mnist_path, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["data", "--data-dir", str(mnist_path), "--cache", str(blocker / "cache")]) == 2
+    assert "cannot write the MNIST cache" in capsys.readouterr().err
+
+
+MARKUP = '"><script>alert(1)</script><img src=x onerror=alert(2)>'
+
+
+def test_markup_from_result_files_is_escaped_everywhere(tmp_path):
+    """A crafted folder whose names and reasons carry markup: the report shows it as text."""
+    run = tmp_path / "run"
+    write_json(run / "meta.json", {"run_id": f"r{MARKUP}", "status": "complete", "hostname": MARKUP,
+                                   "command_line": MARKUP, "warnings": [MARKUP]})
+    head = {"model": f"m{MARKUP}", "backend": f"b{MARKUP}", "device": "cpu", "precision": "fp32",
+            "engine": MARKUP, "batch_size": None}
+    write_cell(run, "c1", {"summary": pd.DataFrame([{**head, "phase": "train", "status": "ok", "reason": "",
+                                                      "test_accuracy": 0.9, "train_samples_per_s": 10.0}]),
+                           "profile_ops": pd.DataFrame([{"name": MARKUP, "calls": 1, "self_cpu_time_us": 1.0,
+                                                         "cpu_time_total_us": 1.0, "self_device_time_us": 0.0,
+                                                         "device_time_total_us": 0.0, "flops": 0}]),
+                           "profile_phases": pd.DataFrame([{"phase": "forward", "cpu_ms_per_step": 1.0,
+                                                            "device_ms_per_step": 0.0}])})
+    write_cell(run, "c2", {"summary": pd.DataFrame([{**head, "phase": "infer", "batch_size": 1, "status": "error",
+                                                      "reason": MARKUP}])})
+    page = render_report([run], tmp_path / "r.html").read_text()
+    assert "<script>" not in page and "<img src=x" not in page and 'id="profile-ops-m"' not in page
+    assert "&lt;script&gt;" in page
+
+
+def test_damaged_files_are_named_and_the_rest_renders(tiny_run, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "damaged"
+    shutil.copytree(tiny_run, run)
+    victim = next((run / "cells").glob("mlp__cpu-fp32__infer_bs1")) / "summary.parquet"
+    victim.write_bytes(b"not parquet at all")
+    (run / "cells" / "cnn__cpu-fp32__train" / "epochs.parquet").write_bytes(b"")
+    html = render_report([run], tmp_path / "r.html").read_text()
+    err = capsys.readouterr().err
+    assert str(victim) in err and "damaged" in err and str(victim) in html
+    assert "summary-table" in html and "cnn" in html
+    (run / "meta.json").write_text("{not json")
+    html = render_report([run], tmp_path / "r2.html").read_text()
+    assert "meta.json: damaged" in html
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+                    lambda children: st.lists(children, max_size=4) | st.dictionaries(
+                        st.sampled_from(["benchmarks", "stats", "extra_info", "name", "data", "backend", "rounds",
+                                         "median", "mean", "batch_size", "phase"]), children, max_size=5),
+                    max_leaves=20))
+def test_any_json_shape_is_read_or_named_in_one_line(tmp_path_factory, doc):
+    from bench import BenchError
+    from reports.pytest_benchmark import read_benchmark_json
+
+    path = tmp_path_factory.mktemp("json") / "bench.json"
+    path.write_text(json.dumps(doc))
+    try:
+        read_benchmark_json(path)
+    except BenchError as e:
+        assert str(path) in str(e) and "\n" not in str(e)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.binary(max_size=200), st.sampled_from(["summary.parquet", "timings.parquet", "meta"]))
+def test_garbled_result_files_never_raise_past_the_reader(tmp_path_factory, blob, which):
+    run = tmp_path_factory.mktemp("run")
+    write_json(run / "meta.json", {"run_id": "r", "status": "complete"})
+    write_cell(run, "mlp__cpu-fp32__train", {"summary": pd.DataFrame([{"model": "mlp", "status": "ok"}])})
+    target = run / "meta.json" if which == "meta" else run / "cells" / "mlp__cpu-fp32__train" / which
+    target.write_bytes(blob)
+    rt = read_run(run)
+    assert rt.problems or which != "meta" or blob  # something was read, or the damage is named
+    assert all("\n" not in p for p in rt.problems)
+
+
+def test_a_running_folder_whose_process_is_gone_reads_as_killed(tmp_path):
+    import platform
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    write_json(tmp_path / "meta.json", {"run_id": "r", "status": "running", "pid": int(dead.stdout),
+                                        "hostname": platform.node()})
+    assert read_run(tmp_path).meta["r"]["status"] == "killed"
+
+
+# -- signals and resume ----------------------------------------------------------------------------
+
+KILL_RUN = ["--models", "mlp", "--backends", "cpu-fp32,onnxruntime-cpu", "--limit-train", "512", "--batch-size", "64",
+            "--limit-test", "200", "--batch-sizes", "1,8", "--budget-s", "0.06", "--rounds", "3", "--threads", "2",
+            "--no-report"]
+KILL_POINTS = 21  # each signal 7 times, at seeded random moments of the run
+
+
+def _start(out, mnist_path):
+    env = {**os.environ, "MNIST_BENCH_DATA": str(mnist_path), "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "bench", "run", *KILL_RUN, "--out", str(out)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _cells(run_dir):
+    cells = run_dir / "cells"
+    return sorted(p.name for p in cells.iterdir() if not p.name.startswith(".")) if cells.is_dir() else []
+
+
+def test_killed_at_random_points_every_completed_cell_survives_and_resume_completes(mnist_path, tmp_path):
+    started = time.perf_counter()
+    reference = _start(tmp_path / "reference", mnist_path)
+    _, err = reference.communicate(timeout=300)
+    assert reference.returncode == 0, err[-2000:]
+    duration = time.perf_counter() - started
+    (ref_dir,) = (tmp_path / "reference").iterdir()
+    expected = _cells(ref_dir)
+    rng = random.Random(20261127)
+    signals = [signal.SIGINT, signal.SIGTERM, signal.SIGKILL]
+    stopped_mid_run = 0
+    for i in range(KILL_POINTS):
+        sig, out = signals[i % 3], tmp_path / f"kill{i}"
+        proc = _start(out, mnist_path)
+        time.sleep(rng.uniform(0.25, 1.0) * duration)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=120)
+        rc = proc.returncode
+        assert rc in (0, 128 + sig, -sig), (sig, rc, err[-2000:])
+        runs = list(out.iterdir()) if out.exists() else []
+        if not runs:
+            continue  # killed before the run folder existed: nothing half-written
+        (run_dir,) = runs
+        if rc == 128 + sig:
+            assert "Traceback" not in err and f"resume with: mnist-bench run --resume {run_dir}" in err
+        rt = read_run(run_dir)  # every completed cell readable
+        assert rt.problems == []
+        status = rt.meta[next(iter(rt.meta))]["status"]
+        html = render_report([run_dir], tmp_path / f"r{i}.html").read_text()
+        if status != "complete":
+            stopped_mid_run += 1
+            assert status in ("interrupted", "killed") and "did not finish" in html
+            missing = [m for m in set(expected) - set(_cells(run_dir)) if "__machine__" not in m]
+            if missing:
+                assert "missing-" in html  # the report lists the cells still to run
+        assert main(["run", "--resume", str(run_dir), "--no-report"]) == 0
+        assert _cells(run_dir) == expected
+        assert json.loads((run_dir / "meta.json").read_text())["status"] == "complete"
+    assert stopped_mid_run >= KILL_POINTS // 2
