@@ -157,6 +157,12 @@ def cmd_profile(args: argparse.Namespace, argv: list[str]) -> int:
     cfg = build_config({"models": args.model, "backends": args.backend, "batch_size": args.batch_size,
                         "seed": args.seed, "threads": args.threads, "limit_train": args.limit_train,
                         "data_dir": args.data_dir, "out": args.out, "channels_last": args.channels_last})
+    from bench.backends import BACKENDS
+
+    if not any(BACKENDS[b].trains for b in cfg.backends):
+        trainers = ", ".join(n for n, b in BACKENDS.items() if b.trains)
+        raise ConfigError(f"profile covers training steps, and {', '.join(cfg.backends)} does not train; "
+                          f"legal values: {trainers}")
     pcfg = ProfileConfig(wait=args.wait, warmup=args.warmup, active=args.steps, record_shapes=args.record_shapes,
                          profile_memory=args.profile_memory, with_stack=args.with_stack)
     run_dir = Runner(cfg, argv=["mnist-bench", *argv], progress=False).profile(cfg.models[0], pcfg)
@@ -164,6 +170,10 @@ def cmd_profile(args: argparse.Namespace, argv: list[str]) -> int:
         from reports.html import render_report
 
         print(f"report: {render_report([run_dir])}")
+    if not (run_dir / "profile").is_dir():
+        print(f"error: nothing was profiled (every requested backend was skipped or failed); see {run_dir}",
+              file=sys.stderr)
+        return FAILED_CELLS_EXIT
     print(f"traces: {run_dir / 'profile'}  (tensorboard --logdir {run_dir / 'profile'}; "
           f"or open trace_*.json in https://ui.perfetto.dev)")
     return 0

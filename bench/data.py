@@ -102,12 +102,17 @@ def load_dir(folder: Path) -> dict[str, np.ndarray]:
         if not found:
             problems.append(f"{name}(.gz) missing")
             continue
+        bad = []
         for path in found:
             try:
                 arrays[name] = load_verified(path, name)
                 break
             except DataError as e:
-                problems.append(str(e))
+                bad.append(str(e))
+        if name in arrays and bad:  # a damaged copy beside a good one: used the good one, and say so
+            print(f"warning: {'; '.join(bad)}; used {path.name} instead", file=sys.stderr)
+        elif name not in arrays:
+            problems += bad
     if len(arrays) < len(MNIST_FILES):
         raise DataError(f"{folder}: " + "; ".join(problems))
     return arrays

@@ -260,3 +260,23 @@ def test_killed_at_random_points_every_completed_cell_survives_and_resume_comple
         assert _cells(run_dir) == expected
         assert json.loads((run_dir / "meta.json").read_text())["status"] == "complete"
     assert stopped_mid_run >= KILL_POINTS // 2
+
+
+def test_profiling_a_backend_that_does_not_train_is_refused(tmp_path, capsys):
+    assert main(["profile", "--backend", "onnxruntime-cpu", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "does not train; legal values: cpu-fp32" in err and not (tmp_path / "o").exists()
+
+
+def test_a_damaged_raw_file_beside_a_good_gz_is_named(mnist_path, tmp_path, capsys):
+    import shutil
+
+    from bench.data import load_dir
+
+    for f in mnist_path.iterdir():
+        if f.name.endswith(".gz"):
+            shutil.copy(f, tmp_path / f.name)
+    (tmp_path / "train-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01\x00\x00\xea\x60truncated")
+    assert load_dir(tmp_path)["train-labels-idx1-ubyte"].shape == (60000,)
+    err = capsys.readouterr().err
+    assert "train-labels-idx1-ubyte: truncated IDX data" in err and "used train-labels-idx1-ubyte.gz instead" in err
