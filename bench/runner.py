@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import copy
 import io
-import json
-import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -29,9 +26,9 @@ from bench.dynamics.recording import DynamicsRecorder
 from bench.measure.latency import input_batch
 from bench.measure.machine import Machine, warnings_for
 from bench.measure.rounds import Contender, interleave, measure_rounds
-from bench.meta import collect_metadata, now_iso
 from bench.profiling import ProfileConfig, profile_cell
-from bench.results import RunWriter, cell_id, check_writable, new_run_id, write_cell, write_json, write_samples
+from bench.results import cell_id, check_writable, write_cell
+from bench.run_folder import close_run, open_run
 from bench.signals import StopRequested, graceful_stop
 from bench.train import build_trainable
 from bench.worker import rounds_in_workers
@@ -90,41 +87,20 @@ class Runner:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.mnist = resolve_mnist(cfg.data_dir)
-        if self.resume is None:
-            run_id = new_run_id()
-            self.writer = RunWriter(cfg.out / run_id)
-            self.writer.run_dir.mkdir(parents=True)
-            self.meta = {**collect_metadata(cfg, self.argv), "run_id": run_id, "data_source": self.mnist.source,
-                         "start_time": now_iso(), "status": "running", "pid": os.getpid()}
-            write_samples(self.writer.run_dir, self.mnist)
-        else:
-            self.writer = RunWriter(Path(self.resume))
-            old = json.loads((self.writer.run_dir / "meta.json").read_text(encoding="utf-8"))
-            self.meta = {**old, "status": "running", "pid": os.getpid(), "hostname": collect_metadata()["hostname"],
-                         "resumed": [*old.get("resumed", []), {"at": now_iso(), "from_status": old.get("status")}]}
-            for unfinished in (self.writer.run_dir / "cells").glob(".tmp-*"):
-                shutil.rmtree(unfinished, ignore_errors=True)
-        write_json(self.writer.run_dir / "meta.json", self.meta)
+        self.writer, self.meta = open_run(cfg, self.argv, self.mnist, self.resume)
         self.machine = Machine()
         return probed
 
     def _finish(self, body) -> Path:
+        status, extra = "interrupted", {}
         try:
             body()
-            self.meta["status"] = "complete"
+            status = "complete"
         except StopRequested as stop:
-            self.meta.update(status="interrupted", stopped_by=stop.name)
-            stop.run_dir = self.writer.run_dir
-            raise
-        except KeyboardInterrupt:
-            self.meta["status"] = "interrupted"
+            stop.run_dir, extra = self.writer.run_dir, {"stopped_by": stop.name}
             raise
         finally:
-            self.meta["end_time"] = now_iso()
-            self.meta["warnings"] = warnings_for(pd.DataFrame(self._machine_rows))
-            for w in self.meta["warnings"]:
-                print(f"warning: {w}", file=sys.stderr)
-            write_json(self.writer.run_dir / "meta.json", self.meta)
+            close_run(self.writer, self.meta, status, warnings_for(pd.DataFrame(self._machine_rows)), **extra)
         return self.writer.run_dir
 
     def _machine(self, group: str, rows: list[dict]) -> None:

@@ -1,0 +1,42 @@
+"""A run folder's life: created (or reopened by ``--resume``) with its meta.json at "running",
+closed with the status it ended in. The cells themselves go through ``bench.results.RunWriter``."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from bench.meta import collect_metadata, now_iso
+from bench.results import RunWriter, new_run_id, write_json, write_samples
+
+
+def open_run(cfg, argv: list[str] | None, mnist, resume: Path | None = None) -> tuple[RunWriter, dict]:
+    """A new run folder under ``cfg.out``, or ``resume`` reopened (its unfinished cells cleared);
+    returns its writer and its meta.json, written at status "running" with this process's pid."""
+    if resume is None:
+        run_id = new_run_id()
+        writer = RunWriter(cfg.out / run_id)
+        writer.run_dir.mkdir(parents=True)
+        meta = {**collect_metadata(cfg, argv), "run_id": run_id, "data_source": mnist.source,
+                "start_time": now_iso(), "status": "running", "pid": os.getpid()}
+        write_samples(writer.run_dir, mnist)
+    else:
+        writer = RunWriter(Path(resume))
+        old = json.loads((writer.run_dir / "meta.json").read_text(encoding="utf-8"))
+        meta = {**old, "status": "running", "pid": os.getpid(), "hostname": collect_metadata()["hostname"],
+                "resumed": [*old.get("resumed", []), {"at": now_iso(), "from_status": old.get("status")}]}
+        for unfinished in (writer.run_dir / "cells").glob(".tmp-*"):
+            shutil.rmtree(unfinished, ignore_errors=True)
+    write_json(writer.run_dir / "meta.json", meta)
+    return writer, meta
+
+
+def close_run(writer: RunWriter, meta: dict, status: str, warnings: list[str], **extra) -> None:
+    """meta.json at its final status (complete | interrupted), with the run's warnings, printed too."""
+    meta.update(status=status, end_time=now_iso(), warnings=warnings, **extra)
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    write_json(writer.run_dir / "meta.json", meta)
