@@ -151,6 +151,8 @@ class Runner:
                                                       train, test)), verbose=self.progress)
             if prepared.get(b.name) is None:
                 why = "preparing the model failed" if source is not None or b.trains else "no trained model to prepare"
+                if export and source is None:
+                    self.writer.write_status(model, b, "export", "skipped", why)
                 for bs in wanted:
                     self.writer.write_status(model, b, "infer", "skipped", why, bs)
         ready = [b for b in available if prepared.get(b.name) is not None]

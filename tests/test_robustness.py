@@ -280,3 +280,23 @@ def test_a_damaged_raw_file_beside_a_good_gz_is_named(mnist_path, tmp_path, caps
     assert load_dir(tmp_path)["train-labels-idx1-ubyte"].shape == (60000,)
     err = capsys.readouterr().err
     assert "train-labels-idx1-ubyte: truncated IDX data" in err and "used train-labels-idx1-ubyte.gz instead" in err
+
+
+def test_when_the_reference_training_fails_every_planned_cell_still_gets_a_row(mnist_path, tmp_path, monkeypatch,
+                                                                              capsys):
+    import bench.cells as cells
+    from bench.plan import missing_cells
+
+    def broken(*a, **k):
+        raise RuntimeError("training exploded")
+        yield  # a generator, as train_blocks is
+
+    monkeypatch.setattr(cells, "train_blocks", broken)
+    assert main(_tiny(tmp_path, mnist_path, "--models", "mlp", "--backends", "onnxruntime-cpu")) == 4
+    (run_dir,) = tmp_path.iterdir()
+    rt = read_run(run_dir)
+    s = rt["summary"].set_index(["backend", "phase"])
+    assert s.loc[("cpu-fp32", "train"), "status"] == "error"  # the reference for the exported model
+    assert s.loc[("onnxruntime-cpu", "export"), "reason"] == "no trained model to prepare"
+    meta = next(iter(rt.meta.values()))
+    assert missing_cells(meta["config"], set(rt["summary"].cell_id)) == []
