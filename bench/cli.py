@@ -63,9 +63,11 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from bench import __version__
     from models import model_names
 
     parser = argparse.ArgumentParser(prog="mnist-bench", description="Benchmark PyTorch MLP and CNN on MNIST.")
+    parser.add_argument("--version", action="version", version=f"mnist-bench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="train and time the model x backend matrix, then write the report")
     _add_run_options(run)

@@ -84,3 +84,11 @@ def test_data_command_fills_a_verified_cache(mnist_path, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "source: --data-dir" in out and "cache filled" in out
     assert load_dir(tmp_path / "MNIST" / "raw")["train-labels-idx1-ubyte"].shape == (60000,)  # checksums pass
+
+
+def test_version(capsys):
+    from bench import __version__
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"mnist-bench {__version__}"

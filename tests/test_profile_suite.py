@@ -84,6 +84,8 @@ def test_benchmark_json_ingested_into_report(mnist_path, tmp_path, tiny_run):
     cli = Path(sys.executable).parent / "pytest-benchmark"
     compare = subprocess.run([str(cli), "compare", str(out)], capture_output=True, text=True)
     assert compare.returncode == 0 and "test_inference[mlp-cpu-fp32-bs1]" in compare.stdout
+    groups = {b["group"] for b in json.loads(out.read_text())["benchmarks"]}
+    assert groups == {"mlp train", "mlp infer bs1", "mlp infer bs32"}  # model x phase (x batch size)
 
     from reports.html import render_report
     from reports.load import load_paths

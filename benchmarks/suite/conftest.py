@@ -22,7 +22,9 @@ def pytest_addoption(parser):
                                                                         "ones are skipped with the reason)")
     group.addoption("--suite-batch-sizes", default="1,32,256,1024", help="inference batch sizes")
     group.addoption("--suite-train-batch", type=int, default=128, help="training batch size (default 128)")
-    group.addoption("--suite-rounds", type=int, default=30, help="timed rounds per benchmark (default 30)")
+    group.addoption("--suite-rounds", type=int, default=None,
+                    help="fixed timed rounds per benchmark (pedantic mode); default: pytest-benchmark's own "
+                         "calibration, so --benchmark-min-rounds and --benchmark-max-time apply")
     group.addoption("--suite-warmup", type=int, default=3, help="warm-up rounds after the cold call (default 3)")
 
 

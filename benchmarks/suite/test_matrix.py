@@ -29,11 +29,18 @@ def _available(backend_name: str):
 
 
 def _run(benchmark, body, clock, opts, info: dict, batch_size: int) -> None:
-    """Cold call apart, then pytest-benchmark's pedantic rounds; results into extra_info."""
+    """Cold call apart, then pytest-benchmark's rounds (its own calibration, or fixed rounds when
+    --suite-rounds is given); grouped per model, phase and batch size; results into extra_info."""
     synced = lambda: (body(), clock.sync())
     cold, _ = time_calls(body, clock, 1)
+    benchmark.group = f"{info['model']} {info['phase']}" + (f" bs{batch_size}" if info["phase"] == "infer" else "")
     with CellMemory(clock.device) as mem:
-        benchmark.pedantic(synced, rounds=opts["rounds"], warmup_rounds=opts["warmup"], iterations=1)
+        if opts["rounds"] is None:
+            for _ in range(opts["warmup"]):
+                synced()
+            benchmark(synced)
+        else:
+            benchmark.pedantic(synced, rounds=opts["rounds"], warmup_rounds=opts["warmup"], iterations=1)
     info.update(cold_first_call_ms=cold[0] * 1e3, batch_size=batch_size, **mem.values)
     stats = getattr(benchmark, "stats", None)
     if stats is not None and not getattr(benchmark, "disabled", False):
