@@ -121,6 +121,7 @@ class Runner:
         trainers = [b for b in available if b.trains]
         trained = {b.name: m for b in trainers if not todo(b, "train") and (m := self._load_trained(model, b))}
         trained.update(self._train(model, [b for b in trainers if todo(b, "train")]))
+        self._dynamics(model, [b for b in trainers if b.name in trained])
         # the non-training backends run the fp32 reference's weights when it trained, else the first trained
         source = next((trained[b.name] for b in available if b.name in trained and b.is_reference),
                       next(iter(trained.values()), None))
@@ -164,6 +165,17 @@ class Runner:
             group = [b for b in ready if todo(b, "infer", bs)]
             if group:
                 self._infer_group(model, bs, group, prepared, measured.get(bs))
+
+    def _dynamics(self, model: str, trainers: list[Backend]) -> None:
+        """Landscape analyses of each training cell that recorded dynamics and has none yet (also on resume)."""
+        cells = self.writer.run_dir / "cells"
+        for b in trainers:
+            train_dir = cells / cell_id(model, b.name, "train")
+            if (train_dir / "checkpoints.pt").is_file() and not (cells / cell_id(model, b.name, "dynamics")).is_dir():
+                dcfg = DynamicsConfig(grid=self.cfg.grid, subset=self.cfg.subset)
+                guarded(self.writer, model, b, "dynamics", lambda: self.writer.write(
+                    model, b, "dynamics", dynamics_cell(train_dir, self.mnist, dcfg, self.progress)),
+                    verbose=self.progress)
 
     def _load_trained(self, model: str, b: Backend) -> torch.nn.Module | None:
         """The weights a completed training cell kept (``model.pt``), or None when it did not end ok."""
@@ -212,12 +224,6 @@ class Runner:
             torch.save({k: v.cpu() for k, v in model_obj.state_dict().items()}, weights)
             files = {"model.pt": weights.getvalue(), **(recorder.checkpoint_files() if recorder else {})}
             self.writer.write(model, b, "train", tables, files=files, reason=reason)
-            if recorder is not None and b.name in trained:
-                dcfg = DynamicsConfig(grid=self.cfg.grid, subset=self.cfg.subset)
-                cell_dir = self.writer.run_dir / "cells" / cell_id(model, b.name, "train")
-                guarded(self.writer, model, b, "dynamics", lambda: self.writer.write(
-                    model, b, "dynamics", dynamics_cell(cell_dir, self.mnist, dcfg, self.progress)),
-                    verbose=self.progress)
         return trained
 
     def _infer_group(self, model: str, bs: int, backends: list[Backend], prepared: dict,
