@@ -43,8 +43,8 @@ class TwinEngine(EagerEngine):
 
 
 class SlowedEngine(EagerEngine):
-    """Eager PyTorch inference made ``SLOWDOWN`` times slower, as the harness times it: each call is
-    the real call plus a busy-wait of (SLOWDOWN - 1) x (that call's own duration + the harness's
+    """Eager PyTorch inference made ``slowdown`` times slower, as the harness times it: each call is
+    the real call plus a busy-wait of (slowdown - 1) x (that call's own duration + the harness's
     per-call overhead), less this wrapper's own cost. The overhead is calibrated per input shape
     (21 calls timed inside and as the harness times them); the wrapper's cost once, on a call that
     does nothing (2,001 calls each way). So the slowdown tracks the machine's drift call by call."""
@@ -52,6 +52,9 @@ class SlowedEngine(EagerEngine):
     name = "eager-slowed"
     trains = False
     reference = False
+
+    def __init__(self, slowdown: float = SLOWDOWN) -> None:
+        self.slowdown = slowdown
 
     def prepare(self, model, backend, options, calibration) -> Prepared:
         real = super().prepare(model, backend, options, calibration)
@@ -62,7 +65,7 @@ class SlowedEngine(EagerEngine):
             start = time.perf_counter()
             out = call()
             inner = time.perf_counter() - start
-            end = time.perf_counter() + (SLOWDOWN - 1) * (inner + overhead_s.get(key, 0.0)) - extra
+            end = time.perf_counter() + (self.slowdown - 1) * (inner + overhead_s.get(key, 0.0)) - extra
             while time.perf_counter() < end:
                 pass
             return out, inner
