@@ -129,9 +129,11 @@ class Runner:
             ref = get_backend(REFERENCE)
             source = self._load_trained(model, ref) if not todo(ref, "train") else self._train(
                 model, [ref], "reference for the non-training backends").get(REFERENCE)
+        # a batch size with any cell missing is measured again whole, so its backends stay paired by round
+        redo = [bs for bs in sizes if any(todo(b, "infer", bs) for b in available)]
         prepared, weights = {}, {}  # weights: the trained model each backend was prepared from
         for b in available:
-            wanted = [bs for bs in sizes if todo(b, "infer", bs)]
+            wanted = redo
             export = not b.trains and todo(b, "export")
             if not wanted and not export:
                 continue
@@ -161,10 +163,9 @@ class Runner:
         if cfg.processes > 1 and ready:
             train, test = self.splits(model, "cpu")
             measured = rounds_in_workers(model, ready, weights, test.x, calibration_images(train), cfg)
-        for bs in sizes:
-            group = [b for b in ready if todo(b, "infer", bs)]
-            if group:
-                self._infer_group(model, bs, group, prepared, measured.get(bs))
+        for bs in redo:
+            if ready:
+                self._infer_group(model, bs, ready, prepared, measured.get(bs))
 
     def _dynamics(self, model: str, trainers: list[Backend]) -> None:
         """Landscape analyses of each training cell that recorded dynamics and has none yet (also on resume)."""
