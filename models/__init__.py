@@ -24,7 +24,6 @@ class ModelSpec:
     recipes: dict[str, dict[str, Any]] = field(default_factory=dict)
     channels_last: bool = False  # whether NHWC (--channels-last) applies to this model
     input_shape: tuple[int, ...] = (1, 28, 28)  # one sample, without the batch dimension
-    description: str = ""
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -35,10 +34,6 @@ def register(spec: ModelSpec) -> ModelSpec:
         raise ValueError(f"model {spec.name!r} is already registered")
     _REGISTRY[spec.name] = spec
     return spec
-
-
-def unregister(name: str) -> None:
-    _REGISTRY.pop(name, None)
 
 
 def model_names() -> list[str]:
@@ -62,13 +57,13 @@ from models.cnn import CNN  # noqa: E402
 from models.mlp import MLP  # noqa: E402
 
 register(ModelSpec(
-    "mlp", MLP, target_accuracy=0.98, description=MLP.__doc__ or "",
+    "mlp", MLP, target_accuracy=0.98,
     recipes={"quick": {}, "full": {"epochs": 20, "schedule": "onecycle", "lr": 2e-3}},
 ))
 # The full CNN recipe (OneCycle over 3 epochs, batch 256, peak lr 4e-3) reaches 99% test accuracy
 # sooner than constant Adam(1e-3) at batch 128: benchmarks/time_to_accuracy.py measures the two.
 register(ModelSpec(
-    "cnn", CNN, target_accuracy=0.99, channels_last=True, description=CNN.__doc__ or "",
+    "cnn", CNN, target_accuracy=0.99, channels_last=True,
     recipes={"quick": {"schedule": "onecycle", "lr": 3e-3},
              "full": {"epochs": 3, "schedule": "onecycle", "lr": 4e-3, "batch_size": 256}},
 ))

@@ -28,7 +28,7 @@ def benchmark_call(call: Callable[[], object], device: str, cfg, batch_size: int
     """Time ``call`` (one batch of ``batch_size``) on ``device``'s clock; ``cfg`` is an InferConfig
     (warmup_calls, min_repeats, max_repeats, budget_s)."""
     clock = clock_for(device)
-    cold_dev, cold_wall = time_calls(call, clock, 1)
+    cold_dev, _ = time_calls(call, clock, 1)
     for _ in range(cfg.warmup_calls):
         call()
     clock.sync()

@@ -39,7 +39,7 @@ def relative_gap(a: float, b: float) -> float:
 
 # -- comparisons: paired rounds, intervals, tests ------------------------------------------------
 
-LEVEL = 0.95  # every interval this tool prints is a 95% interval
+# Every interval this tool prints is a 95% interval.
 # Student's t, 97.5% quantile, for 1..30 degrees of freedom (beyond: the normal's 1.96 plus a
 # Cornish-Fisher term)
 _T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
