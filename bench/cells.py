@@ -38,9 +38,11 @@ def calibration_images(train: Split) -> torch.Tensor:
 
 def train_cell(model_name: str, b: Backend, cfg: TrainConfig, train: Split, test: Split, seed: int,
                options: BackendOptions, settings: dict, test_images: torch.Tensor, recorder=None,
-               progress: bool = False, interleaved: bool = False) -> Generator[dict, None, tuple[Tables, nn.Module]]:
+               progress: bool = False, interleaved: bool = False
+               ) -> Generator[dict, None, tuple[Tables, nn.Module, Prepared | None]]:
     """Train and time one model on one backend, yielding after each timed block of steps (so
-    backends can train in interleaved blocks); returns its tables and the trained model.
+    backends can train in interleaved blocks); returns its tables, the trained model, and the
+    engine's prepared model when parity needed one (None for the reference), for reuse.
     ``test_images``: the uint8 test images behind ``test`` (for the misclassified table)."""
     cost = model_cost(model_name)
     with CellMemory(b.device) as mem:
@@ -51,6 +53,7 @@ def train_cell(model_name: str, b: Backend, cfg: TrainConfig, train: Split, test
                                   b.precision),
            "epochs": cfg.epochs, "optimizer": cfg.optimizer, "schedule": cfg.schedule, "lr": cfg.lr, "seed": seed,
            "normalization": cfg.normalization, "interleaved": interleaved}
+    prepared = None
     if result.diverged:
         row.update(status="diverged", reason=result.diverged)
     elif not b.is_reference:
@@ -67,7 +70,7 @@ def train_cell(model_name: str, b: Backend, cfg: TrainConfig, train: Split, test
     }
     if recorder is not None:
         tables.update(recorder.tables())
-    return tables, result.model
+    return tables, result.model, prepared
 
 
 def prepare_cell(b: Backend, reference: torch.nn.Module, options: BackendOptions, settings: dict, train: Split,

@@ -42,6 +42,7 @@ class Runner:
         self._splits: dict[tuple, tuple[Split, Split]] = {}
         self._recorded: set[str] = set()  # models whose dynamics are recorded
         self._machine_rows: list[dict] = []
+        self._prepared_in_training: dict[tuple[str, str], object] = {}  # parity's prepared models, reused
 
     def run(self) -> Path:
         """The whole matrix; returns the run folder. SIGINT and SIGTERM stop it between cells
@@ -145,7 +146,9 @@ class Runner:
             train, test = self.splits(model, b.device)
             settings = b.configure(cfg.backend_options)
             weights[b.name] = trained.get(b.name, source)
-            if b.trains or (source is not None and not export):
+            if b.trains and (model, b.name) in self._prepared_in_training:
+                prepared[b.name] = self._prepared_in_training.pop((model, b.name))
+            elif b.trains or (source is not None and not export):
                 prepared[b.name] = guarded(self.writer, model, b, "export", lambda: b.engine.prepare(
                     weights[b.name], b, cfg.backend_options, calibration_images(train)), verbose=self.progress)
             elif source is not None:
@@ -217,9 +220,11 @@ class Runner:
                 print(f"warning: {model} {b.name} train: {status}: {why}", file=sys.stderr)
                 self.writer.write_status(model, b, "train", status, why)
                 continue
-            tables, model_obj = result
+            tables, model_obj, prepared = result
             if tables["summary"].iloc[0].get("status") != "diverged":
                 trained[b.name] = model_obj
+                if prepared is not None:
+                    self._prepared_in_training[model, b.name] = prepared
             recorder = recorders.get(b.name)
             weights = io.BytesIO()
             torch.save({k: v.cpu() for k, v in model_obj.state_dict().items()}, weights)
