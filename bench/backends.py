@@ -81,8 +81,9 @@ BACKENDS: dict[str, Backend] = _rows(
     ("cuda-amp-bf16-compile", "compile", "cuda", "bf16"),
     ("onnxruntime-cpu", "onnxruntime", "cpu", "fp32"),
     ("onnxruntime-cuda", "onnxruntime", "cuda", "fp32"),
-    ("onnxruntime-int8-dynamic", "onnxruntime-int8", "cpu", "int8", {"quantization": "dynamic"}),
+    # static before dynamic, so auto takes static: dynamic turns convolutions into ConvInteger, slower than fp32
     ("onnxruntime-int8-static", "onnxruntime-int8", "cpu", "int8", {"quantization": "static"}),
+    ("onnxruntime-int8-dynamic", "onnxruntime-int8", "cpu", "int8", {"quantization": "dynamic"}),
 )
 REFERENCE = "cpu-fp32"  # trains the model that non-training backends run when no PyTorch backend did
 
@@ -97,6 +98,41 @@ def probe(names: list[str] | tuple[str, ...]) -> list[tuple[Backend, str | None]
         if reason:
             print(f"warning: backend {b.name} skipped: {reason}", file=sys.stderr)
     return probed
+
+
+AUTO = "auto"  # every backend available here, one per engine family and precision (see auto_choices)
+
+
+def auto_choices() -> list[tuple[Backend, bool, str]]:
+    """Every backend with whether ``--backends auto`` picks it and why (or why not).
+
+    Auto takes, per engine family and precision, the first available row, CUDA before CPU (the
+    registry's order otherwise), and always the reference ``cpu-fp32`` that every ratio is taken
+    against. Rows of one family and precision differ in a fixed option only (int8 dynamic vs
+    static quantization; the same engine on another device), so one of them speaks for the others."""
+    order = sorted(BACKENDS.values(), key=lambda b: b.device != "cuda")  # stable: registry order within a device
+    taken: dict[tuple[str, str], Backend] = {}
+    for b in order:
+        if b.unavailable_reason() is None:
+            taken.setdefault((b.engine.name, b.precision), b)
+    picked = set(taken.values()) | {BACKENDS[REFERENCE]}
+    out = []
+    for b in BACKENDS.values():
+        reason = b.unavailable_reason()
+        if b in picked:
+            why = "the reference every ratio is taken against" if b.name == REFERENCE and \
+                taken.get((b.engine.name, b.precision)) is not b else f"{b.engine.name} engine, {b.precision}"
+        elif reason is not None:
+            why = reason
+        else:
+            why = f"same engine and precision as {taken[(b.engine.name, b.precision)].name} (auto takes one per " \
+                  "engine family and precision; name it to include it)"
+        out.append((b, b in picked, why))
+    return out
+
+
+def auto_backends() -> tuple[str, ...]:
+    return tuple(b.name for b, picked, _ in auto_choices() if picked)
 
 
 def backend_names() -> list[str]:

@@ -17,8 +17,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     from models import model_names
 
     p.add_argument("--models", help=f"comma-separated: {','.join(model_names())} (default: all)")
-    p.add_argument("--backends", help="comma-separated backend names (default: cpu-fp32,cpu-bf16); "
-                                      "see 'mnist-bench backends'")
+    p.add_argument("--backends", help="comma-separated backend names, or auto: every backend available here, one "
+                                      "per engine family and precision (default: auto); see 'mnist-bench backends'")
     p.add_argument("--preset", choices=["quick", "full"], help="quick (default): one epoch per model on 12,000 "
                                                                 "images; full: train to the accuracy targets")
     p.add_argument("--profile", choices=["quick", "full"], dest="preset_old_name", help=argparse.SUPPRESS)
@@ -245,11 +245,13 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_backends() -> int:
-    from bench.backends import BACKENDS
+    from bench.backends import auto_choices
 
-    for name, b in BACKENDS.items():
-        reason = b.unavailable_reason()
-        print(f"{name:24s} {'available' if reason is None else 'unavailable: ' + reason}")
+    print(f"{'backend':24s} {'auto':4s} {'here':11s} why")
+    for b, picked, why in auto_choices():
+        here = "available" if b.unavailable_reason() is None else "unavailable"
+        print(f"{b.name:24s} {'yes' if picked else 'no':4s} {here:11s} {why}")
+    print("--backends auto (the default) runs the rows marked yes; name backends to choose others.")
     return 0
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import ConfigError
-from bench.backends import backend_names
+from bench.backends import AUTO, auto_backends, backend_names
 from bench.engines.base import BackendOptions
 from models import get_spec, model_names
 
@@ -85,7 +85,7 @@ class InferConfig:
 @dataclass(frozen=True)
 class RunConfig:
     models: tuple[str, ...] = ("mlp", "cnn")  # build_config's default: every registered model
-    backends: tuple[str, ...] = ("cpu-fp32", "cpu-bf16")
+    backends: tuple[str, ...] = ("cpu-fp32", "cpu-bf16")  # build_config's default: "auto"
     preset: str = "quick"  # quick | full
     seed: int = 0
     threads: int | None = None  # torch intra-op threads; None keeps torch's default
@@ -157,7 +157,14 @@ def build_config(values: dict[str, Any]) -> RunConfig:
     preset = values.get("preset", "quick")
     _one_of("preset", preset, PRESETS)
     models = _name_list("models", values.get("models", model_names()), model_names())
-    backends = _name_list("backends", values.get("backends", RunConfig.backends), backend_names())
+    backends_value = values.get("backends", AUTO)
+    if backends_value == AUTO or _split(backends_value) == [AUTO]:
+        backends = auto_backends()
+    else:
+        backends = _name_list("backends", backends_value, backend_names() + [AUTO])
+        if AUTO in backends:
+            raise ConfigError(f"'{AUTO}' stands alone in backends (it picks every available backend); "
+                              f"got {', '.join(backends)}")
     seed = _int("seed", values.get("seed", 0), minimum=0)
     if seed > MAX_SEED:
         raise ConfigError(f"seed must be in [0, {MAX_SEED}], got {seed}")

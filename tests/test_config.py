@@ -5,7 +5,9 @@ from bench.config import ConfigError, build_config
 
 def test_defaults_quick():
     cfg = build_config({})
-    assert cfg.models == ("mlp", "cnn") and cfg.backends == ("cpu-fp32", "cpu-bf16")
+    from bench.backends import auto_backends
+
+    assert cfg.models == ("mlp", "cnn") and cfg.backends == auto_backends()
     assert cfg.train_for("mlp").target_accuracy == 0.98 and cfg.train_for("cnn").target_accuracy == 0.99
     assert cfg.train_for("cnn").schedule == "onecycle"
 
@@ -20,6 +22,7 @@ def test_cli_values_override_preset_and_recipe():
 @pytest.mark.parametrize("values, message", [
     ({"models": "mlp,resnet"}, "unknown model 'resnet'; legal values: mlp, cnn"),
     ({"backends": "tpu"}, "unknown backend 'tpu'; legal values: cpu-fp32"),
+    ({"backends": "auto,cpu-fp32"}, "'auto' stands alone in backends"),
     ({"epochs": "0"}, "epochs must be a positive integer"),
     ({"batch_size": "-3"}, "batch_size must be a positive integer"),
     ({"threads": "0"}, "threads must be >= 1"),
@@ -57,3 +60,35 @@ def test_bad_toml(tmp_path):
     f.write_text("epochs = = 3\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         build_config({"config": str(f)})
+
+
+def _auto_without(monkeypatch, *modules):
+    """auto's picks as if ``modules`` were not installed (probes run again, not from the cache)."""
+    import sys
+
+    from bench import backends
+
+    for name in modules:
+        monkeypatch.setitem(sys.modules, name, None)  # import raises ImportError, find_spec raises ValueError
+    monkeypatch.setattr(backends, "_PROBED", {})
+    return backends.auto_backends(), {b.name: why for b, _, why in backends.auto_choices()}
+
+
+def test_auto_picks_one_backend_per_engine_family_and_precision(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    picked, why = _auto_without(monkeypatch)
+    assert picked == ("cpu-fp32", "cpu-bf16", "cpu-fp32-compile", "onnxruntime-cpu", "onnxruntime-int8-static")
+    assert "same engine and precision as onnxruntime-int8-static" in why["onnxruntime-int8-dynamic"]
+    assert "CUDA" in why["cuda-fp32"]
+    assert build_config({"backends": "auto"}).backends == picked
+
+
+def test_auto_without_onnxruntime_keeps_the_pytorch_backends(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    picked, why = _auto_without(monkeypatch, "onnxruntime", "onnxruntime.quantization")
+    assert picked == ("cpu-fp32", "cpu-bf16", "cpu-fp32-compile")
+    assert "onnxruntime" in why["onnxruntime-cpu"]
