@@ -1,38 +1,148 @@
-"""Shared HTML building blocks of the report: embedded images, tables, number formatting,
-warnings. Every string that reaches the page goes through ``html.escape`` here."""
+"""Shared HTML building blocks of the report: embedded images, sortable tables with numbers in
+human units, warnings, the table of contents. Every string that reaches the page goes through
+``html.escape`` here."""
 
 from __future__ import annotations
 
 import base64
 import html
+import math
 import re
+import struct
 
 import pandas as pd
 
 
-def img(png: bytes | None, alt: str, caption: str = "") -> str:
-    if png is None:
+def img(data: bytes | None, alt: str, caption: str = "") -> str:
+    """A figure from SVG or PNG bytes (a 2x PNG is shown at half its pixel width: sharp on high-DPI)."""
+    if data is None:
         return ""
-    data = base64.b64encode(png).decode()
     cap = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
-    return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">{cap}</figure>'
+    if data.lstrip()[:5] in (b"<?xml", b"<svg "):
+        mime, size = "image/svg+xml", ""
+    else:
+        mime, size = "image/png", _png_css_width(data)
+    src = f"data:{mime};base64,{base64.b64encode(data).decode()}"
+    return f'<figure><img alt="{html.escape(alt)}" src="{src}"{size}>{cap}</figure>'
 
 
-def table(df: pd.DataFrame, table_id: str = "") -> str:
-    if df is None or df.empty:
-        return '<p class="note">(nothing recorded)</p>'
-    out = df.to_html(index=False, border=0, classes="t", na_rep="–", float_format=fmt, escape=True)
-    opening = f'<table class="t" id="{html.escape(table_id, quote=True)}">'
-    out = re.sub(r"<table[^>]*>", lambda _: opening, out, count=1)
-    return f'<div class="tw">{out}</div>'
+def _png_css_width(png: bytes) -> str:
+    """A PNG's CSS width: half its pixels when it was drawn at twice the screen density (pHYs > 100 dpi)."""
+    if png[:8] != b"\x89PNG\r\n\x1a\n":
+        return ""
+    width = struct.unpack(">I", png[16:20])[0]
+    phys = png.find(b"pHYs")
+    dpi = struct.unpack(">I", png[phys + 4:phys + 8])[0] * 0.0254 if phys > 0 else 0
+    return f' width="{width // 2}"' if dpi > 100 else ""
+
+
+# --- numbers in human units -------------------------------------------------------------------
+
+def si(v: float) -> str:
+    """24100 -> '24.1k', 1.37e6 -> '1.37M'."""
+    a = abs(v)
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if a >= div:
+            return f"{v / div:.3g}{suffix}"
+    return f"{v:.3g}"
+
+
+def duration(seconds: float) -> str:
+    a = abs(seconds)
+    if a == 0:
+        return "0"
+    if a < 1e-3:
+        return f"{seconds * 1e6:.3g} µs"
+    if a < 1:
+        return f"{seconds * 1e3:.3g} ms"
+    return f"{seconds:,.3g} s" if a < 1000 else f"{seconds:,.0f} s"
+
+
+def nbytes(v: float) -> str:
+    a = abs(v)
+    for div, suffix in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
+        if a >= div:
+            return f"{v / div:,.3g} {suffix}" if a / div < 1000 else f"{v / div:,.0f} {suffix}"
+    return f"{v:.0f} B"
 
 
 def fmt(v: float) -> str:
+    """A plain number: thousands separators, no exponent for ordinary magnitudes."""
     if v != v:  # NaN
         return "–"
-    if abs(v) >= 1e4 or (0 < abs(v) < 1e-3):
-        return f"{v:.3g}"
+    a = abs(v)
+    if a >= 1e4:
+        return f"{v:,.0f}"
+    if 0 < a < 1e-3:
+        return f"{v:.2e}"
     return f"{v:,.4g}"
+
+
+def _unit(column: str):
+    """The formatter a column's name asks for (None: plain number)."""
+    c = column.lower()
+    if "samples_per_s" in c or "samples/s" in c or c.endswith("flops_per_sample") or c.endswith("params"):
+        return si
+    if c.endswith("_bytes"):
+        return nbytes
+    if c.endswith("_ms") or c.endswith("_ms_"):
+        return lambda v: duration(v / 1e3)
+    if c.endswith("_s") and not c.endswith("per_s"):
+        return duration
+    if c in ("test_accuracy", "accuracy", "final_accuracy"):
+        return lambda v: f"{v * 100:.2f}%"
+    return None
+
+
+def _cell(value, unit) -> tuple[str, str]:
+    """(shown text, sort key) for one table value."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA or value is pd.NaT:
+        return "–", ""
+    if isinstance(value, bool):
+        return ("yes" if value else "no"), str(int(value))
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        v = float(value)
+        if math.isinf(v):
+            return ("∞" if v > 0 else "−∞"), repr(v)
+        if unit is not None:
+            return unit(v), repr(v)
+        if float(v).is_integer() and abs(v) < 1e15:
+            return f"{int(v):,}", repr(v)
+        return fmt(v), repr(v)
+    try:  # numpy scalars
+        import numpy as np
+
+        if isinstance(value, np.generic):
+            return _cell(value.item(), unit)
+    except ImportError:  # pragma: no cover
+        pass
+    return str(value), ""
+
+
+def table(df: pd.DataFrame, table_id: str = "", raw: bool = False) -> str:
+    """A sortable table (click a header). Numbers are shown in human units picked by column name
+    (``raw``: plain numbers) and sort by their exact value (``data-v``)."""
+    if df is None or df.empty:
+        return '<p class="note">(nothing recorded)</p>'
+    units = [None if raw else _unit(str(c)) for c in df.columns]
+    head = "".join(f'<th title="{html.escape(str(c))}">{html.escape(_header(str(c)))}</th>' for c in df.columns)
+    rows = []
+    for values in df.itertuples(index=False, name=None):
+        tds = []
+        for value, unit in zip(values, units):
+            shown, key = _cell(value, unit)
+            attr = f' data-v="{html.escape(key)}"' if key else ""
+            cls = ' class="s"' if not key and shown != "–" else ""
+            tds.append(f"<td{attr}{cls}>{html.escape(shown)}</td>")
+        rows.append("<tr>" + "".join(tds) + "</tr>")
+    tid = f' id="{html.escape(table_id, quote=True)}"' if table_id else ""
+    return (f'<div class="tw"><table class="t sortable"{tid}><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table></div>')
+
+
+def _header(column: str) -> str:
+    """Header text that can wrap: underscores become spaces (the exact name is the title)."""
+    return column.replace("_", " ")
 
 
 def cols(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
@@ -41,3 +151,55 @@ def cols(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
 
 def warn(text: str) -> str:
     return f'<p class="warn">{html.escape(text)}</p>'
+
+
+# Click a header to sort by it (again: the other way). Numbers sort by data-v, text by its words.
+SORT_SCRIPT = """
+document.querySelectorAll('table.sortable th').forEach(function (th) {
+  th.addEventListener('click', function () {
+    var table = th.closest('table'), body = table.tBodies[0], i = th.cellIndex;
+    var up = th.getAttribute('aria-sort') !== 'ascending';
+    table.querySelectorAll('th').forEach(function (h) { h.removeAttribute('aria-sort'); });
+    th.setAttribute('aria-sort', up ? 'ascending' : 'descending');
+    var key = function (tr) {
+      var td = tr.cells[i]; return td ? (td.dataset.v !== undefined ? td.dataset.v : td.textContent) : '';
+    };
+    var rows = Array.prototype.slice.call(body.rows);
+    var numeric = rows.every(function (tr) {
+      var k = key(tr); return k === '' || k === '–' || !isNaN(parseFloat(k));
+    });
+    rows.sort(function (a, b) {
+      var x = key(a), y = key(b);
+      if (x === '' || x === '–') return 1; if (y === '' || y === '–') return -1;
+      var c = numeric ? parseFloat(x) - parseFloat(y) : x.localeCompare(y, undefined, {numeric: true});
+      return up ? c : -c;
+    });
+    rows.forEach(function (tr) { body.appendChild(tr); });
+  });
+});
+"""
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", html.unescape(text).lower()).strip("-") or "section"
+
+
+def with_toc(body: str) -> tuple[str, str]:
+    """Give every <h2> an id (kept when it has one) and return (the table of contents, the body)."""
+    entries, used = [], set()
+
+    def anchor(m: re.Match) -> str:
+        attrs, text = m.group(1), m.group(2)
+        found = re.search(r'id="([^"]+)"', attrs)
+        ident = found.group(1) if found else slug(re.sub(r"<[^>]+>", "", text))
+        base, n = ident, 2
+        while ident in used:
+            ident, n = f"{base}-{n}", n + 1
+        used.add(ident)
+        entries.append((ident, re.sub(r"<[^>]+>", "", text)))
+        attrs = re.sub(r'\s*id="[^"]+"', "", attrs)
+        return f'<h2 id="{ident}"{attrs}>{text}</h2>'
+
+    body = re.sub(r"<h2([^>]*)>(.*?)</h2>", anchor, body, flags=re.S)
+    links = "".join(f'<li><a href="#{html.escape(i, quote=True)}">{t}</a></li>' for i, t in entries)
+    return f'<nav class="toc" id="contents"><b>Contents</b><ol>{links}</ol></nav>', body

@@ -16,9 +16,19 @@ import seaborn as sns  # noqa: E402
 sns.set_theme(style="whitegrid", context="notebook")
 
 
-def to_png(fig) -> bytes:
+SVG_LIMIT = 250_000  # bytes; a chart with more marks than this is drawn as a 2x PNG instead
+plt.rcParams["svg.fonttype"] = "none"  # text as text: smaller files, crisp at any zoom
+
+
+def to_image(fig) -> bytes:
+    """The figure as SVG (sharp at any screen density), or as a PNG at twice the screen density
+    (shown at half its pixel size) when its SVG would be larger than ``SVG_LIMIT`` (dense heatmaps,
+    surfaces, images)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
+    if buf.tell() > SVG_LIMIT:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=180, bbox_inches="tight")
     plt.close(fig)
     return buf.getvalue()
 
@@ -48,7 +58,7 @@ def training_curves(curve: pd.DataFrame, summary: pd.DataFrame) -> bytes | None:
         target = summary[(summary.model == model) & (summary.phase == "train")].get("target_accuracy")
         if target is not None and target.notna().any():
             axes[1, j].axhline(target.dropna().iloc[0], ls="--", c="grey", lw=1)
-    return to_png(fig)
+    return to_image(fig)
 
 
 def throughput(summary: pd.DataFrame) -> bytes | None:
@@ -75,7 +85,7 @@ def throughput(summary: pd.DataFrame) -> bytes | None:
                     ylabel="samples/s")
     else:
         axes[1].set_visible(False)
-    return to_png(fig)
+    return to_image(fig)
 
 
 def _log_limits(values: pd.Series) -> tuple[float, float] | None:
@@ -116,7 +126,7 @@ def latency_vs_batch(summary: pd.DataFrame) -> bytes | None:
         ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="latency (ms): p50, bars min..p99",
                title=f"{model}: inference latency")
         ax.legend(fontsize=8)
-    return to_png(fig)
+    return to_image(fig)
 
 
 def confusion_matrices(confusion: pd.DataFrame, summary: pd.DataFrame) -> bytes | None:
@@ -139,7 +149,7 @@ def confusion_matrices(confusion: pd.DataFrame, summary: pd.DataFrame) -> bytes 
         m = d.pivot(index="true", columns="pred", values="count")
         sns.heatmap(np.log10(m + 1), annot=m, fmt="d", cbar=False, cmap="Blues", ax=ax, annot_kws={"size": 7})
         ax.set(title=f"{pick.model} ({pick.backend}): confusion", xlabel="predicted", ylabel="true")
-    return to_png(fig)
+    return to_image(fig)
 
 
 def image_grid(images: pd.DataFrame, title: str, caption) -> bytes | None:
@@ -155,4 +165,33 @@ def image_grid(images: pd.DataFrame, title: str, caption) -> bytes | None:
         ax.imshow(np.frombuffer(r.pixels, dtype=np.uint8).reshape(28, 28), cmap="gray_r")
         ax.set_title(caption(r), fontsize=9)
     fig.suptitle(title)
-    return to_png(fig)
+    return to_image(fig)
+
+
+def memory(summary: pd.DataFrame) -> bytes | None:
+    """Peak memory per backend: process RSS for training and the largest inference batch, and the
+    CUDA allocator's peak where a GPU ran."""
+    ok = summary[(summary.status == "ok") & summary.phase.isin(["train", "infer"])].copy()
+    if ok.empty or "peak_rss_bytes" not in ok or ok.peak_rss_bytes.isna().all():
+        return None
+    big = ok.batch_size == ok.groupby("model").batch_size.transform("max")
+    ok = ok[(ok.phase == "train") | big]
+    ok["cell"] = np.where(ok.phase == "train", "training", "inference, batch " + ok.batch_size.astype("Int64")
+                          .astype(str))
+    ok["series"] = _label(ok)
+    kinds = [("peak_rss_bytes", "process peak RSS (MiB)")]
+    if "cuda_max_allocated_bytes" in ok and ok.cuda_max_allocated_bytes.notna().any():
+        kinds.append(("cuda_max_allocated_bytes", "CUDA peak allocated (MiB)"))
+    models = [m for m in dict.fromkeys(ok.model)]
+    fig, axes = plt.subplots(len(kinds), len(models), figsize=(6 * len(models), 3.6 * len(kinds)), squeeze=False)
+    for i, (col, label) in enumerate(kinds):
+        for j, model in enumerate(models):
+            d = ok[(ok.model == model) & ok[col].notna()].assign(mib=lambda x, c=col: x[c] / 2**20)
+            ax = axes[i, j]
+            if d.empty:
+                ax.set_visible(False)
+                continue
+            sns.barplot(d, y="series", x="mib", hue="cell", ax=ax, orient="h")
+            ax.set(title=f"{model}: {label}", xlabel="MiB", ylabel="")
+            ax.legend(fontsize=8)
+    return to_image(fig)

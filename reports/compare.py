@@ -16,7 +16,7 @@ import seaborn as sns
 from bench import BenchError
 from bench.results import RunTables, atomic_write_text
 from reports.blocks import img, table
-from reports.charts import to_png
+from reports.charts import to_image
 from reports.comparison import compare_runs, geomean_speedup, round_values
 from reports.html import CSS, environment
 from reports.load import load_paths
@@ -124,7 +124,7 @@ def speedup_chart(matched: pd.DataFrame) -> bytes | None:
     ax.axvline(1, c="k", lw=1)
     ax.set_yticks(y, d.label + " · " + d.run_id.str[-4:])
     ax.set(xlabel="speedup against the baseline run (95% interval; grey: no significant difference)")
-    return to_png(fig)
+    return to_image(fig)
 
 
 def distribution_chart(values: pd.DataFrame) -> bytes | None:
@@ -144,7 +144,7 @@ def distribution_chart(values: pd.DataFrame) -> bytes | None:
     for ax in list(axes.flat)[len(cells):]:
         ax.set_visible(False)
     fig.tight_layout()
-    return to_png(fig)
+    return to_image(fig)
 
 
 def render_compare(c: Comparison, output: Path) -> Path:

@@ -10,7 +10,7 @@ import seaborn as sns
 
 from bench.results import RunTables
 from reports.blocks import cols, img, table, warn
-from reports.charts import to_png
+from reports.charts import to_image
 from reports.summary import model_rank
 
 
@@ -37,7 +37,7 @@ def layer_lines(layers: dict[str, pd.DataFrame], column: str, ylabel: str, guide
         if guide:
             ax.axhline(guide, ls="--", c="k", lw=1)
         ax.legend(fontsize=7)
-    return to_png(fig)
+    return to_image(fig)
 
 
 def interpolation(land: dict[str, pd.DataFrame]):
@@ -49,7 +49,7 @@ def interpolation(land: dict[str, pd.DataFrame]):
         ax2 = ax.twinx()
         ax2.plot(d.x, d.accuracy, "s-", ms=3, c="tab:orange", label="accuracy")
         ax2.set_ylabel("accuracy", color="tab:orange")
-    return to_png(fig)
+    return to_image(fig)
 
 
 def contour(land: dict[str, pd.DataFrame], analysis: str, path: bool = False):
@@ -76,7 +76,7 @@ def contour(land: dict[str, pd.DataFrame], analysis: str, path: bool = False):
             ax.plot(0, 0, "r*", ms=11)
             ax.set(xlabel="direction 1 (filter-normalized)", ylabel="direction 2")
         ax.set_title(title)
-    return to_png(fig)
+    return to_image(fig)
 
 
 def surface3d(land: dict[str, pd.DataFrame]):
@@ -87,7 +87,7 @@ def surface3d(land: dict[str, pd.DataFrame]):
         gx, gy = np.meshgrid(grid.columns, grid.index)
         ax.plot_surface(gx, gy, np.log10(grid.values), cmap="viridis", linewidth=0)
         ax.set(title=f"{model}: log10 loss surface", xlabel="d1", ylabel="d2")
-    return to_png(fig)
+    return to_image(fig)
 
 
 def perturbation(land: dict[str, pd.DataFrame]):
@@ -97,7 +97,7 @@ def perturbation(land: dict[str, pd.DataFrame]):
         sns.lineplot(p, x="x", y="accuracy", errorbar="sd", marker="o", ax=ax)
         ax.set(title=f"{model}: accuracy under weight perturbation", xlabel="perturbation scale "
                "(filter-normalized)", ylabel="test accuracy", ylim=(0, 1))
-    return to_png(fig)
+    return to_image(fig)
 
 
 def sharpness(land: dict[str, pd.DataFrame]):
@@ -109,7 +109,7 @@ def sharpness(land: dict[str, pd.DataFrame]):
         ax.set(title=f"{model}: top Hessian eigenvalue (power iteration)", xlabel="iteration",
                ylabel="eigenvalue estimate")
         ax.legend(fontsize=8)
-    return to_png(fig)
+    return to_image(fig)
 
 
 def render(rt: RunTables, report_dir) -> str:

@@ -12,18 +12,25 @@ import pandas as pd
 
 from bench.results import RunTables, atomic_write_text
 from reports import charts, dynamics_section, profile_section, verdict_section
-from reports.blocks import cols, img, table, warn
+from reports.blocks import SORT_SCRIPT, cols, img, table, warn, with_toc
 from reports.load import load_paths
 from reports.summary import planned_max_batch, summary_frame, with_metric_columns
 
 CSS = """
-.tw{overflow-x:auto} body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1280px;color:#222;padding:0 1em}
-h1{margin-bottom:.2em} h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:2em}
-table.t{border-collapse:collapse;font-size:13px;margin:.5em 0 1em}
-table.t th,table.t td{border:1px solid #ddd;padding:3px 7px;text-align:right}
-table.t th{background:#f3f3f3} table.t td:first-child,table.t td:nth-child(2){text-align:left}
+*{box-sizing:border-box} body{font-family:system-ui,sans-serif;margin:1.2em auto;max-width:1240px;color:#222;
+padding:0 1em;overflow-wrap:break-word}
+h1{margin:0 0 .2em} h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:2em} h3{margin:1em 0 .3em}
+.tw{max-width:100%;overflow-x:auto}
+table.t{border-collapse:collapse;font-size:12.5px;margin:.4em 0 1em;max-width:100%}
+table.t th,table.t td{border:1px solid #ddd;padding:3px 6px;text-align:right;font-variant-numeric:tabular-nums}
+table.t th{background:#f3f3f3;cursor:pointer;vertical-align:bottom;font-weight:600;overflow-wrap:anywhere;
+min-width:3.6em}
+table.t th:hover{background:#e6eefc} table.t th[aria-sort=ascending]::after{content:" ▲"}
+table.t th[aria-sort=descending]::after{content:" ▼"} table.t td.s{text-align:left}
+nav.toc{font-size:13px;background:#f7f7f7;border:1px solid #e3e3e3;padding:.4em .8em;margin:.6em 0}
+nav.toc ol{display:flex;flex-wrap:wrap;gap:.2em 1.4em;margin:.2em 0 0;padding:0;list-style:none}
 .card{display:flex;gap:2em;flex-wrap:wrap} figure{margin:1em 0} figcaption{font-size:13px;color:#555;max-width:900px}
-img{max-width:100%} .note{font-size:13px;color:#555} .warn{color:#b35900}
+img{max-width:100%;height:auto} .note{font-size:13px;color:#555} .warn{color:#b35900}
 """
 
 
@@ -113,6 +120,8 @@ def render_tables(rt: RunTables) -> str:
                                       "onnx_bytes", "session_create_s", "first_inference_s", "ort_session_rss_bytes",
                                       "ort_opt_level", "ort_intra_threads", "ort_inter_threads"]), "export-table")]
     parts += ["<h2>Memory</h2>",
+              img(charts.memory(s), "peak memory", "Peak memory per backend: the process's resident set while "
+                  "training and at the largest inference batch (and the CUDA allocator's peak where a GPU ran)."),
               '<p class="note">peak_rss_bytes: process resident-set high-water during the cell; '
               "cuda_max_allocated_bytes / cuda_max_reserved_bytes: PyTorch's CUDA allocator peaks, reset per cell; "
               "ort_session_rss_bytes: RSS growth from creating the ONNX Runtime session.</p>",
@@ -181,17 +190,22 @@ def render_report(paths: list[Path], output: Path | None = None, extra_sections:
         first = Path(paths[0])
         output = (first if first.is_dir() else first.parent) / "report.html"
     title = "mnist-bench report"
-    body = [f"<h1>{title}</h1>",
+    head = [f"<h1>{title}</h1>",
             f'<p class="note">Runs: {", ".join(html.escape(r) for r in rt.meta)} · rendered '
-            f'{datetime.now(UTC).isoformat(timespec="seconds")} from result files only.</p>',
+            f'{datetime.now(UTC).isoformat(timespec="seconds")} from result files only. Click a column '
+            "header to sort a table.</p>"]
+    body = [verdict_section.render_glance(rt),
             render_problems(rt),
             verdict_section.render_verdict(rt, output.parent),
             "<h2>Environment</h2>", table(environment(rt.meta), "environment-table"),
             render_tables(rt), verdict_section.render_machine(rt, output.parent)]
     body += [section(rt, output.parent) for section in SECTIONS]
     body += extra_sections or []
+    toc, content = with_toc("".join(body))
     page = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
-            f'<link rel="icon" href="data:,"><style>{CSS}</style></head><body>{"".join(body)}</body></html>')
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f'<link rel="icon" href="data:,"><style>{CSS}</style></head><body>{"".join(head)}{toc}{content}'
+            f"<script>{SORT_SCRIPT}</script></body></html>")
     atomic_write_text(output, page)
     return output
 

@@ -11,7 +11,7 @@ import pandas as pd
 
 from bench.results import RunTables
 from reports.blocks import img, table
-from reports.charts import to_png
+from reports.charts import to_image
 
 
 def phase_breakdown(phases: pd.DataFrame) -> bytes | None:
@@ -29,7 +29,7 @@ def phase_breakdown(phases: pd.DataFrame) -> bytes | None:
                                                                                        columns=order).fillna(0)
         pivot.plot.barh(stacked=True, ax=ax, legend=ax is axes[0])
         ax.set(title=f"training step breakdown: {title}", xlabel="ms per step", ylabel="")
-    return to_png(fig)
+    return to_image(fig)
 
 
 def render(rt: RunTables, report_dir: Path) -> str:

@@ -31,6 +31,14 @@ def model_rank(model: str) -> tuple[int, str]:
     return (names.index(model), "") if model in names else (len(names), model)
 
 
+def backend_rank(backend: str) -> tuple[int, str]:
+    """Sort key: the backend registry's order, then backends it does not know."""
+    from bench.backends import backend_names
+
+    names = backend_names()
+    return (names.index(backend), "") if backend in names else (len(names), backend)
+
+
 def with_metric_columns(summary: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in METRIC_COLUMNS if c not in summary.columns]
     return summary.assign(**{c: float("nan") for c in missing}) if missing else summary

@@ -9,9 +9,10 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from bench.results import RunTables
-from reports.blocks import img, table, warn
-from reports.charts import to_png
+from reports.blocks import img, nbytes, si, table, warn
+from reports.charts import to_image
 from reports.comparison import rank_backends, round_values
+from reports.summary import backend_rank, model_rank
 
 BASELINE = "cpu-fp32"
 
@@ -33,6 +34,88 @@ def verdict_table(ranked: pd.DataFrame) -> pd.DataFrame:
                      _interval(r, "time_vs_fastest"), f"against {BASELINE}": getattr(r, "vs_baseline", "–"),
                      "rounds": r.rounds, **({"run": r.run_id} if ranked.run_id.nunique() > 1 else {})})
     return pd.DataFrame(rows).fillna("–")
+
+
+def _speed_text(r, unstable: bool) -> str:
+    """One glance cell: samples/s, its speed against the fastest with the interval, and marks."""
+    text = f"{si(r.samples_per_s)}/s"
+    if r.standing == "fastest":
+        text += " ★ fastest"
+    else:
+        text += f" · {_interval(r, 'time_vs_fastest')}" + (" = tie" if r.standing == "tie with fastest" else "")
+    return text + (" ⚠ unstable" if unstable else "")
+
+
+def glance_table(rt: RunTables, ranked: pd.DataFrame, run_id: str, model: str) -> pd.DataFrame:
+    """Per backend of one model: training and inference (batch 1 and the largest batch) against the
+    fastest, accuracy, peak memory and what did not end ok, each mark in its own cell."""
+    s = rt["summary"]
+    s = s[(s.run_id == run_id) & (s.model == model)]
+    r = ranked[(ranked.run_id == run_id) & (ranked.model == model)]
+    sizes = sorted(r[r.phase == "infer"].batch_size.dropna().unique())
+    phases = [("train", None)] + [("infer", b) for b in dict.fromkeys([sizes[0], sizes[-1]] if sizes else [])]
+    train = s[(s.phase == "train") & (s.status == "ok")]
+    parity = train["parity_argmax_agreement"] if "parity_argmax_agreement" in train else pd.Series(dtype=float)
+    reference = train[parity.isna()] if len(parity) else train
+    base_acc = reference.test_accuracy.iloc[0] if len(reference) and "test_accuracy" in reference else float("nan")
+    rows = []
+    for backend, g in sorted(s.groupby("backend", sort=False), key=lambda bg: backend_rank(bg[0])):
+        row = {"backend": backend}
+        for phase, bs in phases:
+            label = "training" if phase == "train" else f"inference, batch {int(bs)}"
+            hit = r[(r.backend == backend) & (r.phase == phase) & ((r.batch_size == bs) if bs else True)]
+            cell = g[(g.phase == phase) & ((g.batch_size == bs) if bs else True)]
+            if len(hit):
+                unstable = bool(cell.unstable.fillna(False).astype(bool).any()) if "unstable" in cell else False
+                row[label] = _speed_text(hit.iloc[0], unstable)
+            elif len(cell) and (cell.status != "ok").any():
+                row[label] = str(cell.status.iloc[0])
+            else:
+                row[label] = "–"
+        t = g[(g.phase == "train") & (g.status == "ok")]
+        delta = g["parity_accuracy_delta_pts"].dropna() if "parity_accuracy_delta_pts" in g else pd.Series()
+        if len(t) and "test_accuracy" in t and t.test_accuracy.notna().any():
+            row["accuracy"] = f"{t.test_accuracy.iloc[0] * 100:.2f}%"
+        elif len(delta) and base_acc == base_acc:
+            row["accuracy"] = f"{base_acc * 100 + delta.iloc[0]:.2f}% (Δ {delta.iloc[0]:+.2f} pts)"
+        else:
+            row["accuracy"] = "–"
+        rss = g.peak_rss_bytes.max() if "peak_rss_bytes" in g else float("nan")
+        row["peak memory"] = nbytes(rss) if rss == rss else "–"
+        if "cuda_max_allocated_bytes" in g and g.cuda_max_allocated_bytes.notna().any():
+            row["peak memory"] += f" (GPU {nbytes(g.cuda_max_allocated_bytes.max())})"
+        bad = g[g.status != "ok"]
+        row["status"] = "ok" if bad.empty else "; ".join(
+            f"{b.phase}{'' if pd.isna(b.batch_size) else f' bs={int(b.batch_size)}'}: {b.status}"
+            + (f" ({b.reason})" if isinstance(b.reason, str) and b.reason and b.status != "skipped" else "")
+            for b in bad.itertuples())
+        if not bad.empty and (bad.status == "skipped").all():
+            row["status"] = f"skipped: {bad.reason.dropna().iloc[0] if bad.reason.notna().any() else ''}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def render_glance(rt: RunTables) -> str:
+    """The first screen: per model, every backend's training and inference speed against the
+    fastest (with intervals), accuracy, memory and marks."""
+    ranked = rank_backends(round_values(rt), baseline=BASELINE)
+    s = rt["summary"]
+    if s.empty:
+        return ""
+    parts = ['<h2 id="at-a-glance">At a glance</h2>',
+             '<p class="note">★ the fastest backend of a column; the others as a share of its speed with the 95% '
+             "interval of the paired ratio (= tie: the interval holds 1); ⚠ unstable: the median moved by more than "
+             "10% between rounds. Details in the Verdict below.</p>"]
+    several = s.run_id.nunique() > 1
+    groups = s[["run_id", "model"]].drop_duplicates()
+    groups = groups.iloc[sorted(range(len(groups)), key=lambda i: (groups.run_id.iloc[i] if several else "",
+                                                                    model_rank(groups.model.iloc[i])))]
+    for run_id, model in groups.itertuples(index=False):
+        heading = f"{model}" + (f" · run {run_id}" if several else "")
+        parts += [f"<h3>{html.escape(heading)}</h3>",
+                  table(glance_table(rt, ranked, run_id, model), f"glance-{run_id}-{model}" if several
+                        else f"glance-{model}")]
+    return "\n".join(parts)
 
 
 def render_verdict(rt: RunTables, report_dir) -> str:
@@ -63,7 +146,7 @@ def speed_index_chart(machine: pd.DataFrame) -> bytes | None:
     ax.set(xlabel="seconds into the run", ylabel="control matmul (ms)", yscale="log",
            title="machine speed index: the same fixed matmul timed every round (higher is slower)")
     ax.legend(fontsize=8)
-    return to_png(fig)
+    return to_image(fig)
 
 
 def render_machine(rt: RunTables, report_dir) -> str:

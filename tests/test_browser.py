@@ -37,3 +37,38 @@ def test_report_renders_in_chromium(browser, tiny_run):
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
     page.close()
+
+
+def test_report_reads_at_a_glance(browser, tiny_run):
+    """First screen: the verdict per model; contents that link to every section; a table that
+    sorts on click; nothing wider than a 1280 px window."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto((tiny_run / "report.html").resolve().as_uri())
+    page.wait_for_load_state("load")
+    glance = page.locator("#glance-mlp")
+    assert glance.is_visible() and glance.bounding_box()["y"] < 900  # on the first screen
+    assert "★ fastest" in glance.inner_text() and "backend" in glance.inner_text()
+    links = page.eval_on_selector_all("nav.toc a", "els => els.map(a => a.getAttribute('href'))")
+    assert len(links) >= 8 and "#summary" in links and "#memory" in links
+    for href in links:
+        assert page.locator(href).count() == 1, href
+    page.click("nav.toc a[href='#memory']")
+    assert page.evaluate("window.scrollY") > 900
+
+    def column(table, header):
+        idx = page.eval_on_selector_all(f"#{table} thead th", f"hs => hs.findIndex(h => h.title == '{header}')")
+        return page.eval_on_selector_all(f"#{table} tbody tr", f"rs => rs.map(r => r.cells[{idx}].dataset.v)")
+
+    page.click("#infer-table thead th[title='p50_latency_ms']")
+    values = [float(v) for v in column("infer-table", "p50_latency_ms")]
+    assert values == sorted(values) and len(values) >= 4
+    page.click("#infer-table thead th[title='p50_latency_ms']")
+    assert [float(v) for v in column("infer-table", "p50_latency_ms")] == sorted(values, reverse=True)
+    shown = page.inner_text("#infer-table tbody")
+    assert "µs" in shown or " ms" in shown  # latency in human units
+    width = page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+    assert width[0] <= width[1], width
+    wide = page.eval_on_selector_all("div.tw", "els => els.filter(e => e.scrollWidth > e.clientWidth + 1)"
+                                               ".map(e => e.firstChild.id)")
+    assert wide == [], wide
+    page.close()

@@ -156,7 +156,7 @@ def test_compare_renders_and_finds_no_difference_between_identical_runs(two_runs
     out = capsys.readouterr().out
     assert "time ratio [95% CI]" in out and "geometric-mean speedup" in out
     html = (tmp_path / "c.html").read_text()
-    assert "compare-table" in html and "data:image/png;base64," in html and "Environment differences" in html
+    assert "compare-table" in html and "data:image/svg+xml;base64," in html and "Environment differences" in html
     from reports.compare import compare
 
     m = compare([first, second]).matched

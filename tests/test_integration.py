@@ -56,6 +56,7 @@ def test_report_rebuilds_from_files(tiny_run, tmp_path):
 
     html = render_report([tiny_run], tmp_path / "again.html").read_text()
     for needle in ("summary-table", "Environment", "infer-table", "parity-table", "memory-table",
-                   "data:image/png;base64,", "CUDA not available"):
+                   "data:image/svg+xml;base64,", "CUDA not available",
+                   "peak memory", "At a glance", "nav class=\"toc\""):
         assert needle in html
     assert "http://" not in html and "https://" not in html  # opens offline
