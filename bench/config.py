@@ -16,6 +16,7 @@ from typing import Any
 from bench import ConfigError
 from bench.backends import AUTO, auto_backends, backend_names
 from bench.engines.base import BackendOptions
+from bench.history import check_name
 from models import get_spec, model_names
 
 MNIST_TRAIN_IMAGES = 60_000
@@ -96,6 +97,7 @@ class RunConfig:
     dynamics_every: int = 1  # with dynamics: record per-layer statistics every K steps
     grid: int = 15  # with dynamics: surface points per axis (>= 2)
     subset: int = 500  # with dynamics: first N training images the landscape is evaluated on
+    name: str | None = None  # a name for the run (its folder ends with it; found by it in the results index)
     train: dict[str, TrainConfig] = field(default_factory=dict)  # per model
     infer: InferConfig = field(default_factory=InferConfig)
     backend_options: BackendOptions = field(default_factory=BackendOptions)
@@ -117,7 +119,7 @@ _PRESET_INFER = {"quick": {"budget_s": 0.5, "rounds": 5, "warmup_calls": 1, "min
 _TRAIN_KEYS = {f.name for f in fields(TrainConfig)}
 _INFER_KEYS = {f.name for f in fields(InferConfig)}
 _OPTION_KEYS = {f.name for f in fields(BackendOptions)}
-_RUN_KEYS = {"models", "backends", "preset", "seed", "threads", "processes", "out", "data_dir", "dynamics",
+_RUN_KEYS = {"models", "backends", "preset", "seed", "threads", "processes", "out", "data_dir", "dynamics", "name",
              "dynamics_every", "grid", "subset"}
 LEGAL_KEYS = sorted(_TRAIN_KEYS | _INFER_KEYS | _OPTION_KEYS | _RUN_KEYS | {"config"})
 
@@ -205,6 +207,7 @@ def build_config(values: dict[str, Any]) -> RunConfig:
         dynamics_every=_int("dynamics_every", values.get("dynamics_every", 1), minimum=1),
         grid=_int("grid", values.get("grid", RunConfig.grid), minimum=2),
         subset=_int("subset", values.get("subset", RunConfig.subset), minimum=1),
+        name=check_name(str(values["name"])) if values.get("name") is not None else None,
         train=train,
         infer=infer,
         backend_options=options,
@@ -341,3 +344,43 @@ def _positive(obj: Any, *names: str, allow_none: bool = False) -> None:
 def _one_of(key: str, value: Any, legal: tuple[str, ...]) -> None:
     if value not in legal:
         raise ConfigError(f"{key} must be one of {', '.join(legal)}; got {value!r}")
+
+
+def default_texts() -> dict[str, str]:
+    """Each run option's default as --help states it: one value, or per preset and model where the
+    presets and the models' recipes differ."""
+    from dataclasses import asdict
+
+    presets = {p: build_config({"preset": p, "backends": "cpu-fp32"}) for p in PRESETS}
+    out: dict[str, str] = {}
+    for key in _TRAIN_KEYS:
+        per = {p: {m: getattr(c.train_for(m), key) for m in c.models} for p, c in presets.items()}
+        values = {v for d in per.values() for v in d.values()}
+        if len(values) == 1:
+            out[key] = _shown(values.pop())
+        elif all(d == per["quick"] for d in per.values()):  # per model, the same in every preset
+            out[key] = ", ".join(f"{m} {_shown(v)}" for m, v in per["quick"].items())
+        else:
+            out[key] = "; ".join(f"{p}: " + (_shown(next(iter(d.values()))) if len(set(d.values())) == 1 else
+                                            ", ".join(f"{m} {_shown(v)}" for m, v in d.items()))
+                                 for p, d in per.items())
+    for key in _INFER_KEYS:
+        values = {p: getattr(c.infer, key) for p, c in presets.items()}
+        out[key] = _shown(values["quick"]) if len(set(values.values())) == 1 else \
+            "; ".join(f"{p}: {_shown(v)}" for p, v in values.items())
+    for key, value in asdict(BackendOptions()).items():
+        out[key] = _shown(value)
+    run = RunConfig()
+    out.update({k: _shown(getattr(run, k)) for k in _RUN_KEYS if k not in ("models", "backends")},
+               models=",".join(model_names()), backends=AUTO, preset="quick")
+    return out
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, (tuple, list)):
+        return ",".join(map(str, value))
+    return f"{value:g}" if isinstance(value, float) else str(value)

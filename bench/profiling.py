@@ -1,15 +1,18 @@
 """Profiling: ``torch.profiler`` over training steps with a wait/warm-up/active schedule.
 
-Runs apart from every timing run (its overhead never reaches a timing). Writes
-``<run>/profile/<worker>.*.pt.trace.json`` through ``tensorboard_trace_handler`` (open with
-``tensorboard --logdir <run>/profile`` and torch-tb-profiler) and ``<run>/profile/trace.json``
-(open in https://ui.perfetto.dev or chrome://tracing), plus tidy operator tables for the report.
+Runs apart from every timing run (its overhead never reaches a timing). Writes one trace per
+model and backend, ``<run>/profile/<model>_<backend>.<ms>.pt.trace.json``: a Chrome trace-event
+file that Perfetto (https://ui.perfetto.dev, "Open trace file") and chrome://tracing open, named as
+torch-tb-profiler expects, so ``tensorboard --logdir <run>/profile`` finds the same file. Plus tidy
+operator tables for the report and, for CUDA traces when the optional ``hta``
+(HolisticTraceAnalysis) package is installed, its temporal breakdown of GPU time.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
+import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile, record_function, schedule
 
+from bench import console
 from bench.backends import Backend
 from bench.config import TrainConfig
 from bench.data import Split
@@ -55,20 +59,20 @@ def profile_training(model_name: str, backend: Backend, train: Split, batch_size
     trace_dir.mkdir(parents=True, exist_ok=True)
     worker = f"{model_name}_{backend.name}"
 
+    written: list[Path] = []
+
     def on_ready(prof) -> None:
-        # A trace can be exported once: write it under the name torch-tb-profiler looks for
-        # (as tensorboard_trace_handler would), then copy it under a plain name for Perfetto.
-        tb_file = trace_dir / f"{worker}.{time.time_ns() // 1_000_000}.pt.trace.json"
-        prof.export_chrome_trace(str(tb_file))
-        shutil.copyfile(tb_file, trace_dir / f"trace_{worker}.json")
+        # written once, under the name torch-tb-profiler looks for (as tensorboard_trace_handler would)
+        written.append(trace_dir / f"{worker}.{time.time_ns() // 1_000_000}.pt.trace.json")
+        prof.export_chrome_trace(str(written[-1]))
 
     generator = torch.Generator().manual_seed(seed)
     batches = _endless(train, batch_size, generator)
     model.train()
-    with profile(activities=activities, schedule=schedule(wait=pcfg.wait, warmup=pcfg.warmup, active=pcfg.active,
-                                                          repeat=1),
-                 on_trace_ready=on_ready, record_shapes=pcfg.record_shapes, profile_memory=pcfg.profile_memory,
-                 with_stack=pcfg.with_stack, with_flops=True, acc_events=True) as prof:
+    plan = schedule(wait=pcfg.wait, warmup=pcfg.warmup, active=pcfg.active, repeat=1)
+    with console.quiet_stdio(), profile(activities=activities, schedule=plan, on_trace_ready=on_ready,
+                                        record_shapes=pcfg.record_shapes, profile_memory=pcfg.profile_memory,
+                                        with_stack=pcfg.with_stack, with_flops=True, acc_events=True) as prof:
         for _ in range(pcfg.steps):
             with record_function("step.data"):
                 x, y = next(batches)
@@ -84,7 +88,29 @@ def profile_training(model_name: str, backend: Backend, train: Split, batch_size
                 else:
                     opt.step()
             prof.step()
-    return operator_tables(prof.key_averages(), pcfg.active)
+    tables = operator_tables(prof.key_averages(), pcfg.active)
+    if backend.device == "cuda" and written:
+        tables["profile_hta"] = hta_breakdown(written[-1])
+    return tables
+
+
+def hta_breakdown(trace: Path) -> pd.DataFrame:
+    """HolisticTraceAnalysis's temporal breakdown of a CUDA trace (GPU time in compute, non-compute
+    such as copies and communication, and idle), when the optional ``hta`` package is installed;
+    otherwise (or when it fails) one row saying why."""
+    try:
+        from hta.trace_analysis import TraceAnalysis
+    except ImportError:
+        return pd.DataFrame([{"note": "HolisticTraceAnalysis not installed (pip install HolisticTraceAnalysis)"}])
+    with tempfile.TemporaryDirectory() as tmp:  # HTA reads every trace of a folder as one job's ranks
+        os.symlink(trace.resolve(), Path(tmp) / trace.name)
+        try:
+            with console.quiet_stdio():
+                df = TraceAnalysis(trace_dir=tmp).get_temporal_breakdown(visualize=False)
+        except Exception as e:  # a third-party analysis: its failure is a note, never a lost profile
+            print(f"warning: HolisticTraceAnalysis could not analyse {trace.name}: {e}", file=sys.stderr)
+            return pd.DataFrame([{"note": f"HolisticTraceAnalysis failed: {type(e).__name__}: {e}"}])
+    return pd.DataFrame(df).reset_index(drop=True).assign(trace=trace.name)
 
 
 def profile_cell(model_name: str, backend: Backend, train: Split, batch_size: int, seed: int,

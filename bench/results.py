@@ -54,6 +54,8 @@ SCHEMA = {
                    "self_device_time_us, device_time_total_us, flops (over the active steps)",
     "profile_phases": "profile: one row per phase of a training step (data, forward, backward, optimizer): "
                       "cpu_ms_per_step, device_ms_per_step",
+    "profile_hta": "profile of a CUDA backend: HolisticTraceAnalysis's temporal breakdown of GPU time (idle, "
+                   "compute, non-compute, in ns and %) with the trace's name, or one row with a note why not",
 }
 
 

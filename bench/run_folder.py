@@ -17,11 +17,11 @@ def open_run(cfg, argv: list[str] | None, mnist, resume: Path | None = None) -> 
     """A new run folder under ``cfg.out``, or ``resume`` reopened (its unfinished cells cleared);
     returns its writer and its meta.json, written at status "running" with this process's pid."""
     if resume is None:
-        run_id = new_run_id()
+        run_id = new_run_id() + (f"-{cfg.name}" if cfg.name else "")
         writer = RunWriter(cfg.out / run_id)
         writer.run_dir.mkdir(parents=True)
         meta = {**collect_metadata(cfg, argv), "run_id": run_id, "data_source": mnist.source,
-                "start_time": now_iso(), "status": "running", "pid": os.getpid()}
+                "start_time": now_iso(), "status": "running", "pid": os.getpid(), "name": cfg.name}
         write_samples(writer.run_dir, mnist)
     else:
         writer = RunWriter(Path(resume))
@@ -40,3 +40,7 @@ def close_run(writer: RunWriter, meta: dict, status: str, warnings: list[str], *
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
     write_json(writer.run_dir / "meta.json", meta)
+    if status != "running":
+        from bench.history import try_index_run
+
+        try_index_run(writer.run_dir)

@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from bench import console
 from bench.backends import REFERENCE, Backend, get_backend, probe
 from bench.cells import calibration_images, failure_of, guarded, infer_tables, memory_pass, prepare_cell, train_cell
 from bench.config import RunConfig
@@ -68,7 +69,7 @@ class Runner:
                 bs, settings = self.cfg.train_for(model).batch_size, b.configure(self.cfg.backend_options)
                 guarded(self.writer, model, b, "profile", lambda: self.writer.write(model, b, "profile", profile_cell(
                     model, b, self.splits(model, b.device)[0], bs, self.cfg.seed, self.cfg.backend_options, settings,
-                    pcfg, self.writer.run_dir / "profile"), bs), bs, verbose=self.progress)
+                    pcfg, self.writer.run_dir / "profile"), bs), bs)
 
         return self._finish(body)
 
@@ -133,42 +134,51 @@ class Runner:
         # a batch size with any cell missing is measured again whole, so its backends stay paired by round
         redo = [bs for bs in sizes if any(todo(b, "infer", bs) for b in available)]
         prepared, weights = {}, {}  # weights: the trained model each backend was prepared from
-        for b in available:
-            wanted = redo
-            export = not b.trains and todo(b, "export")
-            if not wanted and not export:
-                continue
-            if b.trains and b.name not in trained:
-                for bs in wanted:  # its training failed or diverged: its row says which
-                    self.writer.write_status(model, b, "infer", "skipped", "no trained model (training did not "
-                                             "end ok)", bs)
-                continue
-            train, test = self.splits(model, b.device)
-            settings = b.configure(cfg.backend_options)
-            weights[b.name] = trained.get(b.name, source)
-            if b.trains and (model, b.name) in self._prepared_in_training:
-                prepared[b.name] = self._prepared_in_training.pop((model, b.name))
-            elif b.trains or (source is not None and not export):
-                prepared[b.name] = guarded(self.writer, model, b, "export", lambda: b.engine.prepare(
-                    weights[b.name], b, cfg.backend_options, calibration_images(train)), verbose=self.progress)
-            elif source is not None:
-                prepared[b.name] = guarded(self.writer, model, b, "export", lambda: self._write(
-                    model, b, "export", *prepare_cell(b, copy.deepcopy(source).cpu(), cfg.backend_options, settings,
-                                                      train, test)), verbose=self.progress)
-            if prepared.get(b.name) is None:
-                why = "preparing the model failed" if source is not None or b.trains else "no trained model to prepare"
-                if export and source is None:
-                    self.writer.write_status(model, b, "export", "skipped", why)
-                for bs in wanted:
-                    self.writer.write_status(model, b, "infer", "skipped", why, bs)
+        with console.stage(f"prepare {model} (export, compile, quantize)", len(available), "backend") as st:
+            for b in available:
+                self._prepare(model, b, redo, todo, trained, source, prepared, weights)
+                st.update(note=b.name)
         ready = [b for b in available if prepared.get(b.name) is not None]
         measured = {}
         if cfg.processes > 1 and ready:
             train, test = self.splits(model, "cpu")
             measured = rounds_in_workers(model, ready, weights, test.x, calibration_images(train), cfg)
-        for bs in redo:
-            if ready:
-                self._infer_group(model, bs, ready, prepared, measured.get(bs))
+        if ready and redo:
+            with console.stage(f"infer {model} ({len(ready)} backends, interleaved rounds)", len(redo),
+                               "batch size") as st:
+                for bs in redo:
+                    self._infer_group(model, bs, ready, prepared, measured.get(bs))
+                    st.update(note=f"bs={bs}")
+
+    def _prepare(self, model: str, b: Backend, redo: list[int], todo, trained: dict, source, prepared: dict,
+                 weights: dict) -> None:
+        """Prepare one backend's trained model for inference (export, compile, quantize), or write why not."""
+        export = not b.trains and todo(b, "export")
+        if not redo and not export:
+            return
+        if b.trains and b.name not in trained:
+            for bs in redo:  # its training failed or diverged: its row says which
+                self.writer.write_status(model, b, "infer", "skipped", "no trained model (training did not "
+                                         "end ok)", bs)
+            return
+        train, test = self.splits(model, b.device)
+        settings = b.configure(self.cfg.backend_options)
+        weights[b.name] = trained.get(b.name, source)
+        if b.trains and (model, b.name) in self._prepared_in_training:
+            prepared[b.name] = self._prepared_in_training.pop((model, b.name))
+        elif b.trains or (source is not None and not export):
+            prepared[b.name] = guarded(self.writer, model, b, "export", lambda: b.engine.prepare(
+                weights[b.name], b, self.cfg.backend_options, calibration_images(train)))
+        elif source is not None:
+            prepared[b.name] = guarded(self.writer, model, b, "export", lambda: self._write(
+                model, b, "export", *prepare_cell(b, copy.deepcopy(source).cpu(), self.cfg.backend_options, settings,
+                                                  train, test)))
+        if prepared.get(b.name) is None:
+            why = "preparing the model failed" if source is not None or b.trains else "no trained model to prepare"
+            if export and source is None:
+                self.writer.write_status(model, b, "export", "skipped", why)
+            for bs in redo:
+                self.writer.write_status(model, b, "infer", "skipped", why, bs)
 
     def _dynamics(self, model: str, trainers: list[Backend]) -> None:
         """Landscape analyses of each training cell that recorded dynamics and has none yet (also on resume)."""
@@ -178,8 +188,7 @@ class Runner:
             if (train_dir / "checkpoints.pt").is_file() and not (cells / cell_id(model, b.name, "dynamics")).is_dir():
                 dcfg = DynamicsConfig(grid=self.cfg.grid, subset=self.cfg.subset)
                 guarded(self.writer, model, b, "dynamics", lambda: self.writer.write(
-                    model, b, "dynamics", dynamics_cell(train_dir, self.mnist, dcfg, self.progress)),
-                    verbose=self.progress)
+                    model, b, "dynamics", dynamics_cell(train_dir, self.mnist, dcfg, self.progress)))
 
     def _load_trained(self, model: str, b: Backend) -> torch.nn.Module | None:
         """The weights a completed training cell kept (``model.pt``), or None when it did not end ok."""
@@ -241,7 +250,7 @@ class Runner:
             p, images = prepared[b.name], self.splits(model, b.device)[1].x
             x = p.to_input(input_batch(images, bs))
             memory[b.name] = guarded(self.writer, model, b, "infer", lambda: memory_pass(
-                p, x, b.engine.memory_device(b)), bs, verbose=self.progress)
+                p, x, b.engine.memory_device(b)), bs)
             if memory[b.name] is not None:
                 contenders.append(Contender(b.name, lambda p=p, x=x: p.predict(x), p.clock_device))
         if measured is None:

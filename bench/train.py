@@ -12,8 +12,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
+from bench import console
 from bench.backends import Backend
 from bench.config import TrainConfig
 from bench.data import Split
@@ -178,8 +178,7 @@ def train_blocks(name: str, backend: Backend, train: Split, test: Split, cfg: Tr
     reached_at = None
     last_eval = (-1, 0.0, 0.0, None)
     wall_start = wall_time()
-    bar = tqdm(total=cfg.epochs * steps_per_epoch, desc=f"train {name} {backend.name}", disable=not progress,
-               leave=False, unit="step")
+    bar = console.Stage(f"train {name} {backend.name}", cfg.epochs * steps_per_epoch, "step", enabled=progress)
 
     def close_stretch(marks, sizes, ep) -> None:
         """Read the marks of the steps since the last sync (the clock is synchronized first)."""

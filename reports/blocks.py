@@ -78,7 +78,7 @@ def fmt(v: float) -> str:
     return f"{v:,.4g}"
 
 
-def _unit(column: str):
+def unit_for(column: str):
     """The formatter a column's name asks for (None: plain number)."""
     c = column.lower()
     if "samples_per_s" in c or "samples/s" in c or c.endswith("flops_per_sample") or c.endswith("params"):
@@ -89,12 +89,12 @@ def _unit(column: str):
         return lambda v: duration(v / 1e3)
     if c.endswith("_s") and not c.endswith("per_s"):
         return duration
-    if c in ("test_accuracy", "accuracy", "final_accuracy"):
+    if c.endswith("accuracy") or "accuracy (" in c:
         return lambda v: f"{v * 100:.2f}%"
     return None
 
 
-def _cell(value, unit) -> tuple[str, str]:
+def cell_text(value, unit) -> tuple[str, str]:
     """(shown text, sort key) for one table value."""
     if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA or value is pd.NaT:
         return "–", ""
@@ -113,7 +113,7 @@ def _cell(value, unit) -> tuple[str, str]:
         import numpy as np
 
         if isinstance(value, np.generic):
-            return _cell(value.item(), unit)
+            return cell_text(value.item(), unit)
     except ImportError:  # pragma: no cover
         pass
     return str(value), ""
@@ -124,13 +124,13 @@ def table(df: pd.DataFrame, table_id: str = "", raw: bool = False) -> str:
     (``raw``: plain numbers) and sort by their exact value (``data-v``)."""
     if df is None or df.empty:
         return '<p class="note">(nothing recorded)</p>'
-    units = [None if raw else _unit(str(c)) for c in df.columns]
+    units = [None if raw else unit_for(str(c)) for c in df.columns]
     head = "".join(f'<th title="{html.escape(str(c))}">{html.escape(_header(str(c)))}</th>' for c in df.columns)
     rows = []
     for values in df.itertuples(index=False, name=None):
         tds = []
         for value, unit in zip(values, units):
-            shown, key = _cell(value, unit)
+            shown, key = cell_text(value, unit)
             attr = f' data-v="{html.escape(key)}"' if key else ""
             cls = ' class="s"' if not key and shown != "–" else ""
             tds.append(f"<td{attr}{cls}>{html.escape(shown)}</td>")

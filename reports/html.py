@@ -65,48 +65,88 @@ def summary_section(summary: pd.DataFrame, max_batch: dict[str, int] | None = No
     return df.merge(cost.reset_index(), on="model", how="left")
 
 
+TRAIN_COLUMNS = ["model", "backend", "epochs_run", "batch_size", "optimizer", "schedule", "lr", "train_samples_per_s",
+                 "train_samples_per_s_ci_low", "train_samples_per_s_ci_high", "between_round_cv", "interleaved",
+                 "speedup_vs_cpu_fp32", "cold_step_s", "warmup_steps", "warmup_s", "train_s", "data_s", "compute_s",
+                 "eval_s", "time_to_accuracy_s", "test_accuracy", "mfu"]
+INFER_COLUMNS = ["model", "backend", "batch_size", "p50_latency_ms", "round_p50_ci_low_ms", "round_p50_ci_high_ms",
+                 "rounds", "between_round_cv", "unstable", "p90_latency_ms", "p99_latency_ms", "mean_latency_ms",
+                 "std_latency_ms", "iqr_latency_ms", "cv", "samples_per_s", "speedup_vs_cpu_fp32",
+                 "cold_first_call_ms", "n_samples", "event_wall_gap", "host_bound"]
+EXPORT_COLUMNS = ["model", "backend", "precision", "opset", "export_s", "quantization", "quantize_s", "quantized_ops",
+                  "calibration_images", "fp32_onnx_bytes", "onnx_bytes", "session_create_s", "first_inference_s",
+                  "ort_session_rss_bytes", "ort_opt_level", "ort_intra_threads", "ort_inter_threads"]
+MEMORY_COLUMNS = ["model", "backend", "phase", "batch_size", "peak_rss_bytes", "rss_scope", "cuda_max_allocated_bytes",
+                  "cuda_max_reserved_bytes", "ort_session_rss_bytes"]
+
+
+def section_frames(rt: RunTables) -> dict[str, pd.DataFrame]:
+    """The report's tables by section name, in raw units: what the HTML shows and what
+    ``mnist-bench export`` writes."""
+    s = rt["summary"]
+    if s.empty:
+        return {}
+    several = s.run_id.nunique() > 1
+    s = with_speedup(with_metric_columns(s))
+    ok = s[s.status == "ok"]
+    first = ["run_id"] if several else []
+    frames = {"verdict": verdict_section.verdict_frame(rt),
+              "summary": summary_section(s, planned_max_batch(rt.meta)),
+              "training": cols(ok[ok.phase == "train"], first + TRAIN_COLUMNS),
+              "inference": cols(ok[ok.phase == "infer"].sort_values(["model", "backend", "batch_size"]),
+                                first + INFER_COLUMNS)}
+    parity_cols = [c for c in s.columns if c.startswith("parity_")]
+    if parity_cols:
+        frames["parity"] = cols(ok[ok[parity_cols[0]].notna()], first + ["model", "backend", "phase", *parity_cols])
+    frames["export"] = cols(ok[ok.phase == "export"], first + EXPORT_COLUMNS)
+    frames["memory"] = cols(ok[ok.phase != "profile"], first + MEMORY_COLUMNS)
+    frames["classes"] = _per_class(rt["classes"], s)
+    frames["skipped"] = cols(s[s.status != "ok"], first + ["model", "backend", "phase", "batch_size", "status",
+                                                         "reason"])
+    return {name: _tidy(f) for name, f in frames.items() if f is not None}
+
+
+def _tidy(df: pd.DataFrame) -> pd.DataFrame:
+    """A plain table: a fresh index, unnamed columns, batch sizes as numbers (missing for training)."""
+    df = df.reset_index(drop=True)
+    df.columns = [str(c) for c in df.columns]
+    if "batch_size" in df:
+        df["batch_size"] = pd.to_numeric(df.batch_size, errors="coerce")
+    return df
+
+
 def render_tables(rt: RunTables) -> str:
     s = rt["summary"]
     if s.empty:
         return "<p>No completed cells.</p>"
+    frames = section_frames(rt)
     s = with_speedup(with_metric_columns(s))
-    ok = s[s.status == "ok"]
-    train, infer, export = ok[ok.phase == "train"], ok[ok.phase == "infer"], ok[ok.phase == "export"]
+    export = s[(s.status == "ok") & (s.phase == "export")]
     parts = ["<h2>Summary</h2>",
              '<p class="note">One row per model × backend. acc_%: final test accuracy; train_samples/s: steady '
              "state, warm-up excluded; tta_s: training time to the target accuracy (evaluation excluded); "
              "p50_bs1_ms: median latency at batch 1; peak_rss_MB: process RSS high-water per cell; "
              "train_MFU: achieved FLOP/s over the measured peak matmul FLOP/s.</p>",
-             table(summary_section(s, planned_max_batch(rt.meta)), "summary-table")]
+             table(frames["summary"], "summary-table")]
     parts += ["<h2>Training</h2>",
               img(charts.training_curves(rt["curve"], s), "training curves",
                    "Training loss and test accuracy against wall time (evaluation included in wall time, "
                    "excluded from train_s). The dashed line is the target accuracy."),
-              table(cols(train, ["model", "backend", "epochs_run", "batch_size", "optimizer", "schedule", "lr",
-                                 "train_samples_per_s", "train_samples_per_s_ci_low", "train_samples_per_s_ci_high",
-                                 "between_round_cv", "interleaved", "speedup_vs_cpu_fp32", "cold_step_s",
-                                 "warmup_steps", "warmup_s", "train_s", "data_s", "compute_s", "eval_s",
-                                 "time_to_accuracy_s", "test_accuracy", "mfu"]), "train-table")]
-    unstable = infer[infer.unstable.fillna(False).astype(bool)]
+              table(frames["training"], "train-table")]
+    n_unstable = int(frames["inference"].unstable.fillna(False).astype(bool).sum()) \
+        if "unstable" in frames["inference"] else 0
     parts += ["<h2>Inference</h2>",
               img(charts.throughput(s), "throughput", "Throughput per backend (log scale)."),
               img(charts.latency_vs_batch(s), "latency vs batch size",
                    "Median latency per call against batch size; whiskers from the fastest call to p99."),
-              f'<p class="warn">{len(unstable)} cell(s) unstable (their median moved by more than 10% between '
-              "rounds, CV): marked in the table.</p>" if len(unstable) else "",
-              table(cols(infer.sort_values(["model", "backend", "batch_size"]),
-                           ["model", "backend", "batch_size", "p50_latency_ms", "round_p50_ci_low_ms",
-                            "round_p50_ci_high_ms", "rounds", "between_round_cv", "unstable", "p90_latency_ms",
-                            "p99_latency_ms", "mean_latency_ms", "std_latency_ms", "iqr_latency_ms", "cv",
-                            "samples_per_s", "speedup_vs_cpu_fp32", "cold_first_call_ms", "n_samples",
-                            "event_wall_gap", "host_bound"]), "infer-table")]
-    parity_cols = [c for c in s.columns if c.startswith("parity_")]
-    if parity_cols:
-        parity = ok[ok[parity_cols[0]].notna()]
+              f'<p class="warn">{n_unstable} cell(s) unstable (their median moved by more than 10% between '
+              "rounds, CV): marked in the table.</p>" if n_unstable else "",
+              table(frames["inference"], "infer-table")]
+    if "parity" in frames:
         parts += ["<h2>Parity against fp32 eager</h2>",
                   '<p class="note">Same trained weights, full test split: the backend\'s logits against the fp32 '
                   "PyTorch model's. parity_flag marks an accuracy drop of more than 0.2 points.</p>",
-                  table(cols(parity, ["model", "backend", "phase", *parity_cols]), "parity-table")]
+                  table(frames["parity"], "parity-table")]
     if not export.empty:
         notes = export[export.engine_note.notna()] if "engine_note" in export else export.iloc[:0]
         parts += ["<h2>Export and preparation</h2>",
@@ -115,32 +155,23 @@ def render_tables(rt: RunTables) -> str:
                   "produced, calibration images), session creation and the first inference, apart from the "
                   "steady-state latency above.</p>",
                   *[warn(f"{r.model} · {r.backend}: {r.engine_note}") for r in notes.itertuples()],
-                  table(cols(export, ["model", "backend", "precision", "opset", "export_s", "quantization",
-                                      "quantize_s", "quantized_ops", "calibration_images", "fp32_onnx_bytes",
-                                      "onnx_bytes", "session_create_s", "first_inference_s", "ort_session_rss_bytes",
-                                      "ort_opt_level", "ort_intra_threads", "ort_inter_threads"]), "export-table")]
+                  table(frames["export"], "export-table")]
     parts += ["<h2>Memory</h2>",
               img(charts.memory(s), "peak memory", "Peak memory per backend: the process's resident set while "
                   "training and at the largest inference batch (and the CUDA allocator's peak where a GPU ran)."),
               '<p class="note">peak_rss_bytes: process resident-set high-water during the cell; '
               "cuda_max_allocated_bytes / cuda_max_reserved_bytes: PyTorch's CUDA allocator peaks, reset per cell; "
               "ort_session_rss_bytes: RSS growth from creating the ONNX Runtime session.</p>",
-              table(cols(ok[ok.phase != "profile"], ["model", "backend", "phase", "batch_size", "peak_rss_bytes",
-                                                        "rss_scope",
-                                "cuda_max_allocated_bytes", "cuda_max_reserved_bytes", "ort_session_rss_bytes"]),
-                     "memory-table")]
+              table(frames["memory"], "memory-table")]
     parts += ["<h2>Accuracy</h2>",
               img(charts.confusion_matrices(rt["confusion"], s), "confusion matrices",
                    "Rows: true digit, columns: predicted; colour on a log scale."),
-              table(_per_class(rt["classes"], s), "classes-table"),
+              table(frames["classes"], "classes-table"),
               img(charts.image_grid(rt.samples, "training samples", lambda r: f"label {r.label}"),
                    "sample images"),
               _misclassified(rt["misclassified"], s)]
-    not_ok = s[s.status != "ok"]
-    if not not_ok.empty:
-        parts += ["<h2>Skipped and failed cells</h2>",
-                  table(cols(not_ok, ["model", "backend", "phase", "batch_size", "status", "reason"]),
-                         "skipped-table")]
+    if not frames["skipped"].empty:
+        parts += ["<h2>Skipped and failed cells</h2>", table(frames["skipped"], "skipped-table")]
     return "\n".join(parts)
 
 

@@ -51,15 +51,23 @@ def render(rt: RunTables, report_dir: Path) -> str:
                           "device_time_total_us", "flops"]]
         parts += [f"<h3>{html.escape(model)} · {html.escape(backend)}: top operators</h3>",
                   table(top, f"profile-ops-{model}-{backend}")]
+    hta = rt["profile_hta"]
+    if not hta.empty:
+        hta = hta.merge(s, on=["run_id", "cell_id"])
+        parts += ["<h3>GPU time: compute, non-compute (copies, communication) and idle</h3>",
+                  '<p class="note">HolisticTraceAnalysis\'s temporal breakdown of each CUDA trace.</p>',
+                  table(hta.drop(columns=["run_id", "cell_id"]), "profile-hta")]
     links = []
     for run_dir in rt.run_dirs:
-        for trace in sorted((run_dir / "profile").glob("*.json*")):
+        for trace in sorted((run_dir / "profile").glob("*.pt.trace.json*")):
             rel = os.path.relpath(trace, report_dir)
             links.append(f'<li><a href="{html.escape(rel)}">{html.escape(trace.name)}</a></li>')
         if (run_dir / "profile").is_dir():
-            links.append(f"<li>TensorBoard: <code>tensorboard --logdir {html.escape(str(run_dir / 'profile'))}"
-                         "</code> (torch-tb-profiler)</li>")
+            tb = html.escape(str(run_dir / "profile"))
+            links.append(f"<li>The same files in TensorBoard, for those with torch-tb-profiler (no longer developed): "
+                         f"<code>tensorboard --logdir {tb}</code></li>")
     if links:
-        parts += ["<p>Traces (trace_*.json opens in https://ui.perfetto.dev or chrome://tracing; "
-                  "*.pt.trace.json is what TensorBoard reads):</p><ul>", *links, "</ul>"]
+        parts += ["<p><b>Traces</b>: open one in Perfetto: go to ui.perfetto.dev, choose <i>Open trace file</i> and "
+                  "pick the file (it is read in the browser, never uploaded), or drop it on chrome://tracing. "
+                  "One trace per model and backend:</p><ul>", *links, "</ul>"]
     return "\n".join(parts)

@@ -90,6 +90,7 @@ def summary_frame(summary: pd.DataFrame, max_batch: dict[str, int] | None = None
         row["peak_rss_mb"] = g.peak_rss_bytes.max() / 2**20 if "peak_rss_bytes" in g else float("nan")
         rows.append(row)
     df = pd.DataFrame(rows)[["run", "model", "backend", *COLUMNS]].rename(columns=COLUMNS)
+    df = df.sort_values("backend", key=lambda b: b.map(backend_rank), kind="stable")
     df = df.sort_values("model", key=lambda m: m.map(model_rank), kind="stable").reset_index(drop=True)
     return df if several else df.drop(columns="run")
 
@@ -97,3 +98,13 @@ def summary_frame(summary: pd.DataFrame, max_batch: dict[str, int] | None = None
 def summary_table(summary: pd.DataFrame, max_batch: dict[str, int] | None = None) -> str:
     df = summary_frame(summary, max_batch)
     return df.to_string(index=False, float_format=lambda v: f"{v:,.4g}", na_rep="-") if len(df) else "(no results)"
+
+
+def text_frame(df: pd.DataFrame) -> str:
+    """Any table for the terminal, numbers in the report's human units."""
+    if df.empty:
+        return "(nothing recorded)"
+    from reports.blocks import cell_text, unit_for
+
+    shown = pd.DataFrame({c: [cell_text(v, unit_for(str(c)))[0] for v in df[c]] for c in df.columns})
+    return shown.to_string(index=False)

@@ -100,8 +100,11 @@ def render_glance(rt: RunTables) -> str:
     fastest (with intervals), accuracy, memory and marks."""
     ranked = rank_backends(round_values(rt), baseline=BASELINE)
     s = rt["summary"]
-    if s.empty:
+    if s.empty or not s.phase.isin(["train", "infer"]).any():
         return ""
+    if ranked.empty:  # nothing timed ended ok: the table still says what happened to each cell
+        ranked = pd.DataFrame(columns=["run_id", "model", "phase", "batch_size", "backend", "standing"])
+    s = s[s.phase.isin(["train", "infer", "export"])]
     parts = ['<h2 id="at-a-glance">At a glance</h2>',
              '<p class="note">★ the fastest backend of a column; the others as a share of its speed with the 95% '
              "interval of the paired ratio (= tie: the interval holds 1); ⚠ unstable: the median moved by more than "
@@ -116,6 +119,21 @@ def render_glance(rt: RunTables) -> str:
                   table(glance_table(rt, ranked, run_id, model), f"glance-{run_id}-{model}" if several
                         else f"glance-{model}")]
     return "\n".join(parts)
+
+
+def verdict_frame(rt: RunTables) -> pd.DataFrame:
+    """The verdict in raw numbers: per model, phase and batch size, backends ranked, with their speed
+    against the fastest and against the baseline as ratios with 95% intervals."""
+    ranked = rank_backends(round_values(rt), baseline=BASELINE)
+    if ranked.empty:
+        return ranked
+    out = ranked.assign(speed_vs_fastest=1 / ranked.time_vs_fastest,
+                        speed_vs_fastest_low=1 / ranked.time_vs_fastest_high,
+                        speed_vs_fastest_high=1 / ranked.time_vs_fastest_low)
+    keep = ["run_id", "model", "phase", "batch_size", "backend", "standing", "samples_per_s", "speed_vs_fastest",
+            "speed_vs_fastest_low", "speed_vs_fastest_high", "time_vs_baseline", "time_vs_baseline_low",
+            "time_vs_baseline_high", "vs_baseline", "rounds"]
+    return out[[c for c in keep if c in out]]
 
 
 def render_verdict(rt: RunTables, report_dir) -> str:

@@ -92,3 +92,40 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as done:
         main(["--version"])
     assert done.value.code == 0 and capsys.readouterr().out.strip() == f"mnist-bench {__version__}"
+
+
+def test_help_states_every_default():
+    """Every option with a default says it in --help (run's per preset and model where they differ)."""
+    import argparse
+
+    from bench.cli import build_parser
+
+    parser = build_parser()
+    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert {"run", "report", "compare", "export", "history", "backends", "data", "profile", "dynamics"} <= set(subs)
+    for name, sub in subs.items():
+        formatter = sub._get_formatter()
+        for action in sub._actions:
+            if not action.option_strings or action.help == argparse.SUPPRESS:
+                continue
+            flag = isinstance(action, (argparse._StoreTrueAction, argparse._StoreConstAction, argparse._HelpAction))
+            if flag or action.dest in ("config", "resume", "output", "export", "baseline", "fail_above", "metric",
+                                       "batch_size" if name == "history" else ""):
+                continue  # switches, and options that name a file or a choice with no default value
+            text = formatter._expand_help(action)
+            assert "default" in text, f"{name} {action.option_strings[0]}: {text}"
+    run_help = subs["run"].format_help()
+    assert "(default: quick: 1; full: mlp 20, cnn 3)" in " ".join(run_help.split())
+
+
+def test_quiet_and_verbose(mnist_path, tmp_path, capsys):
+    from .conftest import TINY
+
+    common = ["run", "--models", "mlp", "--backends", "cpu-fp32", "--data-dir", str(mnist_path), *TINY,
+              "--no-report"]
+    assert main([*common, "--out", str(tmp_path / "a")]) == 0
+    out, err = capsys.readouterr()
+    assert "acc_%" in out and "train mlp cpu-fp32: done" in err and "infer mlp" in err  # a line per stage
+    assert main([*common, "-q", "--out", str(tmp_path / "b")]) == 0
+    out, err = capsys.readouterr()
+    assert "acc_%" not in out and "results:" in out and "done" not in err

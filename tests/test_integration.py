@@ -60,3 +60,40 @@ def test_report_rebuilds_from_files(tiny_run, tmp_path):
                    "peak memory", "At a glance", "nav class=\"toc\""):
         assert needle in html
     assert "http://" not in html and "https://" not in html  # opens offline
+
+
+def test_exports_round_trip(tiny_run, tmp_path, capsys):
+    """CSV and JSON read back into the report's own tables; Markdown holds the same rows."""
+    import pandas as pd
+
+    from bench.cli import main
+    from reports.export import SCHEMA_VERSION, read_json_export
+    from reports.html import section_frames
+
+    frames = section_frames(read_run(tiny_run))
+    assert {"summary", "verdict", "training", "inference", "memory"} <= set(frames)
+    assert main(["export", str(tiny_run), "--format", "csv,json,markdown", "--output", str(tmp_path)]) == 0
+    def rows(d):  # missing values as None, numbers as floats to 12 significant digits
+        def value(v):
+            if v is None or (not isinstance(v, str) and pd.isna(v)):
+                return None
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                return float(f"{float(v):.12g}")
+            return v
+        return [[value(v) for v in r] for r in d.astype(object).itertuples(index=False)]
+
+    for name, df in frames.items():
+        if df.empty:
+            continue
+        for back in (pd.read_csv(tmp_path / f"{name}.csv"), read_json_export(tmp_path / f"{name}.json")):
+            assert list(back.columns) == list(df.columns)
+            assert rows(back) == rows(df), name
+        lines = (tmp_path / f"{name}.md").read_text().splitlines()
+        assert lines[0] == "| " + " | ".join(map(str, df.columns)) + " |" and len(lines) == len(df) + 2
+        firsts = [line.split(" | ")[0].lstrip("| ") for line in lines[2:]]
+        assert firsts == [str(v) for v in df.iloc[:, 0]]
+    import json
+
+    assert json.loads((tmp_path / "summary.json").read_text())["schema_version"] == SCHEMA_VERSION
+    assert main(["export", str(tiny_run), "--format", "xml"]) == 2
+    assert "legal values: csv, json, markdown" in capsys.readouterr().err

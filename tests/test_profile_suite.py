@@ -34,8 +34,9 @@ def test_trace_loads_in_torch_tb_profiler(profile_run, tmp_path):
     profile = RunGenerator("cnn_cpu-fp32", None, data).generate_run_profile()
     names = {row["name"] for row in profile.operation_table_by_name["data"]}
     assert {"aten::convolution_backward", "aten::addmm"} <= names
-    perfetto = json.loads((profile_run / "profile" / "trace_cnn_cpu-fp32.json").read_text())
+    perfetto = json.loads(trace.read_text())  # the same, single file is what Perfetto opens
     assert any(e.get("name") == "step.forward" for e in perfetto["traceEvents"])
+    assert sorted(p.name for p in (profile_run / "profile").iterdir()) == [trace.name]  # written once
 
 
 def test_profile_tables_and_report(profile_run):
@@ -48,7 +49,59 @@ def test_profile_tables_and_report(profile_run):
     ops = rt["profile_ops"]
     assert (ops.calls > 0).all() and ops.flops.sum() > 0
     html = (profile_run / "report.html").read_text()
-    assert "Profile" in html and "trace_cnn_cpu-fp32.json" in html and "tensorboard --logdir" in html
+    (trace,) = (profile_run / "profile").glob("*.pt.trace.json")
+    assert "Profile" in html and f'href="profile/{trace.name}"' in html and "ui.perfetto.dev" in html
+    assert "tensorboard --logdir" in html
+
+
+def test_profile_prints_no_library_noise(mnist_path, tmp_path):
+    """kineto's USDT lines and torch's log lines stay off the terminal unless -v."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "bench", "profile", "--model", "mlp", "--steps", "1", "--limit-train", "256",
+               "--data-dir", str(mnist_path), "--out", str(tmp_path), "--no-report"]
+    quiet = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    assert quiet.returncode == 0, quiet.stderr
+    assert "USDT" not in quiet.stdout + quiet.stderr and "traces:" in quiet.stdout
+    loud = subprocess.run([*command, "-v"], capture_output=True, text=True, cwd=ROOT)
+    assert loud.returncode == 0 and "USDT" in loud.stdout + loud.stderr
+
+
+def test_hta_breakdown_reaches_the_report(monkeypatch, tmp_path):
+    """With the optional hta package present, a CUDA trace's temporal breakdown becomes a table of
+    the profile cell and a report section (the package is replaced by a stand-in here: it needs a
+    CUDA trace and JupyterLab)."""
+    import sys
+    import types
+
+    import pandas as pd
+
+    from bench.profiling import hta_breakdown
+
+    trace = tmp_path / "cnn_cuda-fp32.1.pt.trace.json"
+    trace.write_text('{"traceEvents": []}')
+    seen = {}
+
+    class TraceAnalysis:
+        def __init__(self, trace_dir):
+            seen["files"] = sorted(p.name for p in Path(trace_dir).iterdir())
+
+        def get_temporal_breakdown(self, visualize=True):
+            seen["visualize"] = visualize
+            return pd.DataFrame({"rank": [0], "idle_time(ns)": [10], "compute_time(ns)": [80],
+                                 "non_compute_time(ns)": [10], "idle_time_pctg": [10.0], "compute_time_pctg": [80.0],
+                                 "non_compute_time_pctg": [10.0]})
+
+    hta = types.ModuleType("hta")
+    hta.trace_analysis = types.SimpleNamespace(TraceAnalysis=TraceAnalysis)
+    monkeypatch.setitem(sys.modules, "hta", hta)
+    monkeypatch.setitem(sys.modules, "hta.trace_analysis", hta.trace_analysis)
+    df = hta_breakdown(trace)
+    assert seen == {"files": [trace.name], "visualize": False}
+    assert df.compute_time_pctg.iloc[0] == 80.0 and df.trace.iloc[0] == trace.name
+    monkeypatch.setitem(sys.modules, "hta.trace_analysis", None)
+    assert "not installed" in hta_breakdown(trace).note.iloc[0]
 
 
 def test_profile_bad_steps_exit_2(tmp_path, capsys):

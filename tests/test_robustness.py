@@ -141,7 +141,8 @@ def test_markup_from_result_files_is_escaped_everywhere(tmp_path):
     write_cell(run, "c2", {"summary": pd.DataFrame([{**head, "phase": "infer", "batch_size": 1, "status": "error",
                                                       "reason": MARKUP}])})
     page = render_report([run], tmp_path / "r.html").read_text()
-    assert "<script>" not in page and "<img src=x" not in page and 'id="profile-ops-m"' not in page
+    assert "<script>alert" not in page and "<img src=x" not in page and 'id="profile-ops-m"' not in page
+    assert page.count("<script>") == 1 and page.index("<script>") > page.rindex("</table>")  # the report's own
     assert "&lt;script&gt;" in page
 
 

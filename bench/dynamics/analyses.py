@@ -41,8 +41,11 @@ class DynamicsConfig:
     seed: int = 0
 
 
+ANALYSES = 5  # interpolation, surface, pca_surface, perturbation, sharpness
+
+
 def analyse(model_name: str, steps: list[int], checkpoints: torch.Tensor, train: Split, test: Split,
-            cfg: DynamicsConfig) -> tuple[pd.DataFrame, dict]:
+            cfg: DynamicsConfig, on_analysis=None) -> tuple[pd.DataFrame, dict]:
     device = train.x.device
     model = build_model(model_name).to(device).eval()
     x, y = train.x[: cfg.subset], train.y[: cfg.subset]
@@ -57,6 +60,8 @@ def analyse(model_name: str, steps: list[int], checkpoints: torch.Tensor, train:
         with Stopwatch(device.type) as sw:
             out = fn()
         timings[f"{name}_s"] = sw.seconds
+        if on_analysis is not None:
+            on_analysis(name)
         return out
 
     # 1D interpolation init -> final: theta(a) = init + a * (final - init)

@@ -3,14 +3,14 @@ back from its files, so ``run --dynamics`` and ``mnist-bench dynamics RUN`` shar
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pandas as pd
 
+from bench import console
 from bench.backends import get_backend
 from bench.data import Mnist, make_split
-from bench.dynamics.analyses import DynamicsConfig, analyse
+from bench.dynamics.analyses import ANALYSES, DynamicsConfig, analyse
 from bench.dynamics.recording import load_checkpoints
 from bench.results import RunWriter
 
@@ -25,9 +25,10 @@ def dynamics_cell(cell_dir: Path, mnist: Mnist, dcfg: DynamicsConfig,
     norm = summary.get("normalization", "minmax")
     train = make_split(mnist.train_images, mnist.train_labels, norm, device)
     test = make_split(mnist.test_images, mnist.test_labels, norm, device)
-    if progress:
-        print(f"dynamics: {summary.model} ({summary.backend}): landscape analyses on {device}", file=sys.stderr)
-    landscape, timings = analyse(summary.model, steps, checkpoints, train, test, dcfg)
+    with console.stage(f"dynamics {summary.model} {summary.backend} (landscape analyses on {device})", ANALYSES,
+                       "analysis", enabled=progress) as st:
+        landscape, timings = analyse(summary.model, steps, checkpoints, train, test, dcfg,
+                                     on_analysis=lambda name: st.update(note=name))
     row = {"analysis_device": device, "checkpoints": len(steps), "landscape_subset": dcfg.subset, "grid": dcfg.grid,
            **timings}
     return {"summary": pd.DataFrame([row]), "landscape": landscape}

@@ -1,0 +1,191 @@
+"""The results index: ``<results>/history.sqlite`` (Python's sqlite3), one row per run and one per
+headline figure of each cell, so runs can be listed, found by name and a figure followed over runs
+and commits. The Parquet files stay the truth: the index is rebuilt from them at any time."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import sys
+from contextlib import closing
+from pathlib import Path
+
+import pandas as pd
+
+from bench import BenchError, ConfigError
+
+DB_NAME = "history.sqlite"
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY, name TEXT, path TEXT, start_time TEXT, end_time TEXT, status TEXT,
+    hostname TEXT, cpu_model TEXT, gpu_name TEXT, git_commit TEXT, torch TEXT, preset TEXT,
+    models TEXT, backends TEXT);
+CREATE TABLE IF NOT EXISTS figures (
+    run_id TEXT, model TEXT, backend TEXT, phase TEXT, batch_size INTEGER, metric TEXT,
+    value REAL, low REAL, high REAL);
+CREATE INDEX IF NOT EXISTS figures_key ON figures (metric, model, backend, phase, batch_size);
+"""
+# metric -> (summary column, interval low, interval high)
+METRICS = {
+    "train_samples_per_s": ("train_samples_per_s", "train_samples_per_s_ci_low", "train_samples_per_s_ci_high"),
+    "test_accuracy": ("test_accuracy", None, None),
+    "time_to_accuracy_s": ("time_to_accuracy_s", None, None),
+    "mfu": ("mfu", None, None),
+    "p50_latency_ms": ("p50_latency_ms", "round_p50_ci_low_ms", "round_p50_ci_high_ms"),
+    "samples_per_s": ("samples_per_s", None, None),
+    "peak_rss_bytes": ("peak_rss_bytes", None, None),
+}
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def check_name(name: str) -> str:
+    if not NAME_PATTERN.fullmatch(name or ""):
+        raise ConfigError(f"run name {name!r} is not legal: 1-64 letters, digits, '.', '_' or '-', starting with "
+                          "a letter or digit")
+    return name
+
+
+def db_path(root: Path) -> Path:
+    return Path(root) / DB_NAME
+
+
+def _connect(root: Path) -> sqlite3.Connection:
+    con = sqlite3.connect(db_path(root))
+    con.executescript(SCHEMA)
+    return con
+
+
+def _run_row(run_dir: Path, meta: dict) -> dict:
+    cfg = meta.get("config") or {}
+    return {"run_id": meta.get("run_id") or run_dir.name, "name": meta.get("name"), "path": str(run_dir.resolve()),
+            "start_time": meta.get("start_time"), "end_time": meta.get("end_time"), "status": meta.get("status"),
+            "hostname": meta.get("hostname"), "cpu_model": meta.get("cpu_model"), "gpu_name": meta.get("gpu_name"),
+            "git_commit": meta.get("git_commit"), "torch": meta.get("torch"), "preset": cfg.get("preset"),
+            "models": ",".join(cfg.get("models") or []), "backends": ",".join(cfg.get("backends") or [])}
+
+
+def _figure_rows(run_id: str, summary: pd.DataFrame) -> list[tuple]:
+    rows = []
+    ok = summary[summary.status == "ok"] if "status" in summary else summary.iloc[:0]
+    for r in ok.to_dict("records"):
+        bs = r.get("batch_size")
+        bs = None if bs is None or pd.isna(bs) else int(bs)
+        for metric, (col, low, high) in METRICS.items():
+            value = r.get(col)
+            if value is None or pd.isna(value):
+                continue
+            lo, hi = (r.get(c) if c else None for c in (low, high))
+            rows.append((run_id, r["model"], r["backend"], r["phase"], bs, metric, float(value),
+                         None if lo is None or pd.isna(lo) else float(lo),
+                         None if hi is None or pd.isna(hi) else float(hi)))
+    return rows
+
+
+def index_run(run_dir: Path, root: Path | None = None) -> str:
+    """Add (or replace) one run folder in its results root's index; returns its run id."""
+    from bench.results import read_run
+
+    run_dir = Path(run_dir)
+    root = Path(root) if root is not None else run_dir.parent
+    rt = read_run(run_dir)
+    (run_id, meta), = rt.meta.items()
+    row = _run_row(run_dir, meta)
+    with closing(_connect(root)) as con, con:
+        con.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
+        con.execute("DELETE FROM figures WHERE run_id = ?", (run_id,))
+        con.execute(f"INSERT INTO runs ({','.join(row)}) VALUES ({','.join('?' * len(row))})", list(row.values()))
+        con.executemany("INSERT INTO figures VALUES (?,?,?,?,?,?,?,?,?)", _figure_rows(run_id, rt["summary"]))
+    return run_id
+
+
+def try_index_run(run_dir: Path) -> None:
+    """Index a run that just ended; a failure is a warning (the run's files are what counts)."""
+    try:
+        index_run(run_dir)
+    except (sqlite3.Error, OSError, BenchError, ValueError) as e:
+        print(f"warning: {db_path(Path(run_dir).parent)} not updated ({e}); "
+              f"mnist-bench history --rebuild recreates it", file=sys.stderr)
+
+
+def rebuild(root: Path) -> list[str]:
+    """Delete the index and rebuild it from every run folder under ``root``; returns the run ids."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ConfigError(f"results folder {root} does not exist")
+    db_path(root).unlink(missing_ok=True)
+    indexed = []
+    for meta in sorted(root.glob("*/meta.json")):
+        try:
+            indexed.append(index_run(meta.parent, root))
+        except (BenchError, ValueError, OSError) as e:
+            print(f"warning: {meta.parent} left out of the index: {e}", file=sys.stderr)
+    _connect(root).close()  # an empty index when there is no run
+    return indexed
+
+
+def _read(root: Path, sql: str, params: tuple = ()) -> pd.DataFrame:
+    if not db_path(root).exists():
+        raise ConfigError(f"no index at {db_path(root)}; run 'mnist-bench history --rebuild --results {root}' "
+                          "or run a benchmark first")
+    with closing(sqlite3.connect(db_path(root))) as con:
+        return pd.read_sql_query(sql, con, params=params)
+
+
+def list_runs(root: Path) -> pd.DataFrame:
+    """Runs, oldest first, with their headline figures: per model, the reference backend's training
+    samples/s and accuracy, and the best inference samples/s at any batch size (with its backend)."""
+    runs = _read(root, "SELECT * FROM runs ORDER BY start_time")
+    figs = _read(root, "SELECT * FROM figures")
+    out = runs[["run_id", "name", "start_time", "status"]].copy()
+    out["start_time"] = out.start_time.str[:16].str.replace("T", " ")
+    out["machine"] = runs.hostname.fillna("?") + " · " + runs.cpu_model.fillna("?") + runs.gpu_name.map(
+        lambda g: f" + {g}" if isinstance(g, str) and g and g != "None" else "")
+    out["commit"] = runs.git_commit.str[:8]
+    out["backends"] = runs.backends
+    for model in dict.fromkeys(figs.model):
+        f = figs[figs.model == model]
+        ref = f[(f.backend == "cpu-fp32") & (f.phase == "train")]
+        for metric, label in (("train_samples_per_s", f"{model} train samples/s (cpu-fp32)"),
+                              ("test_accuracy", f"{model} accuracy (cpu-fp32)")):
+            out[label] = out.run_id.map(ref[ref.metric == metric].set_index("run_id").value)
+        inf = f[(f.metric == "samples_per_s") & (f.phase == "infer")].sort_values("value")
+        best = inf.groupby("run_id").last()
+        out[f"{model} best infer samples/s"] = out.run_id.map(best.value)
+        out[f"{model} best infer backend"] = out.run_id.map(best.backend + " bs=" + best.batch_size.astype(
+            "Int64").astype(str))
+    return out
+
+
+def series(root: Path, metric: str, model: str, backend: str, batch_size: int | None = None) -> pd.DataFrame:
+    """One figure over runs, oldest first: value, interval, run, name, commit, machine."""
+    if metric not in METRICS:
+        raise ConfigError(f"unknown metric {metric!r}; legal values: {', '.join(METRICS)}")
+    phase_is_train = metric in ("train_samples_per_s", "test_accuracy", "time_to_accuracy_s", "mfu")
+    sql = ("SELECT f.value, f.low, f.high, f.batch_size, r.run_id, r.name, r.start_time, r.git_commit, r.hostname, "
+           "r.cpu_model, r.gpu_name FROM figures f JOIN runs r USING (run_id) WHERE f.metric = ? AND f.model = ? "
+           "AND f.backend = ? AND f.phase = ?")
+    params: tuple = (metric, model, backend, "train" if phase_is_train else "infer")
+    if not phase_is_train:
+        if batch_size is None:
+            raise ConfigError(f"{metric} is measured per batch size; give --batch-size")
+        sql += " AND f.batch_size = ?"
+        params += (batch_size,)
+    out = _read(root, sql + " ORDER BY r.start_time", params)
+    if out.empty:
+        have = _read(root, "SELECT DISTINCT model, backend FROM figures WHERE metric = ?", (metric,))
+        legal = ", ".join(f"{m}/{b}" for m, b in have.itertuples(index=False)) or "none"
+        raise ConfigError(f"no {metric} recorded for model {model!r}, backend {backend!r}"
+                          f"{'' if batch_size is None else f', batch size {batch_size}'}; recorded: {legal}")
+    return out
+
+
+def resolve_run(value: str | Path, root: Path = Path("results")) -> Path:
+    """A run given as a folder, a run id or a ``--name``: the folder. Names are looked up in
+    ``root``'s index (the latest run with that name)."""
+    path = Path(value)
+    if path.exists() or not NAME_PATTERN.fullmatch(str(value)) or not db_path(root).exists():
+        return path
+    with closing(sqlite3.connect(db_path(root))) as con:
+        hit = con.execute("SELECT path FROM runs WHERE run_id = ? OR name = ? ORDER BY start_time DESC LIMIT 1",
+                          (str(value), str(value))).fetchone()
+    return Path(hit[0]) if hit else path

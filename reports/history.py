@@ -1,0 +1,47 @@
+"""The history page: one figure over runs and commits, the way asv charts a benchmark over time."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from bench.results import atomic_write_text
+from reports.blocks import SORT_SCRIPT, img, table
+from reports.charts import to_image
+
+
+def history_chart(s: pd.DataFrame, title: str) -> bytes:
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(s) + 3), 4))
+    x = np.arange(len(s))
+    low = (s.value - s.low).where(s.low.notna(), 0).clip(lower=0)
+    high = (s.high - s.value).where(s.high.notna(), 0).clip(lower=0)
+    ax.errorbar(x, s.value, yerr=[low, high], marker="o", capsize=3, lw=1)
+    labels = [f"{(n or r)[-12:]}\n{(c or '?')[:7]}" for r, n, c in zip(s.run_id, s.name, s.git_commit)]
+    ax.set_xticks(x, labels, fontsize=8, rotation=30, ha="right")
+    machines = s.hostname.fillna("?") + " · " + s.cpu_model.fillna("?")
+    for i in np.flatnonzero(machines.ne(machines.shift()).to_numpy())[1:]:
+        ax.axvline(i - 0.5, ls=":", c="grey")  # a change of machine: not a regression
+    ax.set(title=title, ylabel=title.split(" · ")[0], xlabel="run (name or id) and commit, oldest first")
+    return to_image(fig)
+
+
+def render_history(s: pd.DataFrame, args, output: Path) -> Path:
+    batch = "" if args.batch_size is None else f" · batch {args.batch_size}"
+    title = f"{args.metric} · {args.model} · {args.backend}{batch}"
+    page = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            '<link rel="icon" href="data:,"><style>body{font-family:system-ui,sans-serif;max-width:1100px;'
+            "margin:1.5em auto;padding:0 1em} table.t{border-collapse:collapse;font-size:13px}"
+            "table.t th,table.t td{border:1px solid #ddd;padding:3px 7px;text-align:right}</style></head><body>"
+            f"<h1>History: {html.escape(title)}</h1>"
+            '<p>Each point a run (bars: its 95% interval where one was measured); a dotted line marks a change '
+            "of machine.</p>"
+            + img(history_chart(s, title), "history chart")
+            + table(s[["start_time", "run_id", "name", "git_commit", "hostname", "cpu_model", "gpu_name", "value",
+                       "low", "high"]].rename(columns={"value": args.metric}), "history-table", raw=True)
+            + f"<script>{SORT_SCRIPT}</script></body></html>")
+    atomic_write_text(output, page)
+    return output

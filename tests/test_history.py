@@ -1,0 +1,72 @@
+"""The results index: runs listed and named, a figure over runs, the index rebuilt from the files."""
+
+import sqlite3
+
+import pandas as pd
+import pytest
+
+from bench import history
+from bench.cli import main
+
+from .conftest import TINY
+
+
+@pytest.fixture(scope="module")
+def named_runs(mnist_path, tmp_path_factory):
+    out = tmp_path_factory.mktemp("indexed")
+    for name in ("baseline", "candidate"):
+        assert main(["run", "--models", "mlp", "--backends", "cpu-fp32,onnxruntime-cpu", "--name", name,
+                     "--data-dir", str(mnist_path), "--out", str(out), "--no-report", *TINY]) == 0
+    return out
+
+
+def _dump(root):
+    with sqlite3.connect(history.db_path(root)) as con:
+        return {t: pd.read_sql_query(f"SELECT * FROM {t} ORDER BY 1, 2, 3", con) for t in ("runs", "figures")}
+
+
+def test_runs_are_indexed_named_and_rebuilt(named_runs, capsys):
+    before = _dump(named_runs)
+    assert list(before["runs"].name) == ["baseline", "candidate"]
+    assert all(p.endswith(n) for p, n in zip(before["runs"].path, before["runs"].name))
+    assert {"train_samples_per_s", "test_accuracy", "p50_latency_ms"} <= set(before["figures"].metric)
+    history.db_path(named_runs).unlink()
+    assert main(["history", "--rebuild", "--results", str(named_runs)]) == 0
+    after = _dump(named_runs)
+    for t in before:
+        pd.testing.assert_frame_equal(before[t], after[t])
+    capsys.readouterr()
+    assert main(["history", "--results", str(named_runs)]) == 0
+    listing = capsys.readouterr().out
+    assert "baseline" in listing and "candidate" in listing and "mlp train samples/s (cpu-fp32)" in listing
+
+
+def test_names_work_where_folders_do(named_runs, tmp_path, capsys):
+    results = ["--results", str(named_runs)]
+    assert main(["report", "baseline", *results, "--output", str(tmp_path / "r.html")]) == 0
+    assert main(["compare", "baseline", "candidate", *results, "--output", str(tmp_path / "c.html")]) == 0
+    assert main(["export", "candidate", *results, "--format", "csv", "--output", str(tmp_path / "x")]) == 0
+    assert (tmp_path / "x" / "summary.csv").exists()
+    assert "baseline" in (tmp_path / "r.html").read_text()
+    capsys.readouterr()
+    assert main(["report", "no-such-run", *results, "--output", str(tmp_path / "n.html")]) == 2
+    assert "no-such-run: no such file or folder" in capsys.readouterr().err
+
+
+def test_a_figure_over_runs(named_runs, tmp_path, capsys):
+    assert main(["history", "--results", str(named_runs), "--metric", "p50_latency_ms", "--model", "mlp",
+                 "--backend", "onnxruntime-cpu", "--batch-size", "1", "--output", str(tmp_path / "h.html")]) == 0
+    out = capsys.readouterr().out
+    assert out.count("baseline") == 1 and out.count("candidate") == 1
+    page = (tmp_path / "h.html").read_text()
+    assert "history-table" in page and "data:image/svg+xml;base64," in page
+    assert main(["history", "--results", str(named_runs), "--metric", "speed"]) == 2
+    assert "legal values: train_samples_per_s" in capsys.readouterr().err
+    assert main(["history", "--results", str(named_runs), "--metric", "test_accuracy", "--backend", "tpu"]) == 2
+    assert "recorded: mlp/cpu-fp32" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["", "a b", "../x", "-x", "x" * 65])
+def test_bad_run_names_are_refused(name, capsys):
+    assert main(["run", "--name", name]) == 2
+    assert "run name" in capsys.readouterr().err
