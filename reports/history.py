@@ -20,7 +20,8 @@ def history_chart(s: pd.DataFrame, title: str) -> bytes:
     low = (s.value - s.low).where(s.low.notna(), 0).clip(lower=0)
     high = (s.high - s.value).where(s.high.notna(), 0).clip(lower=0)
     ax.errorbar(x, s.value, yerr=[low, high], marker="o", capsize=3, lw=1)
-    labels = [f"{(n or r)[-12:]}\n{(c or '?')[:7]}" for r, n, c in zip(s.run_id, s.name, s.git_commit)]
+    text = lambda v, other: v if isinstance(v, str) and v else other  # noqa: E731 (missing: NaN or None)
+    labels = [f"{text(n, r)[-12:]}\n{text(c, '?')[:7]}" for r, n, c in zip(s.run_id, s.name, s.git_commit)]
     ax.set_xticks(x, labels, fontsize=8, rotation=30, ha="right")
     machines = s.hostname.fillna("?") + " · " + s.cpu_model.fillna("?")
     for i in np.flatnonzero(machines.ne(machines.shift()).to_numpy())[1:]:

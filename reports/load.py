@@ -10,8 +10,30 @@ from bench import BenchError
 from bench.results import RunTables, merge, read_run
 
 
+def saved_benchmarks(path: Path) -> list[Path]:
+    """pytest-benchmark's storage folder (``.benchmarks``: one folder per machine, a JSON file per
+    saved run), or one machine's folder: the saved runs, oldest first. Empty for anything else."""
+    if not path.is_dir() or (path / "meta.json").exists():
+        return []
+    return sorted(path.glob("*.json")) or sorted(path.glob("*/*.json"), key=lambda p: p.name)
+
+
 def load_one(path: Path) -> RunTables:
     path = Path(path)
+    if saved := saved_benchmarks(path):
+        from reports.pytest_benchmark import read_benchmark_json
+
+        runs, problems = [], []
+        for p in saved:
+            try:
+                runs.append(read_benchmark_json(p))
+            except BenchError as e:
+                problems.append(str(e))
+        if not runs:
+            raise BenchError("; ".join(problems))
+        merged = merge(runs)
+        merged.problems = problems + merged.problems
+        return merged
     if path.is_dir():
         return read_run(path)
     if path.is_file() and path.suffix == ".json":

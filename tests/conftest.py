@@ -4,14 +4,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED_MNIST = ROOT.parent / "shared" / "data" / "MNIST" / "raw"
 
 
-def mnist_dir() -> Path | None:
-    for candidate in (os.environ.get("MNIST_BENCH_DATA"), SHARED_MNIST):
-        if candidate and (Path(candidate) / "t10k-labels-idx1-ubyte").exists() or (
-            candidate and (Path(candidate) / "t10k-labels-idx1-ubyte.gz").exists()
-        ):
+def mnist_dir(environ=os.environ, root: Path = ROOT) -> Path | None:
+    """The MNIST files the tests read: $MNIST_BENCH_DATA when set; else the cache the main job
+    (``mnist-bench run`` or ``mnist-bench data``) filled in the checkout, ``data/MNIST/raw``; else
+    ``../shared/data/MNIST/raw`` beside the checkout."""
+    env = environ.get("MNIST_BENCH_DATA")
+    for candidate in ([env] if env else []) + [root / "data" / "MNIST" / "raw",
+                                                root.parent / "shared" / "data" / "MNIST" / "raw"]:
+        if any((Path(candidate) / f"t10k-labels-idx1-ubyte{ext}").exists() for ext in ("", ".gz")):
             return Path(candidate).resolve()
     return None
 
@@ -20,7 +22,7 @@ def mnist_dir() -> Path | None:
 def mnist_path() -> Path:
     path = mnist_dir()
     if path is None:
-        pytest.skip("real MNIST not found (set MNIST_BENCH_DATA or provide ../shared/data/MNIST/raw)")
+        pytest.skip("real MNIST not found (set MNIST_BENCH_DATA, or run 'mnist-bench data' to fill data/MNIST/raw)")
     return path
 
 

@@ -134,3 +134,18 @@ def test_split_normalization_and_batches(mnist_path):
 
     assert not Counter(torch.cat(b1).tolist()) - Counter(s.y.tolist())  # drawn without replacement
     assert [len(y) for _, y in s.batches(32)] == [32, 32, 32, 4]  # in order: every sample
+
+
+def test_tests_read_the_cache_the_main_job_filled(tmp_path, mnist_path):
+    """Outside this repository's layout (no ../shared) and with MNIST_BENCH_DATA unset, the tests
+    read data/MNIST/raw, which 'mnist-bench run' or 'mnist-bench data' fills."""
+    from bench.cli import main
+
+    from .conftest import mnist_dir
+
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    assert mnist_dir({}, checkout) is None
+    assert main(["data", "--data-dir", str(mnist_path), "--cache", str(checkout / "data")]) == 0
+    assert mnist_dir({}, checkout) == (checkout / "data" / "MNIST" / "raw").resolve()
+    assert mnist_dir({"MNIST_BENCH_DATA": str(mnist_path)}, checkout) == mnist_path

@@ -159,3 +159,25 @@ def test_benchmark_json_ingested_into_report(mnist_path, tmp_path, tiny_run):
     infer = matched[matched.phase == "infer"]
     assert set(infer.backend) == {"cpu-fp32", "onnxruntime-cpu"} and set(infer.batch_size) == {1, 32}
     assert matched.time_ratio_low.notna().all() and (matched.rounds == 3).all()
+
+
+def test_compare_fail_catches_a_slowed_backend(mnist_path, tmp_path):
+    """pytest-benchmark's own regression gate on this suite: a saved baseline, then the same
+    benchmark with cpu-fp32 made ~5x slower fails --benchmark-compare-fail; the saved runs in the
+    storage folder render as one report."""
+    storage = tmp_path / "storage"
+    common = ["benchmarks/suite", "-p", "no:cacheprovider", "-q", "--suite-models", "mlp", "--suite-backends",
+              "cpu-fp32", "--suite-batch-sizes", "32", "-k", "test_inference", "--benchmark-only",
+              "--benchmark-max-time=0.1", "--benchmark-min-rounds=5", f"--benchmark-storage=file://{storage}"]
+    base = _pytest([*common, "--benchmark-autosave"], mnist_path)
+    assert base.returncode == 0, base.stdout[-3000:] + base.stderr[-3000:]
+    same = _pytest([*common, "--benchmark-compare", "--benchmark-compare-fail=median:400%"], mnist_path)
+    assert same.returncode == 0, same.stdout[-3000:]
+    slowed = _pytest([*common, "-p", "tests.slowed_backend_plugin", "--benchmark-autosave", "--benchmark-compare",
+                      "--benchmark-compare-fail=median:100%"], mnist_path)
+    assert slowed.returncode != 0 and "Performance has regressed" in slowed.stdout + slowed.stderr, slowed.stdout
+    saved = sorted(storage.rglob("*.json"))
+    assert len(saved) == 2
+    assert main(["report", str(storage), "--output", str(tmp_path / "saved.html")]) == 0
+    html = (tmp_path / "saved.html").read_text()
+    assert all(f"pytest-benchmark:{p.stem}" in html for p in saved)

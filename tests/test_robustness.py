@@ -81,7 +81,7 @@ def test_a_diverged_training_is_a_diverged_row_and_the_exit_code_says_so(mnist_p
     monkeypatch.setitem(models._REGISTRY, "exploding", models.ModelSpec("exploding", Exploding))
     rc = main(_tiny(tmp_path, mnist_path, "--models", "exploding,mlp", "--backends", "cpu-fp32"))
     assert rc == 4 and "did not end ok (1 diverged)" in capsys.readouterr().err
-    (run_dir,) = tmp_path.iterdir()
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     s = read_run(run_dir)["summary"].set_index(["model", "phase", "batch_size"], drop=False)
     train = s[(s.model == "exploding") & (s.phase == "train")].iloc[0]
     assert train.status == "diverged" and "non-finite" in train.reason and train.steps < 32  # stopped early
@@ -228,7 +228,7 @@ def test_killed_at_random_points_every_completed_cell_survives_and_resume_comple
     _, err = reference.communicate(timeout=300)
     assert reference.returncode == 0, err[-2000:]
     duration = time.perf_counter() - started
-    (ref_dir,) = (tmp_path / "reference").iterdir()
+    (ref_dir,) = [p for p in (tmp_path / "reference").iterdir() if p.is_dir()]
     expected = _cells(ref_dir)
     rng = random.Random(20261127)
     signals = [signal.SIGINT, signal.SIGTERM, signal.SIGKILL]
@@ -241,7 +241,7 @@ def test_killed_at_random_points_every_completed_cell_survives_and_resume_comple
         _, err = proc.communicate(timeout=120)
         rc = proc.returncode
         assert rc in (0, 128 + sig, -sig), (sig, rc, err[-2000:])
-        runs = list(out.iterdir()) if out.exists() else []
+        runs = [p for p in out.iterdir() if p.is_dir()] if out.exists() else []
         if not runs:
             continue  # killed before the run folder existed: nothing half-written
         (run_dir,) = runs
@@ -294,7 +294,7 @@ def test_when_the_reference_training_fails_every_planned_cell_still_gets_a_row(m
 
     monkeypatch.setattr(cells, "train_blocks", broken)
     assert main(_tiny(tmp_path, mnist_path, "--models", "mlp", "--backends", "onnxruntime-cpu")) == 4
-    (run_dir,) = tmp_path.iterdir()
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     rt = read_run(run_dir)
     s = rt["summary"].set_index(["backend", "phase"])
     assert s.loc[("cpu-fp32", "train"), "status"] == "error"  # the reference for the exported model
