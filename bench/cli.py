@@ -59,6 +59,18 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dynamics-every", help="with --dynamics: per-layer statistics every K steps (default 1)")
     p.add_argument("--grid", help="with --dynamics: surface points per axis (default 15)")
     p.add_argument("--subset", help="with --dynamics: first N training images evaluated (default 500)")
+    p.add_argument("--launcher", help="none: train in this process; torchrun: DistributedDataParallel over torchrun's "
+                                      "ranks (gloo on CPU, nccl on CUDA), training cells only")
+    p.add_argument("--nproc-per-node", help="with --launcher torchrun: ranks on this node")
+    p.add_argument("--nnodes", help="with --launcher torchrun: nodes in the job (each runs this same command)")
+    p.add_argument("--rdzv-endpoint", help="with --launcher torchrun: HOST:PORT of the c10d rendezvous (needed with "
+                                           "--nnodes > 1)")
+    p.add_argument("--scaling", help="with --launcher torchrun: world sizes measured one after another on this node, "
+                                     "e.g. 1,2 (throughput, scaling efficiency, all-reduce share per world size)")
+    p.add_argument("--scaling-batch", help="global: every world size trains on the same global batch (each rank "
+                                           "batch/N); per-rank: each rank takes the whole --batch-size")
+    p.add_argument("--dist-timeout-s", help="bound in seconds on a collective and on the rendezvous: a dead or "
+                                            "missing rank ends the run")
     p.add_argument("--no-report", action="store_true", help="skip rendering report.html at the end")
     p.add_argument("--export", metavar="FORMATS", help="also export the report's tables: csv, json and/or markdown "
                                                         "(comma-separated) into <run>/export")
@@ -209,7 +221,15 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         cfg = resume_config(args.resume, {k: v for k, v in values.items() if v is not None})
     else:
         cfg = build_config(values)
-    run_dir = Runner(cfg, argv=["mnist-bench", *argv], progress=True, resume=args.resume).run()
+    failures: list[str] = []
+    if cfg.distributed.enabled:
+        from bench.distributed.launch import run_distributed
+
+        if args.resume is not None:
+            raise BenchError("--resume does not apply to torchrun runs; run the job again")
+        run_dir, failures = run_distributed(cfg, ["mnist-bench", *argv])
+    else:
+        run_dir = Runner(cfg, argv=["mnist-bench", *argv], progress=True, resume=args.resume).run()
     from bench.results import read_run
     from reports.summary import planned_max_batch, summary_table
 

@@ -42,6 +42,7 @@ class TrainConfig:
     limit_train: int | None = None  # use the first N training samples
     limit_test: int | None = None  # use the first N test samples
     normalization: str = "minmax"  # minmax ([0, 1]) | standard (mean 0.1307, std 0.3081)
+    dropout: bool = True  # off: every dropout layer keeps all units (runs that must repeat bit for bit)
 
     def __post_init__(self) -> None:
         _positive(self, "epochs", "batch_size", "evals_per_epoch")
@@ -83,6 +84,50 @@ class InferConfig:
             raise ConfigError(f"budget_s must be > 0, got {self.budget_s}")
 
 
+LAUNCHERS = ("none", "torchrun")
+SCALING_BATCH = ("global", "per-rank")
+
+
+@dataclass(frozen=True)
+class DistConfig:
+    """Data-parallel training launched through torchrun (``launcher = "torchrun"``)."""
+
+    launcher: str = "none"  # none: this process; torchrun: DistributedDataParallel over torchrun's ranks
+    nproc_per_node: int = 1
+    nnodes: int = 1
+    rdzv_endpoint: str | None = None  # HOST:PORT of the c10d rendezvous (needed with nnodes > 1)
+    scaling: tuple[int, ...] = ()  # world sizes measured one after another (one node); empty: nnodes x nproc
+    scaling_batch: str = "global"  # global: the global batch stays the training batch size; per-rank: each rank's
+    dist_timeout_s: float = 60.0  # bound on a collective and on the rendezvous: a dead or missing rank ends the run
+
+    def __post_init__(self) -> None:
+        _one_of("launcher", self.launcher, LAUNCHERS)
+        _one_of("scaling_batch", self.scaling_batch, SCALING_BATCH)
+        _positive(self, "nproc_per_node", "nnodes")
+        if not self.dist_timeout_s > 0:
+            raise ConfigError(f"dist_timeout_s must be > 0, got {self.dist_timeout_s}")
+        if any(n < 1 for n in self.scaling):
+            raise ConfigError(f"scaling must list world sizes >= 1, got {','.join(map(str, self.scaling))}")
+        if self.rdzv_endpoint is not None:
+            host, _, port = self.rdzv_endpoint.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ConfigError(f"rdzv_endpoint must be HOST:PORT with a port in 1-65535, got {self.rdzv_endpoint!r}")
+        if self.launcher == "none" and (self.nproc_per_node > 1 or self.nnodes > 1 or self.scaling):
+            raise ConfigError("nproc_per_node, nnodes and scaling need launcher = torchrun (--launcher torchrun)")
+        if self.nnodes > 1 and self.rdzv_endpoint is None:
+            raise ConfigError("nnodes > 1 needs rdzv_endpoint HOST:PORT (the c10d rendezvous every node joins)")
+        if self.nnodes > 1 and self.scaling:
+            raise ConfigError("scaling runs world sizes on one node; give nnodes 1 (or no scaling)")
+
+    @property
+    def world_sizes(self) -> tuple[int, ...]:
+        return self.scaling or (self.nnodes * self.nproc_per_node,)
+
+    @property
+    def enabled(self) -> bool:
+        return self.launcher == "torchrun"
+
+
 @dataclass(frozen=True)
 class RunConfig:
     models: tuple[str, ...] = ("mlp", "cnn")  # build_config's default: every registered model
@@ -101,6 +146,7 @@ class RunConfig:
     train: dict[str, TrainConfig] = field(default_factory=dict)  # per model
     infer: InferConfig = field(default_factory=InferConfig)
     backend_options: BackendOptions = field(default_factory=BackendOptions)
+    distributed: DistConfig = field(default_factory=DistConfig)
 
     def train_for(self, model: str) -> TrainConfig:
         return self.train[model]
@@ -119,9 +165,10 @@ _PRESET_INFER = {"quick": {"budget_s": 0.5, "rounds": 5, "warmup_calls": 1, "min
 _TRAIN_KEYS = {f.name for f in fields(TrainConfig)}
 _INFER_KEYS = {f.name for f in fields(InferConfig)}
 _OPTION_KEYS = {f.name for f in fields(BackendOptions)}
+_DIST_KEYS = {f.name for f in fields(DistConfig)}
 _RUN_KEYS = {"models", "backends", "preset", "seed", "threads", "processes", "out", "data_dir", "dynamics", "name",
              "dynamics_every", "grid", "subset"}
-LEGAL_KEYS = sorted(_TRAIN_KEYS | _INFER_KEYS | _OPTION_KEYS | _RUN_KEYS | {"config"})
+LEGAL_KEYS = sorted(_TRAIN_KEYS | _INFER_KEYS | _OPTION_KEYS | _DIST_KEYS | _RUN_KEYS | {"config"})
 
 
 def load_toml(path: Path) -> dict[str, Any]:
@@ -189,6 +236,12 @@ def build_config(values: dict[str, Any]) -> RunConfig:
         infer_values["batch_sizes"] = tuple(_int("batch_sizes", b, minimum=1) for b in sizes)
     infer = _construct(InferConfig, infer_values)
     options = _construct(BackendOptions, {k: values[k] for k in _OPTION_KEYS if k in values})
+    dist_values = {k: values[k] for k in _DIST_KEYS if k in values}
+    if "scaling" in dist_values:
+        dist_values["scaling"] = tuple(_int("scaling", n, minimum=1) for n in _split(dist_values["scaling"]))
+    distributed = _construct(DistConfig, dist_values)
+    if distributed.enabled:
+        backends = _trainers_only(backends, explicit=_split(backends_value) != [AUTO])
 
     data_dir = values.get("data_dir")
     for key in ("out", "data_dir"):
@@ -211,7 +264,21 @@ def build_config(values: dict[str, Any]) -> RunConfig:
         train=train,
         infer=infer,
         backend_options=options,
+        distributed=distributed,
     )
+
+
+def _trainers_only(backends: tuple[str, ...], explicit: bool) -> tuple[str, ...]:
+    """Data-parallel runs train: auto keeps its training backends; a named one that does not train
+    is refused."""
+    from bench.backends import BACKENDS
+
+    idle = [b for b in backends if not BACKENDS[b].trains]
+    if idle and explicit:
+        legal = ", ".join(n for n, b in BACKENDS.items() if b.trains)
+        raise ConfigError(f"a torchrun run trains data-parallel, and {', '.join(idle)} does not train; legal values: "
+                          f"{legal}")
+    return tuple(b for b in backends if BACKENDS[b].trains)
 
 
 def config_from_dict(d: dict) -> RunConfig:
@@ -219,12 +286,14 @@ def config_from_dict(d: dict) -> RunConfig:
     try:
         return RunConfig(
             **{k: v for k, v in d.items() if k not in ("train", "infer", "backend_options", "out", "data_dir",
-                                                      "models", "backends")},
+                                                      "models", "backends", "distributed")},
             models=tuple(d["models"]), backends=tuple(d["backends"]), out=Path(d["out"]),
             data_dir=Path(d["data_dir"]) if d.get("data_dir") else None,
             train={m: TrainConfig(**t) for m, t in d["train"].items()},
             infer=InferConfig(**{**d["infer"], "batch_sizes": tuple(d["infer"]["batch_sizes"])}),
-            backend_options=BackendOptions(**d["backend_options"]))
+            backend_options=BackendOptions(**d["backend_options"]),
+            distributed=DistConfig(**{**d.get("distributed", {}),
+                                      "scaling": tuple(d.get("distributed", {}).get("scaling", ()))}))
     except (KeyError, TypeError, AttributeError) as e:
         raise ConfigError(f"the stored configuration cannot be read ({type(e).__name__}: {e})") from None
 
@@ -368,7 +437,7 @@ def default_texts() -> dict[str, str]:
         values = {p: getattr(c.infer, key) for p, c in presets.items()}
         out[key] = _shown(values["quick"]) if len(set(values.values())) == 1 else \
             "; ".join(f"{p}: {_shown(v)}" for p, v in values.items())
-    for key, value in asdict(BackendOptions()).items():
+    for key, value in {**asdict(BackendOptions()), **asdict(DistConfig())}.items():
         out[key] = _shown(value)
     run = RunConfig()
     out.update({k: _shown(getattr(run, k)) for k in _RUN_KEYS if k not in ("models", "backends")},

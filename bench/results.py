@@ -54,6 +54,8 @@ SCHEMA = {
                    "self_device_time_us, device_time_total_us, flops (over the active steps)",
     "profile_phases": "profile: one row per phase of a training step (data, forward, backward, optimizer): "
                       "cpu_ms_per_step, device_ms_per_step",
+    "ranks": "data-parallel training: one row per rank: rank, local_rank, node_rank, host, pid, steady_s, samples, "
+             "allreduce_s, compute_s, samples_per_s, allreduce_share, steps",
     "profile_hta": "profile of a CUDA backend: HolisticTraceAnalysis's temporal breakdown of GPU time (idle, "
                    "compute, non-compute, in ns and %) with the trace's name, or one row with a note why not",
 }
@@ -63,8 +65,10 @@ ROW_HEADER = ("model", "backend", "device", "precision", "engine", "phase", "bat
 STATUSES = ("ok", "skipped", "error", "oom", "diverged")
 
 
-def cell_id(model: str, backend: str, phase: str, batch_size: int | None = None) -> str:
-    return f"{model}__{backend}__{phase}" + (f"_bs{batch_size}" if batch_size else "")
+def cell_id(model: str, backend: str, phase: str, batch_size: int | None = None, suffix: str = "") -> str:
+    """``suffix``: a variant of the same cell, such as a data-parallel world size (``ws2``)."""
+    return f"{model}__{backend}__{phase}" + (f"_bs{batch_size}" if batch_size else "") + (f"_{suffix}" if suffix
+                                                                                          else "")
 
 
 class RunWriter:
@@ -85,7 +89,7 @@ class RunWriter:
                 "reason": reason}
 
     def write(self, model: str, backend, phase: str, tables: dict[str, pd.DataFrame], batch_size: int | None = None,
-              files: dict[str, bytes] | None = None, reason: str = "") -> Path:
+              files: dict[str, bytes] | None = None, reason: str = "", suffix: str = "") -> Path:
         """Write a completed cell; its ``summary`` table (one row of metrics) gets the row header. A
         cell that ended otherwise than ok (a diverged training) says so in its row's status and reason."""
         summary = tables.get("summary", pd.DataFrame([{}]))
@@ -95,12 +99,12 @@ class RunWriter:
         head = pd.DataFrame([self.header(model, backend, phase, batch_size, status, reason)] * len(summary))
         metrics = summary.drop(columns=[c for c in ROW_HEADER if c in summary.columns]).reset_index(drop=True)
         tables = {**tables, "summary": pd.concat([head, metrics], axis=1)}
-        return write_cell(self.run_dir, cell_id(model, backend.name, phase, batch_size), tables, files)
+        return write_cell(self.run_dir, cell_id(model, backend.name, phase, batch_size, suffix), tables, files)
 
     def write_status(self, model: str, backend, phase: str, status: str, reason: str,
-                     batch_size: int | None = None) -> Path:
+                     batch_size: int | None = None, suffix: str = "") -> Path:
         row = self.header(model, backend, phase, batch_size, status, reason)
-        return write_cell(self.run_dir, cell_id(model, backend.name, phase, batch_size),
+        return write_cell(self.run_dir, cell_id(model, backend.name, phase, batch_size, suffix),
                           {"summary": pd.DataFrame([row])})
 
 

@@ -24,9 +24,14 @@ from models import build_model, get_spec
 EVAL_BATCH = 1000
 
 
-def build_trainable(name: str, backend: Backend, options: BackendOptions, seed: int) -> nn.Module:
+def build_trainable(name: str, backend: Backend, options: BackendOptions, seed: int, dropout: bool = True
+                    ) -> nn.Module:
     torch.manual_seed(seed)
     model = build_model(name).to(backend.device)
+    if not dropout:
+        for m in model.modules():
+            if isinstance(m, nn.Dropout):
+                m.p = 0.0
     if options.channels_last and get_spec(name).channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model
@@ -154,7 +159,7 @@ def train_blocks(name: str, backend: Backend, train: Split, test: Split, cfg: Tr
     that several backends can train in interleaved blocks; returns the TrainResult. The clock is
     synchronized at every block's end. ``recorder`` (optimization dynamics) is called outside the
     timed regions."""
-    model = build_trainable(name, backend, options, seed)
+    model = build_trainable(name, backend, options, seed, cfg.dropout)
     steps_per_epoch = train.train_steps(cfg.batch_size)
     opt, sched = build_optimizer(model, cfg, cfg.epochs * steps_per_epoch)
     scaler = backend.grad_scaler()

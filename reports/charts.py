@@ -36,8 +36,16 @@ def to_image(fig) -> bytes:
 def _label(df: pd.DataFrame) -> pd.Series:
     """A series naming each row's backend, with the run when several runs are shown."""
     if "run_id" in df and df.run_id.nunique() > 1:
-        return df.backend + " · " + df.run_id.str[-4:]
+        return df.backend + " · " + run_tags(df.run_id)
     return df.backend
+
+
+def run_tags(run_ids: pd.Series) -> pd.Series:
+    """Short names for runs: the last four characters of each id when those tell them apart, else
+    the whole ids (pytest-benchmark's saved runs, for instance, share their endings)."""
+    runs = run_ids.drop_duplicates()
+    short = runs.str[-4:] if runs.str[-4:].nunique() == len(runs) else runs
+    return run_ids.map(dict(zip(runs, short)))
 
 
 def training_curves(curve: pd.DataFrame, summary: pd.DataFrame) -> bytes | None:

@@ -16,7 +16,7 @@ import seaborn as sns
 from bench import BenchError
 from bench.results import RunTables, atomic_write_text
 from reports.blocks import img, table
-from reports.charts import to_image
+from reports.charts import run_tags, to_image
 from reports.comparison import compare_runs, geomean_speedup, round_values
 from reports.html import CSS, environment
 from reports.load import load_paths
@@ -122,7 +122,7 @@ def speedup_chart(matched: pd.DataFrame) -> bytes | None:
     colors = np.where(d.significant, np.where(speed > 1, "tab:green", "tab:red"), "tab:gray")
     ax.barh(y, speed - 1, left=1, color=colors, xerr=[speed - low, high - speed], capsize=3)
     ax.axvline(1, c="k", lw=1)
-    ax.set_yticks(y, d.label + " · " + d.run_id.str[-4:])
+    ax.set_yticks(y, d.label + " · " + run_tags(d.run_id))
     ax.set(xlabel="speedup against the baseline run (95% interval; grey: no significant difference)")
     return to_image(fig)
 
@@ -130,7 +130,7 @@ def speedup_chart(matched: pd.DataFrame) -> bytes | None:
 def distribution_chart(values: pd.DataFrame) -> bytes | None:
     if values.empty:
         return None
-    d = values.assign(ms=values.value * 1e3 * values.batch_size.fillna(1), run=values.run_id.str[-4:],
+    d = values.assign(ms=values.value * 1e3 * values.batch_size.fillna(1), run=run_tags(values.run_id),
                       cell=values.model + " " + values.backend + " " + values.phase
                       + values.batch_size.map(lambda b: "" if pd.isna(b) else f" bs{int(b)}"))
     cells = list(dict.fromkeys(d.cell))

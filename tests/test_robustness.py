@@ -270,13 +270,16 @@ def test_profiling_a_backend_that_does_not_train_is_refused(tmp_path, capsys):
 
 
 def test_a_damaged_raw_file_beside_a_good_gz_is_named(mnist_path, tmp_path, capsys):
+    import gzip
     import shutil
 
-    from bench.data import load_dir
+    from bench.data import MNIST_FILES, load_dir
 
-    for f in mnist_path.iterdir():
-        if f.name.endswith(".gz"):
-            shutil.copy(f, tmp_path / f.name)
+    for name in MNIST_FILES:  # the .gz files (made from the raw ones where the folder has only those)
+        if (mnist_path / f"{name}.gz").exists():
+            shutil.copy(mnist_path / f"{name}.gz", tmp_path / f"{name}.gz")
+        else:
+            (tmp_path / f"{name}.gz").write_bytes(gzip.compress((mnist_path / name).read_bytes(), compresslevel=1))
     (tmp_path / "train-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01\x00\x00\xea\x60truncated")
     assert load_dir(tmp_path)["train-labels-idx1-ubyte"].shape == (60000,)
     err = capsys.readouterr().err

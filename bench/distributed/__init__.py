@@ -1,0 +1,1 @@
+"""Data-parallel training through torchrun: the launcher, the per-rank worker and the DDP loop."""

@@ -1,0 +1,202 @@
+"""Data-parallel training on one rank of a torchrun job: DistributedDataParallel over the
+process group torchrun set up (gloo on CPU, nccl on CUDA), seeded so that results repeat.
+
+Data: every rank parses the same MNIST files; each epoch all ranks draw the same seeded
+permutation, and global batch ``i`` is its ``i``-th slice of ``world x per_rank_batch`` images, of
+which rank ``r`` takes the ``r``-th contiguous part and copies it into its own resident shard for
+the epoch. With equal per-rank batches, DDP's averaged gradient is the gradient of the global
+batch's mean loss: with dropout off, N ranks reach the weights one process reaches on the same
+global batch (to floating-point reduction order).
+
+Clocks: every step is timed on each rank (synchronized first on CUDA); a communication hook wraps
+DDP's all-reduce and times each bucket from launch to completion (host clock on CPU, CUDA events
+on GPU), so a step splits into the span of its all-reduces and the rest. Evaluation runs on every
+rank (the weights are identical), off the training clock."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+
+from bench.backends import Backend
+from bench.config import TrainConfig
+from bench.data import Split
+from bench.engines import BackendOptions
+from bench.measure.clocks import clock_for, timestamp
+from bench.measure.stats import bootstrap_ci
+from bench.train import block_steps_for, build_optimizer, build_trainable, evaluate
+
+
+class AllReduceTimer:
+    """A DDP communication hook: averages the bucket as DDP's default hook does, and records when
+    each bucket's all-reduce was launched and when it completed."""
+
+    def __init__(self, device: str) -> None:
+        self.device, self.spans = device, []
+
+    def hook(self, state, bucket):
+        world = dist.get_world_size()
+        buffer = bucket.buffer().div_(world)
+        if self.device == "cuda":
+            start = torch.cuda.Event(enable_timing=True)
+            start.record()
+            fut = dist.all_reduce(buffer, async_op=True).get_future()
+
+            def done(f):
+                end = torch.cuda.Event(enable_timing=True)
+                end.record()
+                self.spans.append((start, end))
+                return f.value()[0]
+        else:
+            start = time.perf_counter()
+            fut = dist.all_reduce(buffer, async_op=True).get_future()
+
+            def done(f):
+                self.spans.append((start, time.perf_counter()))
+                return f.value()[0]
+        return fut.then(done)
+
+    def take(self) -> float:
+        """Seconds from the first launch to the last completion since the last call (the step's
+        all-reduce span; buckets overlap each other and the backward pass)."""
+        spans, self.spans = self.spans, []
+        if not spans:
+            return 0.0
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+            first = spans[0][0]
+            return max(first.elapsed_time(end) for _, end in spans) / 1e3
+        return max(end for _, end in spans) - min(start for start, _ in spans)
+
+
+def rank_layout() -> dict:
+    return {"rank": dist.get_rank(), "local_rank": int(os.environ.get("LOCAL_RANK", 0)),
+            "node_rank": int(os.environ.get("GROUP_RANK", 0)), "host": socket.gethostname(), "pid": os.getpid()}
+
+
+def ddp_train(model_name: str, backend: Backend, cfg: TrainConfig, per_rank_batch: int, train: Split, test: Split,
+              seed: int, options: BackendOptions) -> tuple[dict, torch.nn.Module] | None:
+    """Train on this rank; every rank returns its own records, rank 0 gets them all gathered:
+    (tables, model) on rank 0, None on the others."""
+    rank, world = dist.get_rank(), dist.get_world_size()
+    model = build_trainable(model_name, backend, options, seed, cfg.dropout)
+    torch.manual_seed(seed + rank)  # dropout: each rank its own (seeded) masks
+    device_ids = [torch.cuda.current_device()] if backend.device == "cuda" else None
+    ddp = DistributedDataParallel(model, device_ids=device_ids)
+    timer = AllReduceTimer(backend.device)
+    ddp.register_comm_hook(None, timer.hook)
+    global_batch = per_rank_batch * world
+    steps_per_epoch = max(1, len(train) // global_batch)
+    opt, sched = build_optimizer(ddp, cfg, cfg.epochs * steps_per_epoch)
+    scaler = backend.grad_scaler()
+    forward = backend.engine.training_forward(ddp, backend)
+    clock = clock_for(backend.device)
+    block_steps = block_steps_for(cfg.epochs * steps_per_epoch)
+    generator = torch.Generator().manual_seed(seed)
+    steps, curve, epochs = [], [], []
+    reached_at, train_s, eval_s, global_step, stop = None, 0.0, 0.0, 0, False
+    wall0 = time.perf_counter()
+    ddp.train()
+    for epoch in range(cfg.epochs):
+        perm = torch.randperm(len(train), generator=generator)[: steps_per_epoch * global_batch]
+        mine = perm.view(steps_per_epoch, world, per_rank_batch)[:, rank].reshape(-1).to(train.y.device)
+        shard_x, shard_y = train.x[mine], train.y[mine]  # this rank's images for the epoch, resident
+        ep_train = 0.0
+        for i in range(steps_per_epoch):
+            clock.sync()
+            t0 = time.perf_counter()
+            x = shard_x[i * per_rank_batch:(i + 1) * per_rank_batch]
+            y = shard_y[i * per_rank_batch:(i + 1) * per_rank_batch]
+            with backend.autocast():
+                loss = F.cross_entropy(forward(x), y)
+            opt.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+            else:
+                loss.backward()
+                opt.step()
+            if sched is not None:
+                sched.step()
+            clock.sync()
+            seconds = time.perf_counter() - t0
+            steps.append({"rank": rank, "step": global_step, "epoch": epoch + 1, "seconds": seconds,
+                          "allreduce_s": timer.take(), "samples": per_rank_batch, "timestamp_s": timestamp(),
+                          "warmup": global_step < cfg.warmup_steps})
+            ep_train += seconds
+            global_step += 1
+        train_s += ep_train
+        t_eval = time.perf_counter()
+        test_loss, test_acc, _ = evaluate(model, test, backend)
+        eval_s += time.perf_counter() - t_eval
+        curve.append({"epoch": epoch + 1, "step": global_step, "epoch_progress": float(epoch + 1), "train_s": train_s,
+                      "wall_s": time.perf_counter() - wall0, "train_loss": float(loss), "test_loss": test_loss,
+                      "test_accuracy": test_acc})
+        epochs.append({"epoch": epoch + 1, "wall_s": time.perf_counter() - wall0, "train_s": ep_train,
+                       "eval_s": eval_s, "train_loss": float(loss), "test_accuracy": test_acc})
+        if reached_at is None and test_acc >= cfg.target_accuracy:
+            reached_at = train_s
+        stop = reached_at is not None and cfg.stop_at_target
+        if stop:
+            break
+    gathered: list = [None] * world
+    dist.all_gather_object(gathered, {"steps": steps, "layout": rank_layout()})
+    if rank != 0:
+        return None
+    summary = {"test_loss": test_loss, "test_accuracy": test_acc, "target_accuracy": cfg.target_accuracy,
+               "time_to_accuracy_s": reached_at if reached_at is not None else float("nan"), "train_s": train_s,
+               "eval_s": eval_s, "wall_s": time.perf_counter() - wall0, "epochs_run": len(epochs),
+               "steps": global_step, "optimizer": cfg.optimizer, "schedule": cfg.schedule, "lr": cfg.lr,
+               "seed": seed, "epochs": cfg.epochs, "dropout": cfg.dropout}
+    tables = rank_tables(gathered, world, per_rank_batch, block_steps)
+    summary.update(tables.pop("figures"))
+    return {"summary": pd.DataFrame([summary]), "epochs": pd.DataFrame(epochs), "curve": pd.DataFrame(curve),
+            **tables}, model
+
+
+def rank_tables(gathered: list[dict], world: int, per_rank_batch: int, block_steps: int) -> dict:
+    """From every rank's step records: the raw timings (one row per rank and block of steady
+    steps), the per-rank table, and the cell's figures. A block's global throughput is the global
+    batch times its steps over its slowest rank's time (a step ends for all at the all-reduce)."""
+    steps = pd.DataFrame([s for g in gathered for s in g["steps"]])
+    steady = steps[~steps.warmup].copy()
+    if steady.empty:  # fewer steps than the warm-up: the figures come from every step
+        steady = steps.copy()
+    steady["block"] = (steady.step - steady.step.min()) // block_steps
+    per_block = steady.groupby(["block", "rank"]).agg(seconds=("seconds", "sum"), samples=("samples", "sum"),
+                                                       steps=("step", "size"), timestamp_s=("timestamp_s", "max"))
+    timings = per_block.reset_index().rename(columns={"block": "round", "rank": "process"})
+    slowest = per_block.groupby("block").seconds.max()
+    block_rate = per_block.groupby("block").samples.sum() / slowest
+    per_rank = steady.groupby("rank").agg(steady_s=("seconds", "sum"), samples=("samples", "sum"),
+                                          allreduce_s=("allreduce_s", "sum"), steps=("step", "size"))
+    per_rank["compute_s"] = per_rank.steady_s - per_rank.allreduce_s
+    per_rank["samples_per_s"] = per_rank.samples / per_rank.steady_s
+    per_rank["allreduce_share"] = per_rank.allreduce_s / per_rank.steady_s
+    layout = pd.DataFrame([g["layout"] for g in gathered]).set_index("rank")
+    ranks = per_rank.join(layout).reset_index()
+    low, high = bootstrap_ci(block_rate.to_numpy())
+    total_s = float(per_rank.steady_s.max())
+    figures = {
+        "world_size": world, "per_rank_batch": per_rank_batch, "global_batch": per_rank_batch * world,
+        "train_samples_per_s": float(steady.groupby("rank").samples.sum().sum() / total_s),
+        "train_samples_per_s_rounds": len(block_rate),
+        "train_samples_per_s_ci_low": low, "train_samples_per_s_ci_high": high,
+        "allreduce_s_per_step": float(np.median(per_rank.allreduce_s / per_rank.steps)),
+        "step_s": float(np.median(per_rank.steady_s / per_rank.steps)),
+        "allreduce_share": float(np.median(per_rank.allreduce_share)),
+        "slowest_rank": int(per_rank.steady_s.idxmax()),
+        "rank_spread": float(per_rank.steady_s.max() / per_rank.steady_s.min() - 1),
+        "warmup_steps": int(steps.warmup.sum() // world),
+        "nodes": int(layout.host.nunique()),
+    }
+    return {"timings": timings, "ranks": ranks, "figures": figures}

@@ -1,0 +1,176 @@
+"""``mnist-bench run --launcher torchrun``: data-parallel training cells, one torchrun job per
+world size (``--scaling 1,2,...``: one after another on this node), each rank running
+``bench.distributed.worker``. This process owns the run folder: it opens it, launches and watches
+torchrun, turns a failed job into one line naming the rank (or the rendezvous) and error rows for
+the cells it did not write, and closes the folder. Cells already written are kept."""
+
+from __future__ import annotations
+
+import re
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from bench import ConfigError, console
+from bench.backends import get_backend, probe
+from bench.config import RunConfig
+from bench.data import resolve_mnist
+from bench.results import cell_id
+from bench.run_folder import close_run, open_run
+from bench.signals import graceful_stop
+
+DIST_FAILED_EXIT = 4
+
+
+def per_rank_batch(cfg: RunConfig, model: str, world: int) -> int:
+    batch = cfg.train_for(model).batch_size
+    return batch if cfg.distributed.scaling_batch == "per-rank" else batch // world
+
+
+def check(cfg: RunConfig, cuda_devices: int | None = None) -> None:
+    """Refuse, before anything runs, what cannot launch: backends on both devices, more ranks per
+    node than GPUs, a global batch that does not split evenly, a rendezvous port already taken."""
+    d = cfg.distributed
+    devices = {get_backend(b).device for b in cfg.backends}
+    if len(devices) > 1:
+        raise ConfigError(f"a torchrun run trains on one device kind; {', '.join(cfg.backends)} mix cpu and cuda "
+                          "(run them as two runs)")
+    if devices == {"cuda"}:
+        have = torch.cuda.device_count() if cuda_devices is None else cuda_devices
+        most = max(d.scaling or (d.nproc_per_node,))
+        if most > have:
+            raise ConfigError(f"{most} ranks per node on CUDA need {most} GPUs; this node has {have} "
+                              f"(legal values for --nproc-per-node / --scaling: 1-{max(have, 1)})")
+    for world in d.world_sizes:
+        for model in cfg.models:
+            batch = cfg.train_for(model).batch_size
+            if d.scaling_batch == "global" and batch % world:
+                raise ConfigError(f"the global batch {batch} of {model} does not split over {world} ranks; give a "
+                                  f"--batch-size divisible by {world}, or --scaling-batch per-rank")
+    if d.rdzv_endpoint and d.nnodes == 1:
+        host, port = split_endpoint(d.rdzv_endpoint)
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError as e:
+                raise ConfigError(f"rendezvous endpoint {host}:{port} cannot be used: {e.strerror or e} "
+                                  "(choose a free port, or leave --rdzv-endpoint out on one node)") from None
+
+
+def split_endpoint(endpoint: str) -> tuple[str, int]:
+    host, _, port = endpoint.rpartition(":")
+    return host, int(port)
+
+
+def torchrun_command(cfg: RunConfig, run_dir: Path, world: int) -> list[str]:
+    d = cfg.distributed
+    nproc = world if d.scaling else d.nproc_per_node
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}", f"--nnodes={d.nnodes}",
+           "--max-restarts=0", "--monitor-interval=0.5"]
+    if d.rdzv_endpoint:
+        cmd += ["--rdzv-backend=c10d", f"--rdzv-endpoint={d.rdzv_endpoint}", "--rdzv-id=mnist-bench",
+                f"--rdzv-conf=join_timeout={max(1, round(d.dist_timeout_s))},"
+                f"read_timeout={max(1, round(d.dist_timeout_s))}"]
+    else:
+        cmd += ["--standalone"]
+    return cmd + ["-m", "bench.distributed.worker", str(run_dir), "--suffix", f"ws{world}"]
+
+
+_ROOT_CAUSE = re.compile(r"rank\s*:\s*(\d+)\s*\(local_rank:\s*(\d+)\)\s*\n\s*exitcode\s*:\s*(-?\d+)")
+_HOST = re.compile(r"host\s*:\s*(\S+)\s*\n\s*rank\s*:")
+
+
+def diagnose(output: str, cfg: RunConfig, world: int) -> str:
+    """One line for a torchrun job that failed: the rank that died first and how, or the
+    rendezvous that could not be reached, or the job's last error line."""
+    d = cfg.distributed
+    if d.rdzv_endpoint and re.search(r"Rendezvous(Timeout|Connection|Closed)Error|DistNetworkError|"
+                                     r"timed out|Connection refused|EADDRINUSE|address already in use", output):
+        host, port = split_endpoint(d.rdzv_endpoint)
+        joined = "" if d.nnodes == 1 else f" ({d.nnodes} nodes expected)"
+        return (f"the rendezvous at {host}:{port} could not be completed within {d.dist_timeout_s:g} s{joined}: the "
+                "host or port is unreachable, in use by something else, or a node did not start")
+    cause = output[output.rfind("Root Cause"):] if "Root Cause" in output else output
+    m = _ROOT_CAUSE.search(cause)
+    if m:
+        rank, local, code = int(m.group(1)), int(m.group(2)), int(m.group(3))
+        host = _HOST.search(cause)
+        how = f"killed by {signal.Signals(-code).name}" if code < 0 and -code in signal.valid_signals() else \
+            f"exit code {code}"
+        return (f"rank {rank} (local rank {local}{f' on {host.group(1)}' if host else ''}) of {world} ended first "
+                f"({how}); torchrun stopped the other ranks")
+    errors = [line for line in output.splitlines() if "error" in line.lower()]
+    return (errors[-1].strip() if errors else "torchrun failed")[:300]
+
+
+def run_distributed(cfg: RunConfig, argv: list[str] | None) -> tuple[Path, list[str]]:
+    """The data-parallel run; returns its folder and the one-line failures (empty: all ended ok)."""
+    with graceful_stop():
+        probed = probe(cfg.backends)
+        missing = [b.name for b, reason in probed if reason]
+        if missing:
+            raise ConfigError(f"a torchrun run needs every backend on every rank; unavailable here: "
+                              f"{'; '.join(f'{b.name}: {r}' for b, r in probed if r)}")
+        check(cfg)
+        mnist = resolve_mnist(cfg.data_dir)  # verified (and cached) once, before the ranks read it
+        writer, meta = open_run(cfg, argv, mnist)
+        meta["distributed"] = {"launcher": "torchrun", "nnodes": cfg.distributed.nnodes,
+                               "nproc_per_node": cfg.distributed.nproc_per_node,
+                               "rdzv_endpoint": cfg.distributed.rdzv_endpoint,
+                               "world_sizes": list(cfg.distributed.world_sizes),
+                               "scaling_batch": cfg.distributed.scaling_batch,
+                               "dist_backend": "nccl" if get_backend(cfg.backends[0]).device == "cuda" else "gloo"}
+        failures: list[str] = []
+        status, extra = "interrupted", {}
+        try:
+            for world in cfg.distributed.world_sizes:
+                failure = _launch(cfg, writer.run_dir, world)
+                if failure:
+                    failures.append(failure)
+                    cells = writer.run_dir / "cells"
+                    for model in cfg.models:
+                        for name in cfg.backends:
+                            if not (cells / cell_id(model, name, "train", None, f"ws{world}")).exists():
+                                writer.write_status(model, get_backend(name), "train", "error", failure,
+                                                    suffix=f"ws{world}")
+                    break
+            status = "complete"
+        finally:
+            layout = sorted(p.name for p in writer.run_dir.glob("ranks-*.json"))
+            meta["distributed"]["node_reports"] = layout
+            close_run(writer, meta, status, [], **extra)
+    return writer.run_dir, failures
+
+
+def _launch(cfg: RunConfig, run_dir: Path, world: int) -> str | None:
+    """One torchrun job; its output goes to ``torchrun-ws<N>.log`` in the run folder (rank 0's lines
+    also to the terminal). Returns None when it ended ok, else the one-line diagnosis."""
+    log_path = run_dir / f"torchrun-ws{world}.log"
+    command = torchrun_command(cfg, run_dir, world)
+    lines: list[str] = []
+    with console.stage(f"torchrun world size {world}", None, "line") as st, open(log_path, "w") as log:
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        try:
+            for line in proc.stdout:
+                log.write(line)
+                lines.append(line)
+                if line.startswith("rank 0:") or console.is_verbose():
+                    console.info(line.rstrip())
+                st.update(0)
+            code = proc.wait()
+        except BaseException:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            raise
+    if code == 0:
+        return None
+    reason = diagnose("".join(lines), cfg, world)
+    print(f"error: world size {world}: {reason}; log: {log_path}", file=sys.stderr)
+    return reason
