@@ -30,6 +30,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--normalization", help="minmax | standard")
     p.add_argument("--target-accuracy", help="test accuracy for time_to_accuracy_s (0-1)")
     p.add_argument("--evals-per-epoch", help="test-set checks per epoch (curve points, time-to-accuracy)")
+    p.add_argument("--dropout", help="on | off: off keeps every unit of the dropout layers (runs that must repeat "
+                                     "bit for bit, such as data-parallel against one process)")
     p.add_argument("--warmup-steps", help="first training steps timed apart from the steady state")
     p.add_argument("--stop-at-target", action="store_true", default=None,
                    help="end training at the first check that reaches the target accuracy")
@@ -221,13 +223,16 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         cfg = resume_config(args.resume, {k: v for k, v in values.items() if v is not None})
     else:
         cfg = build_config(values)
-    failures: list[str] = []
     if cfg.distributed.enabled:
         from bench.distributed.launch import run_distributed
 
         if args.resume is not None:
             raise BenchError("--resume does not apply to torchrun runs; run the job again")
         run_dir, failures = run_distributed(cfg, ["mnist-bench", *argv])
+        if not failures and not (run_dir / "cells").is_dir():
+            print(f"this node's ranks finished; global rank 0 ran on another node and wrote the results into its "
+                  f"own run folder there (this node's log: {run_dir})")
+            return 0
     else:
         run_dir = Runner(cfg, argv=["mnist-bench", *argv], progress=True, resume=args.resume).run()
     from bench.results import read_run

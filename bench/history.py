@@ -70,12 +70,14 @@ def _figure_rows(run_id: str, summary: pd.DataFrame) -> list[tuple]:
     for r in ok.to_dict("records"):
         bs = r.get("batch_size")
         bs = None if bs is None or pd.isna(bs) else int(bs)
+        ws = r.get("world_size")
+        phase = r["phase"] if ws is None or pd.isna(ws) else f"{r['phase']}_ws{int(ws)}"  # data-parallel apart
         for metric, (col, low, high) in METRICS.items():
             value = r.get(col)
             if value is None or pd.isna(value):
                 continue
             lo, hi = (r.get(c) if c else None for c in (low, high))
-            rows.append((run_id, r["model"], r["backend"], r["phase"], bs, metric, float(value),
+            rows.append((run_id, r["model"], r["backend"], phase, bs, metric, float(value),
                          None if lo is None or pd.isna(lo) else float(lo),
                          None if hi is None or pd.isna(hi) else float(hi)))
     return rows

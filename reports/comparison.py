@@ -28,6 +28,8 @@ def round_values(rt: RunTables, normalize: bool = False) -> pd.DataFrame:
         t["process"] = 0
     v = t.groupby(["run_id", "cell_id", "round"], as_index=False).agg(value=("value", "median"),
                                                                       process=("process", "first"))
+    if "world_size" in s:  # data-parallel cells: one job per world size, never interleaved, so never paired
+        s = s[s.world_size.isna()]
     meta = s[["run_id", "cell_id", "model", "backend", "phase", "batch_size"]]
     v = v.merge(meta, on=["run_id", "cell_id"])
     v["batch_size"] = v.batch_size.where(v.phase != "train")  # training rounds pair across batch settings

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from bench.results import RunTables, atomic_write_text
-from reports import charts, dynamics_section, profile_section, verdict_section
+from reports import charts, dynamics_section, profile_section, scaling_section, verdict_section
 from reports.blocks import SORT_SCRIPT, cols, img, table, warn, with_toc
 from reports.load import load_paths
 from reports.summary import planned_max_batch, summary_frame, with_metric_columns
@@ -101,6 +101,7 @@ def section_frames(rt: RunTables) -> dict[str, pd.DataFrame]:
     frames["export"] = cols(ok[ok.phase == "export"], first + EXPORT_COLUMNS)
     frames["memory"] = cols(ok[ok.phase != "profile"], first + MEMORY_COLUMNS)
     frames["classes"] = _per_class(rt["classes"], s)
+    frames["scaling"] = scaling_section.scaling_frame(s)
     frames["skipped"] = cols(s[s.status != "ok"], first + ["model", "backend", "phase", "batch_size", "status",
                                                          "reason"])
     return {name: _tidy(f) for name, f in frames.items() if f is not None}
@@ -242,4 +243,4 @@ def render_report(paths: list[Path], output: Path | None = None, extra_sections:
 
 
 # Further report sections: f(run_tables, report_dir) -> html.
-SECTIONS: list = [dynamics_section.render, profile_section.render]
+SECTIONS: list = [scaling_section.render, dynamics_section.render, profile_section.render]

@@ -65,9 +65,13 @@ def glance_table(rt: RunTables, ranked: pd.DataFrame, run_id: str, model: str) -
             label = "training" if phase == "train" else f"inference, batch {int(bs)}"
             hit = r[(r.backend == backend) & (r.phase == phase) & ((r.batch_size == bs) if bs else True)]
             cell = g[(g.phase == phase) & ((g.batch_size == bs) if bs else True)]
+            done = cell[cell.status == "ok"] if len(cell) else cell
             if len(hit):
                 unstable = bool(cell.unstable.fillna(False).astype(bool).any()) if "unstable" in cell else False
                 row[label] = _speed_text(hit.iloc[0], unstable)
+            elif phase == "train" and "world_size" in done and done.world_size.notna().any():
+                row[label] = "; ".join(f"{si(c.train_samples_per_s)}/s × {int(c.world_size)} ranks"
+                                       for c in done.sort_values("world_size").itertuples()) + " (see Scaling)"
             elif len(cell) and (cell.status != "ok").any():
                 row[label] = str(cell.status.iloc[0])
             else:

@@ -191,7 +191,7 @@ def rank_tables(gathered: list[dict], world: int, per_rank_batch: int, block_ste
         "train_samples_per_s": float(steady.groupby("rank").samples.sum().sum() / total_s),
         "train_samples_per_s_rounds": len(block_rate),
         "train_samples_per_s_ci_low": low, "train_samples_per_s_ci_high": high,
-        "allreduce_s_per_step": float(np.median(per_rank.allreduce_s / per_rank.steps)),
+        "allreduce_per_step_s": float(np.median(per_rank.allreduce_s / per_rank.steps)),
         "step_s": float(np.median(per_rank.steady_s / per_rank.steps)),
         "allreduce_share": float(np.median(per_rank.allreduce_share)),
         "slowest_rank": int(per_rank.steady_s.idxmax()),

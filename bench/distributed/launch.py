@@ -6,13 +6,16 @@ the cells it did not write, and closes the folder. Cells already written are kep
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from bench import ConfigError, console
@@ -135,13 +138,15 @@ def run_distributed(cfg: RunConfig, argv: list[str] | None) -> tuple[Path, list[
                     for model in cfg.models:
                         for name in cfg.backends:
                             if not (cells / cell_id(model, name, "train", None, f"ws{world}")).exists():
-                                writer.write_status(model, get_backend(name), "train", "error", failure,
-                                                    suffix=f"ws{world}")
+                                row = {"status": "error", "reason": failure, "world_size": world}
+                                writer.write(model, get_backend(name), "train", {"summary": pd.DataFrame([row])},
+                                             suffix=f"ws{world}")
                     break
             status = "complete"
         finally:
-            layout = sorted(p.name for p in writer.run_dir.glob("ranks-*.json"))
-            meta["distributed"]["node_reports"] = layout
+            reports = [json.loads(p.read_text()) for p in sorted(writer.run_dir.glob("ranks-*.json"))]
+            meta["distributed"]["node_reports"] = reports
+            meta["distributed"]["results_here"] = any(r.get("wrote_results") for r in reports) or not reports
             close_run(writer, meta, status, [], **extra)
     return writer.run_dir, failures
 
@@ -152,15 +157,15 @@ def _launch(cfg: RunConfig, run_dir: Path, world: int) -> str | None:
     log_path = run_dir / f"torchrun-ws{world}.log"
     command = torchrun_command(cfg, run_dir, world)
     lines: list[str] = []
-    with console.stage(f"torchrun world size {world}", None, "line") as st, open(log_path, "w") as log:
-        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+    start = time.perf_counter()
+    with open(log_path, "w") as log, subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                                       text=True, bufsize=1) as proc:
         try:
             for line in proc.stdout:
                 log.write(line)
                 lines.append(line)
                 if line.startswith("rank 0:") or console.is_verbose():
                     console.info(line.rstrip())
-                st.update(0)
             code = proc.wait()
         except BaseException:
             proc.send_signal(signal.SIGTERM)
@@ -169,6 +174,8 @@ def _launch(cfg: RunConfig, run_dir: Path, world: int) -> str | None:
             except subprocess.TimeoutExpired:
                 proc.kill()
             raise
+    console.info(f"torchrun world size {world}: {'done' if code == 0 else 'failed'} in "
+                 f"{time.perf_counter() - start:.1f} s")
     if code == 0:
         return None
     reason = diagnose("".join(lines), cfg, world)

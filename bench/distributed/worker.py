@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
                     tables, net = out
                     tables["summary"] = tables["summary"].assign(
                         **settings, dist_backend=dist.get_backend(), scaling_batch=cfg.distributed.scaling_batch,
-                        nnodes=cfg.distributed.nnodes, nproc_per_node=int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
+                        nnodes=cfg.distributed.nnodes, nproc_per_node=int(os.environ.get("LOCAL_WORLD_SIZE", 1)),
+                        torch_threads_per_rank=torch.get_num_threads())
                     weights = io.BytesIO()
                     torch.save({k: v.cpu() for k, v in net.state_dict().items()}, weights)
                     writer.write(model, b, "train", tables, files={"model.pt": weights.getvalue()},
