@@ -16,7 +16,8 @@ from reports.charts import to_image
 
 COLUMNS = ["model", "backend", "world_size", "nodes", "per_rank_batch", "global_batch", "scaling_batch",
            "train_samples_per_s", "train_samples_per_s_ci_low", "train_samples_per_s_ci_high", "efficiency",
-           "step_s", "allreduce_per_step_s", "allreduce_share", "slowest_rank", "rank_spread", "test_accuracy",
+           "step_s", "allreduce_per_step_s", "allreduce_span_per_step_s", "allreduce_share", "slowest_rank",
+           "rank_spread", "test_accuracy",
            "dist_backend", "torch_threads_per_rank"]
 
 
@@ -51,7 +52,7 @@ def scaling_chart(d: pd.DataFrame) -> bytes | None:
                 label=backend)
             axes[i, 1].plot(g.world_size, g.efficiency, marker="o", label=backend)
         ws = np.arange(len(m))
-        axes[i, 2].bar(ws, m.allreduce_share * 100, color="#c44e52", label="all-reduce span")
+        axes[i, 2].bar(ws, m.allreduce_share * 100, color="#c44e52", label="exposed all-reduce")
         axes[i, 2].set_xticks(ws, [f"{b}\n×{int(n)}" for b, n in zip(m.backend, m.world_size)], fontsize=8)
         axes[i, 0].set(title=f"{model}: training throughput", xlabel="world size (ranks)", ylabel="samples/s")
         axes[i, 1].axhline(1.0, ls="--", c="grey", lw=1)
@@ -74,14 +75,16 @@ def render(rt: RunTables, report_dir) -> str:
         ranks = ranks.merge(s, on=["run_id", "cell_id"])
         ranks = ranks[[c for c in ["model", "backend", "world_size", "rank", "node_rank", "local_rank", "host",
                                    "steps", "samples_per_s", "steady_s", "allreduce_s", "compute_s",
-                                   "allreduce_share"] if c in ranks]]
+                                   "allreduce_span_s", "allreduce_share"] if c in ranks]]
     return "\n".join([
         '<h2 id="scaling">Data-parallel scaling</h2>',
         '<p class="note">DistributedDataParallel training launched by torchrun, one job per world size, measured one '
         "after another (not interleaved: compare them with that in mind). Throughput: the global batch times the "
         "steady-state steps over the slowest rank's time, its interval over blocks of steps. Efficiency: throughput "
-        "at N ranks over N times the throughput at 1. All-reduce: the span from the first bucket's launch to the "
-        "last one's completion in each step (it overlaps the backward pass). Rank spread: the slowest rank's "
+        "at N ranks over N times the throughput at 1. All-reduce (and its share of a step): the exposed time, from "
+        "the last bucket's launch (the backward pass has produced every gradient) to the last completion, the "
+        "communication the backward pass did not hide; the span from the first launch, which overlaps the "
+        "backward pass, is beside it. Rank spread: the slowest rank's "
         "time over the fastest's, minus one.</p>",
         img(scaling_chart(d), "data-parallel scaling", "Throughput (with its interval) and efficiency against "
             "world size; the share of each step spent in all-reduce."),

@@ -46,7 +46,8 @@ def test_readme_commands_run(mnist_path, tmp_path, monkeypatch, capsys):
             pytest.fail(f"README command needs a run before it: {command}")
         args += SMALL.get(args[0], [])
         if args[0] == "run" and run_dir is not None and "--backends" not in args:
-            args += ["--backends", "cpu-fp32,onnxruntime-cpu"]  # the first run covers auto; the rest stay short
+            # the first run covers auto; the rest stay short (data-parallel runs train: no ONNX Runtime)
+            args += ["--backends", "cpu-fp32" if "--launcher" in args else "cpu-fp32,onnxruntime-cpu"]
         if args[0] == "dynamics":
             # analyses need a run recorded with --dynamics
             assert main(["run", "--dynamics", *SMALL["run"], "--backends", "cpu-fp32", "--out", "dyn"]) == 0

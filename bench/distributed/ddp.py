@@ -10,7 +10,8 @@ global batch (to floating-point reduction order).
 
 Clocks: every step is timed on each rank (synchronized first on CUDA); a communication hook wraps
 DDP's all-reduce and times each bucket from launch to completion (host clock on CPU, CUDA events
-on GPU), so a step splits into the span of its all-reduces and the rest. Evaluation runs on every
+on GPU), so a step splits into its exposed all-reduce time (from the last bucket's launch, when
+the backward pass has produced every gradient, to the last completion) and the rest (compute). Evaluation runs on every
 rank (the weights are identical), off the training clock."""
 
 from __future__ import annotations
@@ -64,17 +65,22 @@ class AllReduceTimer:
                 return f.value()[0]
         return fut.then(done)
 
-    def take(self) -> float:
-        """Seconds from the first launch to the last completion since the last call (the step's
-        all-reduce span; buckets overlap each other and the backward pass)."""
+    def take(self) -> tuple[float, float]:
+        """Since the last call (one step): the all-reduce span, from the first bucket's launch to
+        the last one's completion (it overlaps the backward pass), and the exposed all-reduce time,
+        from the last launch (the backward pass has produced every gradient) to the last completion:
+        the communication the backward pass did not hide."""
         spans, self.spans = self.spans, []
         if not spans:
-            return 0.0
+            return 0.0, 0.0
         if self.device == "cuda":
             torch.cuda.synchronize()
             first = spans[0][0]
-            return max(first.elapsed_time(end) for _, end in spans) / 1e3
-        return max(end for _, end in spans) - min(start for start, _ in spans)
+            end = max(first.elapsed_time(e) for _, e in spans) / 1e3
+            last_launch = max(first.elapsed_time(s) for s, _ in spans) / 1e3
+            return end, max(0.0, end - last_launch)
+        first, last_launch, end = min(s for s, _ in spans), max(s for s, _ in spans), max(e for _, e in spans)
+        return end - first, max(0.0, end - last_launch)
 
 
 def rank_layout() -> dict:
@@ -129,8 +135,10 @@ def ddp_train(model_name: str, backend: Backend, cfg: TrainConfig, per_rank_batc
                 sched.step()
             clock.sync()
             seconds = time.perf_counter() - t0
+            span, exposed = timer.take()
             steps.append({"rank": rank, "step": global_step, "epoch": epoch + 1, "seconds": seconds,
-                          "allreduce_s": timer.take(), "samples": per_rank_batch, "timestamp_s": timestamp(),
+                          "allreduce_s": exposed, "allreduce_span_s": span, "samples": per_rank_batch,
+                          "timestamp_s": timestamp(),
                           "warmup": global_step < cfg.warmup_steps})
             ep_train += seconds
             global_step += 1
@@ -178,7 +186,8 @@ def rank_tables(gathered: list[dict], world: int, per_rank_batch: int, block_ste
     slowest = per_block.groupby("block").seconds.max()
     block_rate = per_block.groupby("block").samples.sum() / slowest
     per_rank = steady.groupby("rank").agg(steady_s=("seconds", "sum"), samples=("samples", "sum"),
-                                          allreduce_s=("allreduce_s", "sum"), steps=("step", "size"))
+                                          allreduce_s=("allreduce_s", "sum"),
+                                          allreduce_span_s=("allreduce_span_s", "sum"), steps=("step", "size"))
     per_rank["compute_s"] = per_rank.steady_s - per_rank.allreduce_s
     per_rank["samples_per_s"] = per_rank.samples / per_rank.steady_s
     per_rank["allreduce_share"] = per_rank.allreduce_s / per_rank.steady_s
@@ -192,6 +201,7 @@ def rank_tables(gathered: list[dict], world: int, per_rank_batch: int, block_ste
         "train_samples_per_s_rounds": len(block_rate),
         "train_samples_per_s_ci_low": low, "train_samples_per_s_ci_high": high,
         "allreduce_per_step_s": float(np.median(per_rank.allreduce_s / per_rank.steps)),
+        "allreduce_span_per_step_s": float(np.median(per_rank.allreduce_span_s / per_rank.steps)),
         "step_s": float(np.median(per_rank.steady_s / per_rank.steps)),
         "allreduce_share": float(np.median(per_rank.allreduce_share)),
         "slowest_rank": int(per_rank.steady_s.idxmax()),
