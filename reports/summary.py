@@ -97,7 +97,7 @@ def summary_frame(summary: pd.DataFrame, max_batch: dict[str, int] | None = None
 
 def summary_table(summary: pd.DataFrame, max_batch: dict[str, int] | None = None) -> str:
     df = summary_frame(summary, max_batch)
-    return df.to_string(index=False, float_format=lambda v: f"{v:,.4g}", na_rep="-") if len(df) else "(no results)"
+    return text_frame(df) if len(df) else "(no results)"
 
 
 def text_frame(df: pd.DataFrame) -> str:
