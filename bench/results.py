@@ -61,6 +61,7 @@ SCHEMA = {
 }
 
 
+RESULTS_SCHEMA_VERSION = 2  # of a run folder (meta.json and the tables above); 1: before the version was written
 ROW_HEADER = ("model", "backend", "device", "precision", "engine", "phase", "batch_size", "status", "reason")
 STATUSES = ("ok", "skipped", "error", "oom", "diverged")
 

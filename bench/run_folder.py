@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from bench.meta import collect_metadata, now_iso
-from bench.results import RunWriter, new_run_id, write_json, write_samples
+from bench.results import RESULTS_SCHEMA_VERSION, RunWriter, new_run_id, write_json, write_samples
 
 
 def open_run(cfg, argv: list[str] | None, mnist, resume: Path | None = None) -> tuple[RunWriter, dict]:
@@ -21,7 +21,8 @@ def open_run(cfg, argv: list[str] | None, mnist, resume: Path | None = None) -> 
         writer = RunWriter(cfg.out / run_id)
         writer.run_dir.mkdir(parents=True)
         meta = {**collect_metadata(cfg, argv), "run_id": run_id, "data_source": mnist.source,
-                "start_time": now_iso(), "status": "running", "pid": os.getpid(), "name": cfg.name}
+                "start_time": now_iso(), "status": "running", "pid": os.getpid(), "name": cfg.name,
+                "schema_version": RESULTS_SCHEMA_VERSION}
         write_samples(writer.run_dir, mnist)
     else:
         writer = RunWriter(Path(resume))

@@ -61,17 +61,22 @@ class Runner:
         probed = self._start()
 
         def body() -> None:
-            for b, reason in probed:
-                if reason or not b.trains:
-                    self.writer.write_status(model, b, "profile", "skipped",
-                                             reason or f"{b.engine.name} does not train; profiling covers training")
-                    continue
-                bs, settings = self.cfg.train_for(model).batch_size, b.configure(self.cfg.backend_options)
-                guarded(self.writer, model, b, "profile", lambda: self.writer.write(model, b, "profile", profile_cell(
-                    model, b, self.splits(model, b.device)[0], bs, self.cfg.seed, self.cfg.backend_options, settings,
-                    pcfg, self.writer.run_dir / "profile"), bs), bs)
+            with console.stage(f"profile {model}", len(probed), "backend") as st:
+                for b, reason in probed:
+                    self._profile_one(model, b, reason, pcfg)
+                    st.update(note=b.name)
 
         return self._finish(body)
+
+    def _profile_one(self, model: str, b: Backend, reason: str | None, pcfg: ProfileConfig) -> None:
+        if reason or not b.trains:
+            self.writer.write_status(model, b, "profile", "skipped",
+                                     reason or f"{b.engine.name} does not train; profiling covers training")
+            return
+        bs, settings = self.cfg.train_for(model).batch_size, b.configure(self.cfg.backend_options)
+        guarded(self.writer, model, b, "profile", lambda: self.writer.write(model, b, "profile", profile_cell(
+            model, b, self.splits(model, b.device)[0], bs, self.cfg.seed, self.cfg.backend_options, settings,
+            pcfg, self.writer.run_dir / "profile"), bs), bs)
 
     def splits(self, model: str, device: str) -> tuple[Split, Split]:
         t = self.cfg.train_for(model)

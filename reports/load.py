@@ -23,17 +23,7 @@ def load_one(path: Path) -> RunTables:
     if saved := saved_benchmarks(path):
         from reports.pytest_benchmark import read_benchmark_json
 
-        runs, problems = [], []
-        for p in saved:
-            try:
-                runs.append(read_benchmark_json(p))
-            except BenchError as e:
-                problems.append(str(e))
-        if not runs:
-            raise BenchError("; ".join(problems))
-        merged = merge(runs)
-        merged.problems = problems + merged.problems
-        return merged
+        return _merge_readable(saved, read_benchmark_json)
     if path.is_dir():
         return read_run(path)
     if path.is_file() and path.suffix == ".json":
@@ -48,10 +38,15 @@ def load_one(path: Path) -> RunTables:
 def load_paths(paths: list[Path]) -> RunTables:
     if not paths:
         raise BenchError("no result paths given")
+    return _merge_readable(paths, load_one)
+
+
+def _merge_readable(paths: list[Path], read) -> RunTables:
+    """Every path ``read`` can read, merged; the others named in ``problems`` (all unreadable: an error)."""
     runs, problems = [], []
     for path in paths:
         try:
-            runs.append(load_one(path))
+            runs.append(read(path))
         except BenchError as e:
             problems.append(str(e))
     if not runs:

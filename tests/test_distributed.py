@@ -112,7 +112,7 @@ def test_a_killed_rank_ends_the_run_with_its_name(mnist_path, tmp_path):
     out, err = proc.communicate(timeout=timeout + 60)
     assert time.time() - killed_at < timeout + 30
     assert proc.returncode == 4, err
-    assert "rank 1 (local rank 1" in err and "SIGKILL" in err
+    assert "rank 1 (local rank 1" in err and "killed by SIGKILL" in err
     (run_dir,) = _runs(tmp_path)
     s = read_run(run_dir)["summary"].set_index("world_size")
     assert s.loc[1, "status"] == "ok" and s.loc[2, "status"] == "error" and "rank 1" in s.loc[2, "reason"]
@@ -147,3 +147,39 @@ def test_a_rendezvous_nobody_joins_ends_within_the_bound(mnist_path, tmp_path, c
                "--data-dir", str(mnist_path), "--out", str(tmp_path), "--no-report"])
     assert rc == 4 and time.time() - start < 90
     assert f"the rendezvous at 127.0.0.1:{port} could not be completed within 5 s" in capsys.readouterr().err
+
+
+TORCHRUN_FAILURE = """torch.distributed.elastic.multiprocessing.errors.ChildFailedError:
+======================================================
+bench.distributed.worker FAILED
+------------------------------------------------------
+Failures:
+[1]:
+  time      : 2026-11-27_11:03:56
+  host      : localhost
+  rank      : 1 (local_rank: 1)
+  exitcode  : -9 (pid: 13900)  (SIGKILL)
+  error_file: <N/A>
+  traceback : Signal 9 (SIGKILL) received by PID 13900
+------------------------------------------------------
+Root Cause (first observed failure):
+[0]:
+  time      : 2026-11-27_11:03:56
+  host      : localhost
+  rank      : 0 (local_rank: 0)
+  exitcode  : -6 (pid: 13899)  (SIGABRT)
+  error_file: <N/A>
+  traceback : Signal 6 (SIGABRT) received by PID 13899
+======================================================"""
+
+
+def test_the_rank_that_died_is_named_not_the_one_that_aborted_after_it():
+    """torchrun's "first observed failure" can be a rank that aborted because its peer vanished."""
+    from bench.config import build_config
+    from bench.distributed.launch import diagnose
+
+    cfg = build_config({"launcher": "torchrun", "backends": "cpu-fp32", "nproc_per_node": 2})
+    line = diagnose(TORCHRUN_FAILURE, cfg, 2)
+    assert line.startswith("rank 1 (local rank 1 on localhost) of 2 ended (killed by SIGKILL)")
+    assert "rank 0 then ended (killed by SIGABRT)" in line
+    assert "exit code 3" in diagnose(TORCHRUN_FAILURE.replace("-9 (pid", "3 (pid"), cfg, 2)

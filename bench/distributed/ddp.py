@@ -24,7 +24,6 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from bench.backends import Backend
@@ -33,7 +32,7 @@ from bench.data import Split
 from bench.engines import BackendOptions
 from bench.measure.clocks import clock_for, timestamp
 from bench.measure.stats import bootstrap_ci
-from bench.train import block_steps_for, build_optimizer, build_trainable, evaluate
+from bench.train import block_steps_for, build_optimizer, build_trainable, evaluate, make_train_step
 
 
 class AllReduceTimer:
@@ -103,7 +102,7 @@ def ddp_train(model_name: str, backend: Backend, cfg: TrainConfig, per_rank_batc
     steps_per_epoch = max(1, len(train) // global_batch)
     opt, sched = build_optimizer(ddp, cfg, cfg.epochs * steps_per_epoch)
     scaler = backend.grad_scaler()
-    forward = backend.engine.training_forward(ddp, backend)
+    train_step = make_train_step(backend.engine.training_forward(ddp, backend), backend, opt, sched, scaler)
     clock = clock_for(backend.device)
     block_steps = block_steps_for(cfg.epochs * steps_per_epoch)
     generator = torch.Generator().manual_seed(seed)
@@ -121,18 +120,7 @@ def ddp_train(model_name: str, backend: Backend, cfg: TrainConfig, per_rank_batc
             t0 = time.perf_counter()
             x = shard_x[i * per_rank_batch:(i + 1) * per_rank_batch]
             y = shard_y[i * per_rank_batch:(i + 1) * per_rank_batch]
-            with backend.autocast():
-                loss = F.cross_entropy(forward(x), y)
-            opt.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-            else:
-                loss.backward()
-                opt.step()
-            if sched is not None:
-                sched.step()
+            loss = train_step(x, y)
             clock.sync()
             seconds = time.perf_counter() - t0
             span, exposed = timer.take()

@@ -83,8 +83,14 @@ def torchrun_command(cfg: RunConfig, run_dir: Path, world: int) -> list[str]:
     return cmd + ["-m", "bench.distributed.worker", str(run_dir), "--suffix", f"ws{world}"]
 
 
-_ROOT_CAUSE = re.compile(r"rank\s*:\s*(\d+)\s*\(local_rank:\s*(\d+)\)\s*\n\s*exitcode\s*:\s*(-?\d+)")
-_HOST = re.compile(r"host\s*:\s*(\S+)\s*\n\s*rank\s*:")
+_FAILURE = re.compile(r"host\s*:\s*(\S+)\s*\n\s*rank\s*:\s*(\d+)\s*\(local_rank:\s*(\d+)\)\s*\n\s*"
+                      r"exitcode\s*:\s*(-?\d+)")
+
+
+def _how(code: int) -> str:
+    if code < 0 and -code in {s.value for s in signal.Signals}:
+        return f"killed by {signal.Signals(-code).name}"
+    return f"exit code {code}"
 
 
 def diagnose(output: str, cfg: RunConfig, world: int) -> str:
@@ -97,15 +103,18 @@ def diagnose(output: str, cfg: RunConfig, world: int) -> str:
         joined = "" if d.nnodes == 1 else f" ({d.nnodes} nodes expected)"
         return (f"the rendezvous at {host}:{port} could not be completed within {d.dist_timeout_s:g} s{joined}: the "
                 "host or port is unreachable, in use by something else, or a node did not start")
-    cause = output[output.rfind("Root Cause"):] if "Root Cause" in output else output
-    m = _ROOT_CAUSE.search(cause)
-    if m:
-        rank, local, code = int(m.group(1)), int(m.group(2)), int(m.group(3))
-        host = _HOST.search(cause)
-        how = f"killed by {signal.Signals(-code).name}" if code < 0 and -code in signal.valid_signals() else \
-            f"exit code {code}"
-        return (f"rank {rank} (local rank {local}{f' on {host.group(1)}' if host else ''}) of {world} ended first "
-                f"({how}); torchrun stopped the other ranks")
+    ended = {}
+    for m in _FAILURE.finditer(output):  # torchrun's failure report: every rank that failed
+        ended.setdefault(int(m.group(2)), (m.group(1), int(m.group(3)), int(m.group(4))))
+    if ended:
+        # the rank that failed on its own first: a rank that aborted (SIGABRT) because a peer's
+        # connection closed, or that torchrun stopped (SIGTERM), is a consequence, not the cause
+        order = sorted(ended, key=lambda r: (ended[r][2] in (-6, -15), r))
+        culprit, others = order[0], order[1:]
+        host, local, code = ended[culprit]
+        then = "; ".join(f"rank {r} then ended ({_how(ended[r][2])})" for r in others)
+        return (f"rank {culprit} (local rank {local} on {host}) of {world} ended ({_how(code)})"
+                f"{'; ' + then if then else ''}; torchrun stopped the job")
     errors = [line for line in output.splitlines() if "error" in line.lower()]
     return (errors[-1].strip() if errors else "torchrun failed")[:300]
 
