@@ -63,6 +63,10 @@ def summary_frame(summary: pd.DataFrame, max_batch: dict[str, int] | None = None
     if summary.empty:
         return pd.DataFrame()
     summary = with_metric_columns(summary)
+    if "world_size" in summary and summary.world_size.notna().any():  # data-parallel cells: a row per world size
+        ws = summary.world_size
+        summary = summary.assign(backend=summary.backend.where(ws.isna(), summary.backend + " ×" + ws.astype(
+            "Int64").astype(str)))
     rows = []
     if "run_id" not in summary:
         summary = summary.assign(run_id="")

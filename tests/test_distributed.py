@@ -54,6 +54,9 @@ def test_two_ranks_reach_the_weights_of_one_process(scaling_run):
     assert sorted(ranks.groupby("cell_id").size()) == [1, 2] and (ranks.allreduce_s > 0).all()
     meta = rt.meta[next(iter(rt.meta))]["distributed"]
     assert meta["world_sizes"] == [1, 2] and meta["dist_backend"] == "gloo" and meta["results_here"]
+    from reports.summary import summary_table
+
+    assert "cpu-fp32 ×1" in summary_table(rt["summary"]) and "cpu-fp32 ×2" in summary_table(rt["summary"])
     html = (scaling_run / "report.html").read_text()
     assert "Data-parallel scaling" in html and "scaling-table" in html and "ranks-table" in html
 
