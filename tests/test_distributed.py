@@ -54,6 +54,8 @@ def test_two_ranks_reach_the_weights_of_one_process(scaling_run):
     assert sorted(ranks.groupby("cell_id").size()) == [1, 2] and (ranks.allreduce_s > 0).all()
     meta = rt.meta[next(iter(rt.meta))]["distributed"]
     assert meta["world_sizes"] == [1, 2] and meta["dist_backend"] == "gloo" and meta["results_here"]
+    assert [r["rank"] for r in meta["rank_layout"]["ws2"]] == [0, 1]
+    assert {r["local_rank"] for r in meta["rank_layout"]["ws2"]} == {0, 1}
     from reports.summary import summary_table
 
     assert "cpu-fp32 ×1" in summary_table(rt["summary"]) and "cpu-fp32 ×2" in summary_table(rt["summary"])
@@ -186,3 +188,25 @@ def test_the_rank_that_died_is_named_not_the_one_that_aborted_after_it():
     assert line.startswith("rank 1 (local rank 1 on localhost) of 2 ended (killed by SIGKILL)")
     assert "rank 0 then ended (killed by SIGABRT)" in line
     assert "exit code 3" in diagnose(TORCHRUN_FAILURE.replace("-9 (pid", "3 (pid"), cfg, 2)
+
+
+def test_a_collective_timeout_says_a_peer_stopped_answering():
+    from bench.config import build_config
+    from bench.distributed.launch import diagnose
+
+    cfg = build_config({"launcher": "torchrun", "backends": "cpu-fp32", "nproc_per_node": 2, "dist_timeout_s": 5})
+    log = ("[rank0]: RuntimeError: [gloo/transport/tcp/unbound_buffer.cc:78] Timed out waiting 5000ms for recv "
+           "operation to complete\n" + TORCHRUN_FAILURE.replace("-9 (pid: 13900)  (SIGKILL)", "-9 (pid: 13900)")
+           .replace("-6 (pid: 13899)  (SIGABRT)", "1 (pid: 13899)"))
+    line = diagnose(log, cfg, 2)
+    assert "rank 0 (local rank 0 on localhost) of 2 ended (exit code 1): a collective timed out after 5 s" in line
+
+
+def test_a_rank_that_lost_its_peer_is_not_named_first():
+    from bench.config import build_config
+    from bench.distributed.launch import diagnose
+
+    cfg = build_config({"launcher": "torchrun", "backends": "cpu-fp32", "nproc_per_node": 2})
+    log = ("[rank0]: RuntimeError: [gloo/transport/tcp/pair.cc:534] Connection closed by peer [127.0.0.1]:4711\n"
+           + TORCHRUN_FAILURE.replace("-6 (pid: 13899)  (SIGABRT)", "1 (pid: 13899)"))
+    assert diagnose(log, cfg, 2).startswith("rank 1 (local rank 1 on localhost) of 2 ended (killed by SIGKILL)")

@@ -109,11 +109,18 @@ def diagnose(output: str, cfg: RunConfig, world: int) -> str:
     if ended:
         # the rank that failed on its own first: a rank that aborted (SIGABRT) because a peer's
         # connection closed, or that torchrun stopped (SIGTERM), is a consequence, not the cause
-        order = sorted(ended, key=lambda r: (ended[r][2] in (-6, -15), r))
+        def consequence(r: int) -> bool:
+            return ended[r][2] in (-6, -15) or bool(re.search(
+                rf"\[rank{r}\]:.*(Connection closed by peer|Connection reset by peer|Broken pipe)", output))
+
+        order = sorted(ended, key=lambda r: (consequence(r), r))
         culprit, others = order[0], order[1:]
         host, local, code = ended[culprit]
         then = "; ".join(f"rank {r} then ended ({_how(ended[r][2])})" for r in others)
-        return (f"rank {culprit} (local rank {local} on {host}) of {world} ended ({_how(code)})"
+        waited = re.search(rf"\[rank{culprit}\]:.*(Timed out|timed out|timeout)", output)
+        why = (f": a collective timed out after {d.dist_timeout_s:g} s, so a peer stopped answering (hung, stopped "
+               "or cut off)") if waited else ""
+        return (f"rank {culprit} (local rank {local} on {host}) of {world} ended ({_how(code)}){why}"
                 f"{'; ' + then if then else ''}; torchrun stopped the job")
     errors = [line for line in output.splitlines() if "error" in line.lower()]
     return (errors[-1].strip() if errors else "torchrun failed")[:300]
@@ -156,8 +163,19 @@ def run_distributed(cfg: RunConfig, argv: list[str] | None) -> tuple[Path, list[
             reports = [json.loads(p.read_text()) for p in sorted(writer.run_dir.glob("ranks-*.json"))]
             meta["distributed"]["node_reports"] = reports
             meta["distributed"]["results_here"] = any(r.get("wrote_results") for r in reports) or not reports
+            meta["distributed"]["rank_layout"] = rank_layout(writer.run_dir)
             close_run(writer, meta, status, [], **extra)
     return writer.run_dir, failures
+
+
+def rank_layout(run_dir: Path) -> dict[str, list[dict]]:
+    """Per world size: every rank's host, node, local rank and pid, from the cells rank 0 wrote."""
+    layout = {}
+    for ranks in sorted((run_dir / "cells").glob("*_ws*/ranks.parquet")):
+        world = ranks.parent.name.rsplit("_ws", 1)[1]
+        rows = pd.read_parquet(ranks, columns=["rank", "node_rank", "local_rank", "host", "pid"])
+        layout.setdefault(f"ws{world}", rows.to_dict("records"))
+    return layout
 
 
 def _launch(cfg: RunConfig, run_dir: Path, world: int) -> str | None:
