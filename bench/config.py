@@ -242,6 +242,11 @@ def build_config(values: dict[str, Any]) -> RunConfig:
     distributed = _construct(DistConfig, dist_values)
     if distributed.enabled:
         backends = _trainers_only(backends, explicit=_split(backends_value) != [AUTO])
+        for key, asked in (("dynamics", _bool("dynamics", values.get("dynamics", False))),
+                           ("processes", _int("processes", values.get("processes", 1)) != 1)):
+            if asked:
+                raise ConfigError(f"{key} applies to single-process runs; a torchrun run measures data-parallel "
+                                  "training only (leave it out, or run without --launcher torchrun)")
 
     data_dir = values.get("data_dir")
     for key in ("out", "data_dir"):

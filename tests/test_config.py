@@ -92,3 +92,36 @@ def test_auto_without_onnxruntime_keeps_the_pytorch_backends(monkeypatch):
     picked, why = _auto_without(monkeypatch, "onnxruntime", "onnxruntime.quantization")
     assert picked == ("cpu-fp32", "cpu-bf16", "cpu-fp32-compile")
     assert "onnxruntime" in why["onnxruntime-cpu"]
+
+
+def test_auto_on_a_gpu_machine_takes_the_cuda_rows(monkeypatch):
+    """With CUDA (bf16-capable) and triton present, auto takes the CUDA row of each engine and
+    precision, keeps cpu-fp32 as the reference, and ONNX Runtime's CPU row where its CUDA provider
+    is missing."""
+    import importlib.util
+
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "triton"
+                        else real_find_spec(name, *a))
+    picked, why = _auto_without(monkeypatch)
+    assert picked == ("cpu-fp32", "cuda-fp32", "cuda-amp-fp16", "cuda-amp-bf16", "cuda-fp32-compile",
+                      "cuda-amp-bf16-compile", "onnxruntime-cpu", "onnxruntime-int8-static")
+    assert why["cpu-fp32"] == "the reference every ratio is taken against"
+    assert "same engine and precision as cuda-amp-bf16" in why["cpu-bf16"]
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"launcher": "torchrun", "dynamics": True}, "dynamics applies to single-process runs"),
+    ({"launcher": "torchrun", "processes": "2"}, "processes applies to single-process runs"),
+    ({"launcher": "torchrun", "scaling": "1,0"}, "scaling must be >= 1"),
+    ({"launcher": "torchrun", "dist_timeout_s": "0"}, "dist_timeout_s must be > 0"),
+    ({"launcher": "torchrun", "scaling_batch": "half"}, "scaling_batch must be one of global, per-rank"),
+    ({"launcher": "torchrun", "nnodes": "2", "rdzv_endpoint": "h:1", "scaling": "1,2"}, "scaling runs world sizes on"),
+])
+def test_distributed_settings_refused_up_front(values, message):
+    with pytest.raises(ConfigError, match=message):
+        build_config(values)
