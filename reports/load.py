@@ -36,6 +36,9 @@ def load_one(path: Path) -> RunTables:
 
 
 def load_paths(paths: list[Path]) -> RunTables:
+    from bench.history import DB_NAME
+
+    paths = [p for p in paths if Path(p).name != DB_NAME]  # results/* also matches the results index
     if not paths:
         raise BenchError("no result paths given")
     return _merge_readable(paths, load_one)

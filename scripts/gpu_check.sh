@@ -37,6 +37,9 @@ for model in mlp cnn; do
   step "$py" benchmarks/landscape_speed.py --model "$model" --grid 25 --subset 2000 --rounds 3
 done
 step "$py" -m bench report "$out"/results/* "$out/suite.json" --output "$out/report.html"
+# data-parallel training through torchrun on one GPU (nccl), with its all-reduce hook
+step "$py" -m bench run --launcher torchrun --nproc-per-node 1 --models mlp,cnn --backends cuda-fp32 --epochs 1 \
+  --limit-train "$limit" --out "$out/ddp"
 # torch.compile last: its compilations are the slowest part, and everything above is on disk by now.
 step "$py" -m bench run --models cnn,mlp --backends cuda-amp-bf16-compile --epochs 1 \
   --limit-train "$limit" --evals-per-epoch 2 --batch-sizes 1,1024 --budget-s "$budget" --out "$out/compile"

@@ -70,3 +70,10 @@ def test_a_figure_over_runs(named_runs, tmp_path, capsys):
 def test_bad_run_names_are_refused(name, capsys):
     assert main(["run", f"--name={name}"]) == 2
     assert "run name" in capsys.readouterr().err
+
+
+def test_a_results_glob_that_catches_the_index_still_renders(named_runs, tmp_path, capsys):
+    paths = sorted(str(p) for p in named_runs.iterdir())  # what results/* expands to
+    assert any(p.endswith("history.sqlite") for p in paths)
+    assert main(["report", *paths, "--output", str(tmp_path / "all.html")]) == 0
+    assert "history.sqlite" not in capsys.readouterr().err
