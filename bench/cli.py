@@ -223,6 +223,7 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         cfg = resume_config(args.resume, {k: v for k, v in values.items() if v is not None})
     else:
         cfg = build_config(values)
+    failures: list[str] = []
     if cfg.distributed.enabled:
         from bench.distributed.launch import run_distributed
 
@@ -256,6 +257,10 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     if len(failed):
         counts = ", ".join(f"{n} {status}" for status, n in failed.status.value_counts().items())
         print(f"error: {len(failed)} cell(s) did not end ok ({counts}); see the status and reason columns",
+              file=sys.stderr)
+        return FAILED_CELLS_EXIT
+    if failures:  # a torchrun job failed after its cells were written (in its last barrier, say)
+        print(f"error: {len(failures)} torchrun job(s) failed after writing their cells: {'; '.join(failures)}",
               file=sys.stderr)
         return FAILED_CELLS_EXIT
     return 0
