@@ -75,7 +75,7 @@ def render(rt: RunTables, report_dir) -> str:
         ranks = ranks.merge(s, on=["run_id", "cell_id"])
         ranks = ranks[[c for c in ["model", "backend", "world_size", "rank", "node_rank", "local_rank", "host",
                                    "steps", "samples_per_s", "steady_s", "allreduce_s", "compute_s",
-                                   "allreduce_span_s", "allreduce_share"] if c in ranks]]
+                                   "allreduce_span_s", "allreduce_share", "peak_rss_bytes"] if c in ranks]]
     return "\n".join([
         '<h2 id="scaling">Data-parallel scaling</h2>',
         '<p class="note">DistributedDataParallel training launched by torchrun, one job per world size, measured one '

@@ -70,7 +70,8 @@ def glance_table(rt: RunTables, ranked: pd.DataFrame, run_id: str, model: str) -
                 unstable = bool(cell.unstable.fillna(False).astype(bool).any()) if "unstable" in cell else False
                 row[label] = _speed_text(hit.iloc[0], unstable)
             elif phase == "train" and "world_size" in done and done.world_size.notna().any():
-                row[label] = "; ".join(f"{si(c.train_samples_per_s)}/s × {int(c.world_size)} ranks"
+                row[label] = "; ".join(f"{si(c.train_samples_per_s)}/s × {int(c.world_size)} rank"
+                                       f"{'' if c.world_size == 1 else 's'}"
                                        for c in done.sort_values("world_size").itertuples()) + " (see Scaling)"
             elif len(cell) and (cell.status != "ok").any():
                 row[label] = str(cell.status.iloc[0])

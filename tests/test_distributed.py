@@ -52,6 +52,8 @@ def test_two_ranks_reach_the_weights_of_one_process(scaling_run):
     assert (s.train_samples_per_s > 0).all() and s.loc[2, "slowest_rank"] in (0, 1)
     ranks = rt["ranks"]
     assert sorted(ranks.groupby("cell_id").size()) == [1, 2] and (ranks.allreduce_s > 0).all()
+    assert (ranks.peak_rss_bytes > 0).all() and (s.peak_rss_bytes == ranks.groupby("cell_id").peak_rss_bytes.max()
+                                                  .sort_index().to_numpy()).all()
     meta = rt.meta[next(iter(rt.meta))]["distributed"]
     assert meta["world_sizes"] == [1, 2] and meta["dist_backend"] == "gloo" and meta["results_here"]
     assert [r["rank"] for r in meta["rank_layout"]["ws2"]] == [0, 1]

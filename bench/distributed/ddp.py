@@ -83,8 +83,13 @@ class AllReduceTimer:
 
 
 def rank_layout() -> dict:
+    """Where this rank ran, and its memory high-water marks (process RSS; CUDA allocator peak)."""
+    import resource
+
     return {"rank": dist.get_rank(), "local_rank": int(os.environ.get("LOCAL_RANK", 0)),
-            "node_rank": int(os.environ.get("GROUP_RANK", 0)), "host": socket.gethostname(), "pid": os.getpid()}
+            "node_rank": int(os.environ.get("GROUP_RANK", 0)), "host": socket.gethostname(), "pid": os.getpid(),
+            "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "cuda_max_allocated_bytes": torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None}
 
 
 def ddp_train(model_name: str, backend: Backend, cfg: TrainConfig, per_rank_batch: int, train: Split, test: Split,
@@ -181,6 +186,10 @@ def rank_tables(gathered: list[dict], world: int, per_rank_batch: int, block_ste
     per_rank["allreduce_share"] = per_rank.allreduce_s / per_rank.steady_s
     layout = pd.DataFrame([g["layout"] for g in gathered]).set_index("rank")
     ranks = per_rank.join(layout).reset_index()
+    if layout.cuda_max_allocated_bytes.notna().any():
+        figures_cuda = {"cuda_max_allocated_bytes": float(layout.cuda_max_allocated_bytes.max())}
+    else:
+        figures_cuda = {}
     low, high = bootstrap_ci(block_rate.to_numpy())
     total_s = float(per_rank.steady_s.max())
     figures = {
@@ -196,5 +205,7 @@ def rank_tables(gathered: list[dict], world: int, per_rank_batch: int, block_ste
         "rank_spread": float(per_rank.steady_s.max() / per_rank.steady_s.min() - 1),
         "warmup_steps": int(steps.warmup.sum() // world),
         "nodes": int(layout.host.nunique()),
+        "peak_rss_bytes": int(layout.peak_rss_bytes.max()), "rss_scope": "process, the largest rank",
+        **figures_cuda,
     }
     return {"timings": timings, "ranks": ranks, "figures": figures}
