@@ -101,6 +101,8 @@ def summary_frame(summary: pd.DataFrame, max_batch: dict[str, int] | None = None
 
 def summary_table(summary: pd.DataFrame, max_batch: dict[str, int] | None = None) -> str:
     df = summary_frame(summary, max_batch)
+    if "status" in df:  # the terminal keeps the reason short; the report and the files hold it whole
+        df = df.assign(status=df.status.map(lambda t: t if len(t) <= 60 else t[:59] + "…"))
     return text_frame(df) if len(df) else "(no results)"
 
 
