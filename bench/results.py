@@ -233,8 +233,9 @@ def _process_alive(meta: dict) -> bool:
     return True
 
 
-def read_run(run_dir: Path) -> RunTables:
-    """Every readable table of one run folder; damaged files are skipped and named in ``problems``."""
+def read_run(run_dir: Path, only: set[str] | None = None) -> RunTables:
+    """Every readable table of one run folder (``only``: just these tables); damaged files are
+    skipped and named in ``problems``."""
     run_dir = Path(run_dir)
     if not (run_dir / "meta.json").is_file():
         raise BenchError(f"{run_dir} is not a results folder (no meta.json)")
@@ -249,6 +250,8 @@ def read_run(run_dir: Path) -> RunTables:
         for f in sorted(cell.glob("*.parquet")):
             if f.stem not in SCHEMA:
                 problems.append(f"{f}: not a table of this tool's results, not read")
+                continue
+            if only is not None and f.stem not in only:
                 continue
             df = _read_parquet(f, problems)
             if df is None:

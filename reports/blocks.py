@@ -10,6 +10,7 @@ import math
 import re
 import struct
 
+import numpy as np
 import pandas as pd
 
 
@@ -100,7 +101,9 @@ def cell_text(value, unit) -> tuple[str, str]:
         return "–", ""
     if isinstance(value, bool):
         return ("yes" if value else "no"), str(int(value))
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if isinstance(value, np.generic):  # numpy scalars: as the Python number they hold
+        return cell_text(value.item(), unit)
+    if isinstance(value, (int, float)):
         v = float(value)
         if math.isinf(v):
             return ("∞" if v > 0 else "−∞"), repr(v)
@@ -109,13 +112,6 @@ def cell_text(value, unit) -> tuple[str, str]:
         if float(v).is_integer() and abs(v) < 1e15:
             return f"{int(v):,}", repr(v)
         return fmt(v), repr(v)
-    try:  # numpy scalars
-        import numpy as np
-
-        if isinstance(value, np.generic):
-            return cell_text(value.item(), unit)
-    except ImportError:  # pragma: no cover
-        pass
     return str(value), ""
 
 

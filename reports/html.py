@@ -80,9 +80,9 @@ MEMORY_COLUMNS = ["model", "backend", "phase", "batch_size", "peak_rss_bytes", "
                   "cuda_max_reserved_bytes", "ort_session_rss_bytes"]
 
 
-def section_frames(rt: RunTables) -> dict[str, pd.DataFrame]:
+def section_frames(rt: RunTables, ranked: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
     """The report's tables by section name, in raw units: what the HTML shows and what
-    ``mnist-bench export`` writes."""
+    ``mnist-bench export`` writes (``ranked``: ``verdict_section.ranked_backends(rt)``, when known)."""
     s = rt["summary"]
     if s.empty:
         return {}
@@ -90,7 +90,8 @@ def section_frames(rt: RunTables) -> dict[str, pd.DataFrame]:
     s = with_speedup(with_metric_columns(s))
     ok = s[s.status == "ok"]
     first = ["run_id"] if several else []
-    frames = {"verdict": verdict_section.verdict_frame(rt),
+    ranked = verdict_section.ranked_backends(rt) if ranked is None else ranked
+    frames = {"verdict": verdict_section.verdict_frame(ranked),
               "summary": summary_section(s, planned_max_batch(rt.meta)),
               "training": cols(ok[ok.phase == "train"], first + TRAIN_COLUMNS),
               "inference": cols(ok[ok.phase == "infer"].sort_values(["model", "backend", "batch_size"]),
@@ -116,11 +117,11 @@ def _tidy(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def render_tables(rt: RunTables) -> str:
+def render_tables(rt: RunTables, ranked: pd.DataFrame) -> str:
     s = rt["summary"]
     if s.empty:
         return "<p>No completed cells.</p>"
-    frames = section_frames(rt)
+    frames = section_frames(rt, ranked)
     s = with_speedup(with_metric_columns(s))
     export = s[(s.status == "ok") & (s.phase == "export")]
     parts = ["<h2>Summary</h2>",
@@ -226,11 +227,12 @@ def render_report(paths: list[Path], output: Path | None = None, extra_sections:
             f'<p class="note">Runs: {", ".join(html.escape(r) for r in rt.meta)} · rendered '
             f'{datetime.now(UTC).isoformat(timespec="seconds")} from result files only. Click a column '
             "header to sort a table.</p>"]
-    body = [verdict_section.render_glance(rt),
+    ranked = verdict_section.ranked_backends(rt)
+    body = [verdict_section.render_glance(rt, ranked),
             render_problems(rt),
-            verdict_section.render_verdict(rt, output.parent),
+            verdict_section.render_verdict(ranked),
             "<h2>Environment</h2>", table(environment(rt.meta), "environment-table"),
-            render_tables(rt), verdict_section.render_machine(rt, output.parent)]
+            render_tables(rt, ranked), verdict_section.render_machine(rt, output.parent)]
     body += [section(rt, output.parent) for section in SECTIONS]
     body += extra_sections or []
     toc, content = with_toc("".join(body))

@@ -100,10 +100,15 @@ def glance_table(rt: RunTables, ranked: pd.DataFrame, run_id: str, model: str) -
     return pd.DataFrame(rows)
 
 
-def render_glance(rt: RunTables) -> str:
+def ranked_backends(rt: RunTables) -> pd.DataFrame:
+    """Backends ranked per model, phase and batch size with their paired intervals (one bootstrap
+    per report: the glance, the verdict and its export all read this)."""
+    return rank_backends(round_values(rt), baseline=BASELINE)
+
+
+def render_glance(rt: RunTables, ranked: pd.DataFrame) -> str:
     """The first screen: per model, every backend's training and inference speed against the
     fastest (with intervals), accuracy, memory and marks."""
-    ranked = rank_backends(round_values(rt), baseline=BASELINE)
     s = rt["summary"]
     if s.empty or not s.phase.isin(["train", "infer"]).any():
         return ""
@@ -126,10 +131,9 @@ def render_glance(rt: RunTables) -> str:
     return "\n".join(parts)
 
 
-def verdict_frame(rt: RunTables) -> pd.DataFrame:
+def verdict_frame(ranked: pd.DataFrame) -> pd.DataFrame:
     """The verdict in raw numbers: per model, phase and batch size, backends ranked, with their speed
     against the fastest and against the baseline as ratios with 95% intervals."""
-    ranked = rank_backends(round_values(rt), baseline=BASELINE)
     if ranked.empty:
         return ranked
     out = ranked.assign(speed_vs_fastest=1 / ranked.time_vs_fastest,
@@ -141,8 +145,7 @@ def verdict_frame(rt: RunTables) -> pd.DataFrame:
     return out[[c for c in keep if c in out]]
 
 
-def render_verdict(rt: RunTables, report_dir) -> str:
-    ranked = rank_backends(round_values(rt), baseline=BASELINE)
+def render_verdict(ranked: pd.DataFrame) -> str:
     if ranked.empty:
         return ""
     return "\n".join([

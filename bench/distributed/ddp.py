@@ -17,6 +17,7 @@ rank (the weights are identical), off the training clock."""
 from __future__ import annotations
 
 import os
+import resource
 import socket
 import time
 
@@ -84,8 +85,6 @@ class AllReduceTimer:
 
 def rank_layout() -> dict:
     """Where this rank ran, and its memory high-water marks (process RSS; CUDA allocator peak)."""
-    import resource
-
     return {"rank": dist.get_rank(), "local_rank": int(os.environ.get("LOCAL_RANK", 0)),
             "node_rank": int(os.environ.get("GROUP_RANK", 0)), "host": socket.gethostname(), "pid": os.getpid(),
             "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,

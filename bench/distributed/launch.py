@@ -129,11 +129,10 @@ def diagnose(output: str, cfg: RunConfig, world: int) -> str:
 def run_distributed(cfg: RunConfig, argv: list[str] | None) -> tuple[Path, list[str]]:
     """The data-parallel run; returns its folder and the one-line failures (empty: all ended ok)."""
     with graceful_stop():
-        probed = probe(cfg.backends)
-        missing = [b.name for b, reason in probed if reason]
+        missing = [f"{b.name}: {reason}" for b, reason in probe(cfg.backends) if reason]
         if missing:
             raise ConfigError(f"a torchrun run needs every backend on every rank; unavailable here: "
-                              f"{'; '.join(f'{b.name}: {r}' for b, r in probed if r)}")
+                              f"{'; '.join(missing)}")
         check(cfg)
         mnist = resolve_mnist(cfg.data_dir)  # verified (and cached) once, before the ranks read it
         writer, meta = open_run(cfg, argv, mnist)
@@ -144,7 +143,7 @@ def run_distributed(cfg: RunConfig, argv: list[str] | None) -> tuple[Path, list[
                                "scaling_batch": cfg.distributed.scaling_batch,
                                "dist_backend": "nccl" if get_backend(cfg.backends[0]).device == "cuda" else "gloo"}
         failures: list[str] = []
-        status, extra = "interrupted", {}
+        status = "interrupted"
         try:
             for world in cfg.distributed.world_sizes:
                 failure = _launch(cfg, writer.run_dir, world)
@@ -164,7 +163,7 @@ def run_distributed(cfg: RunConfig, argv: list[str] | None) -> tuple[Path, list[
             meta["distributed"]["node_reports"] = reports
             meta["distributed"]["results_here"] = any(r.get("wrote_results") for r in reports) or not reports
             meta["distributed"]["rank_layout"] = rank_layout(writer.run_dir)
-            close_run(writer, meta, status, [], **extra)
+            close_run(writer, meta, status, [])
     return writer.run_dir, failures
 
 
