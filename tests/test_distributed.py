@@ -212,3 +212,14 @@ def test_a_rank_that_lost_its_peer_is_not_named_first():
     log = ("[rank0]: RuntimeError: [gloo/transport/tcp/pair.cc:534] Connection closed by peer [127.0.0.1]:4711\n"
            + TORCHRUN_FAILURE.replace("-6 (pid: 13899)  (SIGABRT)", "1 (pid: 13899)"))
     assert diagnose(log, cfg, 2).startswith("rank 1 (local rank 1 on localhost) of 2 ended (killed by SIGKILL)")
+
+
+def test_a_rank_stopped_by_torchrun_is_named_after_the_one_that_aborted():
+    from bench.config import build_config
+    from bench.distributed.launch import diagnose
+
+    cfg = build_config({"launcher": "torchrun", "backends": "cpu-fp32", "nproc_per_node": 2})
+    log = (TORCHRUN_FAILURE.replace("-9 (pid: 13900)  (SIGKILL)", "-6 (pid: 13900)  (SIGABRT)")
+           .replace("-6 (pid: 13899)  (SIGABRT)", "-15 (pid: 13899)  (SIGTERM)"))
+    assert diagnose(log, cfg, 2).startswith("rank 1 (local rank 1 on localhost) of 2 ended (killed by SIGABRT); "
+                                            "rank 0 then ended (killed by SIGTERM)")

@@ -109,11 +109,12 @@ def diagnose(output: str, cfg: RunConfig, world: int) -> str:
     if ended:
         # the rank that failed on its own first: a rank that aborted (SIGABRT) because a peer's
         # connection closed, or that torchrun stopped (SIGTERM), is a consequence, not the cause
-        def consequence(r: int) -> bool:
-            return ended[r][2] in (-6, -15) or bool(re.search(
+        def consequence(r: int) -> tuple[bool, bool]:
+            # SIGTERM: torchrun stopping a survivor; SIGABRT or a lost connection: often a survivor too
+            return ended[r][2] == -15, ended[r][2] == -6 or bool(re.search(
                 rf"\[rank{r}\]:.*(Connection closed by peer|Connection reset by peer|Broken pipe)", output))
 
-        order = sorted(ended, key=lambda r: (consequence(r), r))
+        order = sorted(ended, key=lambda r: (*consequence(r), r))
         culprit, others = order[0], order[1:]
         host, local, code = ended[culprit]
         then = "; ".join(f"rank {r} then ended ({_how(ended[r][2])})" for r in others)
