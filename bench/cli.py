@@ -42,15 +42,21 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit-train", help="use only the first N training images")
     p.add_argument("--limit-test", help="use only the first N test images")
     p.add_argument("--batch-sizes", help="inference batch sizes, comma-separated (default 1,32,256,1024)")
-    p.add_argument("--budget-s", help="timed seconds per inference cell, split over its rounds")
-    p.add_argument("--rounds", help="interleaved rounds per batch size: every backend is timed once per round, in a "
-                                    "balanced order")
+    p.add_argument("--budget-s", help="timed seconds per inference cell over its first --rounds rounds (a block: "
+                                      "budget / rounds)")
+    p.add_argument("--rounds", help="interleaved rounds per batch size at least: every backend is timed once per "
+                                    "round, in a balanced order")
+    p.add_argument("--resolution-pct", help="add rounds to each pair (a backend against cpu-fp32 and against the "
+                                            "fastest) until its 95%% interval is within +-PCT%% (0: fixed rounds)")
+    p.add_argument("--max-time-s", help="seconds per batch size the added rounds may take at most")
     p.add_argument("--channels-last", action="store_true", default=None, help="NHWC memory format for the CNN")
     p.add_argument("--tf32", action="store_true", default=None, help="allow TF32 in CUDA fp32 backends")
     p.add_argument("--cudnn-benchmark", action="store_true", default=None, help="enable cudnn.benchmark")
     p.add_argument("--ort-opt-level", help="ONNX Runtime graph optimization: disable|basic|extended|all")
     p.add_argument("--ort-intra-threads", help="ONNX Runtime intra-op threads; 0 leaves the choice to it")
     p.add_argument("--ort-inter-threads", help="ONNX Runtime inter-op threads; 0 leaves the choice to it")
+    p.add_argument("--ort-spinning", help="on | off: ONNX Runtime's threads spin between runs (off by default: "
+                                          "their spinning slows the PyTorch backends interleaved with them)")
     p.add_argument("--data-dir", help="folder with the four MNIST files (raw or .gz); also $MNIST_BENCH_DATA")
     p.add_argument("--out", help="results folder (default: results)")
     p.add_argument("--name", help="a name for the run: its folder ends with it, and report, compare, export, dynamics "

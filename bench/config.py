@@ -65,11 +65,13 @@ class TrainConfig:
 @dataclass(frozen=True)
 class InferConfig:
     batch_sizes: tuple[int, ...] = (1, 32, 256, 1024)
-    rounds: int = 7  # interleaved rounds per batch size; every backend is timed once per round
+    rounds: int = 12  # interleaved rounds per batch size at least; every backend is timed once per round
     warmup_calls: int = 2  # untimed calls at the start of each round's block (the cold first call is apart)
-    budget_s: float = 1.0  # timed seconds per cell, split evenly over the rounds
-    min_repeats: int = 14  # timed calls per cell at least (spread over the rounds)
-    max_repeats: int = 2000
+    budget_s: float = 0.24  # timed seconds per cell over its first `rounds` rounds (a block: budget_s / rounds)
+    min_repeats: int = 12  # timed calls per cell at least (spread over the rounds)
+    max_repeats: int = 4000  # timed calls per cell over its first `rounds` rounds at most
+    resolution_pct: float = 5.0  # add rounds to a pair until its interval is within +-this % (0: never add)
+    max_time_s: float = 4.0  # seconds per batch size that the added rounds may take at most
 
     def __post_init__(self) -> None:
         if not self.batch_sizes:
@@ -82,6 +84,10 @@ class InferConfig:
             raise ConfigError(f"warmup_calls must be >= 0, got {self.warmup_calls}")
         if not self.budget_s > 0:
             raise ConfigError(f"budget_s must be > 0, got {self.budget_s}")
+        if not 0 <= self.resolution_pct < 100:
+            raise ConfigError(f"resolution_pct must be a percentage in [0, 100), got {self.resolution_pct}")
+        if not self.max_time_s >= 0:
+            raise ConfigError(f"max_time_s must be >= 0 seconds, got {self.max_time_s}")
 
 
 LAUNCHERS = ("none", "torchrun")
@@ -159,8 +165,11 @@ _PRESET_TRAIN = {
     "quick": {"epochs": 1, "evals_per_epoch": 2, "stop_at_target": False, "limit_train": 12000},
     "full": {"stop_at_target": True, "evals_per_epoch": 4},
 }
-_PRESET_INFER = {"quick": {"budget_s": 0.5, "rounds": 5, "warmup_calls": 1, "min_repeats": 10},
-                 "full": {"budget_s": 2.0, "rounds": 10, "warmup_calls": 3, "min_repeats": 30}}
+# Many short rounds (20-30 ms blocks) rather than a few long ones: drift at the 0.1-1 s scale then
+# hits both members of a pair; the rounds beyond the first go to the pairs still wider than the
+# resolution, up to max_time_s per batch size.
+_PRESET_INFER = {"quick": {"budget_s": 0.24, "rounds": 12, "warmup_calls": 1, "min_repeats": 12, "max_time_s": 4.0},
+                 "full": {"budget_s": 0.6, "rounds": 20, "warmup_calls": 2, "min_repeats": 20, "max_time_s": 15.0}}
 
 _TRAIN_KEYS = {f.name for f in fields(TrainConfig)}
 _INFER_KEYS = {f.name for f in fields(InferConfig)}

@@ -259,7 +259,8 @@ class Runner:
             if memory[b.name] is not None:
                 contenders.append(Contender(b.name, lambda p=p, x=x: p.predict(x), p.clock_device))
         if measured is None:
-            states = measure_rounds(contenders, bs, cfg.infer, self.machine, group=f"{model} infer bs{bs}")
+            states = measure_rounds(contenders, bs, cfg.infer, self.machine, group=f"{model} infer bs{bs}",
+                                    reference=REFERENCE)
         else:
             contenders = [c for c in measured[0] if memory.get(c.name) is not None]
             states = measured[1]

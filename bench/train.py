@@ -96,7 +96,7 @@ class TrainResult:
     epochs: pd.DataFrame
     curve: pd.DataFrame
     test_logits: torch.Tensor  # final model, eager, under the backend's autocast
-    blocks: pd.DataFrame  # one row per timed block of steady-state steps (the raw training timings)
+    blocks: pd.DataFrame  # one row per steady-state step, ``round`` its timed block (the raw training timings)
     diverged: str | None = None  # why training stopped early: a non-finite loss, or one past DIVERGE_FACTOR x the first
 
     @property
@@ -134,10 +134,23 @@ def _diverged(losses: list[torch.Tensor], first_loss: float) -> str | None:
     return None
 
 
-def block_steps_for(total_steps: int) -> int:
-    """Training steps per timed block, the unit of interleaving and of the raw timings: about ten
-    blocks per run, 5 to 50 steps each."""
-    return max(5, min(50, total_steps // 10))
+TRAIN_BLOCKS = 20  # timed blocks per training run, when it has the steps (at least MIN_TRAIN_BLOCKS)
+MIN_TRAIN_BLOCKS = 5
+
+
+def warmup_steps_for(total_steps: int, warmup_steps: int) -> int:
+    """The warm-up actually taken: ``warmup_steps``, shortened so that at least MIN_TRAIN_BLOCKS
+    steady-state steps remain (one per block) when the run has that many steps."""
+    return max(0, min(warmup_steps, total_steps - MIN_TRAIN_BLOCKS)) if total_steps > MIN_TRAIN_BLOCKS else \
+        min(warmup_steps, max(0, total_steps - 1))
+
+
+def block_steps_for(total_steps: int, warmup_steps: int = 0) -> int:
+    """Training steps per timed block, the unit of interleaving and of the raw timings: about
+    TRAIN_BLOCKS blocks of the steady-state steps, 1 to 50 steps each, so that every run that has
+    MIN_TRAIN_BLOCKS steady steps yields at least that many blocks (an interval per cell)."""
+    steady = max(1, total_steps - warmup_steps)
+    return max(1, min(50, steady // TRAIN_BLOCKS))
 
 
 def train_model(name: str, backend: Backend, train: Split, test: Split, cfg: TrainConfig, seed: int,
@@ -167,16 +180,18 @@ def train_blocks(name: str, backend: Backend, train: Split, test: Split, cfg: Tr
     clock = clock_for(backend.device)
     generator = torch.Generator().manual_seed(seed)
     eval_at = _eval_steps(steps_per_epoch, cfg.evals_per_epoch)
-    block_steps = block_steps or block_steps_for(cfg.epochs * steps_per_epoch)
+    warmup_steps = warmup_steps_for(cfg.epochs * steps_per_epoch, cfg.warmup_steps)
+    block_steps = block_steps or block_steps_for(cfg.epochs * steps_per_epoch, warmup_steps)
 
     train_step = make_train_step(forward, backend, opt, sched, scaler)
     model.train()
     if recorder is not None:
         recorder.start(model)
     curve, epochs, blocks = [], [], []
+    blocks_done = 0
     global_step = 0
     totals = {"train_s": 0.0, "eval_s": 0.0, "cold_step_s": 0.0, "warmup_s": 0.0}
-    block = {"steady_s": 0.0, "steady_samples": 0, "steps": 0}
+    block = {"steady_s": 0.0, "steady_samples": 0, "rows": []}
     block_losses: list[torch.Tensor] = []
     first_loss = diverged = None
     steady_time = steady_samples = 0.0
@@ -197,13 +212,14 @@ def train_blocks(name: str, backend: Backend, train: Split, test: Split, cfg: Tr
             step = first_step + j
             if step == 0:
                 totals["cold_step_s"] = data + compute
-            if step < cfg.warmup_steps:
+            if step < warmup_steps:
                 totals["warmup_s"] += data + compute
             else:
                 ep["steady_s"] += data + compute
                 ep["steady_samples"] += n
                 block["steady_s"] += data + compute
                 block["steady_samples"] += n
+                block["rows"].append({"step": step, "samples": n, "seconds": data + compute})
         marks.clear()
         sizes.clear()
 
@@ -228,7 +244,6 @@ def train_blocks(name: str, backend: Backend, train: Split, test: Split, cfg: Tr
             if recorder is not None:
                 recorder.after_step(model, global_step, loss, opt.param_groups[0]["lr"])
             global_step += 1
-            block["steps"] += 1
             bar.update()
             if i in eval_at:
                 # Close the timed stretch, then evaluate off the training clock.
@@ -248,20 +263,23 @@ def train_blocks(name: str, backend: Backend, train: Split, test: Split, cfg: Tr
                 if reached_at is None and test_acc >= cfg.target_accuracy:
                     reached_at = totals["train_s"]
                 stop = reached_at is not None and cfg.stop_at_target
-            if block["steps"] == block_steps or stop or (epoch == cfg.epochs - 1 and i == steps_per_epoch - 1):
+            steady_steps = global_step - warmup_steps
+            if (steady_steps > 0 and steady_steps % block_steps == 0) or stop or (
+                    epoch == cfg.epochs - 1 and i == steps_per_epoch - 1):
                 close_stretch(marks, sizes, ep)
                 first_loss = first_loss if first_loss is not None else float(block_losses[0])
                 diverged = _diverged(block_losses, first_loss)
                 block_losses = []
                 stop = stop or diverged is not None
                 if block["steady_samples"]:
-                    blocks.append({"round": len(blocks), "process": 0, "timestamp_s": timestamp(),
-                                   "steps": block["steps"], "samples": block["steady_samples"],
-                                   "seconds": block["steady_s"]})
+                    # one row per steady step, its block the round (the unit of pairing)
+                    now = timestamp()
+                    blocks += [{"round": blocks_done, "process": 0, "timestamp_s": now, **row} for row in block["rows"]]
+                    blocks_done += 1
                     rng = _rng_state(backend.device)  # dropout's random stream is this run's own,
                     yield blocks[-1]
                     _set_rng_state(rng)  # whatever trained in between (interleaved) drew from it
-                block.update(steady_s=0.0, steady_samples=0, steps=0)
+                block.update(steady_s=0.0, steady_samples=0, rows=[])
             if stop:
                 break
         steady_time += ep["steady_s"]
@@ -285,7 +303,7 @@ def train_blocks(name: str, backend: Backend, train: Split, test: Split, cfg: Tr
     summary = {
         "train_samples_per_s": steady_samples / steady_time if steady_time > 0 else float("nan"),
         "cold_step_s": totals["cold_step_s"],
-        "warmup_steps": min(cfg.warmup_steps, global_step),
+        "warmup_steps": min(warmup_steps, global_step),
         "warmup_s": totals["warmup_s"],
         "train_s": totals["train_s"],
         "eval_s": totals["eval_s"],

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from bench.backends import BACKENDS
+from bench.backends import BACKENDS, REFERENCE
 from bench.measure.latency import input_batch
 from bench.measure.machine import Machine
 from bench.measure.rounds import Contender, measure_rounds
@@ -44,7 +44,7 @@ def run_spec(spec: dict) -> dict[str, list[dict]]:
         contenders = [Contender(name, lambda p=p, x=p.to_input(batch): p.predict(x), p.clock_device)
                       for name, p in prepared.items()]
         states = measure_rounds(contenders, bs, cfg, machine, group=f"{spec['model']} infer bs{bs}",
-                                process=spec["process"])
+                                process=spec["process"], reference=REFERENCE)
         out["timings"] += [{**row, "round": row["round"] + shift, "backend": c.name, "batch_size": bs}
                            for c in contenders for row in c.rows]
         out["outcome"] += [{"backend": c.name, "batch_size": bs, "cold_first_call_ms": c.cold_first_call_ms,
@@ -68,7 +68,8 @@ def rounds_in_workers(model: str, backends: list, weights: dict, test_images: to
         for p, share in enumerate(s for s in shares if s):
             part = replace(infer, rounds=share, budget_s=infer.budget_s * share / infer.rounds,
                            min_repeats=max(1, infer.min_repeats * share // infer.rounds),
-                           max_repeats=max(1, infer.max_repeats * share // infer.rounds))
+                           max_repeats=max(1, infer.max_repeats * share // infer.rounds),
+                           max_time_s=infer.max_time_s * share / infer.rounds)
             spec, result = Path(tmp) / f"spec{p}.pt", Path(tmp) / f"out{p}.pt"
             torch.save({"model": model, "weights": state, "batches": {bs: input_batch(test_images, bs) for bs in sizes},
                         "calibration": calibration, "infer_cfg": part, "options": cfg.backend_options,

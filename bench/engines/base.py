@@ -33,6 +33,10 @@ class BackendOptions:
     ort_opt_level: str = "all"  # ONNX Runtime graph optimization: disable | basic | extended | all
     ort_intra_threads: int = 0  # 0: ONNX Runtime's default
     ort_inter_threads: int = 0  # 0: ONNX Runtime's default
+    # ONNX Runtime's intra-op threads spin between runs by default; beside torch's OpenMP threads on
+    # a few cores that spinning made the next PyTorch block ~2x slower (CNN, batch 32, 2 cores), so
+    # interleaved rounds measured the interference, not the backends. off: they sleep between runs.
+    ort_spinning: bool = False
 
     def __post_init__(self) -> None:
         if self.ort_opt_level not in ORT_OPT_LEVELS:

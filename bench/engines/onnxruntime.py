@@ -58,6 +58,9 @@ class OrtSession:
         so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _OPT_LEVELS[options.ort_opt_level])
         so.intra_op_num_threads = options.ort_intra_threads
         so.inter_op_num_threads = options.ort_inter_threads
+        if not options.ort_spinning:
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            so.add_session_config_entry("session.inter_op.allow_spinning", "0")
         so.log_severity_level = 3
         providers = ["CUDAExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
         rss0 = current_rss_bytes()
@@ -103,7 +106,7 @@ class OnnxRuntimeEngine:
 
     def settings(self, options: BackendOptions) -> dict:
         return {"ort_opt_level": options.ort_opt_level, "ort_intra_threads": options.ort_intra_threads,
-                "ort_inter_threads": options.ort_inter_threads}
+                "ort_inter_threads": options.ort_inter_threads, "ort_spinning": options.ort_spinning}
 
     def training_forward(self, model: torch.nn.Module, backend) -> Callable:
         raise TypeError(f"{self.name} runs models trained by a PyTorch backend; it does not train")

@@ -15,7 +15,7 @@ import torch
 
 from bench import BenchError
 from bench.measure.clocks import clock_for, time_calls, timestamp, wall_time
-from bench.measure.stats import balanced_orders
+from bench.measure.stats import balanced_orders, block_value, paired_ratio, resolution
 from bench.signals import check as check_stop
 
 
@@ -29,12 +29,17 @@ class Contender:
     rows: list[dict] = field(default_factory=list)  # the timed calls
     cold_first_call_ms: float = float("nan")
     failure: tuple[str, str] | None = None  # (status, reason) once a call raised
+    values: dict[int, float] = field(default_factory=dict)  # round -> its value for comparisons (block_value)
+    typical_call_s: float = 0.0  # the median call of its last block (0: none yet)
 
 
 def measure_rounds(contenders: list[Contender], batch_size: int, cfg, machine=None, group: str = "",
-                   process: int = 0) -> list[dict]:
-    """Time each contender's call in ``cfg.rounds`` interleaved rounds; each round gives each
-    contender ``cfg.warmup_calls`` untimed calls, then timed calls for ``cfg.budget_s / rounds``
+                   process: int = 0, reference: str | None = None) -> list[dict]:
+    """Time each contender's call in interleaved rounds: ``cfg.rounds`` rounds of every contender,
+    then, while ``cfg.max_time_s`` lasts, more rounds of the contenders whose paired interval
+    against ``reference`` or against the fastest is still wider than ``cfg.resolution_pct`` (the time
+    goes where the contest is close). Each round gives each contender ``cfg.warmup_calls`` untimed
+    calls (none when one call outlasts a block), then timed calls for ``cfg.budget_s / rounds``
     seconds (at least ``ceil(min_repeats / rounds)``, at most ``ceil(max_repeats / rounds)``).
     The cold first call is timed apart, before the rounds. A contender whose call raises is taken
     out with its failure (out of memory: "oom"); the others go on. Returns the machine's state per
@@ -42,35 +47,99 @@ def measure_rounds(contenders: list[Contender], batch_size: int, cfg, machine=No
     for c in contenders:
         _guard(c, lambda c=c: setattr(c, "cold_first_call_ms", time_calls(c.call, clock_for(c.clock_device), 1)[0][0]
                                       * 1e3))
-    per_round_s = cfg.budget_s / cfg.rounds
-    min_calls = max(1, math.ceil(cfg.min_repeats / cfg.rounds))
-    max_calls = max(min_calls, math.ceil(cfg.max_repeats / cfg.rounds))
-    orders = balanced_orders(len(contenders))
-    states = []
-    for r in range(cfg.rounds):
+    block = _BlockSpec(cfg.budget_s / cfg.rounds, max(1, math.ceil(cfg.min_repeats / cfg.rounds)),
+                       max(1, math.ceil(cfg.min_repeats / cfg.rounds), math.ceil(cfg.max_repeats / cfg.rounds)),
+                       cfg.warmup_calls, batch_size, process)
+    for c in contenders:
+        if c.failure is None:  # settle: allocators and caches reach their steady state before round 0
+            _guard(c, lambda c=c: _settle(c, block))
+    states: list[dict] = []
+
+    def one_round(r: int, members: list[Contender]) -> None:
         check_stop()
         if machine is not None:
             states.append(machine.round(group, r))
+        orders = balanced_orders(len(members))
         for position, i in enumerate(orders[r % len(orders)]):
-            c = contenders[i]
+            c = members[i]
             if c.failure is None:
-                _guard(c, lambda c=c, position=position: _block(c, r, position, batch_size, cfg.warmup_calls,
-                                                               per_round_s, min_calls, max_calls, process))
+                _guard(c, lambda c=c, position=position: _block(c, r, position, block))
+
+    for r in range(cfg.rounds):
+        one_round(r, contenders)
+    r, start = cfg.rounds, wall_time()
+    while cfg.resolution_pct > 0 and wall_time() - start < cfg.max_time_s:
+        members = unresolved(contenders, cfg.resolution_pct / 100, reference)
+        if not members:
+            break
+        one_round(r, members)
+        r += 1
     return states
 
 
-def _block(c: Contender, r: int, position: int, batch_size: int, warmup: int, seconds: float, min_calls: int,
-           max_calls: int, process: int) -> None:
+@dataclass(frozen=True)
+class _BlockSpec:
+    seconds: float  # timed seconds per block
+    min_calls: int
+    max_calls: int
+    warmup_calls: int
+    batch_size: int
+    process: int
+
+
+def _settle(c: Contender, spec: _BlockSpec) -> None:
+    """Untimed calls for one block's time (at least two): the first round is then no warm-up round,
+    and the typical call time that sizes the blocks is known."""
+    clock, times = clock_for(c.clock_device), []
+    start = wall_time()
+    while len(times) < 2 or (wall_time() - start < spec.seconds and len(times) < spec.max_calls):
+        times.append(time_calls(c.call, clock, 1)[0][0])
+    c.typical_call_s = float(np.median(times))
+
+
+def _block(c: Contender, r: int, position: int, spec: _BlockSpec) -> None:
+    """One block: warm-up calls, then as many timed calls as fit a block at the contender's typical
+    call time (the median of its previous block), so one stalled call does not end a block."""
     clock = clock_for(c.clock_device)
-    for _ in range(warmup):
-        c.call()
+    if c.typical_call_s < spec.seconds:  # a call longer than a block warms itself: no re-warming then
+        for _ in range(spec.warmup_calls):
+            c.call()
     clock.sync()
-    start, n = wall_time(), 0
-    while n < max_calls and (n < min_calls or wall_time() - start < seconds):
+    calls = min(spec.max_calls, max(spec.min_calls, int(spec.seconds / max(c.typical_call_s, 1e-9))))
+    n, per_call = 0, []
+    while n < calls:
         device_s, wall_s = time_calls(c.call, clock, 1)
-        c.rows.append({"round": r, "process": process, "position": position, "call": n, "timestamp_s": timestamp(),
-                       "seconds": device_s[0], "wall_seconds": wall_s[0], "samples": batch_size})
+        c.rows.append({"round": r, "process": spec.process, "position": position, "call": n,
+                       "timestamp_s": timestamp(), "seconds": device_s[0], "wall_seconds": wall_s[0],
+                       "samples": spec.batch_size})
+        per_call.append(device_s[0])
         n += 1
+    c.typical_call_s = float(np.median(per_call))
+    c.values[r] = block_value(np.asarray(per_call) / spec.batch_size)
+
+
+def unresolved(contenders: list[Contender], target: float, reference: str | None) -> list[Contender]:
+    """The contenders in a pair (each against ``reference`` and against the fastest) whose paired
+    interval (``paired_ratio``, as reported) is still wider than +-``target``."""
+    live = [c for c in contenders if c.failure is None and c.values]
+    if len(live) < 2:
+        return []
+    medians = {c.name: float(np.median(list(c.values.values()))) for c in live}
+    fastest = min(live, key=lambda c: medians[c.name])
+    anchors = [a for a in live if a.name == reference] + ([fastest] if fastest.name != reference else [])
+    need: set[str] = set()
+    for c in live:
+        for a in anchors:
+            if a is c:
+                continue
+            shared = sorted(set(a.values) & set(c.values))
+            r = paired_ratio([a.values[k] for k in shared], [c.values[k] for k in shared], n_boot=STOP_BOOTSTRAP)
+            if not resolution(r["ratio_low"], r["ratio_high"]) <= target:  # NaN: not resolved
+                need |= {a.name, c.name}
+    return [c for c in contenders if c.name in need]
+
+
+STOP_BOOTSTRAP = 300  # bootstrap resamples of the check between added rounds (the reported interval: 2000)
 
 
 def _guard(c: Contender, body: Callable[[], None]) -> None:
@@ -114,11 +183,11 @@ def interleave(runs: dict[str, Generator], on_round: Callable[[int], None] | Non
 
 
 def round_values(timings: pd.DataFrame) -> pd.Series:
-    """Seconds per sample in each round: the median over the round's timed calls (inference: one
-    batch per call) or its block (training). The unit every ratio between backends is taken in."""
+    """Each round's value for comparisons (``block_value``: a low quantile of its calls' or steps'
+    seconds per sample). The unit every ratio between backends is taken in."""
     if timings.empty:
         return pd.Series(dtype=float)
-    return (timings["seconds"] / timings["samples"]).groupby(timings["round"]).median()
+    return (timings["seconds"] / timings["samples"]).groupby(timings["round"]).agg(block_value)
 
 
 def round_stats(timings: pd.DataFrame, phase: str) -> dict:
@@ -127,7 +196,10 @@ def round_stats(timings: pd.DataFrame, phase: str) -> dict:
     between-round coefficient of variation, which sets the ``unstable`` flag."""
     from bench.measure.stats import UNSTABLE_CV, bootstrap_ci
 
-    per_sample = round_values(timings).to_numpy()
+    if timings.empty:
+        return {"rounds": 0}
+    # the headline figures keep every call: the median of each round, not the comparison's low quantile
+    per_sample = (timings["seconds"] / timings["samples"]).groupby(timings["round"]).median().to_numpy()
     if per_sample.size == 0:
         return {"rounds": 0}
     cv = float(np.std(per_sample, ddof=1) / np.mean(per_sample)) if per_sample.size > 1 else 0.0

@@ -5,6 +5,24 @@ from __future__ import annotations
 import numpy as np
 
 UNSTABLE_CV = 0.10  # a cell whose coefficient of variation exceeds this is flagged unstable
+# A round's value for comparisons: this quantile of its calls' (or steps') seconds per sample. A
+# burst of CPU steal or a descheduled thread lengthens some calls of a block; a low quantile is the
+# block's speed with those left out (latency percentiles are reported from every call, untouched).
+COMPARISON_QUANTILE = 0.2
+RESOLUTION = 0.05  # default target: rounds are added to a pair until its interval is within +-5%
+
+
+def block_value(seconds_per_sample) -> float:
+    """One round's value for comparisons: the ``COMPARISON_QUANTILE`` of its calls (seconds per sample)."""
+    return float(np.quantile(np.asarray(seconds_per_sample, dtype=np.float64), COMPARISON_QUANTILE))
+
+
+def resolution(low: float, high: float) -> float:
+    """The half-width of a ratio's interval as a fraction (sqrt(high / low) - 1): the smallest
+    difference that interval could tell from none. NaN without an interval."""
+    if not (np.isfinite(low) and np.isfinite(high)) or low <= 0:
+        return float("nan")
+    return float(np.sqrt(high / low) - 1)
 
 
 def summarize(samples_s, batch_size: int = 1) -> dict[str, float]:
@@ -90,9 +108,10 @@ def hodges_lehmann(a: np.ndarray, axis: int = -1) -> np.ndarray:
 
 def paired_ratio(base, other, n_boot: int = 2000, seed: int = 0) -> dict:
     """``other / base`` over paired rounds (round i of each measured side by side): the
-    Hodges-Lehmann estimate of the per-round log ratios, exponentiated, and its 95% bootstrap
-    interval (NaN with fewer than 2 pairs). A drift of the machine that hits both members of a
-    round cancels in its ratio."""
+    Hodges-Lehmann estimate of the per-round log ratios, exponentiated, with its distribution-free
+    95% interval (``walsh_interval``; NaN with fewer than 2 pairs). A drift of the machine that
+    hits both members of a round cancels in its ratio; a round hit on one side only moves a rank,
+    not the interval. (``n_boot`` and ``seed`` are kept for callers; the interval needs neither.)"""
     b, o = np.asarray(base, dtype=np.float64), np.asarray(other, dtype=np.float64)
     keep = (b > 0) & (o > 0) & np.isfinite(b) & np.isfinite(o)
     logs = np.log(o[keep] / b[keep])
@@ -102,9 +121,40 @@ def paired_ratio(base, other, n_boot: int = 2000, seed: int = 0) -> dict:
     estimate = float(np.exp(hodges_lehmann(logs)))
     if logs.size < 2:
         return {"ratio": estimate, "ratio_low": nan, "ratio_high": nan, "pairs": 1}
-    lo, hi = bootstrap_ci(logs, stat=hodges_lehmann, n_boot=n_boot, seed=seed)
+    lo, hi = walsh_interval(logs)
     return {"ratio": estimate, "ratio_low": float(np.exp(lo)), "ratio_high": float(np.exp(hi)),
             "pairs": int(logs.size)}
+
+
+def walsh_interval(a: np.ndarray) -> tuple[float, float]:
+    """The 95% confidence interval of the Hodges-Lehmann estimate that inverts Wilcoxon's
+    signed-rank test: order statistics k and N + 1 - k of the N = n(n+1)/2 Walsh averages, k from
+    the exact signed-rank distribution (n <= 60; normal beyond). Rank-based, so a few wild rounds
+    cannot stretch it. Below 6 pairs no interval reaches 95%; it is then [min, max] of the Walsh
+    averages (coverage 1 - 2^(1-n))."""
+    a = np.asarray(a, dtype=np.float64)
+    n = a.size
+    i, j = np.triu_indices(n)
+    walsh = np.sort((a[i] + a[j]) / 2)
+    k = _signed_rank_k(n)
+    return float(walsh[k - 1]), float(walsh[walsh.size - k])
+
+
+def _signed_rank_k(n: int) -> int:
+    """The largest k >= 1 with P(T < k) <= 2.5% under the signed-rank null (T: sum of the ranks of
+    the positive differences)."""
+    total = n * (n + 1) // 2
+    if n > 60:
+        from statistics import NormalDist
+
+        sd = (n * (n + 1) * (2 * n + 1) / 24) ** 0.5
+        return max(1, int(np.floor(total / 2 - NormalDist().inv_cdf(0.975) * sd + 0.5)))
+    counts = np.zeros(total + 1)
+    counts[0] = 1
+    for r in range(1, n + 1):  # each rank is either in the positive sum or not
+        counts[r:] = counts[r:] + counts[:-r].copy()
+    cdf = np.cumsum(counts) / 2.0**n
+    return max(1, int(np.searchsorted(cdf, 0.025, side="right")))
 
 
 def unpaired_ratio(base, other, n_boot: int = 4000, seed: int = 0, base_groups=None, other_groups=None) -> dict:
@@ -200,16 +250,63 @@ def _u_distribution(m: int, n: int) -> np.ndarray:
 
 def verdict(ratio: float, low: float, high: float) -> str:
     """Words for a time ratio (other / base) and its interval: 'faster by 18% [12%, 25%]',
-    'slower by 10% [8%, 12%]' (takes 10% longer), or 'no significant difference'."""
+    'slower by 10% [8%, 12%]' (takes 10% longer), or 'no significant difference' with the
+    smallest difference the interval could have shown ('any difference below 4%'). A ratio without
+    an interval is unjudged."""
     if not np.isfinite(ratio):
         return "no data"
     if not np.isfinite([low, high]).all():
-        return f"too few rounds for an interval ({ratio:.3f})"
+        return f"unjudged: too few rounds for an interval (ratio {ratio:.3f})"
     if high < 1:
         return f"faster by {1 / ratio - 1:.0%} [{1 / high - 1:.0%}, {1 / low - 1:.0%}]"
     if low > 1:
         return f"slower by {ratio - 1:.0%} [{low - 1:.0%}, {high - 1:.0%}]"
-    return f"no significant difference ({ratio:.3f} [{low:.3f}, {high:.3f}])"
+    below = max(high - 1, 1 / low - 1)
+    return f"no significant difference (any difference below {_pct(below)}; {ratio:.3f} [{low:.3f}, {high:.3f}])"
+
+
+def _pct(fraction: float) -> str:
+    return f"{fraction:.1%}" if fraction < 0.1 else f"{fraction:.0%}"
+
+
+def process_ratio(base, other, base_groups, other_groups) -> dict:
+    """``other / base`` for two runs whose rounds ran in two or more worker processes a side: each
+    process's median round value is one sample of that run's speed, and the interval is Welch's t
+    interval on their logs. Processes (and the minutes between them) are the units that differ from
+    run to run, so their spread is what the interval must carry; rounds inside a process are not."""
+    def per_process(values, groups):
+        v, g = np.asarray(values, dtype=np.float64), np.asarray(groups)
+        return np.log([np.median(v[g == k]) for k in np.unique(g)])
+
+    b, o = per_process(base, base_groups), per_process(other, other_groups)
+    nan = float("nan")
+    if b.size < 2 or o.size < 2:
+        return {"ratio": nan, "ratio_low": nan, "ratio_high": nan, "pairs": 0}
+    vb, vo = b.var(ddof=1) / b.size, o.var(ddof=1) / o.size
+    diff = o.mean() - b.mean()
+    se = (vb + vo) ** 0.5
+    if se == 0:
+        return {"ratio": float(np.exp(diff)), "ratio_low": float(np.exp(diff)), "ratio_high": float(np.exp(diff)),
+                "pairs": 0}
+    df = (vb + vo) ** 2 / (vb**2 / (b.size - 1) + vo**2 / (o.size - 1))  # Welch-Satterthwaite
+    half = _t975(max(1, int(np.floor(df)))) * se
+    return {"ratio": float(np.exp(diff)), "ratio_low": float(np.exp(diff - half)),
+            "ratio_high": float(np.exp(diff + half)), "pairs": 0}
+
+
+def calibrated_ratio(base, other, sigma: float, df: int) -> dict:
+    """``other / base`` for two single-process runs of a machine whose run-to-run variation is known
+    (``sigma``: the standard deviation of a cell's log figure between runs of one configuration,
+    from ``mnist-bench calibrate``, on ``df`` degrees of freedom). The interval is the in-run
+    interval widened by that variation, for both runs: sqrt(in-run half-width^2 + (t * sqrt(2) *
+    sigma)^2) on the log scale."""
+    r = unpaired_ratio(base, other)
+    if not np.isfinite([r["ratio"], r["ratio_low"], r["ratio_high"]]).all():
+        return r
+    log_r = np.log(r["ratio"])
+    inside = max(log_r - np.log(r["ratio_low"]), np.log(r["ratio_high"]) - log_r)
+    half = float(np.hypot(inside, _t975(max(1, df)) * np.sqrt(2) * sigma))
+    return {**r, "ratio_low": float(np.exp(log_r - half)), "ratio_high": float(np.exp(log_r + half))}
 
 
 def balanced_orders(n: int) -> list[list[int]]:
