@@ -141,8 +141,9 @@ MIN_TRAIN_BLOCKS = 5
 def warmup_steps_for(total_steps: int, warmup_steps: int) -> int:
     """The warm-up actually taken: ``warmup_steps``, shortened so that at least MIN_TRAIN_BLOCKS
     steady-state steps remain (one per block) when the run has that many steps."""
-    return max(0, min(warmup_steps, total_steps - MIN_TRAIN_BLOCKS)) if total_steps > MIN_TRAIN_BLOCKS else \
-        min(warmup_steps, max(0, total_steps - 1))
+    if total_steps > MIN_TRAIN_BLOCKS:
+        return max(0, min(warmup_steps, total_steps - MIN_TRAIN_BLOCKS))
+    return min(warmup_steps, 1 if total_steps > 1 else 0)  # the cold step apart, the rest timed
 
 
 def block_steps_for(total_steps: int, warmup_steps: int = 0) -> int:

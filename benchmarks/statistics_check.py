@@ -10,7 +10,7 @@ Across runs: ``mnist-bench calibrate`` (3 runs, fresh processes), then three A/A
   ``--normalize`` too), and a run whose ``cpu-fp32-slowed`` is 25% slower compared with each.
 Wall time: each quick run's, against ``--quick-before-s`` (today's quick preset here).
 
-    python benchmarks/statistics_check.py [--checks within,power,across] [--out DIR]
+    python -m benchmarks.statistics_check [--checks within,power,across] [--out DIR]
 
 Every run is a fresh ``python -m bench run`` process; the extra backends reach those processes
 through ``MNIST_BENCH_PLUGINS=benchmarks.stat_backends``.
@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -33,70 +32,11 @@ import pandas as pd
 from bench.backends import BACKENDS, Backend
 from bench.config import build_config
 from bench.engines import ENGINES
-from bench.engines.base import Prepared
-from bench.engines.eager import EagerEngine
-from bench.measure.clocks import clock_for, time_calls
 from bench.results import read_run
 from bench.runner import Runner
+from benchmarks.stat_engines import SLOWDOWN, SlowedEngine, TwinEngine
 from reports.compare import compare
 from reports.comparison import rank_backends, round_values
-
-SLOWDOWN = 1.10
-
-
-class TwinEngine(EagerEngine):
-    """Eager PyTorch under another name: an A/A twin of ``cpu-fp32``."""
-
-    name = "eager-twin"
-    reference = False
-
-
-class SlowedEngine(EagerEngine):
-    """Eager PyTorch inference made ``slowdown`` times slower, as the harness times it: each call is
-    the real call plus a busy-wait of (slowdown - 1) x (that call's own duration + the harness's
-    per-call overhead), less this wrapper's own cost. The overhead is calibrated per input shape
-    (21 calls timed inside and as the harness times them); the wrapper's cost once, on a call that
-    does nothing (2,001 calls each way). So the slowdown tracks the machine's drift call by call."""
-
-    name = "eager-slowed"
-    trains = False
-    reference = False
-
-    def __init__(self, slowdown: float | None = None) -> None:
-        self.slowdown = slowdown  # None: $MNIST_BENCH_SLOWDOWN when the model is prepared, else SLOWDOWN
-
-
-    def prepare(self, model, backend, options, calibration) -> Prepared:
-        real = super().prepare(model, backend, options, calibration)
-        slowdown = self.slowdown or float(os.environ.get("MNIST_BENCH_SLOWDOWN", SLOWDOWN))
-        clock = clock_for(real.clock_device)
-        overhead_s: dict[tuple, float] = {}
-
-        def slowed(call, key, extra: float):
-            start = time.perf_counter()
-            out = call()
-            inner = time.perf_counter() - start
-            end = time.perf_counter() + (slowdown - 1) * (inner + overhead_s.get(key, 0.0)) - extra
-            while time.perf_counter() < end:
-                pass
-            return out, inner
-
-        def noop():
-            return None
-
-        plain, _ = time_calls(lambda: slowed(noop, None, float("inf")), clock, 2001)
-        bare, _ = time_calls(noop, clock, 2001)
-        wrapper_cost = max(0.0, statistics.median(plain) - statistics.median(bare))
-
-        def predict(x):
-            if x.shape not in overhead_s:
-                inner = []
-                outer, _ = time_calls(lambda: inner.append(slowed(lambda: real.predict(x), None,
-                                                                  float("inf"))[1]), clock, 21)
-                overhead_s[x.shape] = max(0.0, statistics.median(outer) - statistics.median(inner))
-            return slowed(lambda: real.predict(x), x.shape, wrapper_cost)[0]
-
-        return Prepared(predict, real.clock_device, real.to_input, real.to_logits, real.facts)
 
 
 @contextlib.contextmanager
@@ -146,7 +86,8 @@ def power(values: dict, out: Path, slowdown: float = SLOWDOWN) -> dict:
 def fresh_run(out: Path, name: str, args: list[str], slowdown: float = SLOWDOWN, report: bool = False
               ) -> tuple[Path, float]:
     """``python -m bench run ARGS`` in a fresh process; returns its run folder and wall seconds."""
-    env = {**os.environ, "MNIST_BENCH_PLUGINS": "benchmarks.stat_backends", "MNIST_BENCH_SLOWDOWN": str(slowdown)}
+    env = {**os.environ, "MNIST_BENCH_SLOWDOWN": str(slowdown),  # plugins only where the run names their backends
+           "MNIST_BENCH_PLUGINS": "benchmarks.stat_backends" if "slowed" in " ".join(args) else ""}
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "bench", "run", *args, "--out", str(out), "--name", name, "-q",
                     *([] if report else ["--no-report"])], env=env, check=True, stdout=subprocess.DEVNULL)

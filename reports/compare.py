@@ -181,10 +181,12 @@ def render_compare(c: Comparison, output: Path) -> Path:
             "<h2>Environment differences</h2>", table(c.environment, "environment-diff"),
             "<h2>Speed</h2>",
             '<p class="note">time ratio = this run / the baseline run per matched cell (below 1: faster), the '
-            "median over rounds with a 95% bootstrap interval; no significant difference where it contains 1. "
-            "u_test_p: Mann-Whitney U test of the two runs' round values. With rounds from two or more worker "
-            "processes a side (--processes), the bootstrap resamples processes, then rounds; cells whose rounds "
-            "ran in one process per run (processes = 1) hold the variation inside a run only.</p>",
+            "median over rounds with a 95% interval that carries the variation between runs (interval_from): "
+            "Welch's t over worker processes when both cells ran in two or more (--processes), else this "
+            "machine's calibrated run-to-run variation ('mnist-bench calibrate'), else none: the cell is "
+            "unjudged ('cannot tell'). No significant difference where the interval contains 1. u_test_p: "
+            "Mann-Whitney U test of the two runs' round values, for reference only (rounds of one run are not "
+            "independent samples of the other).</p>",
             img(speedup_chart(m), "speedup against the baseline", "Bars: speedup with its 95% interval."),
             table(m, "compare-table"), table(c.geomean, "geomean-table"),
             "<h2>Round distributions</h2>",

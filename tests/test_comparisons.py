@@ -257,7 +257,8 @@ def _calibrate_from(runs, folder):
 def test_fail_above_exits_3_on_a_significant_slowdown_and_on_unjudged_cells(mnist_path, two_runs, tmp_path, capsys,
                                                                           monkeypatch):
     from bench.backends import BACKENDS, Backend
-    from benchmarks.statistics_check import SlowedEngine, run
+    from benchmarks.stat_engines import SlowedEngine
+    from benchmarks.statistics_check import run
 
     # the same backend name, now twice as slow: a regression a CI gate must catch even on a loaded machine
     monkeypatch.setitem(BACKENDS, "onnxruntime-cpu", Backend("onnxruntime-cpu", SlowedEngine(slowdown=2.0), "cpu",
@@ -355,3 +356,33 @@ def test_machine_warnings_name_steal_drift_stalls_and_load():
     assert "steal time reached 12%" in words and "drifted" in words and "stalled" in words and "busy" in words
     row = Machine().round("mlp infer bs1", 0)
     assert row["control_min_ms"] <= row["control_ms"] and row["group"] == "mlp infer bs1"
+
+
+@pytest.mark.parametrize("total, warmup, blocks", [(93, 10, 20), (15, 10, 5), (6, 10, 5), (3, 10, 2), (2000, 10, 20)])
+def test_every_training_run_with_the_steps_has_at_least_five_timed_blocks(total, warmup, blocks):
+    from bench.train import block_steps_for, warmup_steps_for
+
+    taken = warmup_steps_for(total, warmup)
+    steady = total - taken
+    assert taken <= warmup and steady >= min(5, total - 1)
+    per_block = block_steps_for(total, taken)
+    assert -(-steady // per_block) >= blocks  # ceil: the last block may be short
+
+
+def test_run_to_run_sigma_pools_the_cells_of_repeated_runs():
+    from bench.calibration import run_to_run_sigma
+
+    rng = np.random.default_rng(2)
+    rows = []
+    for run in range(4):
+        for bs in (1, 32, 256):
+            level = np.exp(rng.normal(0, 0.05))  # this run's level for this cell: 5% run to run
+            rows += [{"run_id": f"r{run}", "model": "mlp", "backend": "cpu-fp32", "phase": "infer",
+                      "batch_size": bs, "round": k, "value": level * 1e-4 * bs} for k in range(8)]
+    sigma = run_to_run_sigma(pd.DataFrame(rows))["infer"]
+    assert sigma["df"] == 9 and sigma["cells"] == 3 and 0.02 < sigma["sigma"] < 0.09
+
+
+def test_calibrate_refuses_fewer_than_two_repeats(tmp_path, capsys):
+    assert main(["calibrate", "--repeats", "1", "--out", str(tmp_path)]) == 2
+    assert "--repeats >= 2" in capsys.readouterr().err and not any(tmp_path.iterdir())
