@@ -217,12 +217,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _run_values(args: argparse.Namespace, *also: str) -> dict:
+    """The configuration values of a run's options (``build_config``'s input), less the command's
+    own flags and ``also``."""
+    own = ("command", "no_report", "preset_old_name", "resume", "export", "level", *also)
+    return {k: v for k, v in vars(args).items() if k not in own}
+
+
 def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     from bench.config import build_config
     from bench.runner import Runner
 
-    values = {k: v for k, v in vars(args).items() if k not in ("command", "no_report", "preset_old_name", "resume",
-                                                               "export", "level")}
+    values = _run_values(args)
     if args.export is not None:
         from reports.export import parse_formats
 
@@ -413,8 +419,7 @@ def cmd_calibrate(args: argparse.Namespace, argv: list[str]) -> int:
     from bench.calibration import calibrate
     from bench.config import build_config
 
-    values = {k: v for k, v in vars(args).items() if k not in ("command", "no_report", "preset_old_name", "resume",
-                                                               "export", "level", "repeats")}
+    values = _run_values(args, "repeats")
     if args.resume is not None or args.export is not None:
         raise BenchError("calibrate takes the options of a run, without --resume and --export")
     cfg = build_config(values)  # bad input refused here, before any run
@@ -426,7 +431,7 @@ def cmd_calibrate(args: argparse.Namespace, argv: list[str]) -> int:
             skip = True
         elif not a.startswith("--repeats=") and a not in ("-q", "-v", "--quiet", "--verbose"):
             run_args.append(a)
-    path, sigma = calibrate([a for a in run_args if a not in ("--no-report",)], args.repeats, cfg.out)
+    path, sigma = calibrate(run_args, args.repeats, cfg.out)
     for phase, v in sigma.items():
         print(f"calibrate: {phase}: a cell's figure varies by {v['sigma']:.1%} (sd of its log) from run to run "
               f"({v['cells']} cells x {v['runs']} runs, {v['df']} degrees of freedom)")

@@ -192,7 +192,7 @@ def train_blocks(name: str, backend: Backend, train: Split, test: Split, cfg: Tr
     blocks_done = 0
     global_step = 0
     totals = {"train_s": 0.0, "eval_s": 0.0, "cold_step_s": 0.0, "warmup_s": 0.0}
-    block = {"steady_s": 0.0, "steady_samples": 0, "rows": []}
+    block = {"steady_samples": 0, "rows": []}
     block_losses: list[torch.Tensor] = []
     first_loss = diverged = None
     steady_time = steady_samples = 0.0
@@ -218,7 +218,6 @@ def train_blocks(name: str, backend: Backend, train: Split, test: Split, cfg: Tr
             else:
                 ep["steady_s"] += data + compute
                 ep["steady_samples"] += n
-                block["steady_s"] += data + compute
                 block["steady_samples"] += n
                 block["rows"].append({"step": step, "samples": n, "seconds": data + compute})
         marks.clear()
@@ -280,7 +279,7 @@ def train_blocks(name: str, backend: Backend, train: Split, test: Split, cfg: Tr
                     rng = _rng_state(backend.device)  # dropout's random stream is this run's own,
                     yield blocks[-1]
                     _set_rng_state(rng)  # whatever trained in between (interleaved) drew from it
-                block.update(steady_s=0.0, steady_samples=0, rows=[])
+                block.update(steady_samples=0, rows=[])
             if stop:
                 break
         steady_time += ep["steady_s"]

@@ -32,11 +32,11 @@ from .conftest import TINY
 def test_paired_interval_covers_the_true_ratio_at_about_the_nominal_rate(rounds):
     rng = np.random.default_rng(7)
     trials, covered = 300, 0
-    for t in range(trials):
+    for _ in range(trials):
         drift = rng.lognormal(0, 0.3, rounds)  # the machine's speed, shared by both sides of a round
         base = drift * rng.lognormal(0, 0.04, rounds)
         other = 1.25 * drift * rng.lognormal(0, 0.04, rounds)
-        r = paired_ratio(base, other, seed=t)
+        r = paired_ratio(base, other)
         covered += r["ratio_low"] <= 1.25 <= r["ratio_high"]
     assert 0.90 <= covered / trials <= 1.0
 
@@ -267,16 +267,17 @@ def test_fail_above_exits_3_on_a_significant_slowdown_and_on_unjudged_cells(mnis
     first = two_runs[0]
     args = ["compare", str(first), str(regressed), "--results", str(tmp_path)]
     # uncalibrated single-process runs: unjudged cells fail the gate unless allowed
-    assert main([*args, "--fail-above", "1000", "--output", str(tmp_path / "c0.html")]) == 3
+    assert main([*args, "--fail-above", "1e9", "--output", str(tmp_path / "c0.html")]) == 3
     assert "unjudged: " in capsys.readouterr().err
-    assert main([*args, "--fail-above", "1000", "--allow-unjudged", "--output", str(tmp_path / "c1.html")]) == 0
+    assert main([*args, "--fail-above", "1e9", "--allow-unjudged", "--output", str(tmp_path / "c1.html")]) == 0
     capsys.readouterr()
     calibration = _calibrate_from(two_runs, tmp_path / "cal")
     args += ["--calibration", str(calibration)]
     rc = main([*args, "--fail-above", "0", "--output", str(tmp_path / "c2.html")])
     err = capsys.readouterr().err
     assert rc == 3 and "regression:" in err and "onnxruntime-cpu" in err
-    assert main([*args, "--fail-above", "1000", "--output", str(tmp_path / "c3.html")]) == 0
+    # a threshold above any slowdown passes (under load eager PyTorch can run >10x slower than ONNX Runtime)
+    assert main([*args, "--fail-above", "1e9", "--output", str(tmp_path / "c3.html")]) == 0
     assert main([*args[:-1], str(tmp_path / "none.json"), "--output", str(tmp_path / "c4.html")]) == 2
 
 

@@ -18,6 +18,9 @@ SMALL = {
     "run": ["--limit-train", "1024", "--batch-size", "64", "--limit-test", "300", "--batch-sizes", "1,32",
             "--budget-s", "0.02", "--epochs", "1", "--models", "mlp"],
     "profile": ["--limit-train", "512", "--steps", "2"],
+    "calibrate": ["--limit-train", "1024", "--batch-size", "64", "--limit-test", "300", "--batch-sizes", "1,32",
+                  "--budget-s", "0.02", "--max-time-s", "0.5", "--epochs", "1", "--models", "mlp", "--backends",
+                  "cpu-fp32", "--repeats", "2"],
     "dynamics": ["--grid", "4", "--subset", "100"],
 }
 

@@ -133,13 +133,10 @@ def unresolved(contenders: list[Contender], target: float, reference: str | None
             if a is c:
                 continue
             shared = sorted(set(a.values) & set(c.values))
-            r = paired_ratio([a.values[k] for k in shared], [c.values[k] for k in shared], n_boot=STOP_BOOTSTRAP)
+            r = paired_ratio([a.values[k] for k in shared], [c.values[k] for k in shared])
             if not resolution(r["ratio_low"], r["ratio_high"]) <= target:  # NaN: not resolved
                 need |= {a.name, c.name}
     return [c for c in contenders if c.name in need]
-
-
-STOP_BOOTSTRAP = 300  # bootstrap resamples of the check between added rounds (the reported interval: 2000)
 
 
 def _guard(c: Contender, body: Callable[[], None]) -> None:
@@ -200,8 +197,6 @@ def round_stats(timings: pd.DataFrame, phase: str) -> dict:
         return {"rounds": 0}
     # the headline figures keep every call: the median of each round, not the comparison's low quantile
     per_sample = (timings["seconds"] / timings["samples"]).groupby(timings["round"]).median().to_numpy()
-    if per_sample.size == 0:
-        return {"rounds": 0}
     cv = float(np.std(per_sample, ddof=1) / np.mean(per_sample)) if per_sample.size > 1 else 0.0
     out = {"rounds": int(per_sample.size), "between_round_cv": cv, "unstable": bool(cv > UNSTABLE_CV)}
     if phase == "train":

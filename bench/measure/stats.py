@@ -9,7 +9,6 @@ UNSTABLE_CV = 0.10  # a cell whose coefficient of variation exceeds this is flag
 # burst of CPU steal or a descheduled thread lengthens some calls of a block; a low quantile is the
 # block's speed with those left out (latency percentiles are reported from every call, untouched).
 COMPARISON_QUANTILE = 0.2
-RESOLUTION = 0.05  # default target: rounds are added to a pair until its interval is within +-5%
 
 
 def block_value(seconds_per_sample) -> float:
@@ -106,12 +105,12 @@ def hodges_lehmann(a: np.ndarray, axis: int = -1) -> np.ndarray:
     return np.median((a[..., i] + a[..., j]) / 2, axis=-1)
 
 
-def paired_ratio(base, other, n_boot: int = 2000, seed: int = 0) -> dict:
+def paired_ratio(base, other) -> dict:
     """``other / base`` over paired rounds (round i of each measured side by side): the
     Hodges-Lehmann estimate of the per-round log ratios, exponentiated, with its distribution-free
     95% interval (``walsh_interval``; NaN with fewer than 2 pairs). A drift of the machine that
     hits both members of a round cancels in its ratio; a round hit on one side only moves a rank,
-    not the interval. (``n_boot`` and ``seed`` are kept for callers; the interval needs neither.)"""
+    not the interval."""
     b, o = np.asarray(base, dtype=np.float64), np.asarray(other, dtype=np.float64)
     keep = (b > 0) & (o > 0) & np.isfinite(b) & np.isfinite(o)
     logs = np.log(o[keep] / b[keep])
@@ -157,21 +156,11 @@ def _signed_rank_k(n: int) -> int:
     return max(1, int(np.searchsorted(cdf, 0.025, side="right")))
 
 
-def unpaired_ratio(base, other, n_boot: int = 4000, seed: int = 0, base_groups=None, other_groups=None) -> dict:
+def unpaired_ratio(base, other, n_boot: int = 4000, seed: int = 0) -> dict:
     """``median(other) / median(base)`` for samples not measured side by side (two runs), with a
-    95% bootstrap interval resampling each side on its own. With ``*_groups`` (the worker process
-    of each round) and at least two groups a side, the bootstrap is two-level: processes first,
-    then rounds within them, so variation between processes widens the interval as it should."""
+    95% bootstrap interval resampling each side on its own: the variation inside each run only
+    (``process_ratio`` and ``calibrated_ratio`` carry the variation between runs)."""
     b, o = np.asarray(base, dtype=np.float64), np.asarray(other, dtype=np.float64)
-    if base_groups is not None and other_groups is not None:
-        bg, og = np.asarray(base_groups), np.asarray(other_groups)
-        if len(np.unique(bg)) >= 2 and len(np.unique(og)) >= 2:
-            rng = np.random.default_rng(seed)
-            ratios = np.array([np.median(_two_level(o, og, rng)) / np.median(_two_level(b, bg, rng))
-                               for _ in range(n_boot // 4)])
-            lo, hi = _expanded_quantiles(min(len(np.unique(bg)), len(np.unique(og))) * 2)
-            return {"ratio": float(np.median(o) / np.median(b)), "ratio_low": float(np.percentile(ratios, lo)),
-                    "ratio_high": float(np.percentile(ratios, hi)), "pairs": 0}
     if b.size == 0 or o.size == 0:
         return {"ratio": float("nan"), "ratio_low": float("nan"), "ratio_high": float("nan"), "pairs": 0}
     if b.size < 2 or o.size < 2:  # one round a side: an estimate, but no interval
@@ -184,14 +173,6 @@ def unpaired_ratio(base, other, n_boot: int = 4000, seed: int = 0, base_groups=N
     ratios = ob / bb
     return {"ratio": float(np.median(o) / np.median(b)), "ratio_low": float(np.percentile(ratios, lo)),
             "ratio_high": float(np.percentile(ratios, hi)), "pairs": 0}
-
-
-def _two_level(values: np.ndarray, groups: np.ndarray, rng) -> np.ndarray:
-    """One two-level bootstrap sample: groups drawn with replacement, then values within each."""
-    labels = np.unique(groups)
-    picked = rng.choice(labels, size=labels.size)
-    parts = [values[groups == g] for g in picked]
-    return np.concatenate([p[rng.integers(0, p.size, p.size)] for p in parts])
 
 
 def mann_whitney_u(a, b) -> tuple[float, float]:
