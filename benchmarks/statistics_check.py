@@ -8,6 +8,8 @@ Within a run (the quick preset, default flags, auto backends, two runs back to b
 Across runs: ``mnist-bench calibrate`` (3 runs, fresh processes), then three A/A runs of one
   configuration compared pairwise (default flags: uncalibrated, and with the calibration;
   ``--normalize`` too), and a run whose ``cpu-fp32-slowed`` is 25% slower compared with each.
+With worker processes (``--checks processes``): two A/A runs and a 25% slower one, each with
+  ``--processes N``, compared with the intervals the processes give (no calibration).
 Wall time: each quick run's, against ``--quick-before-s`` (today's quick preset here).
 
     python -m benchmarks.statistics_check [--checks within,power,across] [--out DIR]
@@ -138,18 +140,41 @@ def across(out: Path, preset_args: list[str]) -> dict:
                                     ("calibrated", [cal_path], False), ("calibrated --normalize", [cal_path], True)):
         m = pd.concat([compare([aa[i][0], aa[j][0]], normalize=normalize, calibration_files=files).matched
                        for i, j in ((0, 1), (1, 2), (0, 2))])
-        claims = m[m.significant]
-        beyond = claims[(claims.time_ratio_low > 1.25) | (claims.time_ratio_high < 1 / 1.25)]
-        rows[label] = {"cells": len(m), "no_claim": float((~m.significant).mean()), "significant": len(claims),
-                       "claims_beyond_25pct": len(beyond), "unjudged": int((~m.judged).sum())}
+        rows[label] = _aa_summary(m)
         tables.append(m.assign(check=label))
-    detect = pd.concat([compare([aa[i][0], slow], calibration_files=[cal_path]).matched for i in range(3)])
-    detect = detect[(detect.backend == "cpu-fp32-slowed") & (detect.phase == "infer")]
-    rows["25% slower, calibrated"] = {"cells": len(detect), "detected": float((detect.time_ratio_low > 1).mean()),
-                                      "covers_1.25": float(((detect.time_ratio_low <= 1.25)
-                                                            & (1.25 <= detect.time_ratio_high)).mean())}
+    detect = _slowed_cells(pd.concat([compare([a, slow], calibration_files=[cal_path]).matched for a, _ in aa]))
+    rows["25% slower, calibrated"] = _detection(detect, 1.25)
     return {"calibration": sigma, "results": rows, "wall_s": [round(w, 1) for _, w in aa] + [round(slow_wall, 1)],
             "table": pd.concat(tables + [detect.assign(check="25% slower")])}
+
+
+def processes(out: Path, preset_args: list[str], n: int = 5) -> dict:
+    """Across runs with ``--processes n`` (no calibration): two A/A runs and a run whose
+    ``cpu-fp32-slowed`` is 25% slower; inference intervals from the worker processes."""
+    args = [*preset_args, "--backends", "cpu-fp32,onnxruntime-cpu,cpu-fp32-slowed", "--processes", str(n)]
+    aa = [fresh_run(out, f"proc-aa{i}", args, slowdown=1.0) for i in (1, 2)]
+    slow, slow_wall = fresh_run(out, "proc-slow25", args, slowdown=1.25)
+    m = compare([aa[0][0], aa[1][0]], calibration_files=[]).matched
+    detect = _slowed_cells(pd.concat([compare([a, slow], calibration_files=[]).matched for a, _ in aa]))
+    return {"processes": n, "A/A": _aa_summary(m), "25% slower": _detection(detect, 1.25),
+            "wall_s": [round(w, 1) for _, w in aa] + [round(slow_wall, 1)],
+            "table": pd.concat([m.assign(check="A/A"), detect.assign(check="25% slower")])}
+
+
+def _aa_summary(m: pd.DataFrame) -> dict:
+    claims = m[m.significant]
+    beyond = claims[(claims.time_ratio_low > 1.25) | (claims.time_ratio_high < 1 / 1.25)]
+    return {"cells": len(m), "no_claim": float((~m.significant).mean()), "significant": len(claims),
+            "claims_beyond_25pct": len(beyond), "unjudged": int((~m.judged).sum())}
+
+
+def _slowed_cells(matched: pd.DataFrame) -> pd.DataFrame:
+    return matched[(matched.backend == "cpu-fp32-slowed") & (matched.phase == "infer")]
+
+
+def _detection(cells: pd.DataFrame, factor: float) -> dict:
+    return {"cells": len(cells), "detected": float((cells.time_ratio_low > 1).mean()),
+            f"covers_{factor}": float(((cells.time_ratio_low <= factor) & (factor <= cells.time_ratio_high)).mean())}
 
 
 def main() -> None:
@@ -159,11 +184,13 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--checks", default="within,power,across")
     p.add_argument("--preset", default="quick")
+    p.add_argument("--processes", type=int, default=5, help="worker processes a side for the 'processes' check")
     p.add_argument("--out", type=Path, help="keep the runs here (default: a temporary folder)")
     p.add_argument("--quick-before-s", type=float, help="today's quick preset wall time here, for the ratio")
     args = p.parse_args()
     preset_args = ["--preset", args.preset]
-    checks = {"within": within, "power": power_fresh, "across": across}
+    checks = {"within": within, "power": power_fresh, "across": across,
+              "processes": lambda out, preset: processes(out, preset, args.processes)}
     with tempfile.TemporaryDirectory() as tmp:
         out = args.out or Path(tmp)
         for key in args.checks.split(","):
