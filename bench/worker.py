@@ -82,8 +82,11 @@ def rounds_in_workers(model: str, backends: list, weights: dict, test_images: to
                     for c in contenders:
                         c.failure = c.failure or ("error", f"worker process {p} failed: {why}")
                 break
-            _collect(out, torch.load(result, weights_only=False), model, p)
-            first += share
+            res = torch.load(result, weights_only=False)
+            _collect(out, res, model, p)
+            # the next process numbers its rounds after this one's last: rounds added for resolution
+            # go beyond its share, and a round number must name one process's round only
+            first = max([first + share - 1] + [row["round"] for row in res["timings"]]) + 1
     return out
 
 

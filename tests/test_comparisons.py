@@ -387,3 +387,17 @@ def test_run_to_run_sigma_pools_the_cells_of_repeated_runs():
 def test_calibrate_refuses_fewer_than_two_repeats(tmp_path, capsys):
     assert main(["calibrate", "--repeats", "1", "--out", str(tmp_path)]) == 2
     assert "--repeats >= 2" in capsys.readouterr().err and not any(tmp_path.iterdir())
+
+
+def test_worker_processes_number_their_rounds_apart(mnist_path, tmp_path):
+    """--processes 2 with rounds added for resolution: every round of a cell belongs to one process,
+    so rounds pair within a process and the processes are told apart across runs."""
+    from benchmarks.statistics_check import run
+
+    values = {**_values(mnist_path, tmp_path, "cpu-fp32,onnxruntime-cpu"), "batch_sizes": "1", "processes": 2,
+              "resolution_pct": 0.1, "max_time_s": 1}
+    t = read_run(run(values, tmp_path / "procs"))["timings"]
+    infer = t[t.cell_id.str.contains("infer")]
+    assert (infer.groupby(["cell_id", "round"]).process.nunique() == 1).all()
+    assert (infer.groupby("cell_id").process.nunique() == 2).all()
+    assert infer.groupby(["cell_id", "process"])["round"].nunique().min() > 4  # rounds beyond a 4-round share
