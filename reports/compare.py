@@ -105,19 +105,18 @@ def text_table(c: Comparison) -> str:
     ways = m.interval_from.value_counts()
     lines.append("intervals across runs: " + ", ".join(f"{n} from {_WAYS[w]}" for w, n in ways.items()))
     if ways.get("none", 0):
-        lines.append(f"note: {ways['none']} of {len(m)} cells ran all their rounds in one process per run and this "
-                     "machine has no calibration: two runs differ by process and by minute, which one run cannot "
-                     "show, so these cells are unjudged. 'mnist-bench calibrate' measures that variation once "
-                     "(stored beside the runs); --processes N samples it in every run (training always runs in one "
-                     "process)")
+        lines.append(f"note: {ways['none']} of {len(m)} cells are unjudged: this machine has no calibration. Two runs "
+                     "differ by the machine's speed from minute to minute, which every process of a run shares, so "
+                     "no run shows it alone; 'mnist-bench calibrate' measures it once (stored beside the runs)")
     for r in c.geomean.itertuples():
         lines.append(f"{r.run_id}: geometric-mean speedup {r.geomean_speedup:.3f}x over {r.cells} cells "
                      f"(> 1: faster than {c.baseline})")
     return "\n".join(lines)
 
 
-_WAYS = {"processes": "worker processes (Welch t over processes)",
-         "calibrated": "this machine's calibrated run-to-run variation", "none": "nothing: unjudged"}
+_WAYS = {"processes+calibration": "worker processes (Welch t) widened by this machine's run-to-run variation",
+         "calibration": "the in-run interval widened by this machine's run-to-run variation",
+         "none": "nothing: unjudged"}
 
 
 def regressions(c: Comparison, fail_above_pct: float) -> pd.DataFrame:
@@ -129,8 +128,8 @@ def regressions(c: Comparison, fail_above_pct: float) -> pd.DataFrame:
 
 
 def unjudged(c: Comparison) -> pd.DataFrame:
-    """Cells the comparison cannot judge (no interval: too few rounds, or single-process runs of an
-    uncalibrated machine): a regression gate must not pass them silently."""
+    """Cells the comparison cannot judge (no interval: too few rounds, or runs of an uncalibrated
+    machine): a regression gate must not pass them silently."""
     m = c.matched
     return m if m.empty else m[~m.judged]
 
@@ -182,9 +181,9 @@ def render_compare(c: Comparison, output: Path) -> Path:
             "<h2>Speed</h2>",
             '<p class="note">time ratio = this run / the baseline run per matched cell (below 1: faster), the '
             "median over rounds with a 95% interval that carries the variation between runs (interval_from): "
-            "Welch's t over worker processes when both cells ran in two or more (--processes), else this "
-            "machine's calibrated run-to-run variation ('mnist-bench calibrate'), else none: the cell is "
-            "unjudged ('cannot tell'). No significant difference where the interval contains 1. u_test_p: "
+            "the in-run interval (Welch's t over worker processes when both cells ran in two or more) widened by "
+            "this machine's calibrated run-to-run variation ('mnist-bench calibrate'); without a calibration the "
+            "cell is unjudged ('cannot tell'). No significant difference where the interval contains 1. u_test_p: "
             "Mann-Whitney U test of the two runs' round values, for reference only (rounds of one run are not "
             "independent samples of the other).</p>",
             img(speedup_chart(m), "speedup against the baseline", "Bars: speedup with its 95% interval."),

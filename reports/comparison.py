@@ -92,20 +92,21 @@ def _paired(base: pd.Series, other: pd.Series) -> dict:
     return paired_ratio(joined.b.to_numpy(), joined.o.to_numpy())
 
 
-CANNOT_TELL = ("cannot tell across single-process runs (ratio {ratio:.3f}): run 'mnist-bench calibrate' once on "
-               "this machine, or run both with --processes N")
+CANNOT_TELL = ("cannot tell across runs without this machine's run-to-run variation (ratio {ratio:.3f}): run "
+               "'mnist-bench calibrate' once on this machine")
 
 
 def compare_runs(values: pd.DataFrame, baseline_run: str, calibration: dict[str, dict] | None = None) -> pd.DataFrame:
     """Cells matched across runs (model, backend, phase, batch size): each run's time ratio to the
     baseline run's, with a 95% interval that carries the variation between runs, and the verdict.
-    Rounds of two runs were not measured side by side, so the interval comes from
-
-    - ``processes``: both cells' rounds ran in two or more worker processes: Welch's t interval on
-      the processes' medians (``process_ratio``);
-    - ``calibrated``: else, both runs' machines have a calibration (``calibration``: run_id -> its
-      machine's per-phase run-to-run variation): the in-run interval widened by it;
-    - else none: the cell is unjudged ("cannot tell"), never a verdict its data cannot back."""
+    Rounds of two runs were not measured side by side. The machine's speed moves between runs, and
+    that move is shared by every process of a run, so no run can measure it alone (A/A runs with
+    ``--processes 5`` here: 8 of 26 cells called different on Welch's t over processes). So the
+    interval needs both runs' machines calibrated (``calibration``: run_id -> its machine's
+    per-phase run-to-run variation, from ``mnist-bench calibrate``): the inside interval (Welch's t
+    over worker processes when both cells ran in two or more, else the in-run bootstrap) widened
+    by that variation. Otherwise the cell is unjudged ("cannot tell"), never a verdict its data
+    cannot back."""
     rows = []
     base = values[values.run_id == baseline_run]
     calibration = calibration or {}
@@ -118,11 +119,12 @@ def compare_runs(values: pd.DataFrame, baseline_run: str, calibration: dict[str,
                 continue
             bv, ov = b.value.to_numpy(), o.value.to_numpy()
             sigma = [calibration.get(r, {}).get(key[2]) for r in (baseline_run, run_id)]
-            if b.process.nunique() >= 2 and o.process.nunique() >= 2:
-                method, r = "processes", process_ratio(bv, ov, b.process.to_numpy(), o.process.to_numpy())
-            elif all(sigma):
+            processes = b.process.nunique() >= 2 and o.process.nunique() >= 2
+            if all(sigma):
                 pooled = float(np.sqrt((sigma[0]["sigma"] ** 2 + sigma[1]["sigma"] ** 2) / 2))
-                method, r = "calibrated", calibrated_ratio(bv, ov, pooled, min(s["df"] for s in sigma))
+                inside = process_ratio(bv, ov, b.process.to_numpy(), o.process.to_numpy()) if processes else None
+                method = "processes+calibration" if processes else "calibration"
+                r = calibrated_ratio(bv, ov, pooled, min(s["df"] for s in sigma), inside)
             else:
                 method, r = "none", {"ratio": float(np.median(ov) / np.median(bv)), "ratio_low": np.nan,
                                      "ratio_high": np.nan}

@@ -159,7 +159,7 @@ def _signed_rank_k(n: int) -> int:
 def unpaired_ratio(base, other, n_boot: int = 4000, seed: int = 0) -> dict:
     """``median(other) / median(base)`` for samples not measured side by side (two runs), with a
     95% bootstrap interval resampling each side on its own: the variation inside each run only
-    (``process_ratio`` and ``calibrated_ratio`` carry the variation between runs)."""
+    (``calibrated_ratio`` adds the variation between runs)."""
     b, o = np.asarray(base, dtype=np.float64), np.asarray(other, dtype=np.float64)
     if b.size == 0 or o.size == 0:
         return {"ratio": float("nan"), "ratio_low": float("nan"), "ratio_high": float("nan"), "pairs": 0}
@@ -253,8 +253,9 @@ def _pct(fraction: float) -> str:
 def process_ratio(base, other, base_groups, other_groups) -> dict:
     """``other / base`` for two runs whose rounds ran in two or more worker processes a side: each
     process's median round value is one sample of that run's speed, and the interval is Welch's t
-    interval on their logs. Processes (and the minutes between them) are the units that differ from
-    run to run, so their spread is what the interval must carry; rounds inside a process are not."""
+    interval on their logs: the variation between processes of a run. The machine's drift between
+    the runs is shared by all of a run's processes, so it is not in this interval
+    (``calibrated_ratio`` adds it)."""
     def per_process(values, groups):
         v, g = np.asarray(values, dtype=np.float64), np.asarray(groups)
         return np.log([np.median(v[g == k]) for k in np.unique(g)])
@@ -275,13 +276,14 @@ def process_ratio(base, other, base_groups, other_groups) -> dict:
             "ratio_high": float(np.exp(diff + half)), "pairs": 0}
 
 
-def calibrated_ratio(base, other, sigma: float, df: int) -> dict:
-    """``other / base`` for two single-process runs of a machine whose run-to-run variation is known
-    (``sigma``: the standard deviation of a cell's log figure between runs of one configuration,
-    from ``mnist-bench calibrate``, on ``df`` degrees of freedom). The interval is the in-run
-    interval widened by that variation, for both runs: sqrt(in-run half-width^2 + (t * sqrt(2) *
-    sigma)^2) on the log scale."""
-    r = unpaired_ratio(base, other)
+def calibrated_ratio(base, other, sigma: float, df: int, inside: dict | None = None) -> dict:
+    """``other / base`` for two runs of a machine whose run-to-run variation is known (``sigma``:
+    the standard deviation of a cell's log figure between runs of one configuration, from
+    ``mnist-bench calibrate``, on ``df`` degrees of freedom). The interval is the inside one
+    (``inside``, e.g. ``process_ratio``'s; default: the in-run bootstrap, ``unpaired_ratio``)
+    widened by that variation, for both runs: sqrt(inside half-width^2 + (t * sqrt(2) * sigma)^2)
+    on the log scale."""
+    r = inside if inside is not None else unpaired_ratio(base, other)
     if not np.isfinite([r["ratio"], r["ratio_low"], r["ratio_high"]]).all():
         return r
     log_r = np.log(r["ratio"])
