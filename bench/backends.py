@@ -12,12 +12,11 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
-
 from bench import BenchError
 from bench.engines import ENGINES, BackendOptions, Engine
+from bench.lazy import torch
 
-_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+_AUTOCAST_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}  # torch dtypes by name: torch loads on first use
 
 
 @dataclass(frozen=True, eq=False)
@@ -39,7 +38,9 @@ class Backend:
 
     def autocast(self):
         dtype = _AUTOCAST_DTYPES.get(self.precision)
-        return torch.autocast(device_type=self.device, dtype=dtype) if dtype and self.trains else nullcontext()
+        if dtype is None or not self.trains:
+            return nullcontext()
+        return torch.autocast(device_type=self.device, dtype=getattr(torch, dtype))
 
     def grad_scaler(self):
         """fp16 gradients underflow without loss scaling; bf16 has fp32's exponent range."""

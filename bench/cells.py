@@ -48,9 +48,10 @@ def train_cell(model_name: str, b: Backend, cfg: TrainConfig, train: Split, test
     with CellMemory(b.device) as mem:
         result = yield from train_blocks(model_name, b, train, test, cfg, seed, options, progress, recorder)
     memory = {**mem.values, "rss_scope": "interleaved"} if interleaved else mem.values
-    row = {**settings, **cost, **result.summary, **memory, **round_stats(result.blocks, "train"),
-           **training_utilization(cost["train_flops_per_sample"], result.summary["train_samples_per_s"], b.device,
-                                  b.precision),
+    speed = round_stats(result.blocks, "train")
+    row = {**settings, **cost, **result.summary, **memory, **speed,
+           **training_utilization(cost["train_flops_per_sample"], speed.get("train_samples_per_s", float("nan")),
+                                  b.device, b.precision),
            "epochs": cfg.epochs, "optimizer": cfg.optimizer, "schedule": cfg.schedule, "lr": cfg.lr, "seed": seed,
            "normalization": cfg.normalization, "interleaved": interleaved}
     prepared = None

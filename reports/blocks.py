@@ -79,8 +79,23 @@ def fmt(v: float) -> str:
     return f"{v:,.4g}"
 
 
+def percent(v: float) -> str:
+    return f"{v * 100:.2f}%"
+
+
+_UNIT_FORMATS = {"samples/s": si, "ms": lambda v: duration(v / 1e3), "s": duration, "bytes": nbytes,
+                 "fraction": percent}
+
+
 def unit_for(column: str):
-    """The formatter a column's name asks for (None: plain number)."""
+    """The formatter a column's name asks for (None: plain number): a declared metric's unit, by its
+    name or its label (``"p50 latency, batch 1"``), else the unit its name ends with."""
+    from bench.measure.metrics import METRICS
+
+    base = re.sub(r",? (batch|bs)[ =]?\d+$", "", column).strip()
+    declared = METRICS.get(base) or next((m for m in METRICS.values() if m.label == base), None)
+    if declared is not None:
+        return _UNIT_FORMATS[declared.unit]
     c = column.lower()
     if "samples_per_s" in c or "samples/s" in c or c.endswith("flops_per_sample") or c.endswith("params"):
         return si
@@ -91,7 +106,7 @@ def unit_for(column: str):
     if c.endswith("_s") and not c.endswith("per_s"):
         return duration
     if c.endswith("accuracy") or "accuracy (" in c:
-        return lambda v: f"{v * 100:.2f}%"
+        return percent
     return None
 
 

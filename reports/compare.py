@@ -171,6 +171,13 @@ def distribution_chart(values: pd.DataFrame) -> bytes | None:
     return to_image(fig)
 
 
+def compare_file(c: Comparison) -> str:
+    """The default page name, from the runs it compares: another comparison never overwrites it."""
+    others = "-".join(r for r in c.runs if r != c.baseline)
+    name = f"compare-{c.baseline}-vs-{others}"
+    return (name if len(name) <= 150 else f"{name[:120]}-and-{len(c.runs) - 2}-more") + ".html"
+
+
 def render_compare(c: Comparison, output: Path) -> Path:
     m = c.matched
     body = ["<h1>mnist-bench compare</h1>",

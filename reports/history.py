@@ -30,19 +30,27 @@ def history_chart(s: pd.DataFrame, title: str) -> bytes:
     return to_image(fig)
 
 
-def render_history(s: pd.DataFrame, args, output: Path) -> Path:
-    batch = "" if args.batch_size is None else f" · batch {args.batch_size}"
-    title = f"{args.metric} · {args.model} · {args.backend}{batch}"
+def history_file(metric: str, model: str, backend: str, batch_size: int | None) -> str:
+    """The default page name: one page per figure followed, so following another never overwrites it."""
+    return f"history-{metric}-{model}-{backend}{'' if batch_size is None else f'-bs{batch_size}'}.html"
+
+
+def render_history(s: pd.DataFrame, metric: str, model: str, backend: str, batch_size: int | None,
+                   output: Path) -> Path:
+    batch = "" if batch_size is None else f" · batch {batch_size}"
+    title = f"{metric} · {model} · {backend}{batch}"
     page = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
             '<link rel="icon" href="data:,"><style>body{font-family:system-ui,sans-serif;max-width:1100px;'
             "margin:1.5em auto;padding:0 1em} table.t{border-collapse:collapse;font-size:13px}"
             "table.t th,table.t td{border:1px solid #ddd;padding:3px 7px;text-align:right}</style></head><body>"
             f"<h1>History: {html.escape(title)}</h1>"
             '<p>Each point a run (bars: its 95% interval where one was measured); a dotted line marks a change '
-            "of machine.</p>"
+            "of machine. change: the move from the previous run on the same machine, called a step only beyond "
+            "that machine's calibrated run-to-run variation.</p>"
             + img(history_chart(s, title), "history chart")
             + table(s[["start_time", "run_id", "name", "git_commit", "hostname", "cpu_model", "gpu_name", "value",
-                       "low", "high"]].rename(columns={"value": args.metric}), "history-table", raw=True)
+                       "low", "high", *(["change"] if "change" in s else [])]].rename(columns={"value": metric}),
+                    "history-table", raw=True)
             + f"<script>{SORT_SCRIPT}</script></body></html>")
     atomic_write_text(output, page)
     return output

@@ -106,11 +106,14 @@ def summary_table(summary: pd.DataFrame, max_batch: dict[str, int] | None = None
     return text_frame(df) if len(df) else "(no results)"
 
 
-def text_frame(df: pd.DataFrame) -> str:
-    """Any table for the terminal, numbers in the report's human units."""
+def text_frame(df: pd.DataFrame, units: dict[str, str] | None = None) -> str:
+    """Any table for the terminal, numbers in the report's human units (``units``: a column's unit
+    taken from another name's, such as a metric's)."""
     if df.empty:
         return "(nothing recorded)"
     from reports.blocks import cell_text, unit_for
 
-    shown = pd.DataFrame({c: [cell_text(v, unit_for(str(c)))[0] for v in df[c]] for c in df.columns})
+    units = units or {}
+    shown = pd.DataFrame({c: [cell_text(v, unit_for(units.get(str(c), str(c))))[0] for v in df[c]]
+                          for c in df.columns})
     return shown.to_string(index=False)

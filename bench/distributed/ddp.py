@@ -32,6 +32,7 @@ from bench.config import TrainConfig
 from bench.data import Split
 from bench.engines import BackendOptions
 from bench.measure.clocks import clock_for, timestamp
+from bench.measure.rounds import headline_rate
 from bench.measure.stats import bootstrap_ci
 from bench.train import block_steps_for, build_optimizer, build_trainable, evaluate, make_train_step
 
@@ -189,13 +190,15 @@ def rank_tables(gathered: list[dict], world: int, per_rank_batch: int, block_ste
         figures_cuda = {"cuda_max_allocated_bytes": float(layout.cuda_max_allocated_bytes.max())}
     else:
         figures_cuda = {}
-    low, high = bootstrap_ci(block_rate.to_numpy())
+    seconds_per_sample = (1 / block_rate).to_numpy()
+    low, high = bootstrap_ci(seconds_per_sample)
     total_s = float(per_rank.steady_s.max())
     figures = {
         "world_size": world, "per_rank_batch": per_rank_batch, "global_batch": per_rank_batch * world,
-        "train_samples_per_s": float(steady.groupby("rank").samples.sum().sum() / total_s),
-        "train_samples_per_s_rounds": len(block_rate),
-        "train_samples_per_s_ci_low": low, "train_samples_per_s_ci_high": high,
+        # the same definition as one process's training cell: 1 / median over blocks of seconds per sample
+        "train_samples_per_s": headline_rate(seconds_per_sample), "rounds": len(block_rate),
+        "train_samples_per_s_ci_low": 1 / high, "train_samples_per_s_ci_high": 1 / low,
+        "train_mean_samples_per_s": float(steady.groupby("rank").samples.sum().sum() / total_s),
         "allreduce_per_step_s": float(np.median(per_rank.allreduce_s / per_rank.steps)),
         "allreduce_span_per_step_s": float(np.median(per_rank.allreduce_span_s / per_rank.steps)),
         "step_s": float(np.median(per_rank.steady_s / per_rank.steps)),

@@ -13,9 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-import torch
-
 from bench import ConfigError
+from bench.lazy import torch
 
 if TYPE_CHECKING:
     from bench.backends import Backend

@@ -7,10 +7,9 @@ import importlib.util
 import shutil
 from collections.abc import Callable
 
-import torch
-
 from bench.engines.base import BackendOptions, Prepared
 from bench.engines.eager import EagerEngine, torch_prepared
+from bench.lazy import torch
 
 
 class CompileEngine(EagerEngine):

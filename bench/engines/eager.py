@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import torch
-
 from bench.engines.base import BackendOptions, Prepared, torch_device_reason
+from bench.lazy import torch
 
 
 def torch_prepared(forward: Callable, backend) -> Prepared:

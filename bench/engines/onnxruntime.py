@@ -14,9 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from bench.engines.base import BackendOptions, Prepared, missing_module
+from bench.lazy import torch
 from bench.measure.clocks import Stopwatch
 from bench.measure.memory import current_rss_bytes
 

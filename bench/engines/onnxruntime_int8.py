@@ -19,10 +19,10 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from bench.engines.base import missing_module
 from bench.engines.onnxruntime import OnnxRuntimeEngine
+from bench.lazy import torch
 from bench.measure.clocks import Stopwatch
 
 MODES = ("dynamic", "static")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-import torch
+from bench.lazy import torch
 
 
 class CpuClock:

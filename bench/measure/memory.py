@@ -16,7 +16,7 @@ import resource
 import sys
 from pathlib import Path
 
-import torch
+from bench.lazy import torch
 
 _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")

@@ -188,9 +188,12 @@ def round_values(timings: pd.DataFrame) -> pd.Series:
 
 
 def round_stats(timings: pd.DataFrame, phase: str) -> dict:
-    """A cell's round-level figures: the number of rounds, the median over rounds with its 95%
-    bootstrap interval (inference: latency per call in ms; training: samples/s), and the
-    between-round coefficient of variation, which sets the ``unstable`` flag."""
+    """A cell's headline speed and its round-level figures. The headline is one definition for
+    every phase: samples per second = 1 / the median over rounds of each round's median seconds
+    per sample (training: blocks of steps; inference: blocks of calls), with its 95% bootstrap
+    interval. The report's glance and verdict, the summary, the terminal, the exports and the
+    history all show this one figure. Also: the number of rounds, the between-round coefficient of
+    variation (the ``unstable`` flag) and, for inference, the median call latency over rounds."""
     from bench.measure.stats import UNSTABLE_CV, bootstrap_ci
 
     if timings.empty:
@@ -199,11 +202,19 @@ def round_stats(timings: pd.DataFrame, phase: str) -> dict:
     per_sample = (timings["seconds"] / timings["samples"]).groupby(timings["round"]).median().to_numpy()
     cv = float(np.std(per_sample, ddof=1) / np.mean(per_sample)) if per_sample.size > 1 else 0.0
     out = {"rounds": int(per_sample.size), "between_round_cv": cv, "unstable": bool(cv > UNSTABLE_CV)}
+    rate = headline_rate(per_sample)
+    lo, hi = bootstrap_ci(per_sample)
+    name = "train_samples_per_s" if phase == "train" else "samples_per_s"
+    out.update({name: rate, f"{name}_ci_low": 1 / hi, f"{name}_ci_high": 1 / lo})
     if phase == "train":
-        rate = 1 / per_sample
-        lo, hi = bootstrap_ci(rate)
-        return {**out, "train_samples_per_s_rounds": float(np.median(rate)), "train_samples_per_s_ci_low": lo,
-                "train_samples_per_s_ci_high": hi}
-    ms = per_sample * int(timings["samples"].iloc[0]) * 1e3
-    lo, hi = bootstrap_ci(ms)
-    return {**out, "round_p50_ms": float(np.median(ms)), "round_p50_ci_low_ms": lo, "round_p50_ci_high_ms": hi}
+        return out
+    batch = int(timings["samples"].iloc[0])
+    return {**out, "round_p50_ms": float(np.median(per_sample)) * batch * 1e3, "round_p50_ci_low_ms": lo * batch * 1e3,
+            "round_p50_ci_high_ms": hi * batch * 1e3}
+
+
+def headline_rate(seconds_per_sample) -> float:
+    """Samples per second from per-round seconds per sample: 1 / their median (the one definition
+    of a cell's speed; ``reports`` ranks backends by the same median)."""
+    m = float(np.median(np.asarray(seconds_per_sample, dtype=np.float64)))
+    return 1 / m if m > 0 else float("nan")

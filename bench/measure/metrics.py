@@ -1,0 +1,56 @@
+"""One declaration per headline metric: its column in the summary table, the header it is shown
+under, its unit, which direction is better, its interval columns and what it means. The summary
+table, the terminal, the exports, the history index and ``history --metric`` all iterate these
+declarations; none keeps a list of its own."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+UNITS = ("samples/s", "ms", "s", "bytes", "fraction")
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str  # the summary table's column (units in the name)
+    label: str  # the header a person reads (the value is printed with its unit)
+    unit: str  # one of UNITS: how a value is printed
+    better: str  # higher | lower
+    phase: str  # train | infer (an inference figure is per batch size)
+    definition: str
+    ci: tuple[str, str] | None = None  # the summary columns of its 95% interval
+
+    def __post_init__(self) -> None:
+        if self.unit not in UNITS or self.better not in ("higher", "lower") or self.phase not in ("train", "infer"):
+            raise ValueError(f"metric {self.name}: unit in {UNITS}, better higher|lower, phase train|infer")
+
+
+METRICS: dict[str, Metric] = {m.name: m for m in (
+    Metric("train_samples_per_s", "train samples/s", "samples/s", "higher", "train",
+           "steady-state training speed: 1 / the median over blocks of steps of each block's median seconds per "
+           "sample (warm-up excluded)", ("train_samples_per_s_ci_low", "train_samples_per_s_ci_high")),
+    Metric("test_accuracy", "test accuracy", "fraction", "higher", "train",
+           "top-1 accuracy on the test split after training"),
+    Metric("time_to_accuracy_s", "time to target", "s", "lower", "train",
+           "training seconds (evaluation excluded) until a check first reached the target accuracy"),
+    Metric("mfu", "train MFU", "fraction", "higher", "train",
+           "model FLOP utilization: achieved training FLOP/s over the measured peak matmul FLOP/s"),
+    Metric("p50_latency_ms", "p50 latency", "ms", "lower", "infer",
+           "median seconds per call over every timed call at one batch size",
+           ("round_p50_ci_low_ms", "round_p50_ci_high_ms")),
+    Metric("samples_per_s", "infer samples/s", "samples/s", "higher", "infer",
+           "inference speed: 1 / the median over rounds of each round's median seconds per sample",
+           ("samples_per_s_ci_low", "samples_per_s_ci_high")),
+    Metric("peak_rss_bytes", "peak RSS", "bytes", "lower", "train",
+           "the process's resident-set high-water mark during the cell (the interpreter, data and every backend "
+           "loaded so far included); what a backend itself costs is in the memory section"),
+)}
+
+
+def metric(name: str) -> Metric:
+    from bench import ConfigError
+
+    try:
+        return METRICS[name]
+    except KeyError:
+        raise ConfigError(f"unknown metric {name!r}; legal values: {', '.join(METRICS)}") from None
