@@ -18,6 +18,7 @@ from bench.backends import Backend
 from bench.config import InferConfig, TrainConfig
 from bench.data import Split
 from bench.engines import BackendOptions, Prepared
+from bench.engines.base import load_runtime
 from bench.measure.accuracy import classification_tables, misclassified, parity
 from bench.measure.cost import model_cost, training_utilization
 from bench.measure.latency import HOST_GAP_FLAG
@@ -34,6 +35,27 @@ CALIBRATION_IMAGES = 512  # engines that calibrate (static int8) see the first N
 
 def calibration_images(train: Split) -> torch.Tensor:
     return train.x[:CALIBRATION_IMAGES].cpu()
+
+
+def weights_bytes(model: nn.Module) -> int:
+    """The bytes of a PyTorch model's parameters and buffers as they are held."""
+    return sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
+
+
+def prepare_measured(b: Backend, model: nn.Module, options: BackendOptions, train: Split,
+                     sample: torch.Tensor) -> Prepared:
+    """The engine's preparation (export, quantize, session, compile wrapper) and its first call on
+    one image (where lazy work such as compiling happens), with what they cost in memory, added to
+    the prepared model's facts: ``prepare_rss_growth_bytes`` (and ``prepare_cuda_growth_bytes``),
+    and ``weights_bytes``: the ONNX file an ONNX Runtime engine runs, else the parameters' bytes."""
+    own_weights = weights_bytes(model)
+    load_runtime(b)
+    with CellMemory(b.engine.memory_device(b)) as mem:
+        prepared = b.engine.prepare(model, b, options, calibration_images(train))
+        prepared.predict(prepared.to_input(sample[:1]))
+    growth = {f"prepare_{k}": v for k, v in mem.values.items() if k in ("rss_growth_bytes", "cuda_growth_bytes")}
+    prepared.facts.update(growth, weights_bytes=prepared.facts.get("onnx_bytes", own_weights))
+    return prepared
 
 
 def train_cell(model_name: str, b: Backend, cfg: TrainConfig, train: Split, test: Split, seed: int,
@@ -59,8 +81,9 @@ def train_cell(model_name: str, b: Backend, cfg: TrainConfig, train: Split, test
         row.update(status="diverged", reason=result.diverged)
     elif not b.is_reference:
         reference = predict_logits(result.model.eval(), test)
-        prepared = b.engine.prepare(result.model, b, options, calibration_images(train))
+        prepared = prepare_measured(b, result.model, options, train, test.x)
         row.update(parity(reference, prepared.logits(test.x), test.y))
+    row["weights_bytes"] = weights_bytes(result.model)
     tables = {
         "summary": pd.DataFrame([row]),
         "timings": result.blocks,
@@ -79,18 +102,21 @@ def prepare_cell(b: Backend, reference: torch.nn.Module, options: BackendOptions
     """Prepare a model trained elsewhere for an engine that does not train (export, quantize, create
     a session); its facts and its parity against the fp32 reference on the same weights."""
     with CellMemory(b.engine.memory_device(b)) as mem:
-        prepared = b.engine.prepare(copy.deepcopy(reference), b, options, calibration_images(train))
+        prepared = prepare_measured(b, copy.deepcopy(reference), options, train, test.x)
     ref_logits = predict_logits(copy.deepcopy(reference).to(test.x.device).eval(), test)
     row = {**settings, **prepared.facts, **mem.values, **parity(ref_logits, prepared.logits(test.x), test.y)}
     return {"summary": pd.DataFrame([row])}, prepared
 
 
 def memory_pass(prepared: Prepared, x, device: str, calls: int = 2) -> dict:
-    """Memory of a few untimed calls of ``prepared`` on one batch (before its timed rounds)."""
+    """Memory of a few untimed calls of ``prepared`` on one batch (before its timed rounds), and
+    what its preparation cost (from its facts, so every inference cell of a backend carries it)."""
+    prepared.release()
     with CellMemory(device) as mem:
         for _ in range(calls):
             prepared.predict(x)
-    return mem.values
+    keep = ("prepare_rss_growth_bytes", "prepare_cuda_growth_bytes", "weights_bytes")
+    return {**mem.values, **{k: v for k, v in prepared.facts.items() if k in keep}}
 
 
 def infer_tables(model_name: str, contender: Contender, batch_size: int, cfg: InferConfig, settings: dict,

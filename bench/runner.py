@@ -18,7 +18,16 @@ import torch
 
 from bench import console
 from bench.backends import REFERENCE, Backend, get_backend, probe
-from bench.cells import calibration_images, failure_of, guarded, infer_tables, memory_pass, prepare_cell, train_cell
+from bench.cells import (
+    calibration_images,
+    failure_of,
+    guarded,
+    infer_tables,
+    memory_pass,
+    prepare_cell,
+    prepare_measured,
+    train_cell,
+)
 from bench.config import RunConfig
 from bench.data import Split, make_split, resolve_mnist
 from bench.dynamics.analyses import DynamicsConfig
@@ -173,8 +182,8 @@ class Runner:
         if b.trains and (model, b.name) in self._prepared_in_training:
             prepared[b.name] = self._prepared_in_training.pop((model, b.name))
         elif b.trains or (source is not None and not export):
-            prepared[b.name] = guarded(self.writer, model, b, "export", lambda: b.engine.prepare(
-                weights[b.name], b, self.cfg.backend_options, calibration_images(train)))
+            prepared[b.name] = guarded(self.writer, model, b, "export", lambda: prepare_measured(
+                b, weights[b.name], self.cfg.backend_options, train, test.x))
         elif source is not None:
             prepared[b.name] = guarded(self.writer, model, b, "export", lambda: self._write(
                 model, b, "export", *prepare_cell(b, copy.deepcopy(source).cpu(), self.cfg.backend_options, settings,

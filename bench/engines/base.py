@@ -61,6 +61,9 @@ class Prepared:
     to_input: Callable[[torch.Tensor], Any] = lambda x: x
     to_logits: Callable[[Any], torch.Tensor] = lambda out: out
     facts: dict[str, Any] = field(default_factory=dict)
+    # hands memory the engine keeps for reuse back to the system (ONNX Runtime's arena), so a
+    # memory measurement that follows starts from the model alone
+    release: Callable[[], None] = lambda: None
 
     def logits(self, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
         """fp32 CPU logits for ``images``, in order."""
@@ -91,6 +94,20 @@ class Engine(Protocol):
 
     def memory_device(self, backend: Backend) -> str:
         """Where this engine's inference memory is measured: "cuda" (PyTorch's allocator) or "cpu" (RSS)."""
+
+    # Optional: ``load_runtime(backend) -> None`` loads the engine's libraries once per process
+    # (exporter, session runtime, compiler), so the memory a model's preparation is charged with
+    # is the model's and not the libraries' that the first model of a run happened to load.
+
+
+def load_runtime(backend: Backend) -> None:
+    hook = getattr(backend.engine, "load_runtime", None)
+    if hook is not None and (backend.engine.name, backend.device) not in _LOADED:
+        _LOADED.add((backend.engine.name, backend.device))
+        hook(backend)
+
+
+_LOADED: set[tuple[str, str]] = set()
 
 
 def missing_module(*modules: str) -> str | None:

@@ -32,3 +32,10 @@ class CompileEngine(EagerEngine):
 
     def prepare(self, model: torch.nn.Module, backend, options: BackendOptions, calibration: torch.Tensor) -> Prepared:
         return torch_prepared(torch.compile(model.eval()), backend)
+
+    def load_runtime(self, backend) -> None:
+        """Compile and call a one-layer model once: Inductor's modules and its compile workers load
+        here, not inside the first model's preparation."""
+        layer = torch.nn.Linear(4, 2).to(backend.device).eval()
+        with torch.no_grad():
+            torch.compile(layer)(torch.zeros(2, 4, device=backend.device))

@@ -68,10 +68,19 @@ class OrtSession:
             self.session = ort.InferenceSession(str(path), so, providers=providers)
         self.device = device
         self._ort = ort
+        self._one = np.zeros((1, *input_shape), np.float32)
         with Stopwatch("cpu") as first:
-            self.run(np.zeros((1, *input_shape), np.float32))
+            self.run(self._one)
         self.facts = {"session_create_s": create.seconds, "first_inference_s": first.seconds,
                       "ort_session_rss_bytes": current_rss_bytes() - rss0}
+
+    def release(self) -> None:
+        """Shrink the session's memory arena to its first chunk (it otherwise keeps what its largest
+        batch so far needed, the parity pass's batch of 1000 included)."""
+        options = self._ort.RunOptions()
+        options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "gpu:0" if self.device == "cuda"
+                                     else "cpu:0")
+        self.session.run(["logits"], {"input": self._one}, options)
 
     def run(self, x: np.ndarray):
         if self.device != "cuda":
@@ -125,7 +134,14 @@ class OnnxRuntimeEngine:
             session = OrtSession(path, backend.device, options, input_shape)
         facts.update(session.facts)
         # ORT's run() returns only when its outputs are ready, so the host clock is the right one.
-        return Prepared(session.run, "cpu", to_input=lambda x: x.cpu().numpy(), to_logits=_to_logits, facts=facts)
+        return Prepared(session.run, "cpu", to_input=lambda x: x.cpu().numpy(), to_logits=_to_logits, facts=facts,
+                        release=session.release)
 
     def memory_device(self, backend) -> str:
         return "cpu"
+
+    def load_runtime(self, backend) -> None:
+        """Export and run a one-layer model once: the exporter's and ONNX Runtime's libraries and
+        thread pools load here, not inside the first model's preparation."""
+        layer = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2)).eval()
+        self.prepare(layer, backend, BackendOptions(), torch.zeros(8, 1, 2, 2))

@@ -8,10 +8,18 @@
   both reset at the start of the cell.
 - ``ort_session_rss_bytes``: growth of the process RSS across creating the ONNX Runtime session
   and its first inference (ORT exposes no allocator statistics for the CPU provider).
+- ``rss_growth_bytes``: what the cell itself cost the process: its RSS high-water minus the RSS
+  at its start, after a garbage collection and ``malloc_trim`` handed freed heap back to the
+  system, so every cell starts from the same kind of baseline and memory freed by the cell
+  before is not reused unseen. ``cuda_growth_bytes``: the same for the CUDA allocator (peak
+  allocated minus allocated at the start).
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import resource
 import sys
 from pathlib import Path
@@ -31,6 +39,16 @@ def _status_kb(key: str) -> int:
         if line.startswith(key + ":"):
             return int(line.split()[1])
     return 0
+
+
+def _trim_heap() -> None:
+    """Return freed memory to the system (glibc's ``malloc_trim``; elsewhere a collection only)."""
+    gc.collect()
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):
+            pass
 
 
 def _reset_rss_peak() -> bool:
@@ -56,15 +74,22 @@ class CellMemory:
         self.values: dict[str, object] = {}
 
     def __enter__(self) -> CellMemory:
+        _trim_heap()
         self._scope = "cell" if _reset_rss_peak() else "process"
+        self._start = current_rss_bytes()
         if self.device == "cuda":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
+            self._cuda_start = torch.cuda.memory_allocated()
         return self
 
     def __exit__(self, *exc) -> None:
-        self.values = {"peak_rss_bytes": _rss_peak_bytes(), "rss_scope": self._scope}
+        peak = _rss_peak_bytes()
+        self.values = {"peak_rss_bytes": peak, "rss_scope": self._scope}
+        if self._scope == "cell" and self._start:
+            self.values["rss_growth_bytes"] = max(0, peak - self._start)
         if self.device == "cuda":
             torch.cuda.synchronize()
             self.values["cuda_max_allocated_bytes"] = torch.cuda.max_memory_allocated()
             self.values["cuda_max_reserved_bytes"] = torch.cuda.max_memory_reserved()
+            self.values["cuda_growth_bytes"] = max(0, torch.cuda.max_memory_allocated() - self._cuda_start)
