@@ -268,13 +268,7 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
             return 0
     else:
         run_dir = Runner(cfg, argv=["mnist-bench", *argv], progress=True, resume=args.resume).run()
-    from bench.results import read_run
-    from reports.summary import planned_max_batch, summary_table
-
-    rt = read_run(run_dir, only={"summary"})
-    summary = rt["summary"]
-    if console.level() != "quiet":
-        print(summary_table(summary, planned_max_batch(rt.meta)))
+    summary = print_results(run_dir)
     if not args.no_report:
         from reports.html import render_report
 
@@ -296,6 +290,24 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
               file=sys.stderr)
         return FAILED_CELLS_EXIT
     return 0
+
+
+def print_results(run_dir: Path):
+    """The run's summary table, then its verdict as hyperfine prints one (-q: the verdict only);
+    returns the summary."""
+    from bench.results import read_run
+    from reports.summary import planned_max_batch, summary_table
+    from reports.verdict_section import ranked_backends, verdict_lines
+
+    rt = read_run(run_dir, only={"summary", "timings"})
+    if console.level() != "quiet":
+        print(summary_table(rt["summary"], planned_max_batch(rt.meta)))
+    lines = verdict_lines(ranked_backends(rt))
+    if lines:
+        print("\nverdict (samples/s; against cpu-fp32 with the 95% interval of the paired ratio; ★ fastest, "
+              "= tie with the fastest):")
+        print("\n".join(lines))
+    return rt["summary"]
 
 
 def cmd_profile(args: argparse.Namespace, argv: list[str]) -> int:

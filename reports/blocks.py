@@ -130,18 +130,24 @@ def cell_text(value, unit) -> tuple[str, str]:
     return str(value), ""
 
 
-def table(df: pd.DataFrame, table_id: str = "", raw: bool = False) -> str:
+def table(df: pd.DataFrame, table_id: str = "", raw: bool = False, keys: pd.DataFrame | None = None) -> str:
     """A sortable table (click a header). Numbers are shown in human units picked by column name
-    (``raw``: plain numbers) and sort by their exact value (``data-v``)."""
+    (``raw``: plain numbers) and sort by their exact value (``data-v``); ``keys``: a frame of the
+    same shape whose numbers are the sort keys of text cells ("1.28M/s ★" sorts as 1.28e6)."""
     if df is None or df.empty:
         return '<p class="note">(nothing recorded)</p>'
     units = [None if raw else unit_for(str(c)) for c in df.columns]
     head = "".join(f'<th title="{html.escape(str(c))}">{html.escape(_header(str(c)))}</th>' for c in df.columns)
     rows = []
+    key_rows = keys.itertuples(index=False, name=None) if keys is not None else iter(lambda: (), None)
     for values in df.itertuples(index=False, name=None):
+        sort_keys = next(key_rows, ())
         tds = []
-        for value, unit in zip(values, units):
+        for i, (value, unit) in enumerate(zip(values, units)):
             shown, key = cell_text(value, unit)
+            given = sort_keys[i] if i < len(sort_keys) else None
+            if isinstance(given, (int, float, np.number)) and given == given and not isinstance(given, bool):
+                key = repr(float(given))
             attr = f' data-v="{html.escape(key)}"' if key else ""
             cls = ' class="s"' if not key and shown != "–" else ""
             tds.append(f"<td{attr}{cls}>{html.escape(shown)}</td>")
@@ -172,11 +178,16 @@ document.querySelectorAll('table.sortable th').forEach(function (th) {
     var up = th.getAttribute('aria-sort') !== 'ascending';
     table.querySelectorAll('th').forEach(function (h) { h.removeAttribute('aria-sort'); });
     th.setAttribute('aria-sort', up ? 'ascending' : 'descending');
-    var key = function (tr) {
-      var td = tr.cells[i]; return td ? (td.dataset.v !== undefined ? td.dataset.v : td.textContent) : '';
-    };
     var rows = Array.prototype.slice.call(body.rows);
-    var numeric = rows.every(function (tr) {
+    // a column with sort keys (data-v) sorts by them; its cells without one ("–", a status) go last
+    var keyed = rows.some(function (tr) { return tr.cells[i] && tr.cells[i].dataset.v !== undefined; });
+    var key = function (tr) {
+      var td = tr.cells[i];
+      if (!td) return '';
+      if (keyed) return td.dataset.v !== undefined ? td.dataset.v : '';
+      return td.textContent;
+    };
+    var numeric = keyed || rows.every(function (tr) {
       var k = key(tr); return k === '' || k === '–' || !isNaN(parseFloat(k));
     });
     rows.sort(function (a, b) {

@@ -33,6 +33,39 @@ def to_image(fig) -> bytes:
     return buf.getvalue()
 
 
+# One colour per backend in every chart: the backend registry's order picks from this list, so
+# cpu-fp32 has the same colour in training, inference, memory and scaling charts of any report.
+_COLORS = ["#4c72b0", "#dd8452", "#55a868", "#8172b3", "#c44e52", "#937860", "#da8bc3", "#8c8c8c", "#ccb974",
+           "#64b5cd", "#2f2f2f", "#a6761d", "#e7298a", "#66a61e", "#7570b3", "#e6ab02"]
+
+
+def backend_color(backend: str) -> str:
+    """The backend's colour: by its place in the registry; other names (plugins, pytest-benchmark
+    rows) by a stable hash of the name."""
+    import zlib
+
+    from bench.backends import backend_names
+
+    names = backend_names()
+    if backend in names:
+        return _COLORS[names.index(backend) % len(_COLORS)]
+    return _COLORS[zlib.crc32(backend.encode()) % len(_COLORS)]
+
+
+def series_palette(df: pd.DataFrame) -> dict[str, object]:
+    """Colours for the ``series`` labels of ``df`` (see ``_label``): the backend's colour; with
+    several runs, the same hue lighter for each later run."""
+    out = {}
+    runs = list(dict.fromkeys(df.run_id)) if "run_id" in df else []
+    for series, backend, run in zip(df.series, df.backend, df.run_id if "run_id" in df else [None] * len(df)):
+        if series in out:
+            continue
+        base = np.array(matplotlib.colors.to_rgb(backend_color(backend)))
+        k = runs.index(run) if len(runs) > 1 and run in runs else 0
+        out[series] = tuple(base + (1 - base) * min(0.6, 0.3 * k))
+    return out
+
+
 def _label(df: pd.DataFrame) -> pd.Series:
     """A series naming each row's backend, with the run when several runs are shown."""
     if "run_id" in df and df.run_id.nunique() > 1:
@@ -54,12 +87,16 @@ def training_curves(curve: pd.DataFrame, summary: pd.DataFrame) -> bytes | None:
     meta = summary[summary.phase == "train"][["cell_id", "run_id", "model", "backend"]]
     df = curve.merge(meta, on=["cell_id", "run_id"])
     df["series"] = _label(df)
+    palette = series_palette(df)
     models = sorted(df.model.unique())
-    fig, axes = plt.subplots(2, len(models), figsize=(6 * len(models), 7), squeeze=False, sharex="col")
+    fig, axes = plt.subplots(2, len(models), figsize=(6 * len(models), 7), squeeze=False, sharex="col",
+                             layout="constrained")
     for j, model in enumerate(models):
         d = df[df.model == model]
-        sns.lineplot(d, x="wall_s", y="train_loss", hue="series", marker="o", ax=axes[0, j])
-        sns.lineplot(d, x="wall_s", y="test_accuracy", hue="series", marker="o", ax=axes[1, j], legend=False)
+        sns.lineplot(d, x="wall_s", y="train_loss", hue="series", marker="o", ax=axes[0, j], palette=palette)
+        axes[0, j].legend(title="backend", fontsize=8)
+        sns.lineplot(d, x="wall_s", y="test_accuracy", hue="series", marker="o", ax=axes[1, j], legend=False,
+                     palette=palette)
         axes[0, j].set(title=f"{model}: training loss", ylabel="train loss", yscale="log")
         axes[1, j].set(title=f"{model}: test accuracy", xlabel="wall time (s, incl. evaluation)",
                        ylabel="test accuracy")
@@ -69,31 +106,54 @@ def training_curves(curve: pd.DataFrame, summary: pd.DataFrame) -> bytes | None:
     return to_image(fig)
 
 
-def throughput(summary: pd.DataFrame) -> bytes | None:
-    ok = summary[summary.status == "ok"].copy()
-    train = ok[ok.phase == "train"]
-    infer = ok[ok.phase == "infer"]
-    if train.empty and infer.empty:
+def training_throughput(summary: pd.DataFrame) -> bytes | None:
+    """Steady-state training samples/s per backend, whiskers: the 95% interval of the figure."""
+    train = summary[(summary.status == "ok") & (summary.phase == "train")]
+    if train.empty or train.train_samples_per_s.isna().all():
         return None
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
-    if not train.empty:
-        train = train.assign(series=_label(train))
-        axes[0].set_yscale("log")  # before plotting: bars drawn from 0 break a log axis set afterwards
-        axes[0].set_ylim(_log_limits(train.train_samples_per_s))  # fixed first: one bar alone has no range
-        sns.barplot(train, x="model", y="train_samples_per_s", hue="series", ax=axes[0])
-        axes[0].set(title="training throughput (steady state)", ylabel="samples/s")
-    else:
-        axes[0].set_visible(False)
-    if not infer.empty:
-        big = infer[infer.batch_size == infer.groupby("model").batch_size.transform("max")]
-        big = big.assign(series=_label(big)).sort_values(["model", "series"])
-        axes[1].set_yscale("log")
-        _bars_with_spread(axes[1], big)
-        axes[1].set(title=f"inference throughput at batch {int(big.batch_size.max())} (bars: p90..best call)",
-                    ylabel="samples/s")
-    else:
-        axes[1].set_visible(False)
+    if "world_size" in train:
+        train = train[train.world_size.isna()]
+    d = train.assign(series=_label(train), samples_per_s=train.train_samples_per_s)
+    for side in ("low", "high"):
+        col = f"train_samples_per_s_ci_{side}"
+        d[side] = d[col] if col in d else np.nan
+    fig, ax = plt.subplots(figsize=(8, 3.8), layout="constrained")
+    ax.set_yscale("log")
+    _grouped_bars(ax, d, d.samples_per_s - d.low, d.high - d.samples_per_s)
+    ax.set(title="training throughput (steady state; bars: 95% interval)", ylabel="samples/s", xlabel="")
     return to_image(fig)
+
+
+def inference_throughput(summary: pd.DataFrame) -> bytes | None:
+    """Samples/s at each model's largest batch, whiskers from the p90 call to the best call."""
+    infer = summary[(summary.status == "ok") & (summary.phase == "infer")]
+    if infer.empty:
+        return None
+    big = infer[infer.batch_size == infer.groupby("model").batch_size.transform("max")]
+    big = big.assign(series=_label(big))
+    fig, ax = plt.subplots(figsize=(8, 3.8), layout="constrained")
+    ax.set_yscale("log")
+    low = big.samples_per_s - big.batch_size / (big.p90_latency_ms / 1e3)
+    high = big.batch_size / (big.min_latency_ms / 1e3) - big.samples_per_s
+    _grouped_bars(ax, big, low, high)
+    ax.set(title=f"inference throughput at batch {int(big.batch_size.max())} (bars: p90 call to best call)",
+           ylabel="samples/s", xlabel="")
+    return to_image(fig)
+
+
+def _grouped_bars(ax, d: pd.DataFrame, low: pd.Series, high: pd.Series) -> None:
+    """Bars of ``d.samples_per_s`` grouped by model, one colour per backend, asymmetric whiskers."""
+    models, series = list(dict.fromkeys(d.model)), list(dict.fromkeys(d.series))
+    width = 0.8 / len(series)
+    palette = series_palette(d)
+    d = d.assign(low=low.clip(lower=0), high=high.clip(lower=0))
+    for k, s in enumerate(series):
+        rows = d[d.series == s].set_index("model").reindex(models)
+        x = np.arange(len(models)) + (k - (len(series) - 1) / 2) * width
+        yerr = None if rows[["low", "high"]].isna().all().all() else [rows.low.fillna(0), rows.high.fillna(0)]
+        ax.bar(x, rows.samples_per_s, width, yerr=yerr, capsize=3, label=s, color=palette[s])
+    ax.set_xticks(np.arange(len(models)), models)
+    ax.legend(title="backend", fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
 
 
 def _log_limits(values: pd.Series) -> tuple[float, float] | None:
@@ -102,38 +162,24 @@ def _log_limits(values: pd.Series) -> tuple[float, float] | None:
     return (float(v.min()) / 3, float(v.max()) * 3) if len(v) else None
 
 
-def _bars_with_spread(ax, d: pd.DataFrame) -> None:
-    """Grouped bars of samples/s at the median call, whiskers from the p90 call to the best call."""
-    models, series = list(dict.fromkeys(d.model)), list(dict.fromkeys(d.series))
-    width = 0.8 / len(series)
-    palette = sns.color_palette(n_colors=len(series))
-    for k, s in enumerate(series):
-        rows = d[d.series == s].set_index("model").reindex(models)
-        x = np.arange(len(models)) + (k - (len(series) - 1) / 2) * width
-        mid = rows.samples_per_s
-        low = mid - rows.batch_size / (rows.p90_latency_ms / 1e3)
-        high = rows.batch_size / (rows.min_latency_ms / 1e3) - mid
-        ax.bar(x, mid, width, yerr=[low, high], capsize=3, label=s, color=palette[k])
-    ax.set_xticks(np.arange(len(models)), models)
-    ax.legend(fontsize=8)
-
-
 def latency_vs_batch(summary: pd.DataFrame) -> bytes | None:
     infer = summary[(summary.phase == "infer") & (summary.status == "ok")].copy()
     if infer.empty:
         return None
     infer["series"] = _label(infer)
+    palette = series_palette(infer)
     models = sorted(infer.model.unique())
-    fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4.5), squeeze=False)
+    fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4.5), squeeze=False, layout="constrained")
     for j, model in enumerate(models):
         ax = axes[0, j]
-        for series, d in infer[infer.model == model].groupby("series"):
+        for series, d in infer[infer.model == model].groupby("series", sort=False):
             d = d.sort_values("batch_size")
             ax.errorbar(d.batch_size, d.p50_latency_ms, yerr=[d.p50_latency_ms - d.min_latency_ms,
-                        d.p99_latency_ms - d.p50_latency_ms], marker="o", capsize=3, label=series)
+                        d.p99_latency_ms - d.p50_latency_ms], marker="o", capsize=3, label=series,
+                        color=palette[series])
         ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="latency (ms): p50, bars min..p99",
                title=f"{model}: inference latency")
-        ax.legend(fontsize=8)
+        ax.legend(title="backend", fontsize=8)
     return to_image(fig)
 
 
@@ -176,30 +222,37 @@ def image_grid(images: pd.DataFrame, title: str, caption) -> bytes | None:
     return to_image(fig)
 
 
-def memory(summary: pd.DataFrame) -> bytes | None:
-    """Peak memory per backend: process RSS for training and the largest inference batch, and the
-    CUDA allocator's peak where a GPU ran."""
-    ok = summary[(summary.status == "ok") & summary.phase.isin(["train", "infer"])].copy()
-    if ok.empty or "peak_rss_bytes" not in ok or ok.peak_rss_bytes.isna().all():
+def memory(frame: pd.DataFrame) -> bytes | None:
+    """What each backend costs in memory (``memory_frame``): weights, preparation, one call at each
+    batch size; one panel per model, one colour per backend."""
+    if frame.empty:
         return None
-    big = ok.batch_size == ok.groupby("model").batch_size.transform("max")
-    ok = ok[(ok.phase == "train") | big]
-    ok["cell"] = np.where(ok.phase == "train", "training", "inference, batch " + ok.batch_size.astype("Int64")
-                          .astype(str))
-    ok["series"] = _label(ok)
-    kinds = [("peak_rss_bytes", "process peak RSS (MiB)")]
-    if "cuda_max_allocated_bytes" in ok and ok.cuda_max_allocated_bytes.notna().any():
-        kinds.append(("cuda_max_allocated_bytes", "CUDA peak allocated (MiB)"))
-    models = [m for m in dict.fromkeys(ok.model)]
-    fig, axes = plt.subplots(len(kinds), len(models), figsize=(6 * len(models), 3.6 * len(kinds)), squeeze=False)
-    for i, (col, label) in enumerate(kinds):
-        for j, model in enumerate(models):
-            d = ok[(ok.model == model) & ok[col].notna()].assign(mib=lambda x, c=col: x[c] / 2**20)
-            ax = axes[i, j]
-            if d.empty:
-                ax.set_visible(False)
-                continue
-            sns.barplot(d, y="series", x="mib", hue="cell", ax=ax, orient="h")
-            ax.set(title=f"{model}: {label}", xlabel="MiB", ylabel="")
-            ax.legend(fontsize=8)
+    kinds = [c for c in frame.columns if c.endswith("_bytes") and frame[c].notna().any()]
+    if not kinds:
+        return None
+    long = frame.melt(id_vars=[c for c in ("run_id", "model", "backend") if c in frame], value_vars=kinds,
+                      var_name="what", value_name="bytes").dropna(subset=["bytes"])
+    long["series"] = _label(long)
+    long["mib"] = long["bytes"] / 2**20
+    long["what"] = long.what.map(_memory_label)
+    palette = series_palette(long)
+    models = list(dict.fromkeys(long.model))
+    fig, axes = plt.subplots(1, len(models), figsize=(6.2 * len(models), 0.5 * long.what.nunique() *
+                                                      max(2, long.series.nunique()) * 0.45 + 1.6),
+                             squeeze=False, layout="constrained")
+    for ax, model in zip(axes[0], models):
+        sns.barplot(long[long.model == model], y="what", x="mib", hue="series", palette=palette, ax=ax, orient="h",
+                    order=list(dict.fromkeys(long.what)))
+        ax.set(title=f"{model}: memory a backend costs", xlabel="MiB", ylabel="", xscale="symlog")
+        ax.legend().remove()
+    handles = [matplotlib.patches.Patch(color=c, label=k) for k, c in palette.items()]
+    fig.legend(handles=handles, title="backend", fontsize=8, loc="outside right upper")
     return to_image(fig)
+
+
+def _memory_label(column: str) -> str:
+    if column == "weights_bytes":
+        return "weights"
+    if column == "prepare_bytes":
+        return "preparation"
+    return column.removesuffix("_bytes").replace("call_bs", "one call, batch ").replace("_", " ")

@@ -65,19 +65,19 @@ def rank_backends(values: pd.DataFrame, baseline: str | None = "cpu-fp32") -> pd
         medians = {b: float(s.median()) for b, s in by_backend.items()}
         fastest = min(medians, key=medians.get)
         for b, series in by_backend.items():
-            vs_fast = _paired(by_backend[fastest], series)
+            vs_fast = _consistent(by_backend[fastest], series, medians[b] / medians[fastest])
             row = {"run_id": run_id, "model": model, "phase": phase, "batch_size": bs, "backend": b,
                    "rounds": len(series), "samples_per_s": 1 / medians[b] if medians[b] > 0 else np.nan,
                    "time_vs_fastest": vs_fast["ratio"], "time_vs_fastest_low": vs_fast["ratio_low"],
-                   "time_vs_fastest_high": vs_fast["ratio_high"]}
+                   "time_vs_fastest_high": vs_fast["ratio_high"], "time_vs_fastest_paired": vs_fast["paired"]}
             row["standing"] = ("fastest" if b == fastest else "tie with fastest"
                                if vs_fast["ratio_low"] <= 1 <= vs_fast["ratio_high"] else "slower")
             if baseline in by_backend and b != baseline:
-                vs_base = _paired(by_backend[baseline], series)
+                vs_base = _consistent(by_backend[baseline], series, medians[b] / medians[baseline])
                 row.update(time_vs_baseline=vs_base["ratio"], time_vs_baseline_low=vs_base["ratio_low"],
-                           time_vs_baseline_high=vs_base["ratio_high"],
-                           vs_baseline=f"{verdict(vs_base['ratio'], vs_base['ratio_low'], vs_base['ratio_high'])}"
-                                       f" than {baseline}")
+                           time_vs_baseline_high=vs_base["ratio_high"], time_vs_baseline_paired=vs_base["paired"],
+                           vs_baseline=speed_words(vs_base["ratio"], vs_base["ratio_low"], vs_base["ratio_high"],
+                                                   baseline))
             rows.append(row)
     out = pd.DataFrame(rows)
     if out.empty:
@@ -85,6 +85,36 @@ def rank_backends(values: pd.DataFrame, baseline: str | None = "cpu-fp32") -> pd
     out["_m"] = out.model.map(model_rank)
     out = out.sort_values(["run_id", "_m", "phase", "batch_size", "time_vs_fastest"], na_position="first")
     return out.drop(columns="_m").reset_index(drop=True)
+
+
+def speed_words(time_ratio: float, low: float, high: float, base: str) -> str:
+    """A time ratio (this / ``base``) and its interval in the words of speed: "2.60× faster than
+    cpu-fp32 [2.40, 2.90]", "1.61× slower than ...", a tie with the smallest difference its interval
+    could have shown, or unjudged without an interval."""
+    if not time_ratio == time_ratio:
+        return "–"
+    if not (low == low and high == high):
+        return f"unjudged: too few rounds for an interval ({1 / time_ratio:.2f}× the speed of {base})"
+    if high < 1:
+        return f"{1 / time_ratio:.2f}× faster than {base} [{1 / high:.2f}, {1 / low:.2f}]"
+    if low > 1:
+        return f"{time_ratio:.2f}× slower than {base} [{low:.2f}, {high:.2f}]"
+    return (f"tie with {base} ({1 / time_ratio:.2f}× [{1 / high:.2f}, {1 / low:.2f}]; any difference below "
+            f"{resolution(low, high):.1%} would show)")
+
+
+def _consistent(base: pd.Series, other: pd.Series, headline_ratio: float) -> dict:
+    """The time ratio of two backends as every table shows it: the ratio of their headline figures
+    (medians over rounds), so a share of the fastest is exactly the quotient of the samples/s shown.
+    Its interval is the paired (Walsh) interval over the rounds measured side by side, widened to
+    hold the headline ratio where the two disagree: they do when a backend's rounds are bimodal
+    (its speed depends on what ran before it) or drifted, and then neither estimate alone can be
+    trusted. ``paired``: the Hodges-Lehmann estimate itself."""
+    p = _paired(base, other)
+    low, high = p["ratio_low"], p["ratio_high"]
+    if low == low and high == high:
+        low, high = min(low, headline_ratio), max(high, headline_ratio)
+    return {"ratio": headline_ratio, "ratio_low": low, "ratio_high": high, "paired": p["ratio"]}
 
 
 def _paired(base: pd.Series, other: pd.Series) -> dict:

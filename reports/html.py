@@ -10,27 +10,29 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.measure.metrics import METRICS
 from bench.results import RunTables, atomic_write_text
 from reports import charts, dynamics_section, profile_section, scaling_section, verdict_section
 from reports.blocks import SORT_SCRIPT, cols, img, table, warn, with_toc
 from reports.load import load_paths
-from reports.summary import planned_max_batch, summary_frame, with_metric_columns
+from reports.summary import backend_rank, model_rank, planned_max_batch, summary_frame, with_metric_columns
 
 CSS = """
 *{box-sizing:border-box} body{font-family:system-ui,sans-serif;margin:1.2em auto;max-width:1240px;color:#222;
-padding:0 1em;overflow-wrap:break-word}
+padding:0 1em} p,figcaption,li{overflow-wrap:break-word}
 h1{margin:0 0 .2em} h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:2em} h3{margin:1em 0 .3em}
 .tw{max-width:100%;overflow-x:auto}
 table.t{border-collapse:collapse;font-size:12.5px;margin:.4em 0 1em;max-width:100%}
 table.t th,table.t td{border:1px solid #ddd;padding:3px 6px;text-align:right;font-variant-numeric:tabular-nums}
-table.t th{background:#f3f3f3;cursor:pointer;vertical-align:bottom;font-weight:600;overflow-wrap:anywhere;
-min-width:3.6em}
+table.t th{background:#f3f3f3;cursor:pointer;vertical-align:bottom;font-weight:600;overflow-wrap:normal;
+word-break:normal;hyphens:none;min-width:3.6em}
 table.t th:hover{background:#e6eefc} table.t th[aria-sort=ascending]::after{content:" ▲"}
 table.t th[aria-sort=descending]::after{content:" ▼"} table.t td.s{text-align:left}
 nav.toc{font-size:13px;background:#f7f7f7;border:1px solid #e3e3e3;padding:.4em .8em;margin:.6em 0}
 nav.toc ol{display:flex;flex-wrap:wrap;gap:.2em 1.4em;margin:.2em 0 0;padding:0;list-style:none}
 .card{display:flex;gap:2em;flex-wrap:wrap} figure{margin:1em 0} figcaption{font-size:13px;color:#555;max-width:900px}
 img{max-width:100%;height:auto} .note{font-size:13px;color:#555} .warn{color:#b35900}
+.trust{background:#fff8e6;border-left:4px solid #e0a000;padding:.5em .8em;font-size:14px}
 """
 
 
@@ -67,17 +69,45 @@ def summary_section(summary: pd.DataFrame, max_batch: dict[str, int] | None = No
 
 TRAIN_COLUMNS = ["model", "backend", "epochs_run", "batch_size", "optimizer", "schedule", "lr", "train_samples_per_s",
                  "train_samples_per_s_ci_low", "train_samples_per_s_ci_high", "between_round_cv", "interleaved",
-                 "speedup_vs_cpu_fp32", "cold_step_s", "warmup_steps", "warmup_s", "train_s", "data_s", "compute_s",
-                 "eval_s", "time_to_accuracy_s", "test_accuracy", "mfu"]
+                 "speedup_vs_cpu_fp32", "train_mean_samples_per_s", "cold_step_s", "warmup_steps", "warmup_s",
+                 "train_s",
+                 "data_s", "compute_s", "eval_s", "time_to_accuracy_s", "test_accuracy", "mfu", "peak_rss_bytes"]
 INFER_COLUMNS = ["model", "backend", "batch_size", "p50_latency_ms", "round_p50_ci_low_ms", "round_p50_ci_high_ms",
                  "rounds", "between_round_cv", "unstable", "p90_latency_ms", "p99_latency_ms", "mean_latency_ms",
-                 "std_latency_ms", "iqr_latency_ms", "cv", "samples_per_s", "speedup_vs_cpu_fp32",
-                 "cold_first_call_ms", "n_samples", "event_wall_gap", "host_bound"]
+                 "std_latency_ms", "iqr_latency_ms", "cv", "samples_per_s", "samples_per_s_ci_low",
+                 "samples_per_s_ci_high", "speedup_vs_cpu_fp32", "cold_first_call_ms", "n_samples", "event_wall_gap",
+                 "host_bound", "peak_rss_bytes"]
 EXPORT_COLUMNS = ["model", "backend", "precision", "opset", "export_s", "quantization", "quantize_s", "quantized_ops",
                   "calibration_images", "fp32_onnx_bytes", "onnx_bytes", "session_create_s", "first_inference_s",
                   "ort_session_rss_bytes", "ort_opt_level", "ort_intra_threads", "ort_inter_threads"]
-MEMORY_COLUMNS = ["model", "backend", "phase", "batch_size", "peak_rss_bytes", "rss_scope", "cuda_max_allocated_bytes",
-                  "cuda_max_reserved_bytes", "ort_session_rss_bytes"]
+
+
+def memory_frame(summary: pd.DataFrame) -> pd.DataFrame:
+    """What each backend costs in memory, one row per (run, model, backend), each figure measured
+    against the memory held just before it (``bench.measure.memory``): its weights, what preparing
+    it added (export, quantization, session, compiling, and the first call), and what one call added
+    at each batch size. On CUDA the allocator's growth, else the process's resident set."""
+    s = with_metric_columns(summary)
+    ok = s[(s.status == "ok") & s.phase.isin(["train", "infer", "export"])]
+    if ok.empty or ok.weights_bytes.isna().all():
+        return pd.DataFrame()
+    rows = []
+    for (run_id, model, backend), g in ok.groupby(["run_id", "model", "backend"], sort=False):
+        cuda = "cuda_growth_bytes" in g and g.cuda_growth_bytes.notna().any()
+        call, prep = ("cuda_growth_bytes", "prepare_cuda_growth_bytes") if cuda else \
+            ("rss_growth_bytes", "prepare_rss_growth_bytes")
+        row = {"run_id": run_id, "model": model, "backend": backend,
+               "measured_as": "CUDA allocator" if cuda else "process RSS",
+               "weights_bytes": g.weights_bytes.dropna().iloc[0] if g.weights_bytes.notna().any() else np.nan,
+               "prepare_bytes": g[prep].dropna().iloc[0] if prep in g and g[prep].notna().any() else np.nan}
+        for r in g[g.phase == "infer"].sort_values("batch_size").itertuples():
+            row[f"call_bs{int(r.batch_size)}_bytes"] = getattr(r, call, np.nan)
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    calls = sorted([c for c in out.columns if c.startswith("call_bs")], key=lambda c: int(c[7:-6]))
+    out = out[["run_id", "model", "backend", "measured_as", "weights_bytes", "prepare_bytes", *calls]]
+    out = out.sort_values("backend", key=lambda b: b.map(backend_rank), kind="stable")
+    return out.sort_values("model", key=lambda m: m.map(model_rank), kind="stable").reset_index(drop=True)
 
 
 def section_frames(rt: RunTables, ranked: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
@@ -100,7 +130,8 @@ def section_frames(rt: RunTables, ranked: pd.DataFrame | None = None) -> dict[st
     if parity_cols:
         frames["parity"] = cols(ok[ok[parity_cols[0]].notna()], first + ["model", "backend", "phase", *parity_cols])
     frames["export"] = cols(ok[ok.phase == "export"], first + EXPORT_COLUMNS)
-    frames["memory"] = cols(ok[ok.phase != "profile"], first + MEMORY_COLUMNS)
+    memory = memory_frame(s)
+    frames["memory"] = memory if several or memory.empty else memory.drop(columns="run_id")
     frames["classes"] = _per_class(rt["classes"], s)
     frames["scaling"] = scaling_section.scaling_frame(s)
     frames["skipped"] = cols(s[s.status != "ok"], first + ["model", "backend", "phase", "batch_size", "status",
@@ -125,12 +156,14 @@ def render_tables(rt: RunTables, ranked: pd.DataFrame) -> str:
     s = with_speedup(with_metric_columns(s))
     export = s[(s.status == "ok") & (s.phase == "export")]
     parts = ["<h2>Summary</h2>",
-             '<p class="note">One row per model × backend. acc_%: final test accuracy; train_samples/s: steady '
-             "state, warm-up excluded; tta_s: training time to the target accuracy (evaluation excluded); "
-             "p50_bs1_ms: median latency at batch 1; peak_rss_MB: process RSS high-water per cell; "
-             "train_MFU: achieved FLOP/s over the measured peak matmul FLOP/s.</p>",
+             '<p class="note">One row per model × backend, each figure as the glance and the verdict show it: '
+             + html.escape("; ".join(f"{m.label}: {m.definition}" for m in METRICS.values()
+                                     if m.name != "peak_rss_bytes"))
+             + ". Memory: what the backend costs (see Memory).</p>",
              table(frames["summary"], "summary-table")]
     parts += ["<h2>Training</h2>",
+              img(charts.training_throughput(s), "training throughput",
+                  "Steady-state training samples/s per backend; whiskers: the 95% interval over blocks of steps."),
               img(charts.training_curves(rt["curve"], s), "training curves",
                    "Training loss and test accuracy against wall time (evaluation included in wall time, "
                    "excluded from train_s). The dashed line is the target accuracy."),
@@ -138,11 +171,13 @@ def render_tables(rt: RunTables, ranked: pd.DataFrame) -> str:
     n_unstable = int(frames["inference"].unstable.fillna(False).astype(bool).sum()) \
         if "unstable" in frames["inference"] else 0
     parts += ["<h2>Inference</h2>",
-              img(charts.throughput(s), "throughput", "Throughput per backend (log scale)."),
+              img(charts.inference_throughput(s), "inference throughput",
+                  "Samples/s at the largest batch per backend; whiskers from the p90 call to the best call."),
               img(charts.latency_vs_batch(s), "latency vs batch size",
                    "Median latency per call against batch size; whiskers from the fastest call to p99."),
               f'<p class="warn">{n_unstable} cell(s) unstable (their median moved by more than 10% between '
-              "rounds, CV): marked in the table.</p>" if n_unstable else "",
+              "rounds, CV): marked in the table. Their single figures are uncertain; the paired ratios of the "
+              "Verdict are measured side by side and carry their own intervals.</p>" if n_unstable else "",
               table(frames["inference"], "infer-table")]
     if "parity" in frames:
         parts += ["<h2>Parity against fp32 eager</h2>",
@@ -159,11 +194,17 @@ def render_tables(rt: RunTables, ranked: pd.DataFrame) -> str:
                   *[warn(f"{r.model} · {r.backend}: {r.engine_note}") for r in notes.itertuples()],
                   table(frames["export"], "export-table")]
     parts += ["<h2>Memory</h2>",
-              img(charts.memory(s), "peak memory", "Peak memory per backend: the process's resident set while "
-                  "training and at the largest inference batch (and the CUDA allocator's peak where a GPU ran)."),
-              '<p class="note">peak_rss_bytes: process resident-set high-water during the cell; '
-              "cuda_max_allocated_bytes / cuda_max_reserved_bytes: PyTorch's CUDA allocator peaks, reset per cell; "
-              "ort_session_rss_bytes: RSS growth from creating the ONNX Runtime session.</p>",
+              '<p class="note">What each backend costs, each figure measured against the memory held just before '
+              "it, after freed heap was handed back to the system: <b>weights</b> (the parameters' bytes; ONNX "
+              "Runtime: the model file it runs), <b>preparation</b> (what exporting, quantizing, creating the "
+              "session or compiling, and the first call added), <b>one call</b> at each batch size (activations "
+              "and workspace). On CUDA these are the allocator's figures, else the process's resident set, "
+              "whose page granularity makes small figures read 0. The whole process's resident set (interpreter, "
+              "data and every library: about 1 GiB for every backend) is in the Training and Inference tables as "
+              "peak_rss_bytes.</p>",
+              img(charts.memory(frames["memory"]), "memory a backend costs",
+                  "Per model: weights, preparation and one call at each batch size, per backend (MiB, log scale "
+                  "above 1)."),
               table(frames["memory"], "memory-table")]
     parts += ["<h2>Accuracy</h2>",
               img(charts.confusion_matrices(rt["confusion"], s), "confusion matrices",

@@ -6,23 +6,18 @@ import pandas as pd
 
 from models import model_names
 
-COLUMNS = {
-    "test_accuracy": "acc_%",
-    "train_samples_per_s": "train_samples/s",
-    "time_to_accuracy_s": "tta_s",
-    "p50_bs1_ms": "p50_bs1_ms",
-    "samples_per_s_bs_max": "infer_samples/s@max_bs",
-    "peak_rss_mb": "peak_rss_MB",
-    "mfu": "train_MFU",
-    "status": "status",
-}
+# The summary's figures: summary column -> header. The header is the metric's declared label
+# (bench.measure.metrics); per-batch figures name their batch size when the frame is built.
+FIGURES = ["test_accuracy", "train_samples_per_s", "time_to_accuracy_s", "p50_latency_ms", "samples_per_s", "mfu"]
+MEMORY = ["weights_bytes", "prepare_rss_growth_bytes", "rss_growth_bytes"]
 
 
 # Columns a summary table may lack (a run with no training or no inference cells); readers add
 # them as missing values instead of testing for each.
 METRIC_COLUMNS = ["batch_size", "reason", "test_accuracy", "train_samples_per_s", "time_to_accuracy_s",
                   "target_accuracy", "mfu", "p50_latency_ms", "p90_latency_ms", "p99_latency_ms", "min_latency_ms",
-                  "samples_per_s", "peak_rss_bytes", "unstable", "precision", "engine"]
+                  "samples_per_s", "peak_rss_bytes", "unstable", "precision", "engine", "weights_bytes",
+                  "prepare_rss_growth_bytes", "rss_growth_bytes"]
 
 
 def model_rank(model: str) -> tuple[int, str]:
@@ -57,8 +52,11 @@ def planned_max_batch(meta: dict[str, dict]) -> dict[str, int]:
 
 def summary_frame(summary: pd.DataFrame, max_batch: dict[str, int] | None = None) -> pd.DataFrame:
     """One row per (model, backend): training, inference at batch 1 and at the largest batch the run
-    planned (``max_batch`` per run; else the largest it has a row for). A missing or failed cell is
-    an empty figure, never another batch size's."""
+    planned (``max_batch`` per run; else the largest it has a row for), and what the backend costs
+    in memory. Values are the summary's own (raw units); headers are the metrics' labels. A missing
+    or failed cell is an empty figure, never another batch size's."""
+    from bench.measure.metrics import METRICS
+
     summary = summary[summary.phase.isin(["train", "infer", "export"])] if not summary.empty else summary
     if summary.empty:
         return pd.DataFrame()
@@ -67,33 +65,44 @@ def summary_frame(summary: pd.DataFrame, max_batch: dict[str, int] | None = None
         ws = summary.world_size
         summary = summary.assign(backend=summary.backend.where(ws.isna(), summary.backend + " ×" + ws.astype(
             "Int64").astype(str)))
-    rows = []
     if "run_id" not in summary:
         summary = summary.assign(run_id="")
     several = summary.run_id.nunique() > 1
+    infer_all = summary[summary.phase == "infer"]
+    sizes = {r: (max_batch or {}).get(r, g.batch_size.max()) for r, g in infer_all.groupby("run_id")}
+    big_sizes = set(sizes.values())
+    big_label = f"batch {int(next(iter(big_sizes)))}" if len(big_sizes) == 1 else "largest batch"
+    label = {m: METRICS[m].label for m in FIGURES}
+    label["p50_latency_ms"] += ", batch 1"
+    label["samples_per_s"] += f", {big_label}"
+    memory = {m: METRICS[m].label for m in MEMORY}
+    memory["rss_growth_bytes"] += f", {big_label}"
+    rows = []
     for (run_id, model, backend), g in summary.groupby(["run_id", "model", "backend"], sort=False):
-        train = g[g.phase == "train"]
+        train = g[(g.phase == "train") & (g.status == "ok")]
         infer = g[(g.phase == "infer") & (g.status == "ok")]
-        row = {"run": run_id, "model": model, "backend": backend}
         statuses = sorted(set(g.status))
-        row["status"] = ",".join(statuses)
+        status = ",".join(statuses)
         if statuses != ["ok"]:
             reasons = [r for r in g.reason.dropna().unique() if r]
-            row["status"] += f" ({reasons[0]})" if reasons else ""
+            status += f" ({reasons[0]})" if reasons else ""
+        row = {"run": run_id, "model": model, "backend": backend, "status": status}
         t = train.iloc[0] if len(train) else None
-        row["test_accuracy"] = t.test_accuracy * 100 if t is not None and "test_accuracy" in t else float("nan")
-        row["train_samples_per_s"] = t.get("train_samples_per_s", float("nan")) if t is not None else float("nan")
-        row["time_to_accuracy_s"] = t.get("time_to_accuracy_s", float("nan")) if t is not None else float("nan")
-        row["mfu"] = t.get("mfu", float("nan")) if t is not None else float("nan")
+        for m in ("test_accuracy", "train_samples_per_s", "time_to_accuracy_s", "mfu"):
+            row[label[m]] = t.get(m, float("nan")) if t is not None else float("nan")
         bs1 = infer[infer.batch_size == 1]
-        row["p50_bs1_ms"] = bs1.p50_latency_ms.iloc[0] if len(bs1) else float("nan")
-        all_infer = g[g.phase == "infer"]
-        big_bs = (max_batch or {}).get(run_id, all_infer.batch_size.max() if len(all_infer) else None)
-        big = infer[infer.batch_size == big_bs]
-        row["samples_per_s_bs_max"] = big.samples_per_s.iloc[0] if len(big) else float("nan")
-        row["peak_rss_mb"] = g.peak_rss_bytes.max() / 2**20 if "peak_rss_bytes" in g else float("nan")
+        row[label["p50_latency_ms"]] = bs1.p50_latency_ms.iloc[0] if len(bs1) else float("nan")
+        big = infer[infer.batch_size == sizes.get(run_id)]
+        row[label["samples_per_s"]] = big.samples_per_s.iloc[0] if len(big) else float("nan")
+        known = g[g.status == "ok"]
+        row[memory["weights_bytes"]] = known.weights_bytes.dropna().iloc[0] if known.weights_bytes.notna().any() \
+            else float("nan")
+        prep = known.prepare_rss_growth_bytes.dropna()
+        row[memory["prepare_rss_growth_bytes"]] = prep.iloc[0] if len(prep) else float("nan")
+        row[memory["rss_growth_bytes"]] = big.rss_growth_bytes.iloc[0] if len(big) else float("nan")
         rows.append(row)
-    df = pd.DataFrame(rows)[["run", "model", "backend", *COLUMNS]].rename(columns=COLUMNS)
+    order = ["run", "model", "backend", *(label[m] for m in FIGURES), *memory.values(), "status"]
+    df = pd.DataFrame(rows)[order]
     df = df.sort_values("backend", key=lambda b: b.map(backend_rank), kind="stable")
     df = df.sort_values("model", key=lambda m: m.map(model_rank), kind="stable").reset_index(drop=True)
     return df if several else df.drop(columns="run")

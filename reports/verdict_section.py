@@ -8,19 +8,21 @@ import html
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from bench.measure.stats import resolution
 from bench.results import RunTables
 from reports.blocks import img, nbytes, si, table, warn
 from reports.charts import to_image
-from reports.comparison import rank_backends, round_values
-from reports.summary import backend_rank, model_rank
+from reports.comparison import rank_backends, round_values, speed_words
+from reports.summary import backend_rank, model_rank, with_metric_columns
 
 BASELINE = "cpu-fp32"
 
 
-def _interval(r, prefix: str) -> str:
-    ratio, low, high = (getattr(r, f"{prefix}{k}", float("nan")) for k in ("", "_low", "_high"))
-    if ratio != ratio:
-        return "–"
+def _share(r) -> str:
+    """Speed as a share of the fastest's, with the interval: "0.63× [0.61, 0.65]"."""
+    ratio, low, high = r.time_vs_fastest, r.time_vs_fastest_low, r.time_vs_fastest_high
+    if not (low == low and high == high):
+        return f"{1 / ratio:.2f}× (no interval: too few rounds)"
     return f"{1 / ratio:.2f}× [{1 / high:.2f}, {1 / low:.2f}]"
 
 
@@ -28,67 +30,88 @@ def verdict_table(ranked: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for r in ranked.itertuples():
         mark = {"fastest": "★ fastest", "tie with fastest": "= tie with fastest"}.get(r.standing, "slower")
+        base = getattr(r, "time_vs_baseline", float("nan"))
         rows.append({"model": r.model, "phase": r.phase,
                      "batch": "–" if pd.isna(r.batch_size) else int(r.batch_size), "backend": r.backend,
-                     "standing": mark, "samples/s": r.samples_per_s, "speed vs fastest [95% CI]":
-                     _interval(r, "time_vs_fastest"), f"against {BASELINE}": getattr(r, "vs_baseline", "–"),
+                     "standing": mark, "samples/s": r.samples_per_s,
+                     "speed × fastest [95% CI]": "1" if r.standing == "fastest" else _share(r),
+                     f"against {BASELINE}": "baseline" if r.backend == BASELINE else speed_words(
+                         base, getattr(r, "time_vs_baseline_low", float("nan")),
+                         getattr(r, "time_vs_baseline_high", float("nan")), BASELINE),
                      "rounds": r.rounds, **({"run": r.run_id} if ranked.run_id.nunique() > 1 else {})})
     return pd.DataFrame(rows).fillna("–")
 
 
-def _speed_text(r, unstable: bool) -> str:
-    """One glance cell: samples/s, its speed against the fastest with the interval, and marks."""
+def _speed_cell(r) -> tuple[str, float]:
+    """One glance cell (text, sort key): samples/s, then ★ for the fastest or its share of the
+    fastest's speed with the interval (= tie: the interval holds 1)."""
     text = f"{si(r.samples_per_s)}/s"
     if r.standing == "fastest":
-        text += " ★ fastest"
+        return text + " ★", r.samples_per_s
+    return text + f" · {_share(r)}" + (" = tie" if r.standing == "tie with fastest" else ""), r.samples_per_s
+
+
+def _memory_cell(g: pd.DataFrame, big_bs) -> tuple[str, float]:
+    """What the backend costs in memory: its weights, its preparation, one call at the largest batch."""
+    ok = g[g.status == "ok"] if "status" in g else g
+    parts, key = [], float("nan")
+    weights = ok.weights_bytes.dropna() if "weights_bytes" in ok else pd.Series(dtype=float)
+    parts.append(nbytes(weights.iloc[0]) if len(weights) else "–")
+    key = weights.iloc[0] if len(weights) else key
+    prep = ok.prepare_rss_growth_bytes.dropna() if "prepare_rss_growth_bytes" in ok else pd.Series(dtype=float)
+    parts.append(f"+{nbytes(prep.iloc[0])}" if len(prep) else "–")
+    big = ok[(ok.phase == "infer") & (ok.batch_size == big_bs)] if "rss_growth_bytes" in ok else ok.iloc[:0]
+    growth = "cuda_growth_bytes" if "cuda_growth_bytes" in big and big.cuda_growth_bytes.notna().any() \
+        else "rss_growth_bytes"
+    if len(big) and big[growth].notna().any():
+        parts.append(f"+{nbytes(big[growth].iloc[0])}" + (" (GPU)" if growth.startswith("cuda") else ""))
     else:
-        text += f" · {_interval(r, 'time_vs_fastest')}" + (" = tie" if r.standing == "tie with fastest" else "")
-    return text + (" ⚠ unstable" if unstable else "")
+        parts.append("–")
+    return ("–" if set(parts) == {"–"} else " · ".join(parts)), key
 
 
-def glance_table(rt: RunTables, ranked: pd.DataFrame, run_id: str, model: str) -> pd.DataFrame:
+def glance_table(rt: RunTables, ranked: pd.DataFrame, run_id: str, model: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per backend of one model: training and inference (batch 1 and the largest batch) against the
-    fastest, accuracy, peak memory and what did not end ok, each mark in its own cell."""
-    s = rt["summary"]
+    fastest, accuracy, what it costs in memory and what did not end ok; with each cell's sort key."""
+    s = with_metric_columns(rt["summary"])
     s = s[(s.run_id == run_id) & (s.model == model)]
     r = ranked[(ranked.run_id == run_id) & (ranked.model == model)]
-    sizes = sorted(r[r.phase == "infer"].batch_size.dropna().unique())
+    sizes = sorted(s[s.phase == "infer"].batch_size.dropna().unique())
     phases = [("train", None)] + [("infer", b) for b in dict.fromkeys([sizes[0], sizes[-1]] if sizes else [])]
     train = s[(s.phase == "train") & (s.status == "ok")]
     parity = train["parity_argmax_agreement"] if "parity_argmax_agreement" in train else pd.Series(dtype=float)
     reference = train[parity.isna()] if len(parity) else train
-    base_acc = reference.test_accuracy.iloc[0] if len(reference) and "test_accuracy" in reference else float("nan")
-    rows = []
+    base_acc = reference.test_accuracy.iloc[0] if len(reference) else float("nan")
+    rows, keys = [], []
     for backend, g in sorted(s.groupby("backend", sort=False), key=lambda bg: backend_rank(bg[0])):
-        row = {"backend": backend}
+        row, key = {"backend": backend}, {"backend": ""}
         for phase, bs in phases:
             label = "training" if phase == "train" else f"inference, batch {int(bs)}"
             hit = r[(r.backend == backend) & (r.phase == phase) & ((r.batch_size == bs) if bs else True)]
             cell = g[(g.phase == phase) & ((g.batch_size == bs) if bs else True)]
             done = cell[cell.status == "ok"] if len(cell) else cell
+            figure = "train_samples_per_s" if phase == "train" else "samples_per_s"
+            row[label], key[label] = "–", float("nan")
             if len(hit):
-                unstable = bool(cell.unstable.fillna(False).astype(bool).any()) if "unstable" in cell else False
-                row[label] = _speed_text(hit.iloc[0], unstable)
+                row[label], key[label] = _speed_cell(hit.iloc[0])
             elif phase == "train" and "world_size" in done and done.world_size.notna().any():
                 row[label] = "; ".join(f"{si(c.train_samples_per_s)}/s × {int(c.world_size)} rank"
                                        f"{'' if c.world_size == 1 else 's'}"
                                        for c in done.sort_values("world_size").itertuples()) + " (see Scaling)"
+            elif len(done) and done[figure].notna().any():  # older result files: no rounds to pair
+                row[label], key[label] = f"{si(done[figure].iloc[0])}/s (no paired rounds)", done[figure].iloc[0]
             elif len(cell) and (cell.status != "ok").any():
                 row[label] = str(cell.status.iloc[0])
-            else:
-                row[label] = "–"
         t = g[(g.phase == "train") & (g.status == "ok")]
         delta = g["parity_accuracy_delta_pts"].dropna() if "parity_accuracy_delta_pts" in g else pd.Series()
-        if len(t) and "test_accuracy" in t and t.test_accuracy.notna().any():
-            row["accuracy"] = f"{t.test_accuracy.iloc[0] * 100:.2f}%"
+        row["accuracy"], key["accuracy"] = "–", float("nan")
+        if len(t) and t.test_accuracy.notna().any():
+            row["accuracy"], key["accuracy"] = f"{t.test_accuracy.iloc[0] * 100:.2f}%", t.test_accuracy.iloc[0]
         elif len(delta) and base_acc == base_acc:
-            row["accuracy"] = f"{base_acc * 100 + delta.iloc[0]:.2f}% (Δ {delta.iloc[0]:+.2f} pts)"
-        else:
-            row["accuracy"] = "–"
-        rss = g.peak_rss_bytes.max() if "peak_rss_bytes" in g else float("nan")
-        row["peak memory"] = nbytes(rss) if rss == rss else "–"
-        if "cuda_max_allocated_bytes" in g and g.cuda_max_allocated_bytes.notna().any():
-            row["peak memory"] += f" (GPU {nbytes(g.cuda_max_allocated_bytes.max())})"
+            acc = base_acc * 100 + delta.iloc[0]
+            row["accuracy"], key["accuracy"] = f"{acc:.2f}% (Δ {delta.iloc[0]:+.2f} pts)", acc / 100
+        memory = f"memory: weights · preparation · one call{f' at batch {int(sizes[-1])}' if sizes else ''}"
+        row[memory], key[memory] = _memory_cell(g, sizes[-1] if sizes else None)
         bad = g[g.status != "ok"]
         row["status"] = "ok" if bad.empty else "; ".join(
             f"{b.phase}{'' if pd.isna(b.batch_size) else f' bs={int(b.batch_size)}'}: {b.status}"
@@ -96,53 +119,137 @@ def glance_table(rt: RunTables, ranked: pd.DataFrame, run_id: str, model: str) -
             for b in bad.itertuples())
         if not bad.empty and (bad.status == "skipped").all():
             row["status"] = f"skipped: {bad.reason.dropna().iloc[0] if bad.reason.notna().any() else ''}"
+        key["status"] = ""
         rows.append(row)
-    return pd.DataFrame(rows)
+        keys.append(key)
+    return pd.DataFrame(rows), pd.DataFrame(keys)
 
 
 def ranked_backends(rt: RunTables) -> pd.DataFrame:
     """Backends ranked per model, phase and batch size with their paired intervals (one bootstrap
-    per report: the glance, the verdict and its export all read this)."""
-    return rank_backends(round_values(rt), baseline=BASELINE)
+    per report: the glance, the verdict, the terminal and the exports all read this). Each row's
+    samples/s is its cell's own headline figure from the summary, so it is one value everywhere."""
+    ranked = rank_backends(round_values(rt), baseline=BASELINE)
+    s = rt["summary"]
+    if ranked.empty or s.empty:
+        return ranked
+    s = with_metric_columns(s)
+    if "world_size" in s:
+        s = s[s.world_size.isna()]
+    s = s[s.status == "ok"]
+    head = s.assign(headline=s.train_samples_per_s.where(s.phase == "train", s.samples_per_s),
+                    batch_size=s.batch_size.where(s.phase != "train"))
+    head = head[["run_id", "model", "backend", "phase", "batch_size", "headline"]]
+    out = ranked.merge(head, on=["run_id", "model", "backend", "phase", "batch_size"], how="left")
+    return out.assign(samples_per_s=out.headline.fillna(out.samples_per_s)).drop(columns="headline")
+
+
+def trust_text(rt: RunTables, ranked: pd.DataFrame) -> str:
+    """How far the first screen can be trusted: what the paired intervals resolve, and the machine's
+    state during the run with what to do about it."""
+    parts = []
+    if not ranked.empty:
+        pairs = ranked[ranked.standing != "fastest"]
+        res = [resolution(lo, hi) for lo, hi in zip(pairs.time_vs_fastest_low, pairs.time_vs_fastest_high)]
+        res = pd.Series(res, dtype=float).dropna()
+        if len(res):
+            parts.append(f"Paired intervals resolve differences of {res.min():.1%} to {res.max():.1%} "
+                         f"(median {res.median():.1%}) between backends; a gap smaller than a cell's interval "
+                         "is called a tie.")
+        missing = ranked.time_vs_fastest_low.isna() & (ranked.standing != "fastest")
+        if missing.any():
+            parts.append(f"{int(missing.sum())} cell(s) have too few rounds for an interval.")
+    warnings = [w for m in rt.meta.values() for w in m.get("warnings", [])]
+    machine = rt["machine"]
+    if warnings:
+        parts.append("The machine was not quiet: " + "; ".join(warnings) + ". Single figures (samples/s) move "
+                     "with it; the ratios between backends were measured side by side and cancel shared drift. "
+                     "For steadier figures run on an idle machine; to narrow the ratios give rounds more time "
+                     "(--max-time-s) or a tighter --resolution-pct.")
+    elif not machine.empty:
+        parts.append("The machine kept its speed during the run (no steal, drift or stall warnings).")
+    unstable = rt["summary"].unstable.fillna(False).astype(bool).sum() if "unstable" in rt["summary"] else 0
+    if unstable:
+        parts.append(f"{int(unstable)} cell(s) moved by more than 10% between rounds (marked 'unstable' in the "
+                     "Training and Inference tables): their single figure is uncertain, their paired ratio is "
+                     "not made less so.")
+    if ranked.empty and not rt["summary"].empty:
+        parts.append("These result files hold no paired rounds (written by an older version of the harness): "
+                     "figures are shown as measured, with no ratios or intervals.")
+    return " ".join(parts)
 
 
 def render_glance(rt: RunTables, ranked: pd.DataFrame) -> str:
     """The first screen: per model, every backend's training and inference speed against the
-    fastest (with intervals), accuracy, memory and marks."""
+    fastest (with intervals), accuracy, memory cost and marks, under a line that says how far to
+    trust them."""
     s = rt["summary"]
     if s.empty or not s.phase.isin(["train", "infer"]).any():
         return ""
     if ranked.empty:  # nothing timed ended ok: the table still says what happened to each cell
-        ranked = pd.DataFrame(columns=["run_id", "model", "phase", "batch_size", "backend", "standing"])
+        ranked = pd.DataFrame(columns=["run_id", "model", "phase", "batch_size", "backend", "standing",
+                                       "time_vs_fastest_low", "time_vs_fastest_high"])
     s = s[s.phase.isin(["train", "infer", "export"])]
     parts = ['<h2 id="at-a-glance">At a glance</h2>',
-             '<p class="note">★ the fastest backend of a column; the others as a share of its speed with the 95% '
-             "interval of the paired ratio (= tie: the interval holds 1); ⚠ unstable: the median moved by more than "
-             "10% between rounds. Details in the Verdict below.</p>"]
+             f'<p class="trust"><b>How sure:</b> {html.escape(trust_text(rt, ranked))}</p>',
+             '<p class="note">Speeds in samples/s (training: steady state; inference: per call at that batch '
+             "size). ★ the fastest backend of a column; the others: their speed as a share of its speed, with the "
+             "95% interval of the paired ratio (= tie: the interval holds 1). Memory: the weights, what preparing "
+             "the backend added to the process, what one call at the largest batch added. Details in the Verdict "
+             "below.</p>"]
     several = s.run_id.nunique() > 1
     groups = s[["run_id", "model"]].drop_duplicates()
     groups = groups.iloc[sorted(range(len(groups)), key=lambda i: (groups.run_id.iloc[i] if several else "",
                                                                     model_rank(groups.model.iloc[i])))]
     for run_id, model in groups.itertuples(index=False):
         heading = f"{model}" + (f" · run {run_id}" if several else "")
+        shown, keys = glance_table(rt, ranked, run_id, model)
         parts += [f"<h3>{html.escape(heading)}</h3>",
-                  table(glance_table(rt, ranked, run_id, model), f"glance-{run_id}-{model}" if several
-                        else f"glance-{model}")]
+                  table(shown, f"glance-{run_id}-{model}" if several else f"glance-{model}", keys=keys)]
     return "\n".join(parts)
 
 
 def verdict_frame(ranked: pd.DataFrame) -> pd.DataFrame:
     """The verdict in raw numbers: per model, phase and batch size, backends ranked, with their speed
-    against the fastest and against the baseline as ratios with 95% intervals."""
+    against the fastest and against the baseline as speed ratios (> 1: faster) with 95% intervals."""
     if ranked.empty:
         return ranked
     out = ranked.assign(speed_vs_fastest=1 / ranked.time_vs_fastest,
                         speed_vs_fastest_low=1 / ranked.time_vs_fastest_high,
                         speed_vs_fastest_high=1 / ranked.time_vs_fastest_low)
+    if "time_vs_baseline" in out:
+        out = out.assign(speed_vs_baseline=1 / out.time_vs_baseline,
+                         speed_vs_baseline_low=1 / out.time_vs_baseline_high,
+                         speed_vs_baseline_high=1 / out.time_vs_baseline_low)
     keep = ["run_id", "model", "phase", "batch_size", "backend", "standing", "samples_per_s", "speed_vs_fastest",
-            "speed_vs_fastest_low", "speed_vs_fastest_high", "time_vs_baseline", "time_vs_baseline_low",
-            "time_vs_baseline_high", "vs_baseline", "rounds"]
+            "speed_vs_fastest_low", "speed_vs_fastest_high", "speed_vs_baseline", "speed_vs_baseline_low",
+            "speed_vs_baseline_high", "vs_baseline", "rounds"]
     return out[[c for c in keep if c in out]]
+
+
+def verdict_lines(ranked: pd.DataFrame) -> list[str]:
+    """The verdict for the terminal, as hyperfine prints one: per model and phase (inference: batch
+    1 and the largest batch), the backends fastest first, each against the baseline."""
+    lines = []
+    if ranked.empty:
+        return lines
+    several = ranked.run_id.nunique() > 1
+    groups = [(key, g) for key, g in ranked.groupby(["run_id", "model", "phase"], sort=False)]
+    groups.sort(key=lambda kg: (kg[0][0], model_rank(kg[0][1]), kg[0][2] != "train"))  # training first
+    for (run_id, model, phase), g in groups:
+        sizes = sorted(g.batch_size.dropna().unique())
+        for bs in ([None] if phase == "train" else dict.fromkeys([sizes[0], sizes[-1]] if sizes else [])):
+            d = g if bs is None else g[g.batch_size == bs]
+            what = "training" if phase == "train" else f"inference, batch {int(bs)}"
+            lines.append(f"{model} · {what}" + (f" · run {run_id}" if several else "") + ":")
+            width = max(len(b) for b in d.backend)
+            for r in d.itertuples():
+                mark = "★" if r.standing == "fastest" else "=" if r.standing == "tie with fastest" else " "
+                words = "baseline" if r.backend == BASELINE else speed_words(
+                    getattr(r, "time_vs_baseline", float("nan")), getattr(r, "time_vs_baseline_low", float("nan")),
+                    getattr(r, "time_vs_baseline_high", float("nan")), BASELINE)
+                lines.append(f"  {mark} {r.backend:<{width}}  {si(r.samples_per_s):>6}/s  {words}")
+    return lines
 
 
 def render_verdict(ranked: pd.DataFrame) -> str:
@@ -151,9 +258,11 @@ def render_verdict(ranked: pd.DataFrame) -> str:
     return "\n".join([
         '<h2 id="verdict">Verdict</h2>',
         '<p class="note">Per model, phase and batch size, backends ranked by their median over interleaved '
-        "rounds (training: blocks of steps). Speed vs fastest is a paired ratio over the rounds the two were "
-        "measured side by side, with its 95% bootstrap interval; a backend whose interval contains 1 is a tie. "
-        f"The last column compares with {BASELINE} the same way.</p>",
+        "rounds (training: blocks of steps). samples/s is the cell's headline figure (1 / the median over rounds "
+        "of seconds per sample), the same in every table and export. Speed × fastest is a paired ratio over the "
+        "rounds the two were measured side by side, with its 95% interval (Hodges-Lehmann with a Wilcoxon "
+        "signed-rank interval); a backend whose interval contains 1 is a tie. The last column compares with "
+        f"{BASELINE} the same way.</p>",
         table(verdict_table(ranked), "verdict-table")])
 
 

@@ -41,6 +41,14 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("samples_per_s", "infer samples/s", "samples/s", "higher", "infer",
            "inference speed: 1 / the median over rounds of each round's median seconds per sample",
            ("samples_per_s_ci_low", "samples_per_s_ci_high")),
+    Metric("weights_bytes", "weights", "bytes", "lower", "infer",
+           "the model's weights as the backend holds them: its parameters' bytes, or the ONNX file it runs"),
+    Metric("prepare_rss_growth_bytes", "preparation memory", "bytes", "lower", "infer",
+           "what preparing the backend (export, quantization, session, compiling, the first call) added to the "
+           "process's resident set"),
+    Metric("rss_growth_bytes", "memory per call", "bytes", "lower", "infer",
+           "what calls at one batch size added to the process's resident set (activations and workspace), "
+           "measured after freed heap was handed back"),
     Metric("peak_rss_bytes", "peak RSS", "bytes", "lower", "train",
            "the process's resident-set high-water mark during the cell (the interpreter, data and every backend "
            "loaded so far included); what a backend itself costs is in the memory section"),
