@@ -136,8 +136,10 @@ def atomic_write_text(path: Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
     except OSError as e:
-        if tmp.parent.is_dir():
+        try:  # a read-only file system refuses the removal too: the message is the write's
             tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
         raise BenchError(f"cannot write {path}: {e.strerror or e}") from None
 
 
@@ -194,13 +196,27 @@ class RunTables:
         return self.tables.get(name, pd.DataFrame())
 
 
+# Columns a table must have to be read as this tool's; a file without them is named and skipped.
+REQUIRED_COLUMNS = {
+    "summary": ("model", "backend", "phase", "status"),
+    "timings": ("round", "seconds", "samples"),
+    "machine": ("group", "round"),
+    "curve": ("wall_s", "test_accuracy"),
+}
+
+
 def _read_parquet(path: Path, problems: list[str]) -> pd.DataFrame | None:
     try:
-        return pd.read_parquet(path)
+        df = pd.read_parquet(path)
     except Exception as e:  # noqa: BLE001 - any reader failure means the file is damaged: name it, go on
         detail = str(e).splitlines()[0][:160] if str(e) else ""
         problems.append(f"{path}: damaged, not read ({type(e).__name__}: {detail})")
         return None
+    missing = [c for c in REQUIRED_COLUMNS.get(path.stem, ()) if c not in df.columns]
+    if missing:
+        problems.append(f"{path}: not this tool's {path.stem} table (no {', '.join(missing)} column), not read")
+        return None
+    return df
 
 
 def _read_meta(run_dir: Path, problems: list[str]) -> dict:

@@ -79,8 +79,10 @@ class Runner:
 
     def _profile_one(self, model: str, b: Backend, reason: str | None, pcfg: ProfileConfig) -> None:
         if reason or not b.trains:
-            self.writer.write_status(model, b, "profile", "skipped",
-                                     reason or f"{b.engine.name} does not train; profiling covers training")
+            why = reason or f"{b.engine.name} does not train, and profile covers training steps"
+            if reason is None:  # an unavailable backend was named when it was probed
+                print(f"warning: {model} {b.name} profile: skipped: {why}", file=sys.stderr)
+            self.writer.write_status(model, b, "profile", "skipped", why)
             return
         bs, settings = self.cfg.train_for(model).batch_size, b.configure(self.cfg.backend_options)
         guarded(self.writer, model, b, "profile", lambda: self.writer.write(model, b, "profile", profile_cell(

@@ -111,13 +111,15 @@ def training_throughput(summary: pd.DataFrame) -> bytes | None:
     train = summary[(summary.status == "ok") & (summary.phase == "train")]
     if train.empty or train.train_samples_per_s.isna().all():
         return None
-    if "world_size" in train:
+    if "world_size" in train:  # data-parallel cells: the Scaling section's
         train = train[train.world_size.isna()]
+    if train.empty:
+        return None
     d = train.assign(series=_label(train), samples_per_s=train.train_samples_per_s)
     for side in ("low", "high"):
         col = f"train_samples_per_s_ci_{side}"
         d[side] = d[col] if col in d else np.nan
-    fig, ax = plt.subplots(figsize=(8, 3.8), layout="constrained")
+    fig, ax = plt.subplots(figsize=(8, 3.8))  # the legend outside: the tight bounding box makes room for it
     ax.set_yscale("log")
     _grouped_bars(ax, d, d.samples_per_s - d.low, d.high - d.samples_per_s)
     ax.set(title="training throughput (steady state; bars: 95% interval)", ylabel="samples/s", xlabel="")
@@ -131,7 +133,7 @@ def inference_throughput(summary: pd.DataFrame) -> bytes | None:
         return None
     big = infer[infer.batch_size == infer.groupby("model").batch_size.transform("max")]
     big = big.assign(series=_label(big))
-    fig, ax = plt.subplots(figsize=(8, 3.8), layout="constrained")
+    fig, ax = plt.subplots(figsize=(8, 3.8))
     ax.set_yscale("log")
     low = big.samples_per_s - big.batch_size / (big.p90_latency_ms / 1e3)
     high = big.batch_size / (big.min_latency_ms / 1e3) - big.samples_per_s
@@ -239,14 +241,15 @@ def memory(frame: pd.DataFrame) -> bytes | None:
     models = list(dict.fromkeys(long.model))
     fig, axes = plt.subplots(1, len(models), figsize=(6.2 * len(models), 0.5 * long.what.nunique() *
                                                       max(2, long.series.nunique()) * 0.45 + 1.6),
-                             squeeze=False, layout="constrained")
+                             squeeze=False)
     for ax, model in zip(axes[0], models):
         sns.barplot(long[long.model == model], y="what", x="mib", hue="series", palette=palette, ax=ax, orient="h",
                     order=list(dict.fromkeys(long.what)))
         ax.set(title=f"{model}: memory a backend costs", xlabel="MiB", ylabel="", xscale="symlog")
         ax.legend().remove()
     handles = [matplotlib.patches.Patch(color=c, label=k) for k, c in palette.items()]
-    fig.legend(handles=handles, title="backend", fontsize=8, loc="outside right upper")
+    fig.subplots_adjust(wspace=0.55)  # room for the right panel's category labels
+    fig.legend(handles=handles, title="backend", fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 0.95))
     return to_image(fig)
 
 

@@ -83,8 +83,9 @@ def rank_backends(values: pd.DataFrame, baseline: str | None = "cpu-fp32") -> pd
     if out.empty:
         return out
     out["_m"] = out.model.map(model_rank)
-    out = out.sort_values(["run_id", "_m", "phase", "batch_size", "time_vs_fastest"], na_position="first")
-    return out.drop(columns="_m").reset_index(drop=True)
+    out["_p"] = out.phase != "train"  # training first, then inference by batch size
+    out = out.sort_values(["run_id", "_m", "_p", "batch_size", "time_vs_fastest"], na_position="first")
+    return out.drop(columns=["_m", "_p"]).reset_index(drop=True)
 
 
 def speed_words(time_ratio: float, low: float, high: float, base: str) -> str:

@@ -22,7 +22,10 @@ def _by_model(df: pd.DataFrame, summary: pd.DataFrame) -> dict[str, pd.DataFrame
 
 
 def _panels(n: int, height: float = 4.0, projection=None):
-    fig = plt.figure(figsize=(6.2 * n, height))
+    """Side-by-side panels (MLP, CNN) laid out so that a twin axis's label and a colour bar keep
+    clear of the next panel."""
+    fig = plt.figure(figsize=(6.4 * n, height), layout="constrained")
+    fig.get_layout_engine().set(wspace=0.12)
     axes = [fig.add_subplot(1, n, i + 1, projection=projection) for i in range(n)]
     return fig, axes
 

@@ -15,6 +15,7 @@ from bench.results import atomic_write_text
 from reports.blocks import cell_text, unit_for
 from reports.html import section_frames
 from reports.load import load_paths
+from reports.verdict_section import ranked_backends, verdict_table
 
 FORMATS = ("csv", "json", "markdown")
 SCHEMA_VERSION = 1  # of the exported JSON: {"schema_version", "section", "runs", "columns", "rows"}
@@ -52,11 +53,18 @@ def markdown(df: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _empty(df: pd.DataFrame) -> bool:
+    """No rows, or only rows of missing values: a section with nothing to say is left out."""
+    return df is None or df.empty or df.drop(columns=[c for c in ("run_id", "model", "backend") if c in df]).isna(
+    ).all().all()
+
+
 def export(paths: list[Path], formats: tuple[str, ...], output: Path | None = None) -> list[Path]:
-    """Write every section of the report of ``paths`` in each format to ``output`` (default: an
-    ``export`` folder in the first run folder); returns the files written."""
+    """Write every section of the report of ``paths`` that holds something in each format to
+    ``output`` (default: an ``export`` folder in the first run folder); returns the files written."""
     rt = load_paths([Path(p) for p in paths])
-    frames = section_frames(rt)
+    ranked = ranked_backends(rt)
+    frames = {name: f for name, f in section_frames(rt, ranked).items() if not _empty(f)}
     if not frames:
         raise ConfigError(f"{', '.join(map(str, paths))}: no completed cells to export")
     if output is None:
@@ -73,8 +81,9 @@ def export(paths: list[Path], formats: tuple[str, ...], output: Path | None = No
                 text = json.dumps({"schema_version": SCHEMA_VERSION, "section": name, "runs": runs,
                                    "columns": [str(c) for c in df.columns], "rows": jsonable(df)}, indent=1,
                                   allow_nan=False, default=str)
-            else:
-                path, text = output / f"{name}.md", markdown(df)
+            else:  # the table a person pastes: the verdict in words, as the report shows it
+                shown = verdict_table(ranked) if name == "verdict" else df
+                path, text = output / f"{name}.md", markdown(shown)
             atomic_write_text(path, text)
             written.append(path)
     return written

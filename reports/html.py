@@ -44,20 +44,6 @@ def environment(meta: dict[str, dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def with_speedup(summary: pd.DataFrame) -> pd.DataFrame:
-    """Add speedup_vs_cpu_fp32: samples/s over the cpu-fp32 row of the same model, phase and batch."""
-    s = summary.copy()
-    for col in ("train_samples_per_s", "samples_per_s"):
-        if col not in s:
-            s[col] = np.nan
-    s["rate"] = s.train_samples_per_s.where(s.phase == "train", s.samples_per_s)
-    keys = ["run_id", "model", "phase", "batch_size"]
-    base = s[s.backend == "cpu-fp32"][keys + ["rate"]].rename(columns={"rate": "base_rate"})
-    s = s.merge(base, on=keys, how="left")
-    s["speedup_vs_cpu_fp32"] = s.rate / s.base_rate
-    return s.drop(columns=["rate", "base_rate"])
-
-
 def summary_section(summary: pd.DataFrame, max_batch: dict[str, int] | None = None) -> pd.DataFrame:
     df = summary_frame(summary, max_batch)
     if df.empty:
@@ -67,16 +53,14 @@ def summary_section(summary: pd.DataFrame, max_batch: dict[str, int] | None = No
     return df.merge(cost.reset_index(), on="model", how="left")
 
 
+# The HTML tables keep what a reader compares (the exports' CSV/JSON carry every column).
 TRAIN_COLUMNS = ["model", "backend", "epochs_run", "batch_size", "optimizer", "schedule", "lr", "train_samples_per_s",
-                 "train_samples_per_s_ci_low", "train_samples_per_s_ci_high", "between_round_cv", "interleaved",
-                 "speedup_vs_cpu_fp32", "train_mean_samples_per_s", "cold_step_s", "warmup_steps", "warmup_s",
-                 "train_s",
-                 "data_s", "compute_s", "eval_s", "time_to_accuracy_s", "test_accuracy", "mfu", "peak_rss_bytes"]
-INFER_COLUMNS = ["model", "backend", "batch_size", "p50_latency_ms", "round_p50_ci_low_ms", "round_p50_ci_high_ms",
-                 "rounds", "between_round_cv", "unstable", "p90_latency_ms", "p99_latency_ms", "mean_latency_ms",
-                 "std_latency_ms", "iqr_latency_ms", "cv", "samples_per_s", "samples_per_s_ci_low",
-                 "samples_per_s_ci_high", "speedup_vs_cpu_fp32", "cold_first_call_ms", "n_samples", "event_wall_gap",
-                 "host_bound", "peak_rss_bytes"]
+                 "train_samples_per_s_ci_low", "train_samples_per_s_ci_high", "between_round_cv", "cold_step_s",
+                 "warmup_s", "train_s", "eval_s", "time_to_accuracy_s", "test_accuracy", "mfu", "peak_rss_bytes"]
+INFER_COLUMNS = ["model", "backend", "batch_size", "samples_per_s", "samples_per_s_ci_low", "samples_per_s_ci_high",
+                 "rounds", "between_round_cv", "unstable", "p50_latency_ms", "p90_latency_ms", "p99_latency_ms",
+                 "iqr_latency_ms", "cv", "cold_first_call_ms", "n_samples", "event_wall_gap", "host_bound",
+                 "peak_rss_bytes"]
 EXPORT_COLUMNS = ["model", "backend", "precision", "opset", "export_s", "quantization", "quantize_s", "quantized_ops",
                   "calibration_images", "fp32_onnx_bytes", "onnx_bytes", "session_create_s", "first_inference_s",
                   "ort_session_rss_bytes", "ort_opt_level", "ort_intra_threads", "ort_inter_threads"]
@@ -117,7 +101,7 @@ def section_frames(rt: RunTables, ranked: pd.DataFrame | None = None) -> dict[st
     if s.empty:
         return {}
     several = s.run_id.nunique() > 1
-    s = with_speedup(with_metric_columns(s))
+    s = with_metric_columns(s)
     ok = s[s.status == "ok"]
     first = ["run_id"] if several else []
     ranked = verdict_section.ranked_backends(rt) if ranked is None else ranked
@@ -153,7 +137,7 @@ def render_tables(rt: RunTables, ranked: pd.DataFrame) -> str:
     if s.empty:
         return "<p>No completed cells.</p>"
     frames = section_frames(rt, ranked)
-    s = with_speedup(with_metric_columns(s))
+    s = with_metric_columns(s)
     export = s[(s.status == "ok") & (s.phase == "export")]
     parts = ["<h2>Summary</h2>",
              '<p class="note">One row per model × backend, each figure as the glance and the verdict show it: '

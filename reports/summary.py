@@ -117,12 +117,39 @@ def summary_table(summary: pd.DataFrame, max_batch: dict[str, int] | None = None
 
 def text_frame(df: pd.DataFrame, units: dict[str, str] | None = None) -> str:
     """Any table for the terminal, numbers in the report's human units (``units``: a column's unit
-    taken from another name's, such as a metric's)."""
+    taken from another name's, such as a metric's). A header longer than its values wraps onto a
+    second line at a space, so the table stays narrow."""
     if df.empty:
         return "(nothing recorded)"
     from reports.blocks import cell_text, unit_for
 
     units = units or {}
-    shown = pd.DataFrame({c: [cell_text(v, unit_for(units.get(str(c), str(c))))[0] for v in df[c]]
-                          for c in df.columns})
-    return shown.to_string(index=False)
+    columns = []
+    for c in df.columns:
+        cells = [cell_text(v, unit_for(units.get(str(c), str(c))))[0] for v in df[c]]
+        width = max(len(v) for v in cells)
+        head = _wrap_header(str(c), width)
+        width = max(width, *(len(h) for h in head))
+        left = all(not _numeric(v) for v in cells)
+        columns.append((head, cells, width, left))
+    lines = []
+    for i in range(max(len(h) for h, *_ in columns)):
+        lines.append(" ".join((h[i] if i < len(h) else "").ljust(w) if left else
+                              (h[i] if i < len(h) else "").rjust(w) for h, _, w, left in columns).rstrip())
+    for r in range(len(df)):
+        lines.append(" ".join(cells[r].ljust(w) if left else cells[r].rjust(w)
+                              for _, cells, w, left in columns).rstrip())
+    return "\n".join(lines)
+
+
+def _numeric(text: str) -> bool:
+    return text in ("–", "") or text[0].isdigit() or text[0] in "-+.∞−"
+
+
+def _wrap_header(header: str, width: int) -> list[str]:
+    """The header on one line, or on two split at the space that makes the wider half narrowest."""
+    if len(header) <= width or " " not in header:
+        return [header]
+    spaces = [i for i, ch in enumerate(header) if ch == " "]
+    best = min(spaces, key=lambda i: max(i, len(header) - i - 1))
+    return [header[:best], header[best + 1:]]

@@ -98,8 +98,9 @@ def glance_table(rt: RunTables, ranked: pd.DataFrame, run_id: str, model: str) -
                 row[label] = "; ".join(f"{si(c.train_samples_per_s)}/s × {int(c.world_size)} rank"
                                        f"{'' if c.world_size == 1 else 's'}"
                                        for c in done.sort_values("world_size").itertuples()) + " (see Scaling)"
-            elif len(done) and done[figure].notna().any():  # older result files: no rounds to pair
-                row[label], key[label] = f"{si(done[figure].iloc[0])}/s (no paired rounds)", done[figure].iloc[0]
+            elif len(done) and done[figure].notna().any():  # no rounds to pair (older result files)
+                mark = "" if r.empty else " (no paired rounds)"  # a run without any says so once, above
+                row[label], key[label] = f"{si(done[figure].iloc[0])}/s{mark}", done[figure].iloc[0]
             elif len(cell) and (cell.status != "ok").any():
                 row[label] = str(cell.status.iloc[0])
         t = g[(g.phase == "train") & (g.status == "ok")]
@@ -139,8 +140,9 @@ def ranked_backends(rt: RunTables) -> pd.DataFrame:
     s = s[s.status == "ok"]
     head = s.assign(headline=s.train_samples_per_s.where(s.phase == "train", s.samples_per_s),
                     batch_size=s.batch_size.where(s.phase != "train"))
-    head = head[["run_id", "model", "backend", "phase", "batch_size", "headline"]]
-    out = ranked.merge(head, on=["run_id", "model", "backend", "phase", "batch_size"], how="left")
+    head = head[["run_id", "model", "backend", "phase", "batch_size", "headline"]].astype({"batch_size": float})
+    out = ranked.astype({"batch_size": float}).merge(head, on=["run_id", "model", "backend", "phase", "batch_size"],
+                                                     how="left")
     return out.assign(samples_per_s=out.headline.fillna(out.samples_per_s)).drop(columns="headline")
 
 
@@ -174,8 +176,11 @@ def trust_text(rt: RunTables, ranked: pd.DataFrame) -> str:
                      "Training and Inference tables): their single figure is uncertain, their paired ratio is "
                      "not made less so.")
     if ranked.empty and not rt["summary"].empty:
-        parts.append("These result files hold no paired rounds (written by an older version of the harness): "
-                     "figures are shown as measured, with no ratios or intervals.")
+        when = "; ".join(f"run {rid}: {str(m.get('start_time', '?'))[:10]}, torch {m.get('torch', '?')}, "
+                         f"{m.get('gpu_name') or m.get('cpu_model') or 'unknown machine'}"
+                         for rid, m in rt.meta.items())
+        parts.append(f"These result files hold no paired rounds ({when}; written before the harness kept them): "
+                     "each figure is shown as it was measured, with no ratios, intervals or verdict.")
     return " ".join(parts)
 
 
@@ -224,7 +229,8 @@ def verdict_frame(ranked: pd.DataFrame) -> pd.DataFrame:
     keep = ["run_id", "model", "phase", "batch_size", "backend", "standing", "samples_per_s", "speed_vs_fastest",
             "speed_vs_fastest_low", "speed_vs_fastest_high", "speed_vs_baseline", "speed_vs_baseline_low",
             "speed_vs_baseline_high", "vs_baseline", "rounds"]
-    return out[[c for c in keep if c in out]]
+    out = out[[c for c in keep if c in out]]
+    return out if out.run_id.nunique() > 1 else out.drop(columns="run_id")
 
 
 def verdict_lines(ranked: pd.DataFrame) -> list[str]:

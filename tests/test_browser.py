@@ -47,7 +47,20 @@ def test_report_reads_at_a_glance(browser, tiny_run):
     page.wait_for_load_state("load")
     glance = page.locator("#glance-mlp")
     assert glance.is_visible() and glance.bounding_box()["y"] < 900  # on the first screen
-    assert "★ fastest" in glance.inner_text() and "backend" in glance.inner_text()
+    assert "★" in glance.inner_text() and "backend" in glance.inner_text()
+    assert "How sure:" in page.inner_text("p.trust")  # how far to trust it, on the first screen
+    assert page.locator("p.trust").bounding_box()["y"] < 900
+    # no header breaks inside a word: every header's words fit its width
+    broken = page.eval_on_selector_all("table.t th", "hs => hs.filter(h => h.scrollWidth > h.clientWidth + 1)"
+                                                     ".map(h => h.textContent)")
+    assert broken == [], broken
+    # the glance sorts by the numbers behind its text ("1.28M/s" is the largest, not the smallest)
+    header = "inference, batch 32"
+    page.click(f"#glance-mlp thead th[title='{header}']")
+    idx = page.eval_on_selector_all("#glance-mlp thead th", f"hs => hs.findIndex(h => h.title == '{header}')")
+    keys = page.eval_on_selector_all("#glance-mlp tbody tr", f"rs => rs.map(r => r.cells[{idx}].dataset.v)")
+    numbers = [float(k) for k in keys if k is not None]
+    assert len(numbers) >= 2 and numbers == sorted(numbers)
     links = page.eval_on_selector_all("nav.toc a", "els => els.map(a => a.getAttribute('href'))")
     assert len(links) >= 8 and "#summary" in links and "#memory" in links
     for href in links:

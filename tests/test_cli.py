@@ -125,7 +125,8 @@ def test_quiet_and_verbose(mnist_path, tmp_path, capsys):
               "--no-report"]
     assert main([*common, "--out", str(tmp_path / "a")]) == 0
     out, err = capsys.readouterr()
-    assert "acc_%" in out and "train mlp cpu-fp32: done" in err and "infer mlp" in err  # a line per stage
+    assert "accuracy" in out and "train mlp cpu-fp32: done" in err and "infer mlp" in err  # a line per stage
+    assert "verdict (samples/s" in out and "mlp · inference, batch 32:" in out
     assert main([*common, "-q", "--out", str(tmp_path / "b")]) == 0
     out, err = capsys.readouterr()
-    assert "acc_%" not in out and "results:" in out and "done" not in err
+    assert "accuracy" not in out and "results:" in out and "done" not in err

@@ -57,7 +57,7 @@ def test_report_rebuilds_from_files(tiny_run, tmp_path):
     html = render_report([tiny_run], tmp_path / "again.html").read_text()
     for needle in ("summary-table", "Environment", "infer-table", "parity-table", "memory-table",
                    "data:image/svg+xml;base64,", "CUDA not available",
-                   "peak memory", "At a glance", "nav class=\"toc\""):
+                   "memory: weights", "At a glance", "How sure:", "nav class=\"toc\""):
         assert needle in html
     assert "http://" not in html and "https://" not in html  # opens offline
 
@@ -67,10 +67,12 @@ def test_exports_round_trip(tiny_run, tmp_path, capsys):
     import pandas as pd
 
     from bench.cli import main
-    from reports.export import SCHEMA_VERSION, read_json_export
+    from reports.export import SCHEMA_VERSION, _empty, read_json_export
     from reports.html import section_frames
+    from reports.verdict_section import ranked_backends, verdict_table
 
-    frames = section_frames(read_run(tiny_run))
+    rt = read_run(tiny_run)
+    frames = section_frames(rt)
     assert {"summary", "verdict", "training", "inference", "memory"} <= set(frames)
     assert main(["export", str(tiny_run), "--format", "csv,json,markdown", "--output", str(tmp_path)]) == 0
     def rows(d):  # missing values as None, numbers as floats to 12 significant digits
@@ -83,12 +85,15 @@ def test_exports_round_trip(tiny_run, tmp_path, capsys):
         return [[value(v) for v in r] for r in d.astype(object).itertuples(index=False)]
 
     for name, df in frames.items():
-        if df.empty:
+        if _empty(df):  # a section with nothing to say is left out
+            assert not (tmp_path / f"{name}.csv").exists() and not (tmp_path / f"{name}.md").exists()
             continue
         for back in (pd.read_csv(tmp_path / f"{name}.csv"), read_json_export(tmp_path / f"{name}.json")):
             assert list(back.columns) == list(df.columns)
             assert rows(back) == rows(df), name
         lines = (tmp_path / f"{name}.md").read_text().splitlines()
+        if name == "verdict":  # Markdown holds the verdict as the report shows it: in words
+            df = verdict_table(ranked_backends(rt))
         assert lines[0] == "| " + " | ".join(map(str, df.columns)) + " |" and len(lines) == len(df) + 2
         firsts = [line.split(" | ")[0].lstrip("| ") for line in lines[2:]]
         assert firsts == [str(v) for v in df.iloc[:, 0]]
