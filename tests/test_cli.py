@@ -130,3 +130,23 @@ def test_quiet_and_verbose(mnist_path, tmp_path, capsys):
     assert main([*common, "-q", "--out", str(tmp_path / "b")]) == 0
     out, err = capsys.readouterr()
     assert "accuracy" not in out and "results:" in out and "done" not in err
+
+
+def test_help_parses_without_torch():
+    """--help and argument errors answer before torch loads (it takes seconds to import)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom bench.cli import build_parser\nbuild_parser()\n"
+            "print('torch' in sys.modules, 'pandas' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
+
+
+def test_run_help_is_in_groups():
+    from bench.cli import build_parser
+
+    text = build_parser()._subparsers._group_actions[0].choices["run"].format_help()
+    for group in ("what to run:", "training recipe:", "inference timing:", "backend options:",
+                  "optimization dynamics:", "data-parallel training (torchrun):", "data and output:"):
+        assert group in text

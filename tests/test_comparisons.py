@@ -241,6 +241,11 @@ def test_compare_of_uncalibrated_runs_says_it_cannot_tell(two_runs, tmp_path, ca
     assert len(m) == 5  # train + 2 batch sizes x (cpu-fp32) + 2 x (onnxruntime-cpu)
     assert (m.interval_from == "none").all() and not m.significant.any() and not m.judged.any()
     assert m.verdict.str.startswith("cannot tell across runs").all() and (m.time_ratio > 0).all()
+    # without --output the page is named after the runs it compares, so another comparison keeps it
+    assert main(["compare", str(first), str(second), "--results", str(tmp_path)]) == 0
+    assert (first.parent / f"compare-{first.name}-vs-{second.name}.html").is_file()
+    assert main(["compare", str(second), str(first), "--results", str(tmp_path)]) == 0
+    assert (second.parent / f"compare-{second.name}-vs-{first.name}.html").is_file()
 
 
 def _calibrate_from(runs, folder):

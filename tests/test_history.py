@@ -78,3 +78,32 @@ def test_a_results_glob_that_catches_the_index_still_renders(named_runs, tmp_pat
     assert any(p.endswith("history.sqlite") for p in paths)
     assert main(["report", *paths, "--output", str(tmp_path / "all.html")]) == 0
     assert "history.sqlite" not in capsys.readouterr().err
+
+
+def test_each_figure_followed_gets_its_own_page_and_marks_its_changes(named_runs, capsys):
+    for metric in ("train_samples_per_s", "test_accuracy"):
+        assert main(["history", "--results", str(named_runs), "--metric", metric]) == 0
+    pages = sorted(p.name for p in named_runs.glob("history-*.html"))
+    assert pages == ["history-test_accuracy-mlp-cpu-fp32.html", "history-train_samples_per_s-mlp-cpu-fp32.html"]
+    out = capsys.readouterr().out
+    assert "first on this machine" in out and "cannot tell: machine not calibrated" in out and "not a timing" in out
+
+
+def test_a_step_is_called_only_beyond_the_calibrated_variation(tmp_path):
+    """Three runs of one machine: +2% is inside a 5% run-to-run variation, -30% is a step (worse),
+    and without a calibration nothing is called."""
+    from bench.calibration import machine_key
+
+    meta = {"hostname": "h", "cpu_model": "c", "cpu_count": 2, "torch_threads": 2, "gpu_name": None}
+    for i in range(3):
+        (tmp_path / f"r{i}").mkdir()
+        (tmp_path / f"r{i}" / "meta.json").write_text(__import__("json").dumps(meta))
+    s = pd.DataFrame({"value": [100.0, 102.0, 71.4], "path": [str(tmp_path / f"r{i}") for i in range(3)],
+                      "hostname": "h", "cpu_model": "c"})
+    calibrated = {machine_key(meta): {"phases": {"train": {"sigma": 0.05}}}}
+    marks = history.mark_changes(s, "train_samples_per_s", calibrated).tolist()
+    assert marks[0] == "first on this machine"
+    assert marks[1].startswith("+2.0% (within run-to-run variation")
+    assert marks[2].startswith("-30.0% step (worse)")
+    assert all("cannot tell" in m for m in history.mark_changes(s, "train_samples_per_s", {})[1:])
+    assert "not a timing" in history.mark_changes(s, "test_accuracy", calibrated)[1]

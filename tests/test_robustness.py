@@ -304,3 +304,43 @@ def test_when_the_reference_training_fails_every_planned_cell_still_gets_a_row(m
     assert s.loc[("onnxruntime-cpu", "export"), "reason"] == "no trained model to prepare"
     meta = next(iter(rt.meta.values()))
     assert missing_cells(meta["config"], set(rt["summary"].cell_id)) == []
+
+
+def test_a_read_only_file_system_is_one_line(tiny_run, tmp_path, monkeypatch, capsys):
+    """The write fails and so does the removal of its temporary file (EROFS): one line, exit 2."""
+    import errno
+    from pathlib import Path
+
+    def refuse(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(Path, "write_text", refuse)
+    monkeypatch.setattr(Path, "unlink", refuse)
+    assert main(["report", str(tiny_run), "--output", str(tmp_path / "r.html")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write" in err and "Read-only file system" in err and "Traceback" not in err
+
+
+def test_a_table_of_a_foreign_schema_is_named_and_skipped(tiny_run, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    cell = next((run / "cells").glob("mlp__cpu-fp32__infer_bs*"))
+    pd.DataFrame({"a": [1], "b": ["x"]}).to_parquet(cell / "summary.parquet")
+    pd.DataFrame({"a": [1.0]}).to_parquet(cell / "timings.parquet")
+    assert main(["report", str(run), "--output", str(tmp_path / "r.html")]) == 0
+    err = capsys.readouterr().err
+    assert "not this tool's summary table (no model, backend, phase, status column)" in err
+    assert "not this tool's timings table" in err and "Traceback" not in err
+    assert main(["export", str(run), "--format", "csv", "--output", str(tmp_path / "x")]) == 0
+
+
+def test_profile_says_why_it_skips_a_backend_that_does_not_train(mnist_path, tmp_path, capsys):
+    assert main(["profile", "--model", "mlp", "--backend", "cpu-fp32,onnxruntime-cpu", "--steps", "1",
+                 "--limit-train", "512", "--data-dir", str(mnist_path), "--out", str(tmp_path), "--no-report"]) == 0
+    err = capsys.readouterr().err
+    assert "mlp onnxruntime-cpu profile: skipped: onnxruntime does not train" in err
+    (run,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    rows = read_run(run)["summary"]
+    assert rows[rows.backend == "onnxruntime-cpu"].status.tolist() == ["skipped"]
