@@ -526,3 +526,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("stopped by SIGINT", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the output was piped into a reader that stopped (| head): not an error here
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0

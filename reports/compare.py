@@ -20,6 +20,7 @@ from reports.charts import run_tags, to_image
 from reports.comparison import compare_runs, conservative, geomean_speedup, round_values
 from reports.html import CSS, environment
 from reports.load import load_paths
+from reports.summary import model_rank, text_frame
 
 REGRESSION_EXIT = 3  # --fail-above: a significant slowdown beyond the threshold
 
@@ -97,11 +98,19 @@ def text_table(c: Comparison) -> str:
         lines.append("  differs: " + " | ".join(str(v) for v in row))
     if c.matched.empty:
         return "\n".join(lines + ["(no matching cells with raw timings)"])
-    m = c.matched.assign(interval=[f"{r.time_ratio:.3f} [{r.time_ratio_low:.3f}, {r.time_ratio_high:.3f}]"
-                                   for r in c.matched.itertuples()])
-    cols = ["run_id", "model", "backend", "phase", "batch_size", "interval", "u_test_p", "verdict"]
-    lines.append(m[cols].rename(columns={"interval": "time ratio [95% CI]"}).to_string(
-        index=False, na_rep="-", float_format=lambda v: f"{v:.3g}"))
+    m = c.matched
+    shown = pd.DataFrame({"run": m.run_id, "model": m.model, "backend": m.backend, "phase": m.phase,
+                          "batch": [str(int(b)) if b == b else "–" for b in m.batch_size],
+                          "verdict [95% CI]": m.verdict,
+                          "U test p": [f"{p:.2g}" for p in m.u_test_p]})
+    bs = m.batch_size.fillna(0).to_numpy()
+    order = sorted(range(len(m)), key=lambda i: (m.run_id.iloc[i], model_rank(m.model.iloc[i]),
+                                                  m.phase.iloc[i] != "train", bs[i], m.backend.iloc[i]))
+    shown = shown.iloc[order]
+    if m.run_id.nunique() == 1:
+        lines.append(f"run: {m.run_id.iloc[0]}")
+        shown = shown.drop(columns="run")
+    lines.append(text_frame(shown))
     ways = m.interval_from.value_counts()
     lines.append("intervals across runs: " + ", ".join(f"{n} from {_WAYS[w]}" for w, n in ways.items()))
     if ways.get("none", 0):

@@ -123,8 +123,7 @@ def _paired(base: pd.Series, other: pd.Series) -> dict:
     return paired_ratio(joined.b.to_numpy(), joined.o.to_numpy())
 
 
-CANNOT_TELL = ("cannot tell across runs without this machine's run-to-run variation (ratio {ratio:.3f}): run "
-               "'mnist-bench calibrate' once on this machine")
+CANNOT_TELL = "cannot tell across runs on an uncalibrated machine (ratio {ratio:.3f}; see 'mnist-bench calibrate')"
 
 
 def compare_runs(values: pd.DataFrame, baseline_run: str, calibration: dict[str, dict] | None = None) -> pd.DataFrame:

@@ -120,3 +120,13 @@ def test_backend_colours_are_fixed_and_distinct():
     colors = [backend_color(b) for b in backend_names()]
     assert len(set(colors)) == len(colors)
     assert backend_color("some-plugin-backend") == backend_color("some-plugin-backend")
+
+
+def test_the_metrics_page_states_each_declared_metric():
+    from .conftest import ROOT
+
+    page = (ROOT / "docs" / "measurement.md").read_text()
+    rows = {line.split(" | ")[0].strip("| `"): line for line in page.splitlines()
+            if line.startswith("| `") and line.count(" | ") == 4}
+    for m in METRICS.values():
+        assert rows.get(m.name) == f"| `{m.name}` | {m.label} | {m.unit} | {m.better} | {m.definition} |", m.name

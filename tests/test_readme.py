@@ -10,7 +10,8 @@ from bench.cli import main
 from .conftest import ROOT
 
 README = (ROOT / "README.md").read_text()
-BLOCKS = re.findall(r"```bash\n(.*?)```", README, re.S)
+PAGES = [README] + [p.read_text() for p in sorted((ROOT / "docs").glob("*.md"))]  # the README and its docs/ pages
+BLOCKS = [b for page in PAGES for b in re.findall(r"```bash\n(.*?)```", page, re.S)]
 COMMANDS = [line.strip() for block in BLOCKS for line in block.splitlines() if line.strip().startswith("mnist-bench ")]
 
 # Appended to each command so it runs in seconds: the same code paths on fewer images.
@@ -23,6 +24,21 @@ SMALL = {
                   "cpu-fp32", "--repeats", "2"],
     "dynamics": ["--grid", "4", "--subset", "100"],
 }
+
+
+def test_readme_output_is_what_the_commands_printed():
+    """Every output block the README quotes is lines of a file its example script wrote
+    (scripts/readme_example.sh), and every docs/ page it links to exists."""
+    quoted = re.findall(r"<!-- from (\S+) -->\n```text\n(.*?)```", README, re.S)
+    assert len(quoted) >= 3
+    for path, block in quoted:
+        source = (ROOT / path).read_text().splitlines()
+        lines = block.rstrip("\n").splitlines()
+        starts = [i for i, line in enumerate(source) if line == lines[0]]
+        assert any(source[i:i + len(lines)] == lines for i in starts), f"README block not in {path}"
+    for link in re.findall(r"\]\(((?:docs|scripts)/[^)#]+)\)", README):
+        assert (ROOT / link).exists(), link
+    assert len(README.splitlines()) <= 200
 
 
 def test_readme_has_the_two_commands():
