@@ -170,6 +170,7 @@ def trust_text(rt: RunTables, ranked: pd.DataFrame) -> str:
                      "(--max-time-s) or a tighter --resolution-pct.")
     elif not machine.empty:
         parts.append("The machine kept its speed during the run (no steal, drift or stall warnings).")
+    parts += _across_runs(rt)
     unstable = rt["summary"].unstable.fillna(False).astype(bool).sum() if "unstable" in rt["summary"] else 0
     if unstable:
         parts.append(f"{int(unstable)} cell(s) moved by more than 10% between rounds (marked 'unstable' in the "
@@ -182,6 +183,25 @@ def trust_text(rt: RunTables, ranked: pd.DataFrame) -> str:
         parts.append(f"These result files hold no paired rounds ({when}; written before the harness kept them): "
                      "each figure is shown as it was measured, with no ratios, intervals or verdict.")
     return " ".join(parts)
+
+
+def _across_runs(rt: RunTables) -> list[str]:
+    """What the machine's calibration (``mnist-bench calibrate``, beside the run folders) says about
+    comparing these single figures with another run's."""
+    from bench.calibration import CALIBRATION_FILE, load, machine_key
+
+    files = list(dict.fromkeys(d.parent / CALIBRATION_FILE for d in rt.run_dirs))
+    found = load([f for f in files if f.is_file()]) if files else {}
+    out = []
+    for meta in rt.meta.values():
+        phases = (found.get(machine_key(meta)) or {}).get("phases", {})
+        if phases:
+            spread = ", ".join(f"{p} {v['sigma']:.1%}" for p, v in phases.items())
+            out.append(f"Between runs on this machine a single figure varies by {spread} (sd of its log, from "
+                       "'mnist-bench calibrate'): compare another run's figures with that in mind, or with "
+                       "'mnist-bench compare'.")
+            break
+    return out
 
 
 def render_glance(rt: RunTables, ranked: pd.DataFrame) -> str:

@@ -8,6 +8,7 @@
 #
 # OUT_DIR/run.txt, calibrate.txt, compare.txt, history.txt  what each command printed (stdout)
 # OUT_DIR/results/<run-id>/                                 the quick run: cells, report.html, export/
+# OUT_DIR/results/calibration.json                          this machine's run-to-run variation
 # docs/first-screen.png                                     the report's first screen
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -33,9 +34,13 @@ set -e
 "$py" -m bench history --results "$work" > "$out/history.txt"
 
 # keep the quick run (its report and exports); the calibration runs only served the variation
+# (the calibration beside it, so its report states how far its figures move between runs)
 mkdir -p "$out/results"
 cp -r "$candidate" "$out/results/"
-cp "$work/calibration.json" "$out/"
+cp "$work/calibration.json" "$out/results/"
+find "$out/results" -name model.pt -delete  # trained weights serve --resume only
 sed -i "s#$work#results#g" "$out"/*.txt
-"$py" scripts/screenshot.py "$out/results/$(basename "$candidate")/report.html" "$root/docs/first-screen.png"
+report="$out/results/$(basename "$candidate")/report.html"
+"$py" -m bench report "$out/results/$(basename "$candidate")" --output "$report" > /dev/null
+"$py" scripts/screenshot.py "$report" "$root/docs/first-screen.png"
 echo "README example written to $out"

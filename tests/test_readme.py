@@ -77,3 +77,13 @@ def test_readme_commands_run(mnist_path, tmp_path, monkeypatch, capsys):
         if args[0] == "run" and run_dir is None:
             run_dir = next(p for p in (tmp_path / "results").iterdir() if p.is_dir())
             assert (run_dir / "report.html").exists() and "report:" in out
+
+
+def test_the_quick_run_time_the_readme_states_is_its_meta():
+    import json
+    from datetime import datetime
+
+    (meta,) = (ROOT / "docs" / "results" / "readme" / "results").glob("*/meta.json")
+    m = json.loads(meta.read_text())
+    seconds = (datetime.fromisoformat(m["end_time"]) - datetime.fromisoformat(m["start_time"])).total_seconds()
+    assert f"The quick run took {seconds:.0f} s" in README
