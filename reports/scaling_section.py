@@ -12,7 +12,7 @@ import pandas as pd
 
 from bench.results import RunTables
 from reports.blocks import img, table
-from reports.charts import to_image
+from reports.charts import backend_color, to_image
 
 COLUMNS = ["model", "backend", "world_size", "nodes", "per_rank_batch", "global_batch", "scaling_batch",
            "train_samples_per_s", "train_samples_per_s_ci_low", "train_samples_per_s_ci_high", "efficiency",
@@ -49,8 +49,8 @@ def scaling_chart(d: pd.DataFrame) -> bytes | None:
             ax.errorbar(g.world_size, g.train_samples_per_s, yerr=[
                 (g.train_samples_per_s - g.train_samples_per_s_ci_low).clip(lower=0),
                 (g.train_samples_per_s_ci_high - g.train_samples_per_s).clip(lower=0)], marker="o", capsize=3,
-                label=backend)
-            axes[i, 1].plot(g.world_size, g.efficiency, marker="o", label=backend)
+                label=backend, color=backend_color(backend))
+            axes[i, 1].plot(g.world_size, g.efficiency, marker="o", label=backend, color=backend_color(backend))
         ws = np.arange(len(m))
         axes[i, 2].bar(ws, m.allreduce_share * 100, color="#c44e52", label="exposed all-reduce")
         axes[i, 2].set_xticks(ws, [f"{b}\n×{int(n)}" for b, n in zip(m.backend, m.world_size)], fontsize=8)
@@ -61,7 +61,7 @@ def scaling_chart(d: pd.DataFrame) -> bytes | None:
         axes[i, 2].set(title=f"{model}: all-reduce share of a step", ylabel="% of step time", ylim=(0, 100))
         for ax in axes[i, :2]:
             ax.set_xticks(sorted(m.world_size.unique()))
-            ax.legend(fontsize=8)
+            ax.legend(title="backend", fontsize=8)
     return to_image(fig)
 
 

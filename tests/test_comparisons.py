@@ -232,7 +232,7 @@ def test_compare_of_uncalibrated_runs_says_it_cannot_tell(two_runs, tmp_path, ca
     assert main(["compare", str(first), str(second), "--output", str(tmp_path / "c.html"),
                  "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "time ratio [95% CI]" in out and "geometric-mean speedup" in out and "unjudged" in out
+    assert "verdict [95% CI]" in out and "geometric-mean speedup" in out and "unjudged" in out
     html = (tmp_path / "c.html").read_text()
     assert "compare-table" in html and "data:image/svg+xml;base64," in html and "Environment differences" in html
     from reports.compare import compare

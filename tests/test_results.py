@@ -7,9 +7,10 @@ from bench.results import check_writable, read_run, write_cell, write_json
 
 def test_cells_round_trip_and_unfinished_cells_ignored(tmp_path):
     write_json(tmp_path / "meta.json", {"run_id": "r1"})
-    write_cell(tmp_path, "mlp__cpu-fp32__train", {"summary": pd.DataFrame([{"model": "mlp", "x": 1.5}]),
+    header = {"backend": "cpu-fp32", "phase": "train", "status": "ok"}  # what every summary row starts with
+    write_cell(tmp_path, "mlp__cpu-fp32__train", {"summary": pd.DataFrame([{"model": "mlp", **header, "x": 1.5}]),
                                                   "epochs": pd.DataFrame({"epoch": [1, 2]})})
-    write_cell(tmp_path, "cnn__cpu-fp32__train", {"summary": pd.DataFrame([{"model": "cnn", "x": 2.5}])})
+    write_cell(tmp_path, "cnn__cpu-fp32__train", {"summary": pd.DataFrame([{"model": "cnn", **header, "x": 2.5}])})
     (tmp_path / "cells" / ".tmp-half").mkdir()  # an interrupted write
     pd.DataFrame([{"model": "zzz"}]).to_parquet(tmp_path / "cells" / ".tmp-half" / "summary.parquet")
     rt = read_run(tmp_path)
