@@ -176,9 +176,14 @@ def test_any_json_shape_is_read_or_named_in_one_line(tmp_path_factory, doc):
     path = tmp_path_factory.mktemp("json") / "bench.json"
     path.write_text(json.dumps(doc))
     try:
-        read_benchmark_json(path)
+        rt = read_benchmark_json(path)
     except BenchError as e:
         assert str(path) in str(e) and "\n" not in str(e)
+    else:  # read: a run of this file, one summary row at most per benchmark of this suite
+        assert set(rt.meta) == {f"pytest-benchmark:{path.stem}"}
+        assert len(rt["summary"]) <= len(doc["benchmarks"])
+        assert rt["summary"].empty or set(rt["summary"].backend) <= {
+            str(b["extra_info"]["backend"]) for b in doc["benchmarks"]}
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -186,11 +191,20 @@ def test_any_json_shape_is_read_or_named_in_one_line(tmp_path_factory, doc):
 def test_garbled_result_files_never_raise_past_the_reader(tmp_path_factory, blob, which):
     run = tmp_path_factory.mktemp("run")
     write_json(run / "meta.json", {"run_id": "r", "status": "complete"})
-    write_cell(run, "mlp__cpu-fp32__train", {"summary": pd.DataFrame([{"model": "mlp", "status": "ok"}])})
+    row = {"model": "mlp", "backend": "cpu-fp32", "phase": "train", "status": "ok"}
+    write_cell(run, "mlp__cpu-fp32__train", {"summary": pd.DataFrame([row])})
     target = run / "meta.json" if which == "meta" else run / "cells" / "mlp__cpu-fp32__train" / which
     target.write_bytes(blob)
     rt = read_run(run)
-    assert rt.problems or which != "meta" or blob  # something was read, or the damage is named
+    named = any(p.startswith(str(target)) for p in rt.problems)
+    if which == "meta":  # a JSON object is a meta.json (its fields may be missing); anything else is named
+        try:
+            readable = isinstance(json.loads(blob.decode("utf-8")), dict)
+        except ValueError:
+            readable = False
+        assert readable != named
+    else:  # 200 random bytes are never a Parquet table (it starts and ends with PAR1)
+        assert named and which.removesuffix(".parquet") not in rt.tables
     assert all("\n" not in p for p in rt.problems)
 
 
