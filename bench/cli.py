@@ -138,6 +138,7 @@ def _state_defaults(run: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from bench import __version__
+    from bench.backends import REFERENCE
     from bench.measure.metrics import METRICS
     from models import model_names
 
@@ -185,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     hist.add_argument("--rebuild", action="store_true", help="delete the index and rebuild it from the run folders")
     hist.add_argument("--metric", help=f"a figure to follow over runs: {', '.join(METRICS)}")
     hist.add_argument("--model", help="with --metric: the model (default: mlp)", default="mlp")
-    hist.add_argument("--backend", help="with --metric: the backend (default: cpu-fp32)", default="cpu-fp32")
+    hist.add_argument("--backend", help=f"with --metric: the backend (default: {REFERENCE})", default=REFERENCE)
     hist.add_argument("--batch-size", type=int, help="with --metric for inference figures: the batch size")
     hist.add_argument("--output", type=Path, help="with --metric: the chart page (default: "
                                                   "<results>/history-<metric>-<model>-<backend>[-bs<N>].html)")
@@ -211,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     prof = add("profile", help="profile training steps with torch.profiler (one trace per backend for "
                                           "Perfetto, also read by TensorBoard); never mixed with timing runs")
     prof.add_argument("--model", default="cnn", help=f"{' | '.join(model_names())} (default cnn)")
-    prof.add_argument("--backend", default="cpu-fp32", help="a PyTorch backend, or several comma-separated")
+    prof.add_argument("--backend", default=REFERENCE, help="a PyTorch backend, or several comma-separated")
     prof.add_argument("--steps", type=int, default=3, help="active (recorded) steps (default 3)")
     prof.add_argument("--wait", type=int, default=1, help="steps skipped before warm-up (default 1)")
     prof.add_argument("--warmup", type=int, default=2, help="profiler warm-up steps, not recorded (default 2)")

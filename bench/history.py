@@ -11,6 +11,7 @@ from contextlib import closing
 from pathlib import Path
 
 from bench import BenchError, ConfigError
+from bench.backends import REFERENCE
 from bench.lazy import LazyModule
 from bench.measure.metrics import METRICS, metric
 
@@ -133,7 +134,7 @@ def list_runs(root: Path) -> pd.DataFrame:
     out = pd.DataFrame({"run": runs.name.where(runs.name.notna() & (runs.name != ""), runs.run_id),
                         "started": runs.start_time.str[:16].str.replace("T", " "), "status": runs.status,
                         "commit": runs.git_commit.str[:8], "preset": runs.preset, "host": runs.hostname})
-    ref = figs[(figs.backend == "cpu-fp32") & (figs.phase == "train") & (figs.metric == "train_samples_per_s")]
+    ref = figs[(figs.backend == REFERENCE) & (figs.phase == "train") & (figs.metric == "train_samples_per_s")]
     for model in dict.fromkeys(figs.model):
         out[f"{model} train samples/s"] = runs.run_id.map(ref[ref.model == model].set_index("run_id").value)
     return out

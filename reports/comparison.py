@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from bench.backends import REFERENCE
 from bench.measure.stats import (
     calibrated_ratio,
     mann_whitney_u,
@@ -54,7 +55,7 @@ def round_values(rt: RunTables, normalize: bool = False) -> pd.DataFrame:
     return v
 
 
-def rank_backends(values: pd.DataFrame, baseline: str | None = "cpu-fp32") -> pd.DataFrame:
+def rank_backends(values: pd.DataFrame, baseline: str | None = REFERENCE) -> pd.DataFrame:
     """Within each run, model, phase and batch size: backends ranked by their median round value,
     each with its paired ratio to the fastest and to ``baseline`` (time ratios: > 1 is slower) and
     the verdict in words. A backend whose interval against the fastest contains 1 ties with it."""

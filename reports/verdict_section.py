@@ -8,6 +8,7 @@ import html
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from bench.backends import REFERENCE
 from bench.measure.stats import resolution
 from bench.results import RunTables
 from reports.blocks import img, nbytes, si, table, warn
@@ -15,7 +16,7 @@ from reports.charts import to_image
 from reports.comparison import rank_backends, round_values, speed_words
 from reports.summary import backend_rank, model_rank, with_metric_columns
 
-BASELINE = "cpu-fp32"
+BASELINE = REFERENCE  # every ratio in words is taken against the reference backend
 
 
 def _share(r) -> str:
