@@ -7,7 +7,6 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from bench.measure.metrics import METRICS
@@ -15,7 +14,7 @@ from bench.results import RunTables, atomic_write_text
 from reports import charts, dynamics_section, profile_section, scaling_section, verdict_section
 from reports.blocks import SORT_SCRIPT, cols, img, table, warn, with_toc
 from reports.load import load_paths
-from reports.summary import backend_rank, model_rank, planned_max_batch, summary_frame, with_metric_columns
+from reports.summary import memory_frame, planned_max_batch, summary_frame, with_metric_columns
 
 CSS = """
 *{box-sizing:border-box} body{font-family:system-ui,sans-serif;margin:1.2em auto;max-width:1240px;color:#222;
@@ -64,34 +63,6 @@ INFER_COLUMNS = ["model", "backend", "batch_size", "samples_per_s", "samples_per
 EXPORT_COLUMNS = ["model", "backend", "precision", "opset", "export_s", "quantization", "quantize_s", "quantized_ops",
                   "calibration_images", "fp32_onnx_bytes", "onnx_bytes", "session_create_s", "first_inference_s",
                   "ort_session_rss_bytes", "ort_opt_level", "ort_intra_threads", "ort_inter_threads"]
-
-
-def memory_frame(summary: pd.DataFrame) -> pd.DataFrame:
-    """What each backend costs in memory, one row per (run, model, backend), each figure measured
-    against the memory held just before it (``bench.measure.memory``): its weights, what preparing
-    it added (export, quantization, session, compiling, and the first call), and what one call added
-    at each batch size. On CUDA the allocator's growth, else the process's resident set."""
-    s = with_metric_columns(summary)
-    ok = s[(s.status == "ok") & s.phase.isin(["train", "infer", "export"])]
-    if ok.empty or ok.weights_bytes.isna().all():
-        return pd.DataFrame()
-    rows = []
-    for (run_id, model, backend), g in ok.groupby(["run_id", "model", "backend"], sort=False):
-        cuda = "cuda_growth_bytes" in g and g.cuda_growth_bytes.notna().any()
-        call, prep = ("cuda_growth_bytes", "prepare_cuda_growth_bytes") if cuda else \
-            ("rss_growth_bytes", "prepare_rss_growth_bytes")
-        row = {"run_id": run_id, "model": model, "backend": backend,
-               "measured_as": "CUDA allocator" if cuda else "process RSS",
-               "weights_bytes": g.weights_bytes.dropna().iloc[0] if g.weights_bytes.notna().any() else np.nan,
-               "prepare_bytes": g[prep].dropna().iloc[0] if prep in g and g[prep].notna().any() else np.nan}
-        for r in g[g.phase == "infer"].sort_values("batch_size").itertuples():
-            row[f"call_bs{int(r.batch_size)}_bytes"] = getattr(r, call, np.nan)
-        rows.append(row)
-    out = pd.DataFrame(rows)
-    calls = sorted([c for c in out.columns if c.startswith("call_bs")], key=lambda c: int(c[7:-6]))
-    out = out[["run_id", "model", "backend", "measured_as", "weights_bytes", "prepare_bytes", *calls]]
-    out = out.sort_values("backend", key=lambda b: b.map(backend_rank), kind="stable")
-    return out.sort_values("model", key=lambda m: m.map(model_rank), kind="stable").reset_index(drop=True)
 
 
 def section_frames(rt: RunTables, ranked: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from models import model_names
@@ -77,6 +78,7 @@ def summary_frame(summary: pd.DataFrame, max_batch: dict[str, int] | None = None
     label["samples_per_s"] += f", {big_label}"
     memory = {m: METRICS[m].label for m in MEMORY}
     memory["rss_growth_bytes"] += f", {big_label}"
+    costs = memory_frame(summary)  # what each backend costs, as the Memory section and the glance show it
     rows = []
     for (run_id, model, backend), g in summary.groupby(["run_id", "model", "backend"], sort=False):
         train = g[(g.phase == "train") & (g.status == "ok")]
@@ -94,12 +96,12 @@ def summary_frame(summary: pd.DataFrame, max_batch: dict[str, int] | None = None
         row[label["p50_latency_ms"]] = bs1.p50_latency_ms.iloc[0] if len(bs1) else float("nan")
         big = infer[infer.batch_size == sizes.get(run_id)]
         row[label["samples_per_s"]] = big.samples_per_s.iloc[0] if len(big) else float("nan")
-        known = g[g.status == "ok"]
-        row[memory["weights_bytes"]] = known.weights_bytes.dropna().iloc[0] if known.weights_bytes.notna().any() \
-            else float("nan")
-        prep = known.prepare_rss_growth_bytes.dropna()
-        row[memory["prepare_rss_growth_bytes"]] = prep.iloc[0] if len(prep) else float("nan")
-        row[memory["rss_growth_bytes"]] = big.rss_growth_bytes.iloc[0] if len(big) else float("nan")
+        cost = memory_row(costs, run_id, model, backend)
+        size = sizes.get(run_id)
+        call = f"call_bs{int(size)}_bytes" if size is not None and size == size else ""
+        row[memory["weights_bytes"]] = cost["weights_bytes"] if cost is not None else float("nan")
+        row[memory["prepare_rss_growth_bytes"]] = cost["prepare_bytes"] if cost is not None else float("nan")
+        row[memory["rss_growth_bytes"]] = cost.get(call, float("nan")) if cost is not None else float("nan")
         rows.append(row)
     order = ["run", "model", "backend", *(label[m] for m in FIGURES), *memory.values(), "status"]
     df = pd.DataFrame(rows)[order]
@@ -153,3 +155,39 @@ def _wrap_header(header: str, width: int) -> list[str]:
     spaces = [i for i, ch in enumerate(header) if ch == " "]
     best = min(spaces, key=lambda i: max(i, len(header) - i - 1))
     return [header[:best], header[best + 1:]]
+
+
+def memory_frame(summary: pd.DataFrame) -> pd.DataFrame:
+    """What each backend costs in memory, one row per (run, model, backend), each figure measured
+    against the memory held just before it (``bench.measure.memory``): its weights, what preparing
+    it added (export, quantization, session, compiling, and the first call), and what one call added
+    at each batch size. On CUDA the allocator's growth, else the process's resident set."""
+    s = with_metric_columns(summary)
+    ok = s[(s.status == "ok") & s.phase.isin(["train", "infer", "export"])]
+    if ok.empty or ok.weights_bytes.isna().all():
+        return pd.DataFrame()
+    rows = []
+    for (run_id, model, backend), g in ok.groupby(["run_id", "model", "backend"], sort=False):
+        cuda = "cuda_growth_bytes" in g and g.cuda_growth_bytes.notna().any()
+        call, prep = ("cuda_growth_bytes", "prepare_cuda_growth_bytes") if cuda else \
+            ("rss_growth_bytes", "prepare_rss_growth_bytes")
+        row = {"run_id": run_id, "model": model, "backend": backend,
+               "measured_as": "CUDA allocator" if cuda else "process RSS",
+               "weights_bytes": g.weights_bytes.dropna().iloc[0] if g.weights_bytes.notna().any() else np.nan,
+               "prepare_bytes": g[prep].dropna().iloc[0] if prep in g and g[prep].notna().any() else np.nan}
+        for r in g[g.phase == "infer"].sort_values("batch_size").itertuples():
+            row[f"call_bs{int(r.batch_size)}_bytes"] = getattr(r, call, np.nan)
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    calls = sorted([c for c in out.columns if c.startswith("call_bs")], key=lambda c: int(c[7:-6]))
+    out = out[["run_id", "model", "backend", "measured_as", "weights_bytes", "prepare_bytes", *calls]]
+    out = out.sort_values("backend", key=lambda b: b.map(backend_rank), kind="stable")
+    return out.sort_values("model", key=lambda m: m.map(model_rank), kind="stable").reset_index(drop=True)
+
+
+def memory_row(memory: pd.DataFrame, run_id: str, model: str, backend: str) -> pd.Series | None:
+    """One backend's row of ``memory_frame``, or None."""
+    if memory.empty:
+        return None
+    hit = memory[(memory.run_id == run_id) & (memory.model == model) & (memory.backend == backend)]
+    return hit.iloc[0] if len(hit) else None

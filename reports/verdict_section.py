@@ -13,8 +13,8 @@ from bench.measure.stats import resolution
 from bench.results import RunTables
 from reports.blocks import img, nbytes, si, table, warn
 from reports.charts import to_image
-from reports.comparison import rank_backends, round_values, speed_words
-from reports.summary import backend_rank, model_rank, with_metric_columns
+from reports.comparison import rank_backends, round_values
+from reports.summary import backend_rank, memory_frame, memory_row, model_rank, with_metric_columns
 
 BASELINE = REFERENCE  # every ratio in words is taken against the reference backend
 
@@ -27,18 +27,23 @@ def _share(r) -> str:
     return f"{1 / ratio:.2f}× [{1 / high:.2f}, {1 / low:.2f}]"
 
 
+def _against_baseline(r) -> str:
+    """A ranked row's verdict against the baseline, in the words ``rank_backends`` wrote."""
+    if r.backend == BASELINE:
+        return "baseline"
+    words = getattr(r, "vs_baseline", None)
+    return words if isinstance(words, str) else "–"
+
+
 def verdict_table(ranked: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for r in ranked.itertuples():
         mark = {"fastest": "★ fastest", "tie with fastest": "= tie with fastest"}.get(r.standing, "slower")
-        base = getattr(r, "time_vs_baseline", float("nan"))
         rows.append({"model": r.model, "phase": r.phase,
                      "batch": "–" if pd.isna(r.batch_size) else int(r.batch_size), "backend": r.backend,
                      "standing": mark, "samples/s": r.samples_per_s,
                      "speed × fastest [95% CI]": "1" if r.standing == "fastest" else _share(r),
-                     f"against {BASELINE}": "baseline" if r.backend == BASELINE else speed_words(
-                         base, getattr(r, "time_vs_baseline_low", float("nan")),
-                         getattr(r, "time_vs_baseline_high", float("nan")), BASELINE),
+                     f"against {BASELINE}": _against_baseline(r),
                      "rounds": r.rounds, **({"run": r.run_id} if ranked.run_id.nunique() > 1 else {})})
     return pd.DataFrame(rows).fillna("–")
 
@@ -52,23 +57,17 @@ def _speed_cell(r) -> tuple[str, float]:
     return text + f" · {_share(r)}" + (" = tie" if r.standing == "tie with fastest" else ""), r.samples_per_s
 
 
-def _memory_cell(g: pd.DataFrame, big_bs) -> tuple[str, float]:
-    """What the backend costs in memory: its weights, its preparation, one call at the largest batch."""
-    ok = g[g.status == "ok"] if "status" in g else g
-    parts, key = [], float("nan")
-    weights = ok.weights_bytes.dropna() if "weights_bytes" in ok else pd.Series(dtype=float)
-    parts.append(nbytes(weights.iloc[0]) if len(weights) else "–")
-    key = weights.iloc[0] if len(weights) else key
-    prep = ok.prepare_rss_growth_bytes.dropna() if "prepare_rss_growth_bytes" in ok else pd.Series(dtype=float)
-    parts.append(f"+{nbytes(prep.iloc[0])}" if len(prep) else "–")
-    big = ok[(ok.phase == "infer") & (ok.batch_size == big_bs)] if "rss_growth_bytes" in ok else ok.iloc[:0]
-    growth = "cuda_growth_bytes" if "cuda_growth_bytes" in big and big.cuda_growth_bytes.notna().any() \
-        else "rss_growth_bytes"
-    if len(big) and big[growth].notna().any():
-        parts.append(f"+{nbytes(big[growth].iloc[0])}" + (" (GPU)" if growth.startswith("cuda") else ""))
-    else:
-        parts.append("–")
-    return ("–" if set(parts) == {"–"} else " · ".join(parts)), key
+def _memory_cell(cost: pd.Series | None, big_bs) -> tuple[str, float]:
+    """What the backend costs in memory (its ``memory_frame`` row): weights, preparation, one call
+    at the largest batch."""
+    if cost is None:
+        return "–", float("nan")
+    call = cost.get(f"call_bs{int(big_bs)}_bytes", float("nan")) if big_bs is not None else float("nan")
+    gpu = " (GPU)" if cost.measured_as == "CUDA allocator" else ""
+    parts = [nbytes(cost.weights_bytes) if cost.weights_bytes == cost.weights_bytes else "–",
+             f"+{nbytes(cost.prepare_bytes)}{gpu}" if cost.prepare_bytes == cost.prepare_bytes else "–",
+             f"+{nbytes(call)}{gpu}" if call == call else "–"]
+    return ("–" if set(parts) == {"–"} else " · ".join(parts)), cost.weights_bytes
 
 
 def glance_table(rt: RunTables, ranked: pd.DataFrame, run_id: str, model: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -83,6 +82,7 @@ def glance_table(rt: RunTables, ranked: pd.DataFrame, run_id: str, model: str) -
     parity = train["parity_argmax_agreement"] if "parity_argmax_agreement" in train else pd.Series(dtype=float)
     reference = train[parity.isna()] if len(parity) else train
     base_acc = reference.test_accuracy.iloc[0] if len(reference) else float("nan")
+    costs = memory_frame(s)
     rows, keys = [], []
     for backend, g in sorted(s.groupby("backend", sort=False), key=lambda bg: backend_rank(bg[0])):
         row, key = {"backend": backend}, {"backend": ""}
@@ -113,7 +113,8 @@ def glance_table(rt: RunTables, ranked: pd.DataFrame, run_id: str, model: str) -
             acc = base_acc * 100 + delta.iloc[0]
             row["accuracy"], key["accuracy"] = f"{acc:.2f}% (Δ {delta.iloc[0]:+.2f} pts)", acc / 100
         memory = f"memory: weights · preparation · one call{f' at batch {int(sizes[-1])}' if sizes else ''}"
-        row[memory], key[memory] = _memory_cell(g, sizes[-1] if sizes else None)
+        row[memory], key[memory] = _memory_cell(memory_row(costs, run_id, model, backend),
+                                                sizes[-1] if sizes else None)
         bad = g[g.status != "ok"]
         row["status"] = "ok" if bad.empty else "; ".join(
             f"{b.phase}{'' if pd.isna(b.batch_size) else f' bs={int(b.batch_size)}'}: {b.status}"
@@ -272,9 +273,7 @@ def verdict_lines(ranked: pd.DataFrame) -> list[str]:
             width = max(len(b) for b in d.backend)
             for r in d.itertuples():
                 mark = "★" if r.standing == "fastest" else "=" if r.standing == "tie with fastest" else " "
-                words = "baseline" if r.backend == BASELINE else speed_words(
-                    getattr(r, "time_vs_baseline", float("nan")), getattr(r, "time_vs_baseline_low", float("nan")),
-                    getattr(r, "time_vs_baseline_high", float("nan")), BASELINE)
+                words = _against_baseline(r)
                 lines.append(f"  {mark} {r.backend:<{width}}  {si(r.samples_per_s):>6}/s  {words}")
     return lines
 
