@@ -1,8 +1,13 @@
 """`mnist-bench run` end to end on a small subset of the real data."""
 
 import json
+from pathlib import Path
+
+import pytest
+import torch
 
 from bench.results import read_run
+from tests.table_shape import table_shape
 
 
 def test_run_writes_results_and_report(tiny_run):
@@ -104,3 +109,11 @@ def test_exports_round_trip(tiny_run, tmp_path, capsys):
     assert json.loads((tmp_path / "summary.json").read_text())["schema_version"] == SCHEMA_VERSION
     assert main(["export", str(tiny_run), "--format", "xml"]) == 2
     assert "legal values: csv, json, markdown" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the recorded shape is that of a CPU-only machine")
+def test_result_tables_keep_their_shape(tiny_run):
+    """The cells, tables, columns, dtypes and configuration-fixed values of the tiny run are those
+    recorded in tests/data/tiny_shape.json (regenerate it only for an intended change)."""
+    expected = json.loads((Path(__file__).parent / "data" / "tiny_shape.json").read_text())
+    assert json.loads(json.dumps(table_shape(tiny_run), sort_keys=True)) == expected
