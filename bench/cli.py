@@ -297,8 +297,9 @@ def print_results(run_dir: Path):
     """The run's summary table, then its verdict as hyperfine prints one (-q: the verdict only);
     returns the summary."""
     from bench.results import read_run
+    from reports.comparison import ranked_backends
     from reports.summary import planned_max_batch, summary_table
-    from reports.verdict_section import ranked_backends, verdict_lines
+    from reports.verdict_section import verdict_lines
 
     rt = read_run(run_dir, only={"summary", "timings"})
     if console.level() != "quiet":

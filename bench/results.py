@@ -195,6 +195,16 @@ class RunTables:
     def __getitem__(self, name: str) -> pd.DataFrame:
         return self.tables.get(name, pd.DataFrame())
 
+    def with_cells(self, df: pd.DataFrame | str, columns: tuple[str, ...] = ("model", "backend")) -> pd.DataFrame:
+        """``df`` (or the table of that name), each row joined on (run_id, cell_id) with its cell's
+        ``columns`` from the summary: the one join from a cell's table to what the cell is."""
+        df = self[df] if isinstance(df, str) else df
+        summary = self["summary"]
+        if df.empty or summary.empty:
+            return df.iloc[:0].assign(**{c: pd.Series(dtype=object) for c in columns if c not in df})
+        keys = ["run_id", "cell_id"]
+        return df.merge(summary[keys + [c for c in columns if c in summary and c not in df]], on=keys)
+
 
 # Columns a table must have to be read as this tool's; a file without them is named and skipped.
 REQUIRED_COLUMNS = {

@@ -200,28 +200,3 @@ document.querySelectorAll('table.sortable th').forEach(function (th) {
   });
 });
 """
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", html.unescape(text).lower()).strip("-") or "section"
-
-
-def with_toc(body: str) -> tuple[str, str]:
-    """Give every <h2> an id (kept when it has one) and return (the table of contents, the body)."""
-    entries, used = [], set()
-
-    def anchor(m: re.Match) -> str:
-        attrs, text = m.group(1), m.group(2)
-        found = re.search(r'id="([^"]+)"', attrs)
-        ident = found.group(1) if found else slug(re.sub(r"<[^>]+>", "", text))
-        base, n = ident, 2
-        while ident in used:
-            ident, n = f"{base}-{n}", n + 1
-        used.add(ident)
-        entries.append((ident, re.sub(r"<[^>]+>", "", text)))
-        attrs = re.sub(r'\s*id="[^"]+"', "", attrs)
-        return f'<h2 id="{ident}"{attrs}>{text}</h2>'
-
-    body = re.sub(r"<h2([^>]*)>(.*?)</h2>", anchor, body, flags=re.S)
-    links = "".join(f'<li><a href="#{html.escape(i, quote=True)}">{t}</a></li>' for i, t in entries)
-    return f'<nav class="toc" id="contents"><b>Contents</b><ol>{links}</ol></nav>', body

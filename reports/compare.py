@@ -18,8 +18,10 @@ from bench.results import RunTables, atomic_write_text
 from reports.blocks import img, table
 from reports.charts import run_tags, to_image
 from reports.comparison import compare_runs, conservative, geomean_speedup, round_values
-from reports.html import CSS, environment
 from reports.load import load_paths
+from reports.page import page
+from reports.run_sections import environment
+from reports.section import Section
 from reports.summary import model_rank, text_frame
 
 REGRESSION_EXIT = 3  # --fail-above: a significant slowdown beyond the threshold
@@ -187,29 +189,35 @@ def compare_file(c: Comparison) -> str:
     return (name if len(name) <= 150 else f"{name[:120]}-and-{len(c.runs) - 2}-more") + ".html"
 
 
+_SPEED_NOTE = (
+    '<p class="note">time ratio = this run / the baseline run per matched cell (below 1: faster), the median over '
+    "rounds with a 95% interval that carries the variation between runs (interval_from): the in-run interval "
+    "(Welch's t over worker processes when both cells ran in two or more) widened by this machine's calibrated "
+    "run-to-run variation ('mnist-bench calibrate'); without a calibration the cell is unjudged ('cannot tell'). "
+    "No significant difference where the interval contains 1. u_test_p: Mann-Whitney U test of the two runs' "
+    "round values, for reference only (rounds of one run are not independent samples of the other).</p>")
+
+# The compare page, top to bottom (its sections read the Comparison, not a run's tables).
+COMPARE_SECTIONS: list[Section] = [
+    Section("environment-differences", "Environment differences",
+            lambda c, _: table(c.environment, "environment-diff")),
+    Section("speed", "Speed", lambda c, _: "".join([
+        _SPEED_NOTE, img(speedup_chart(c.matched), "speedup against the baseline",
+                         "Bars: speedup with its 95% interval."),
+        table(c.matched, "compare-table"), table(c.geomean, "geomean-table")])),
+    Section("round-distributions", "Round distributions", lambda c, _: img(
+        distribution_chart(c.values), "round distributions",
+        "Each violin: one cell's round values in one run (ms per call for inference, per sample for training); "
+        "dots are the rounds.")),
+    Section("accuracy-and-memory", "Accuracy and memory",
+            lambda c, _: table(c.accuracy, "accuracy-table") + table(c.memory, "memory-table")),
+]
+
+
 def render_compare(c: Comparison, output: Path) -> Path:
-    m = c.matched
-    body = ["<h1>mnist-bench compare</h1>",
-            f'<p class="note">Baseline: {html.escape(c.baseline)}; compared: '
-            f'{html.escape(", ".join(r for r in c.runs if r != c.baseline))}'
-            + (" · normalized by the control workload" if c.normalized else "") + "</p>",
-            "<h2>Environment differences</h2>", table(c.environment, "environment-diff"),
-            "<h2>Speed</h2>",
-            '<p class="note">time ratio = this run / the baseline run per matched cell (below 1: faster), the '
-            "median over rounds with a 95% interval that carries the variation between runs (interval_from): "
-            "the in-run interval (Welch's t over worker processes when both cells ran in two or more) widened by "
-            "this machine's calibrated run-to-run variation ('mnist-bench calibrate'); without a calibration the "
-            "cell is unjudged ('cannot tell'). No significant difference where the interval contains 1. u_test_p: "
-            "Mann-Whitney U test of the two runs' round values, for reference only (rounds of one run are not "
-            "independent samples of the other).</p>",
-            img(speedup_chart(m), "speedup against the baseline", "Bars: speedup with its 95% interval."),
-            table(m, "compare-table"), table(c.geomean, "geomean-table"),
-            "<h2>Round distributions</h2>",
-            img(distribution_chart(c.values), "round distributions",
-                "Each violin: one cell's round values in one run (ms per call for inference, per sample for "
-                "training); dots are the rounds."),
-            "<h2>Accuracy and memory</h2>", table(c.accuracy, "accuracy-table"), table(c.memory, "memory-table")]
-    page = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>mnist-bench compare</title>'
-            f'<link rel="icon" href="data:,"><style>{CSS}</style></head><body>{"".join(body)}</body></html>')
-    atomic_write_text(output, page)
+    intro = (f'<p class="note">Baseline: {html.escape(c.baseline)}; compared: '
+             f'{html.escape(", ".join(r for r in c.runs if r != c.baseline))}'
+             + (" · normalized by the control workload" if c.normalized else "") + "</p>")
+    parts = [(s, s.render(c, None)) for s in COMPARE_SECTIONS]
+    atomic_write_text(output, page("mnist-bench compare", intro, parts, toc=False))
     return output

@@ -203,3 +203,25 @@ def geomean_speedup(matched: pd.DataFrame) -> pd.DataFrame:
     g = matched.groupby("run_id", sort=False).time_ratio
     return pd.DataFrame({"cells": g.size(), "geomean_speedup": np.exp(-g.apply(lambda r: np.log(r).mean()))}
                         ).reset_index()
+
+
+def ranked_backends(rt: RunTables) -> pd.DataFrame:
+    """Backends ranked per model, phase and batch size with their paired intervals (one bootstrap
+    per report: the glance, the verdict, the terminal and the exports all read this). Each row's
+    samples/s is its cell's own headline figure from the summary, so it is one value everywhere."""
+    ranked = rank_backends(round_values(rt), baseline=REFERENCE)
+    s = rt["summary"]
+    if ranked.empty or s.empty:
+        return ranked
+    from reports.summary import with_metric_columns
+
+    s = with_metric_columns(s)
+    if "world_size" in s:
+        s = s[s.world_size.isna()]
+    s = s[s.status == "ok"]
+    head = s.assign(headline=s.train_samples_per_s.where(s.phase == "train", s.samples_per_s),
+                    batch_size=s.batch_size.where(s.phase != "train"))
+    head = head[["run_id", "model", "backend", "phase", "batch_size", "headline"]].astype({"batch_size": float})
+    out = ranked.astype({"batch_size": float}).merge(head, on=["run_id", "model", "backend", "phase", "batch_size"],
+                                                     how="left")
+    return out.assign(samples_per_s=out.headline.fillna(out.samples_per_s)).drop(columns="headline")

@@ -11,13 +11,14 @@ import seaborn as sns
 from bench.results import RunTables
 from reports.blocks import cols, img, table, warn
 from reports.charts import to_image
+from reports.section import ReportContext, Section
 from reports.summary import model_rank
 
 
-def _by_model(df: pd.DataFrame, summary: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    if df.empty:
+def _by_model(rt: RunTables, name: str) -> dict[str, pd.DataFrame]:
+    d = rt.with_cells(name)
+    if d.empty:
         return {}
-    d = df.merge(summary[["run_id", "cell_id", "model", "backend"]], on=["run_id", "cell_id"])
     return {m: g for m, g in sorted(d.groupby("model"), key=lambda kv: model_rank(kv[0]))}
 
 
@@ -115,14 +116,14 @@ def sharpness(land: dict[str, pd.DataFrame]):
     return to_image(fig)
 
 
-def render(rt: RunTables, report_dir) -> str:
+def render(ctx: ReportContext, _frame=None) -> str:
+    rt = ctx.rt
     s = rt["summary"]
-    layers = _by_model(rt["dynamics_layers"], s)
-    land = _by_model(rt["landscape"], s)
+    layers = _by_model(rt, "dynamics_layers")
+    land = _by_model(rt, "landscape")
     if not layers and not land:
         return ""
-    parts = ["<h2>Optimization dynamics</h2>",
-             '<p class="note">Recorded with --dynamics on the first training backend of each model; landscapes '
+    parts = ['<p class="note">Recorded with --dynamics on the first training backend of each model; landscapes '
              "evaluated in eval mode on the first training images (see the timing table).</p>"]
     charts = [
         (lambda: layer_lines(layers, "grad_norm", "gradient norm"), "gradient flow",
@@ -163,3 +164,6 @@ def render(rt: RunTables, report_dir) -> str:
                   "interpolation_s", "surface_s", "pca_surface_s", "perturbation_s", "sharpness_s"]
         parts.append(table(cols(dyn, timing), "dynamics-table"))
     return "\n".join(parts)
+
+
+SECTION = Section("optimization-dynamics", "Optimization dynamics", render)

@@ -15,7 +15,8 @@ from bench.results import atomic_write_text
 from reports.blocks import cell_text, unit_for
 from reports.html import section_frames
 from reports.load import load_paths
-from reports.verdict_section import ranked_backends, verdict_table
+from reports.section import ReportContext
+from reports.verdict_section import verdict_table
 
 FORMATS = ("csv", "json", "markdown")
 SCHEMA_VERSION = 1  # of the exported JSON: {"schema_version", "section", "runs", "columns", "rows"}
@@ -63,8 +64,8 @@ def export(paths: list[Path], formats: tuple[str, ...], output: Path | None = No
     """Write every section of the report of ``paths`` that holds something in each format to
     ``output`` (default: an ``export`` folder in the first run folder); returns the files written."""
     rt = load_paths([Path(p) for p in paths])
-    ranked = ranked_backends(rt)
-    frames = {name: f for name, f in section_frames(rt, ranked).items() if not _empty(f)}
+    ctx = ReportContext(rt)
+    frames = {name: f for name, f in section_frames(rt, ctx).items() if not _empty(f)}
     if not frames:
         raise ConfigError(f"{', '.join(map(str, paths))}: no completed cells to export")
     if output is None:
@@ -82,7 +83,7 @@ def export(paths: list[Path], formats: tuple[str, ...], output: Path | None = No
                                    "columns": [str(c) for c in df.columns], "rows": jsonable(df)}, indent=1,
                                   allow_nan=False, default=str)
             else:  # the table a person pastes: the verdict in words, as the report shows it
-                shown = verdict_table(ranked) if name == "verdict" else df
+                shown = verdict_table(ctx.ranked) if name == "verdict" else df
                 path, text = output / f"{name}.md", markdown(shown)
             atomic_write_text(path, text)
             written.append(path)

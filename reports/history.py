@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -10,8 +9,12 @@ import numpy as np
 import pandas as pd
 
 from bench.results import atomic_write_text
-from reports.blocks import SORT_SCRIPT, img, table
+from reports.blocks import img, table
 from reports.charts import to_image
+from reports.page import page
+from reports.section import Section
+
+RUNS = Section("runs", "Runs", lambda _ctx, _frame: "")  # the page's one section
 
 
 def history_chart(s: pd.DataFrame, title: str) -> bytes:
@@ -39,18 +42,11 @@ def render_history(s: pd.DataFrame, metric: str, model: str, backend: str, batch
                    output: Path) -> Path:
     batch = "" if batch_size is None else f" · batch {batch_size}"
     title = f"{metric} · {model} · {backend}{batch}"
-    page = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-            '<link rel="icon" href="data:,"><style>body{font-family:system-ui,sans-serif;max-width:1100px;'
-            "margin:1.5em auto;padding:0 1em} table.t{border-collapse:collapse;font-size:13px}"
-            "table.t th,table.t td{border:1px solid #ddd;padding:3px 7px;text-align:right}</style></head><body>"
-            f"<h1>History: {html.escape(title)}</h1>"
-            '<p>Each point a run (bars: its 95% interval where one was measured); a dotted line marks a change '
-            "of machine. change: the move from the previous run on the same machine, called a step only beyond "
-            "that machine's calibrated run-to-run variation.</p>"
-            + img(history_chart(s, title), "history chart")
-            + table(s[["start_time", "run_id", "name", "git_commit", "hostname", "cpu_model", "gpu_name", "value",
-                       "low", "high", *(["change"] if "change" in s else [])]].rename(columns={"value": metric}),
-                    "history-table", raw=True)
-            + f"<script>{SORT_SCRIPT}</script></body></html>")
-    atomic_write_text(output, page)
+    intro = ('<p>Each point a run (bars: its 95% interval where one was measured); a dotted line marks a change '
+             "of machine. change: the move from the previous run on the same machine, called a step only beyond "
+             "that machine's calibrated run-to-run variation.</p>")
+    listing = s[["start_time", "run_id", "name", "git_commit", "hostname", "cpu_model", "gpu_name", "value", "low",
+                 "high", *(["change"] if "change" in s else [])]].rename(columns={"value": metric})
+    body = img(history_chart(s, title), "history chart") + table(listing, "history-table", raw=True)
+    atomic_write_text(output, page(f"History: {title}", intro, [(RUNS, body)], toc=False))
     return output

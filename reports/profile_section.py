@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import html
 import os
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from bench.results import RunTables
 from reports.blocks import img, table
 from reports.charts import to_image
+from reports.section import ReportContext, Section
 
 
 def phase_breakdown(phases: pd.DataFrame) -> bytes | None:
@@ -32,28 +31,25 @@ def phase_breakdown(phases: pd.DataFrame) -> bytes | None:
     return to_image(fig)
 
 
-def render(rt: RunTables, report_dir: Path) -> str:
-    ops, phases = rt["profile_ops"], rt["profile_phases"]
+def render(ctx: ReportContext, _frame=None) -> str:
+    rt, report_dir = ctx.rt, ctx.report_dir
+    ops = rt.with_cells("profile_ops")
     if ops.empty:
         return ""
-    s = rt["summary"][["run_id", "cell_id", "model", "backend"]]
-    phases = phases.merge(s, on=["run_id", "cell_id"])
+    phases = rt.with_cells("profile_phases")
     phases["label"] = phases.model + " · " + phases.backend
-    parts = ["<h2>Profile</h2>",
-             '<p class="note">torch.profiler over the active steps of a separate profiling run (never a timing '
+    parts = ['<p class="note">torch.profiler over the active steps of a separate profiling run (never a timing '
              "run). Times are per step; operators sorted by self time.</p>",
              img(phase_breakdown(phases), "step breakdown",
                   "How one training step splits into data (batch slicing), forward, backward (incl. zero_grad) "
                   "and optimizer, from the profiler's record_function ranges.")]
-    ops = ops.merge(s, on=["run_id", "cell_id"])
     for (model, backend), g in ops.groupby(["model", "backend"]):
         top = g.head(15)[["name", "calls", "self_cpu_time_us", "cpu_time_total_us", "self_device_time_us",
                           "device_time_total_us", "flops"]]
         parts += [f"<h3>{html.escape(model)} · {html.escape(backend)}: top operators</h3>",
                   table(top, f"profile-ops-{model}-{backend}")]
-    hta = rt["profile_hta"]
+    hta = rt.with_cells("profile_hta")
     if not hta.empty:
-        hta = hta.merge(s, on=["run_id", "cell_id"])
         parts += ["<h3>GPU time: compute, non-compute (copies, communication) and idle</h3>",
                   '<p class="note">HolisticTraceAnalysis\'s temporal breakdown of each CUDA trace.</p>',
                   table(hta.drop(columns=["run_id", "cell_id"]), "profile-hta")]
@@ -71,3 +67,6 @@ def render(rt: RunTables, report_dir: Path) -> str:
                   "pick the file (it is read in the browser, never uploaded), or drop it on chrome://tracing. "
                   "One trace per model and backend:</p><ul>", *links, "</ul>"]
     return "\n".join(parts)
+
+
+SECTION = Section("profile", "Profile", render)

@@ -10,9 +10,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from bench.results import RunTables
 from reports.blocks import img, table
 from reports.charts import backend_color, to_image
+from reports.section import ReportContext, Section
 
 COLUMNS = ["model", "backend", "world_size", "nodes", "per_rank_batch", "global_batch", "scaling_batch",
            "train_samples_per_s", "train_samples_per_s_ci_low", "train_samples_per_s_ci_high", "efficiency",
@@ -65,19 +65,15 @@ def scaling_chart(d: pd.DataFrame) -> bytes | None:
     return to_image(fig)
 
 
-def render(rt: RunTables, report_dir) -> str:
-    d = scaling_frame(rt["summary"])
-    if d.empty:
+def render(ctx: ReportContext, d: pd.DataFrame | None) -> str:
+    if d is None or d.empty:
         return ""
-    ranks = rt["ranks"]
+    ranks = ctx.rt.with_cells("ranks", ("model", "backend", "world_size"))
     if not ranks.empty:
-        s = rt["summary"][["run_id", "cell_id", "model", "backend", "world_size"]]
-        ranks = ranks.merge(s, on=["run_id", "cell_id"])
         ranks = ranks[[c for c in ["model", "backend", "world_size", "rank", "node_rank", "local_rank", "host",
                                    "steps", "samples_per_s", "steady_s", "allreduce_s", "compute_s",
                                    "allreduce_span_s", "allreduce_share", "peak_rss_bytes"] if c in ranks]]
     return "\n".join([
-        '<h2 id="scaling">Data-parallel scaling</h2>',
         '<p class="note">DistributedDataParallel training launched by torchrun, one job per world size, measured one '
         "after another (not interleaved: compare them with that in mind). Throughput: the global batch times the "
         "steady-state steps over the slowest rank's time, its interval over blocks of steps. Efficiency: throughput "
@@ -91,3 +87,6 @@ def render(rt: RunTables, report_dir) -> str:
         table(d, "scaling-table"),
         f"<h3>{html.escape('Per rank')}</h3>" if not ranks.empty else "",
         table(ranks, "ranks-table") if not ranks.empty else ""])
+
+
+SECTION = Section("scaling", "Data-parallel scaling", render, frame=lambda ctx: scaling_frame(ctx.summary))

@@ -5,20 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from bench.measure.metrics import METRICS
 from models import model_names
 
-# The summary's figures: summary column -> header. The header is the metric's declared label
-# (bench.measure.metrics); per-batch figures name their batch size when the frame is built.
-FIGURES = ["test_accuracy", "train_samples_per_s", "time_to_accuracy_s", "p50_latency_ms", "samples_per_s", "mfu"]
+# The summary's figures, in the metrics' declared order: those a metric declares a summary place for.
+FIGURES = [m.name for m in METRICS.values() if m.summary]
 MEMORY = ["weights_bytes", "prepare_rss_growth_bytes", "rss_growth_bytes"]
 
-
 # Columns a summary table may lack (a run with no training or no inference cells); readers add
-# them as missing values instead of testing for each.
-METRIC_COLUMNS = ["batch_size", "reason", "test_accuracy", "train_samples_per_s", "time_to_accuracy_s",
-                  "target_accuracy", "mfu", "p50_latency_ms", "p90_latency_ms", "p99_latency_ms", "min_latency_ms",
-                  "samples_per_s", "peak_rss_bytes", "unstable", "precision", "engine", "weights_bytes",
-                  "prepare_rss_growth_bytes", "rss_growth_bytes"]
+# them as missing values instead of testing for each: every metric's, and these.
+METRIC_COLUMNS = ["batch_size", "reason", "target_accuracy", "p90_latency_ms", "p99_latency_ms", "min_latency_ms",
+                  "unstable", "precision", "engine", *(c for m in METRICS.values() for c in m.columns)]
 
 
 def model_rank(model: str) -> tuple[int, str]:
@@ -56,8 +53,6 @@ def summary_frame(summary: pd.DataFrame, max_batch: dict[str, int] | None = None
     planned (``max_batch`` per run; else the largest it has a row for), and what the backend costs
     in memory. Values are the summary's own (raw units); headers are the metrics' labels. A missing
     or failed cell is an empty figure, never another batch size's."""
-    from bench.measure.metrics import METRICS
-
     summary = summary[summary.phase.isin(["train", "infer", "export"])] if not summary.empty else summary
     if summary.empty:
         return pd.DataFrame()
@@ -73,9 +68,8 @@ def summary_frame(summary: pd.DataFrame, max_batch: dict[str, int] | None = None
     sizes = {r: (max_batch or {}).get(r, g.batch_size.max()) for r, g in infer_all.groupby("run_id")}
     big_sizes = set(sizes.values())
     big_label = f"batch {int(next(iter(big_sizes)))}" if len(big_sizes) == 1 else "largest batch"
-    label = {m: METRICS[m].label for m in FIGURES}
-    label["p50_latency_ms"] += ", batch 1"
-    label["samples_per_s"] += f", {big_label}"
+    where = {"train": "", "batch1": ", batch 1", "largest": f", {big_label}"}
+    label = {m: METRICS[m].label + where[METRICS[m].summary] for m in FIGURES}
     memory = {m: METRICS[m].label for m in MEMORY}
     memory["rss_growth_bytes"] += f", {big_label}"
     costs = memory_frame(summary)  # what each backend costs, as the Memory section and the glance show it
@@ -89,13 +83,11 @@ def summary_frame(summary: pd.DataFrame, max_batch: dict[str, int] | None = None
             reasons = [r for r in g.reason.dropna().unique() if r]
             status += f" ({reasons[0]})" if reasons else ""
         row = {"run": run_id, "model": model, "backend": backend, "status": status}
-        t = train.iloc[0] if len(train) else None
-        for m in ("test_accuracy", "train_samples_per_s", "time_to_accuracy_s", "mfu"):
-            row[label[m]] = t.get(m, float("nan")) if t is not None else float("nan")
-        bs1 = infer[infer.batch_size == 1]
-        row[label["p50_latency_ms"]] = bs1.p50_latency_ms.iloc[0] if len(bs1) else float("nan")
-        big = infer[infer.batch_size == sizes.get(run_id)]
-        row[label["samples_per_s"]] = big.samples_per_s.iloc[0] if len(big) else float("nan")
+        cells = {"train": train, "batch1": infer[infer.batch_size == 1],
+                 "largest": infer[infer.batch_size == sizes.get(run_id)]}
+        for m in FIGURES:
+            cell = cells[METRICS[m].summary]
+            row[label[m]] = cell[m].iloc[0] if len(cell) and m in cell else float("nan")
         cost = memory_row(costs, run_id, model, backend)
         size = sizes.get(run_id)
         call = f"call_bs{int(size)}_bytes" if size is not None and size == size else ""

@@ -13,7 +13,7 @@ from bench.measure.stats import resolution
 from bench.results import RunTables
 from reports.blocks import img, nbytes, si, table, warn
 from reports.charts import to_image
-from reports.comparison import rank_backends, round_values
+from reports.section import Section
 from reports.summary import backend_rank, memory_frame, memory_row, model_rank, with_metric_columns
 
 BASELINE = REFERENCE  # every ratio in words is taken against the reference backend
@@ -128,26 +128,6 @@ def glance_table(rt: RunTables, ranked: pd.DataFrame, run_id: str, model: str) -
     return pd.DataFrame(rows), pd.DataFrame(keys)
 
 
-def ranked_backends(rt: RunTables) -> pd.DataFrame:
-    """Backends ranked per model, phase and batch size with their paired intervals (one bootstrap
-    per report: the glance, the verdict, the terminal and the exports all read this). Each row's
-    samples/s is its cell's own headline figure from the summary, so it is one value everywhere."""
-    ranked = rank_backends(round_values(rt), baseline=BASELINE)
-    s = rt["summary"]
-    if ranked.empty or s.empty:
-        return ranked
-    s = with_metric_columns(s)
-    if "world_size" in s:
-        s = s[s.world_size.isna()]
-    s = s[s.status == "ok"]
-    head = s.assign(headline=s.train_samples_per_s.where(s.phase == "train", s.samples_per_s),
-                    batch_size=s.batch_size.where(s.phase != "train"))
-    head = head[["run_id", "model", "backend", "phase", "batch_size", "headline"]].astype({"batch_size": float})
-    out = ranked.astype({"batch_size": float}).merge(head, on=["run_id", "model", "backend", "phase", "batch_size"],
-                                                     how="left")
-    return out.assign(samples_per_s=out.headline.fillna(out.samples_per_s)).drop(columns="headline")
-
-
 def trust_text(rt: RunTables, ranked: pd.DataFrame) -> str:
     """How far the first screen can be trusted: what the paired intervals resolve, and the machine's
     state during the run with what to do about it."""
@@ -217,8 +197,7 @@ def render_glance(rt: RunTables, ranked: pd.DataFrame) -> str:
         ranked = pd.DataFrame(columns=["run_id", "model", "phase", "batch_size", "backend", "standing",
                                        "time_vs_fastest_low", "time_vs_fastest_high"])
     s = s[s.phase.isin(["train", "infer", "export"])]
-    parts = ['<h2 id="at-a-glance">At a glance</h2>',
-             f'<p class="trust"><b>How sure:</b> {html.escape(trust_text(rt, ranked))}</p>',
+    parts = [f'<p class="trust"><b>How sure:</b> {html.escape(trust_text(rt, ranked))}</p>',
              '<p class="note">Speeds in samples/s (training: steady state; inference: per call at that batch '
              "size). ★ the fastest backend of a column; the others: their speed as a share of its speed, with the "
              "95% interval of the paired ratio (= tie: the interval holds 1). Memory: the weights, what preparing "
@@ -282,7 +261,6 @@ def render_verdict(ranked: pd.DataFrame) -> str:
     if ranked.empty:
         return ""
     return "\n".join([
-        '<h2 id="verdict">Verdict</h2>',
         '<p class="note">Per model, phase and batch size, backends ranked by their median over interleaved '
         "rounds (training: blocks of steps). samples/s is the cell's headline figure (1 / the median over rounds "
         "of seconds per sample), the same in every table and export. Speed × fastest is a paired ratio over the "
@@ -319,7 +297,6 @@ def render_machine(rt: RunTables, report_dir) -> str:
                         "gpu_temp_c") if c in machine]
     stats = machine[cols].describe().loc[["min", "50%", "max"]].T.reset_index(names="per round") if cols else None
     return "\n".join([
-        '<h2 id="machine">Machine during the run</h2>',
         *[warn(f"{w}") for w in warnings],
         img(speed_index_chart(machine), "machine speed index",
             "A fixed 384×384 fp32 matrix multiply timed at the start of every round. A flat line means the "
@@ -327,3 +304,9 @@ def render_machine(rt: RunTables, report_dir) -> str:
         table(stats, "machine-table") if stats is not None else "",
         f'<p class="note">{html.escape("steal_frac: share of CPU time the hypervisor gave to others in a round.")}'
         "</p>"])
+
+
+GLANCE = Section("at-a-glance", "At a glance", lambda ctx, _: render_glance(ctx.rt, ctx.ranked))
+VERDICT = Section("verdict", "Verdict", lambda ctx, _: render_verdict(ctx.ranked),
+                  frame=lambda ctx: verdict_frame(ctx.ranked))
+MACHINE = Section("machine", "Machine during the run", lambda ctx, _: render_machine(ctx.rt, ctx.report_dir))

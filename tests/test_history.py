@@ -62,7 +62,7 @@ def test_a_figure_over_runs(named_runs, tmp_path, capsys):
     page = (tmp_path / "h.html").read_text()
     assert "history-table" in page and "data:image/svg+xml;base64," in page
     assert main(["history", "--results", str(named_runs), "--metric", "speed"]) == 2
-    assert "legal values: train_samples_per_s" in capsys.readouterr().err
+    assert "legal values: test_accuracy, train_samples_per_s" in capsys.readouterr().err
     assert main(["history", "--results", str(named_runs), "--metric", "test_accuracy", "--backend", "tpu"]) == 2
     assert "recorded: mlp/cpu-fp32" in capsys.readouterr().err
 

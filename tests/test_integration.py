@@ -74,9 +74,10 @@ def test_exports_round_trip(tiny_run, tmp_path, capsys):
     import pandas as pd
 
     from bench.cli import main
+    from reports.comparison import ranked_backends
     from reports.export import SCHEMA_VERSION, _empty, read_json_export
     from reports.html import section_frames
-    from reports.verdict_section import ranked_backends, verdict_table
+    from reports.verdict_section import verdict_table
 
     rt = read_run(tiny_run)
     frames = section_frames(rt)

@@ -14,8 +14,9 @@ from bench.measure.metrics import METRICS
 from bench.results import read_run
 from reports.blocks import si
 from reports.charts import backend_color
+from reports.comparison import ranked_backends
 from reports.summary import planned_max_batch, summary_frame
-from reports.verdict_section import glance_table, ranked_backends
+from reports.verdict_section import glance_table
 
 
 def _cells(rt):

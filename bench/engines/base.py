@@ -77,6 +77,8 @@ class Engine(Protocol):
     trains: bool  # True: trains models itself (PyTorch); False: runs a model trained by a PyTorch backend
     reference: bool  # True: its fp32 output is the parity reference for every other backend
     test_marks: tuple[str, ...]  # pytest markers of its rows in the benchmark suite (besides the device's)
+    # Optional: ``fact_columns``, the summary columns of its preparation's own figures and settings
+    # (``Prepared.facts``, ``settings``), shown in the report's Export and preparation section.
 
     def probe(self, backend: Backend) -> str | None:
         """Why ``backend`` cannot run on this machine, or None when it can."""

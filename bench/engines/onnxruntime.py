@@ -102,6 +102,9 @@ class OnnxRuntimeEngine:
     trains = False
     reference = False
     test_marks: tuple[str, ...] = ("onnx",)
+    fact_columns: tuple[str, ...] = ("opset", "export_s", "onnx_bytes", "session_create_s", "first_inference_s",
+                                     "ort_session_rss_bytes", "ort_opt_level", "ort_intra_threads",
+                                     "ort_inter_threads")
 
     def probe(self, backend) -> str | None:
         reason = missing_module("onnx", "onnxruntime", "onnxscript")

@@ -33,6 +33,8 @@ CALIBRATION_BATCH = 64
 
 class OnnxRuntimeInt8Engine(OnnxRuntimeEngine):
     name = "onnxruntime-int8"
+    fact_columns = ("quantization", "quantize_s", "quantized_ops", "calibration_images", "fp32_onnx_bytes",
+                    *OnnxRuntimeEngine.fact_columns)
 
     def probe(self, backend) -> str | None:
         reason = super().probe(backend) or missing_module("onnxruntime.quantization")

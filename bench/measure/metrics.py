@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 UNITS = ("samples/s", "ms", "s", "bytes", "fraction")
+SUMMARY_AT = ("", "train", "batch1", "largest")
 
 
 @dataclass(frozen=True)
@@ -19,36 +20,48 @@ class Metric:
     phase: str  # train | infer (an inference figure is per batch size)
     definition: str
     ci: tuple[str, str] | None = None  # the summary columns of its 95% interval
+    # where the one-row-per-backend summary shows it: "" (not there) | train (the training cell) |
+    # batch1 (the inference cell at batch 1) | largest (the inference cell at the largest batch)
+    summary: str = ""
+    in_table: bool = True  # shown in its phase's table (Training or Inference)
 
     def __post_init__(self) -> None:
-        if self.unit not in UNITS or self.better not in ("higher", "lower") or self.phase not in ("train", "infer"):
-            raise ValueError(f"metric {self.name}: unit in {UNITS}, better higher|lower, phase train|infer")
+        if self.unit not in UNITS or self.better not in ("higher", "lower") or self.phase not in ("train", "infer") \
+                or self.summary not in SUMMARY_AT:
+            raise ValueError(f"metric {self.name}: unit in {UNITS}, better higher|lower, phase train|infer, "
+                             f"summary in {SUMMARY_AT}")
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Its column and its interval's columns."""
+        return (self.name, *(self.ci or ()))
 
 
 METRICS: dict[str, Metric] = {m.name: m for m in (
+    Metric("test_accuracy", "test accuracy", "fraction", "higher", "train",
+           "top-1 accuracy on the test split after training", summary="train"),
     Metric("train_samples_per_s", "train samples/s", "samples/s", "higher", "train",
            "steady-state training speed: 1 / the median over blocks of steps of each block's median seconds per "
-           "sample (warm-up excluded)", ("train_samples_per_s_ci_low", "train_samples_per_s_ci_high")),
-    Metric("test_accuracy", "test accuracy", "fraction", "higher", "train",
-           "top-1 accuracy on the test split after training"),
+           "sample (warm-up excluded)", ("train_samples_per_s_ci_low", "train_samples_per_s_ci_high"), summary="train"),
     Metric("time_to_accuracy_s", "time to target", "s", "lower", "train",
-           "training seconds (evaluation excluded) until a check first reached the target accuracy"),
-    Metric("mfu", "train MFU", "fraction", "higher", "train",
-           "model FLOP utilization: achieved training FLOP/s over the measured peak matmul FLOP/s"),
+           "training seconds (evaluation excluded) until a check first reached the target accuracy", summary="train"),
     Metric("p50_latency_ms", "p50 latency", "ms", "lower", "infer",
            "median seconds per call over every timed call at one batch size",
-           ("round_p50_ci_low_ms", "round_p50_ci_high_ms")),
+           ("round_p50_ci_low_ms", "round_p50_ci_high_ms"), summary="batch1"),
     Metric("samples_per_s", "infer samples/s", "samples/s", "higher", "infer",
            "inference speed: 1 / the median over rounds of each round's median seconds per sample",
-           ("samples_per_s_ci_low", "samples_per_s_ci_high")),
+           ("samples_per_s_ci_low", "samples_per_s_ci_high"), summary="largest"),
+    Metric("mfu", "train MFU", "fraction", "higher", "train",
+           "model FLOP utilization: achieved training FLOP/s over the measured peak matmul FLOP/s", summary="train"),
     Metric("weights_bytes", "weights", "bytes", "lower", "infer",
-           "the model's weights as the backend holds them: its parameters' bytes, or the ONNX file it runs"),
+           "the model's weights as the backend holds them: its parameters' bytes, or the ONNX file it runs",
+           in_table=False),
     Metric("prepare_rss_growth_bytes", "preparation memory", "bytes", "lower", "infer",
            "what preparing the backend (export, quantization, session, compiling, the first call) added to the "
-           "process's resident set"),
+           "process's resident set", in_table=False),
     Metric("rss_growth_bytes", "memory per call", "bytes", "lower", "infer",
            "what calls at one batch size added to the process's resident set (activations and workspace), "
-           "measured after freed heap was handed back"),
+           "measured after freed heap was handed back", in_table=False),
     Metric("peak_rss_bytes", "peak RSS", "bytes", "lower", "train",
            "the process's resident-set high-water mark during the cell (the interpreter, data and every backend "
            "loaded so far included); what a backend itself costs is in the memory section"),

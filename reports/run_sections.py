@@ -1,0 +1,221 @@
+"""The report's table sections: summary, training, inference, parity, export, memory, accuracy,
+skipped cells, the environment and the problems. Each is a ``Section`` (``reports.section``);
+their order is ``reports.html.SECTIONS``."""
+
+from __future__ import annotations
+
+import html
+
+import pandas as pd
+
+from bench.engines import ENGINES
+from bench.measure.metrics import METRICS
+from reports import charts
+from reports.blocks import cols, img, table, warn
+from reports.section import ReportContext, Section
+from reports.summary import memory_frame, planned_max_batch, summary_frame
+
+
+def _metric_columns(phase: str) -> list[str]:
+    return [c for m in METRICS.values() if m.phase == phase and m.in_table for c in m.columns]
+
+
+# The HTML tables keep what a reader compares (the exports' CSV/JSON carry every column): what a
+# cell is, the metrics of its phase (bench.measure.metrics) and the details that explain them.
+TRAIN_COLUMNS = ["model", "backend", "epochs_run", "batch_size", "optimizer", "schedule", "lr",
+                 *_metric_columns("train"), "between_round_cv", "cold_step_s", "warmup_s", "train_s", "eval_s"]
+INFER_COLUMNS = ["model", "backend", "batch_size", *_metric_columns("infer"), "rounds", "between_round_cv",
+                 "unstable", "p90_latency_ms", "p99_latency_ms", "iqr_latency_ms", "cv", "cold_first_call_ms",
+                 "n_samples", "event_wall_gap", "host_bound", "peak_rss_bytes"]
+# what a backend prepared from a trained model is, then each engine's own figures and settings
+EXPORT_COLUMNS = ["model", "backend", "precision",
+                  *dict.fromkeys(c for e in ENGINES.values() for c in getattr(e, "fact_columns", ()))]
+ENVIRONMENT = ["start_time", "end_time", "status", "hostname", "cpu_model", "cpu_count", "gpu_name", "torch_threads",
+               "python", "torch", "torchvision", "onnxruntime", "numpy", "cuda_version", "seed", "git_commit",
+               "data_source", "command_line"]
+
+
+def environment(meta: dict[str, dict]) -> pd.DataFrame:
+    return pd.DataFrame([{"field": k, **{rid: str(m.get(k, "–")) for rid, m in meta.items()}} for k in ENVIRONMENT])
+
+
+def _summary_frame(ctx: ReportContext) -> pd.DataFrame | None:
+    s = ctx.summary
+    if s.empty:
+        return None
+    df = summary_frame(s, planned_max_batch(ctx.rt.meta))
+    if df.empty:
+        return df
+    cost = s[s.phase == "train"].groupby("model")[
+        [c for c in ("params", "infer_flops_per_sample", "train_flops_per_sample") if c in s]].first()
+    return df.merge(cost.reset_index(), on="model", how="left")
+
+
+def _phase_frame(phase: str, columns: list[str]):
+    def frame(ctx: ReportContext) -> pd.DataFrame | None:
+        if ctx.summary.empty:
+            return None
+        d = ctx.ok[ctx.ok.phase == phase]
+        return cols(d.sort_values(["model", "backend", "batch_size"]) if phase == "infer" else d, ctx.first + columns)
+    return frame
+
+
+def _parity_frame(ctx: ReportContext) -> pd.DataFrame | None:
+    parity = [c for c in ctx.summary.columns if c.startswith("parity_")]
+    if not parity:
+        return None
+    return cols(ctx.ok[ctx.ok[parity[0]].notna()], ctx.first + ["model", "backend", "phase", *parity])
+
+
+def _memory_frame(ctx: ReportContext) -> pd.DataFrame | None:
+    if ctx.summary.empty:
+        return None
+    memory = memory_frame(ctx.summary)
+    return memory if ctx.several or memory.empty else memory.drop(columns="run_id")
+
+
+def _classes_frame(ctx: ReportContext) -> pd.DataFrame | None:
+    if ctx.summary.empty:
+        return None
+    classes = ctx.rt.with_cells("classes")
+    if classes.empty:
+        return classes
+    return classes.pivot_table(index=["model", "backend"], columns="class", values="f1").add_prefix(
+        "F1 ").reset_index()
+
+
+def _skipped_frame(ctx: ReportContext) -> pd.DataFrame | None:
+    if ctx.summary.empty:
+        return None
+    s = ctx.summary
+    return cols(s[s.status != "ok"], ctx.first + ["model", "backend", "phase", "batch_size", "status", "reason"])
+
+
+def _summary(ctx: ReportContext, frame) -> str:
+    if frame is None:
+        return "<p>No completed cells.</p>"
+    return ('<p class="note">One row per model × backend, each figure as the glance and the verdict show it: '
+            + html.escape("; ".join(f"{m.label}: {m.definition}" for m in METRICS.values() if m.summary))
+            + ". Memory: what the backend costs (see Memory).</p>" + table(frame, "summary-table"))
+
+
+def _training(ctx: ReportContext, frame) -> str:
+    if frame is None:
+        return ""
+    return "\n".join([
+        img(charts.training_throughput(ctx.summary), "training throughput",
+            "Steady-state training samples/s per backend; whiskers: the 95% interval over blocks of steps."),
+        img(charts.training_curves(ctx.rt["curve"], ctx.summary), "training curves",
+            "Training loss and test accuracy against wall time (evaluation included in wall time, excluded from "
+            "train_s). The dashed line is the target accuracy."),
+        table(frame, "train-table")])
+
+
+def _inference(ctx: ReportContext, frame) -> str:
+    if frame is None:
+        return ""
+    n_unstable = int(frame.unstable.fillna(False).astype(bool).sum()) if "unstable" in frame else 0
+    return "\n".join([
+        img(charts.inference_throughput(ctx.summary), "inference throughput",
+            "Samples/s at the largest batch per backend; whiskers from the p90 call to the best call."),
+        img(charts.latency_vs_batch(ctx.summary), "latency vs batch size",
+            "Median latency per call against batch size; whiskers from the fastest call to p99."),
+        f'<p class="warn">{n_unstable} cell(s) unstable (their median moved by more than 10% between rounds, CV): '
+        "marked in the table. Their single figures are uncertain; the paired ratios of the Verdict are measured "
+        "side by side and carry their own intervals.</p>" if n_unstable else "",
+        table(frame, "infer-table")])
+
+
+def _parity(ctx: ReportContext, frame) -> str:
+    if frame is None:
+        return ""
+    return ('<p class="note">Same trained weights, full test split: the backend\'s logits against the fp32 '
+            "PyTorch model's. parity_flag marks an accuracy drop of more than 0.2 points.</p>"
+            + table(frame, "parity-table"))
+
+
+def _export(ctx: ReportContext, frame) -> str:
+    export = ctx.ok[ctx.ok.phase == "export"] if not ctx.summary.empty else ctx.summary
+    if export.empty:
+        return ""
+    notes = export[export.engine_note.notna()] if "engine_note" in export else export.iloc[:0]
+    return "\n".join([
+        '<p class="note">Backends that run a model trained by a PyTorch backend: the fp32 ONNX export (export_s), '
+        "quantization where the engine quantizes (quantize_s, the integer operators it produced, calibration "
+        "images), session creation and the first inference, apart from the steady-state latency above.</p>",
+        *[warn(f"{r.model} · {r.backend}: {r.engine_note}") for r in notes.itertuples()],
+        table(frame, "export-table")])
+
+
+def _memory(ctx: ReportContext, frame) -> str:
+    if frame is None:
+        return ""
+    return "\n".join([
+        '<p class="note">What each backend costs, each figure measured against the memory held just before it, '
+        "after freed heap was handed back to the system: <b>weights</b> (the parameters' bytes; ONNX Runtime: the "
+        "model file it runs), <b>preparation</b> (what exporting, quantizing, creating the session or compiling, "
+        "and the first call added), <b>one call</b> at each batch size (activations and workspace). On CUDA these "
+        "are the allocator's figures, else the process's resident set, whose page granularity makes small "
+        "figures read 0. The whole process's resident set (interpreter, data and every library: about 1 GiB for "
+        "every backend) is in the Training and Inference tables as peak_rss_bytes.</p>",
+        img(charts.memory(frame), "memory a backend costs",
+            "Per model: weights, preparation and one call at each batch size, per backend (MiB, log scale above "
+            "1)."),
+        table(frame, "memory-table")])
+
+
+def _accuracy(ctx: ReportContext, frame) -> str:
+    if frame is None:
+        return ""
+    rt, s = ctx.rt, ctx.summary
+    return "\n".join([
+        img(charts.confusion_matrices(rt["confusion"], s), "confusion matrices",
+            "Rows: true digit, columns: predicted; colour on a log scale."),
+        table(frame, "classes-table"),
+        img(charts.image_grid(rt.samples, "training samples", lambda r: f"label {r.label}"), "sample images"),
+        _misclassified(ctx)])
+
+
+def _misclassified(ctx: ReportContext) -> str:
+    d = ctx.rt.with_cells("misclassified")
+    out = []
+    for (model, backend), g in d.groupby(["model", "backend"]):
+        out.append(img(charts.image_grid(g.head(16), f"{model} ({backend}): misclassified test images",
+                                         lambda r: f"{r.pred} (true {r.label})"), f"misclassified {model}"))
+    return "\n".join(out)
+
+
+def _skipped(ctx: ReportContext, frame) -> str:
+    return "" if frame is None or frame.empty else table(frame, "skipped-table")
+
+
+def _problems(ctx: ReportContext, _frame=None) -> str:
+    """Damaged or foreign files, runs that did not finish, and the cells they still lack."""
+    from bench.plan import missing_cells
+
+    rt = ctx.rt
+    parts = [warn(p) for p in rt.problems]
+    present = set(rt["summary"].cell_id) if "cell_id" in rt["summary"] else set()
+    for run_id, meta in rt.meta.items():
+        status = meta.get("status", "unknown")
+        if status not in ("complete",):
+            parts.append(warn(f"run {run_id} is {status}: it did not finish; resume it with "
+                              f"mnist-bench run --resume <its folder>"))
+        missing = missing_cells(meta.get("config") or {}, present) if status != "complete" else []
+        if missing:
+            rows = pd.DataFrame(missing, columns=["model", "backend", "phase", "batch_size"]).assign(run=run_id)
+            parts.append(table(rows, f"missing-{run_id}"))
+    return "\n".join(parts)
+
+
+PROBLEMS = Section("problems", "Problems", _problems)
+ENVIRONMENT_SECTION = Section("environment", "Environment",
+                              lambda ctx, _: table(environment(ctx.rt.meta), "environment-table"))
+SUMMARY = Section("summary", "Summary", _summary, frame=_summary_frame)
+TRAINING = Section("training", "Training", _training, frame=_phase_frame("train", TRAIN_COLUMNS))
+INFERENCE = Section("inference", "Inference", _inference, frame=_phase_frame("infer", INFER_COLUMNS))
+PARITY = Section("parity", "Parity against fp32 eager", _parity, frame=_parity_frame)
+EXPORT = Section("export", "Export and preparation", _export, frame=_phase_frame("export", EXPORT_COLUMNS))
+MEMORY = Section("memory", "Memory", _memory, frame=_memory_frame)
+ACCURACY = Section("classes", "Accuracy", _accuracy, frame=_classes_frame)
+SKIPPED = Section("skipped", "Skipped and failed cells", _skipped, frame=_skipped_frame)
