@@ -14,85 +14,28 @@ FAILED_STATUSES = ("error", "oom", "diverged")
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
-    from models import model_names
+    """The run options, generated from the typed configuration's fields (bench.config_types), then
+    the command's own (--config, --resume, --no-report, --export)."""
+    from bench.config_types import run_options
+    from bench.options import GROUPS, OUTPUT, WHAT
 
-    what = p.add_argument_group("what to run")
-    train = p.add_argument_group("training recipe")
-    infer = p.add_argument_group("inference timing")
-    backend = p.add_argument_group("backend options")
-    dyn = p.add_argument_group("optimization dynamics")
-    dist = p.add_argument_group("data-parallel training (torchrun)")
-    out = p.add_argument_group("data and output")
-
-    what.add_argument("--models", help=f"comma-separated: {','.join(model_names())} (default: all)")
-    what.add_argument("--backends", help="comma-separated backend names, or auto: every backend available here, one "
-                                      "per engine family and precision (default: auto); see 'mnist-bench backends'")
-    what.add_argument("--preset", choices=["quick", "full"], help="quick (default): one epoch per model on 12,000 "
-                                                                "images; full: train to the accuracy targets")
-    what.add_argument("--profile", choices=["quick", "full"], dest="preset_old_name", help=argparse.SUPPRESS)
-    train.add_argument("--epochs", help="maximum epochs per model")
-    train.add_argument("--batch-size", help="training batch size")
-    train.add_argument("--lr", help="learning rate (peak with --schedule onecycle)")
-    train.add_argument("--optimizer", help="adam | sgd")
-    train.add_argument("--schedule", help="constant | onecycle")
-    train.add_argument("--normalization", help="minmax | standard")
-    train.add_argument("--target-accuracy", help="test accuracy for time_to_accuracy_s (0-1)")
-    train.add_argument("--evals-per-epoch", help="test-set checks per epoch (curve points, time-to-accuracy)")
-    train.add_argument("--dropout", help="on | off: off keeps every unit of the dropout layers (runs that must repeat "
-                                     "bit for bit, such as data-parallel against one process)")
-    train.add_argument("--warmup-steps", help="first training steps timed apart from the steady state")
-    train.add_argument("--stop-at-target", action="store_true", default=None,
-                   help="end training at the first check that reaches the target accuracy")
-    train.add_argument("--seed", help="random seed (default 0)")
-    infer.add_argument("--threads", help="torch intra-op threads (default: torch's choice)")
-    infer.add_argument("--processes", help="spread the inference rounds over N fresh worker processes, one after "
-                                       "another, to sample process-level variation (default 1: this process)")
-    train.add_argument("--limit-train", help="use only the first N training images")
-    train.add_argument("--limit-test", help="use only the first N test images")
-    infer.add_argument("--batch-sizes", help="inference batch sizes, comma-separated (default 1,32,256,1024)")
-    infer.add_argument("--budget-s", help="timed seconds per inference cell over its first --rounds rounds (a block: "
-                                      "budget / rounds)")
-    infer.add_argument("--rounds", help="interleaved rounds per batch size at least: every backend is timed once per "
-                                    "round, in a balanced order")
-    infer.add_argument("--resolution-pct", help="add rounds to each pair (a backend against cpu-fp32 and against the "
-                                            "fastest) until its 95%% interval is within +-PCT%% (0: fixed rounds)")
-    infer.add_argument("--max-time-s", help="seconds per batch size the added rounds may take at most")
-    train.add_argument("--channels-last", action="store_true", default=None, help="NHWC memory format for the CNN")
-    backend.add_argument("--tf32", action="store_true", default=None, help="allow TF32 in CUDA fp32 backends")
-    backend.add_argument("--cudnn-benchmark", action="store_true", default=None, help="enable cudnn.benchmark")
-    backend.add_argument("--ort-opt-level", help="ONNX Runtime graph optimization: disable|basic|extended|all")
-    backend.add_argument("--ort-intra-threads", help="ONNX Runtime intra-op threads; 0 leaves the choice to it")
-    backend.add_argument("--ort-inter-threads", help="ONNX Runtime inter-op threads; 0 leaves the choice to it")
-    backend.add_argument("--ort-spinning", help="on | off: ONNX Runtime's threads spin between runs (off by default: "
-                                          "their spinning slows the PyTorch backends interleaved with them)")
-    out.add_argument("--data-dir", help="folder with the four MNIST files (raw or .gz); also $MNIST_BENCH_DATA")
-    out.add_argument("--out", help="results folder (default: results)")
-    out.add_argument("--name", help="a name for the run: its folder ends with it, and report, compare, export, "
-                                    "dynamics and --resume accept it in place of the folder")
-    what.add_argument("--config", help="TOML file with any of these options (command line wins)")
-    dyn.add_argument("--dynamics", action="store_true", default=None,
-                   help="record optimization dynamics (first trainable backend per model) and analyse them")
-    dyn.add_argument("--dynamics-every", help="with --dynamics: per-layer statistics every K steps (default 1)")
-    dyn.add_argument("--grid", help="with --dynamics: surface points per axis (default 15)")
-    dyn.add_argument("--subset", help="with --dynamics: first N training images evaluated (default 500)")
-    dist.add_argument("--launcher", help="none: train in this process; torchrun: DistributedDataParallel over "
-                                          "torchrun's ranks (gloo on CPU, nccl on CUDA), training cells only")
-    dist.add_argument("--nproc-per-node", help="with --launcher torchrun: ranks on this node")
-    dist.add_argument("--nnodes", help="with --launcher torchrun: nodes in the job (each runs this same command)")
-    dist.add_argument("--rdzv-endpoint", help="with --launcher torchrun: HOST:PORT of the c10d rendezvous (needed with "
-                                           "--nnodes > 1)")
-    dist.add_argument("--scaling", help="with --launcher torchrun: world sizes measured one after another on this "
-                                         "node, e.g. 1,2 (throughput, scaling efficiency, all-reduce share per "
-                                         "world size)")
-    dist.add_argument("--scaling-batch", help="global: every world size trains on the same global batch (each rank "
-                                           "batch/N); per-rank: each rank takes the whole --batch-size")
-    dist.add_argument("--dist-timeout-s", help="bound in seconds on a collective and on the rendezvous: a dead or "
-                                            "missing rank ends the run")
-    out.add_argument("--no-report", action="store_true", help="skip rendering report.html at the end")
-    out.add_argument("--export", metavar="FORMATS", help="also export the report's tables: csv, json and/or markdown "
-                                                        "(comma-separated) into <run>/export")
-    what.add_argument("--resume", type=Path, metavar="RUN_DIR",
-                   help="run the cells a stopped or killed run is missing, with the configuration stored in it")
+    groups = {g: p.add_argument_group(g) for g in GROUPS}
+    for o in run_options():
+        flag = f"--{o.key.replace('_', '-')}"
+        if o.flag:
+            groups[o.group].add_argument(flag, action="store_true", default=None, help=o.help.replace("%", "%%"))
+        else:
+            groups[o.group].add_argument(flag, choices=o.choices, help=o.help.replace("%", "%%"))
+    groups[WHAT].add_argument("--profile", choices=["quick", "full"], dest="preset_old_name", help=argparse.SUPPRESS)
+    groups[WHAT].add_argument("--config", help="TOML file with any of these options (command line wins); "
+                                               "'mnist-bench defaults' prints one with every default")
+    groups[WHAT].add_argument("--resume", type=Path, metavar="RUN_DIR", help="run the cells a stopped or killed run "
+                                                                             "is missing, with the configuration "
+                                                                             "stored in it")
+    groups[OUTPUT].add_argument("--no-report", action="store_true", help="skip rendering report.html at the end")
+    groups[OUTPUT].add_argument("--export", metavar="FORMATS", help="also export the report's tables: csv, json "
+                                                                    "and/or markdown (comma-separated) into "
+                                                                    "<run>/export")
 
 
 def _add_results_option(p: argparse.ArgumentParser) -> None:
@@ -139,6 +82,7 @@ def _state_defaults(run: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from bench import __version__
     from bench.backends import REFERENCE
+    from bench.config_types import DynamicsConfig, ProfileConfig
     from bench.measure.metrics import METRICS
     from models import model_names
 
@@ -201,26 +145,28 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(cal)
     _state_defaults(cal)
     add("backends", help="list backends and whether each is available here")
+    add("defaults", help="print every run option at its default as a TOML file for --config")
     dyn = add("dynamics", help="landscape analyses of the training cells a run recorded with --dynamics")
     dyn.add_argument("run_dir", type=Path, help="a results/<run-id> folder (or a run's --name)")
     _add_results_option(dyn)
     dyn.add_argument("--data-dir", type=Path, help="folder with the four MNIST files (default: $MNIST_BENCH_DATA, "
                                                    "else the cache)")
-    dyn.add_argument("--grid", type=int, default=15, help="surface points per axis (default 15)")
-    dyn.add_argument("--subset", type=int, default=500, help="first N training images evaluated (default 500)")
+    dyn.add_argument("--grid", type=int, default=DynamicsConfig.grid, help="surface points per axis (>= 2)")
+    dyn.add_argument("--subset", type=int, default=DynamicsConfig.subset, help="first N training images evaluated")
     dyn.add_argument("--no-report", action="store_true", help="skip re-rendering report.html")
     prof = add("profile", help="profile training steps with torch.profiler (one trace per backend for "
                                           "Perfetto, also read by TensorBoard); never mixed with timing runs")
     prof.add_argument("--model", default="cnn", help=f"{' | '.join(model_names())} (default cnn)")
     prof.add_argument("--backend", default=REFERENCE, help="a PyTorch backend, or several comma-separated")
-    prof.add_argument("--steps", type=int, default=3, help="active (recorded) steps (default 3)")
-    prof.add_argument("--wait", type=int, default=1, help="steps skipped before warm-up (default 1)")
-    prof.add_argument("--warmup", type=int, default=2, help="profiler warm-up steps, not recorded (default 2)")
+    prof.add_argument("--steps", type=int, default=ProfileConfig.active, help="active (recorded) steps (>= 1)")
+    prof.add_argument("--wait", type=int, default=ProfileConfig.wait, help="steps skipped before warm-up")
+    prof.add_argument("--warmup", type=int, default=ProfileConfig.warmup, help="profiler warm-up steps, not "
+                                                                              "recorded")
     prof.add_argument("--record-shapes", action="store_true", help="record input shapes")
     prof.add_argument("--profile-memory", action="store_true", help="record tensor allocations")
     prof.add_argument("--with-stack", action="store_true", help="record Python stacks")
     prof.add_argument("--batch-size", help="training batch size (default: the model's quick recipe)")
-    prof.add_argument("--seed", help="random seed (default 0)")
+    prof.add_argument("--seed", help="random seed (default: 0)")
     prof.add_argument("--threads", help="torch intra-op threads (default: torch's choice)")
     prof.add_argument("--limit-train", help="use only the first N training images (default: the quick preset's)")
     prof.add_argument("--data-dir", help="folder with the four MNIST files (default: $MNIST_BENCH_DATA, the cache)")
@@ -252,15 +198,15 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         from bench.config import resume_config
         from bench.history import resolve_run
 
-        args.resume = resolve_run(args.resume, Path(args.out or "results"))
-        cfg = resume_config(args.resume, {k: v for k, v in values.items() if v is not None})
+        resume = resolve_run(args.resume, Path(args.out or "results"))
+        cfg = resume_config(resume, {k: v for k, v in values.items() if v is not None})
     else:
-        cfg = build_config(values)
+        resume, cfg = None, build_config(values)
     failures: list[str] = []
     if cfg.distributed.enabled:
         from bench.distributed.launch import run_distributed
 
-        if args.resume is not None:
+        if resume is not None:
             raise BenchError("--resume does not apply to torchrun runs; run the job again")
         run_dir, failures = run_distributed(cfg, ["mnist-bench", *argv])
         if not failures and not (run_dir / "cells").is_dir():
@@ -268,7 +214,7 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
                   f"own run folder there (this node's log: {run_dir})")
             return 0
     else:
-        run_dir = Runner(cfg, argv=["mnist-bench", *argv], progress=True, resume=args.resume).run()
+        run_dir = Runner(cfg, argv=["mnist-bench", *argv], progress=True, resume=resume).run()
     summary = print_results(run_dir)
     if not args.no_report:
         from reports.html import render_report
@@ -315,13 +261,11 @@ def print_results(run_dir: Path):
 def cmd_profile(args: argparse.Namespace, argv: list[str]) -> int:
     from bench import ConfigError
     from bench.config import build_config
-    from bench.profiling import ProfileConfig
+    from bench.config_types import ProfileConfig
     from bench.runner import Runner
 
-    for name in ("steps", "wait", "warmup"):
-        value = getattr(args, name)
-        if value < (1 if name == "steps" else 0):
-            raise ConfigError(f"--{name} must be >= {1 if name == 'steps' else 0}, got {value}")
+    pcfg = ProfileConfig(wait=args.wait, warmup=args.warmup, active=args.steps, record_shapes=args.record_shapes,
+                         profile_memory=args.profile_memory, with_stack=args.with_stack)  # refused before any run
     cfg = build_config({"models": args.model, "backends": args.backend, "batch_size": args.batch_size,
                         "seed": args.seed, "threads": args.threads, "limit_train": args.limit_train,
                         "data_dir": args.data_dir, "out": args.out, "channels_last": args.channels_last})
@@ -331,8 +275,6 @@ def cmd_profile(args: argparse.Namespace, argv: list[str]) -> int:
         trainers = ", ".join(n for n, b in BACKENDS.items() if b.trains)
         raise ConfigError(f"profile covers training steps, and {', '.join(cfg.backends)} does not train; "
                           f"legal values: {trainers}")
-    pcfg = ProfileConfig(wait=args.wait, warmup=args.warmup, active=args.steps, record_shapes=args.record_shapes,
-                         profile_memory=args.profile_memory, with_stack=args.with_stack)
     run_dir = Runner(cfg, argv=["mnist-bench", *argv], progress=False).profile(cfg.models[0], pcfg)
     if not args.no_report:
         from reports.html import render_report
@@ -348,26 +290,24 @@ def cmd_profile(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def cmd_dynamics(args: argparse.Namespace) -> int:
-    from bench import ConfigError
+    from bench.config_types import DynamicsConfig
     from bench.data import resolve_mnist
-    from bench.dynamics.analyses import DynamicsConfig
     from bench.dynamics.cell import analyse_run
     from bench.results import read_run
 
-    args.run_dir = _resolve([args.run_dir], args.results)[0]
-    if args.grid < 2 or args.subset < 1:
-        raise ConfigError(f"--grid must be >= 2 and --subset >= 1, got {args.grid} and {args.subset}")
-    read_run(args.run_dir)  # a results folder, or a clear error
-    recorded = sorted(p.parent.name for p in (args.run_dir / "cells").glob("*/checkpoints.pt"))
+    run_dir = _resolve([args.run_dir], args.results)[0]
+    dcfg = DynamicsConfig(grid=args.grid, subset=args.subset)  # refused before anything is read
+    read_run(run_dir)  # a results folder, or a clear error
+    recorded = sorted(p.parent.name for p in (run_dir / "cells").glob("*/checkpoints.pt"))
     if not recorded:
-        raise BenchError(f"{args.run_dir}: no training cell recorded dynamics (run with --dynamics)")
+        raise BenchError(f"{run_dir}: no training cell recorded dynamics (run with --dynamics)")
     mnist = resolve_mnist(args.data_dir)
-    for cell in analyse_run(args.run_dir, mnist, DynamicsConfig(grid=args.grid, subset=args.subset)):
+    for cell in analyse_run(run_dir, mnist, dcfg):
         print(f"analysed: {cell}")
     if not args.no_report:
         from reports.html import render_report
 
-        print(f"report: {render_report([args.run_dir])}")
+        print(f"report: {render_report([run_dir])}")
     return 0
 
 
@@ -426,18 +366,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     if args.fail_above is not None and not args.fail_above >= 0:
         raise ConfigError(f"--fail-above must be a percentage >= 0, got {args.fail_above}")
-    args.paths = _resolve(args.paths, args.results)
+    paths = _resolve(args.paths, args.results)
     baseline = args.baseline
     if baseline is not None and not Path(baseline).exists():
         resolved = _resolve([Path(baseline)], args.results)[0]
         baseline = str(resolved) if resolved.exists() else baseline
     files = [args.calibration] if args.calibration else \
-        [p.parent / "calibration.json" for p in args.paths] + [args.results / "calibration.json"]
+        [p.parent / "calibration.json" for p in paths] + [args.results / "calibration.json"]
     if args.calibration and not args.calibration.is_file():
         raise ConfigError(f"--calibration {args.calibration}: no such file (made by 'mnist-bench calibrate')")
-    c = compare(args.paths, baseline, args.normalize, files)
+    c = compare(paths, baseline, args.normalize, files)
     print(text_table(c))
-    first = args.paths[0]
+    first = paths[0]
     output = args.output or (first if first.is_dir() else first.parent).parent / compare_file(c)
     print(f"compare: {render_compare(c, output)}")
     if args.fail_above is not None:
@@ -488,6 +428,13 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_defaults() -> int:
+    from bench.config import defaults_toml
+
+    print(defaults_toml(), end="")
+    return 0
+
+
 def cmd_backends() -> int:
     from bench.backends import auto_choices
 
@@ -506,7 +453,7 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
                 "dynamics": lambda: cmd_dynamics(args), "export": lambda: cmd_export(args),
                 "history": lambda: cmd_history(args),
                 "profile": lambda: cmd_profile(args, argv),
-                "backends": cmd_backends}
+                "backends": cmd_backends, "defaults": cmd_defaults}
     return commands[args.command]()
 
 

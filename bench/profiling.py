@@ -14,7 +14,6 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -24,27 +23,13 @@ from torch.profiler import ProfilerActivity, profile, record_function, schedule
 
 from bench import console
 from bench.backends import Backend
-from bench.config import TrainConfig
+from bench.config_types import ProfileConfig, TrainConfig
 from bench.data import Split
 from bench.engines import BackendOptions
 from bench.train import build_optimizer, build_trainable
 
 PHASES = ("data", "forward", "backward", "optimizer")
 os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # keep the profiler library's own logging off the terminal
-
-
-@dataclass(frozen=True)
-class ProfileConfig:
-    wait: int = 1
-    warmup: int = 2
-    active: int = 3
-    record_shapes: bool = False
-    profile_memory: bool = False
-    with_stack: bool = False
-
-    @property
-    def steps(self) -> int:
-        return self.wait + self.warmup + self.active
 
 
 def profile_training(model_name: str, backend: Backend, train: Split, batch_size: int, seed: int,

@@ -29,14 +29,14 @@ from bench.cells import (
     train_cell,
 )
 from bench.config import RunConfig
+from bench.config_types import DynamicsConfig, ProfileConfig
 from bench.data import Split, make_split, resolve_mnist
-from bench.dynamics.analyses import DynamicsConfig
 from bench.dynamics.cell import dynamics_cell
 from bench.dynamics.recording import DynamicsRecorder
 from bench.measure.latency import input_batch
 from bench.measure.machine import Machine, warnings_for
 from bench.measure.rounds import Contender, interleave, measure_rounds
-from bench.profiling import ProfileConfig, profile_cell
+from bench.profiling import profile_cell
 from bench.results import cell_id, check_writable, write_cell
 from bench.run_folder import close_run, open_run
 from bench.signals import StopRequested, graceful_stop

@@ -125,3 +125,29 @@ def test_auto_on_a_gpu_machine_takes_the_cuda_rows(monkeypatch):
 def test_distributed_settings_refused_up_front(values, message):
     with pytest.raises(ConfigError, match=message):
         build_config(values)
+
+
+def test_each_default_is_declared_once_and_help_and_toml_agree(capsys):
+    """The run options, their --help defaults and the TOML of 'mnist-bench defaults' all come from
+    the typed configuration's fields: every field is an option, every option states the default
+    the configuration computes, and the TOML holds those values and builds the same configuration."""
+    import tomllib
+
+    from bench.cli import build_parser, main
+    from bench.config import LEGAL_KEYS, _shown, default_texts
+
+    parser = build_parser()
+    run = next(a for a in parser._subparsers._group_actions[0].choices.items() if a[0] == "run")[1]
+    helps = {a.dest: a.help for a in run._actions if a.help}
+    texts = default_texts()
+    assert set(LEGAL_KEYS) - {"config"} <= set(helps)
+    for key, text in texts.items():
+        assert helps[key].endswith(f"(default: {text})".replace("%", "%%")), (key, helps[key])
+    assert main(["defaults"]) == 0
+    toml = tomllib.loads(capsys.readouterr().out)
+    assert len(toml) >= 30
+    for key, value in toml.items():
+        shown = _shown(value) if not isinstance(value, str) else value
+        assert shown == texts[key] or (isinstance(value, float) and float(texts[key]) == value), key
+    given = {k: v for k, v in toml.items() if k != "backends"}
+    assert build_config({**given, "backends": "cpu-fp32"}) == build_config({"backends": "cpu-fp32"})

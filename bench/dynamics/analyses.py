@@ -8,11 +8,10 @@ first ``sharpness_subset`` training images for the Hessian. Models are in eval m
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pandas as pd
 import torch
 
+from bench.config_types import DynamicsConfig
 from bench.data import Split
 from bench.dynamics.landscape import (
     LandscapeEvaluator,
@@ -23,23 +22,6 @@ from bench.dynamics.landscape import (
 )
 from bench.measure.clocks import Stopwatch
 from models import build_model
-
-
-@dataclass(frozen=True)
-class DynamicsConfig:
-    # Defaults sized so the CNN's analyses take about a minute and a half on a 2-core CPU.
-    subset: int = 500  # first N training images for losses and surfaces
-    grid: int = 15  # surface points per axis
-    span: float = 1.0  # random-plane surface over [-span, span]^2 (filter-normalized units)
-    interp_points: int = 31  # alpha from -0.25 to 1.25
-    perturb_scales: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0)
-    perturb_directions: int = 5
-    perturb_test: int = 1000  # first N test images
-    sharpness_iters: int = 12
-    sharpness_subset: int = 256
-    sharpness_checkpoints: int = 3  # evenly spaced checkpoints, the final one included
-    seed: int = 0
-
 
 ANALYSES = 5  # interpolation, surface, pca_surface, perturbation, sharpness
 

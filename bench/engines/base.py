@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from bench import ConfigError
 from bench.lazy import torch
+from bench.options import BACKEND, option
 
 if TYPE_CHECKING:
     from bench.backends import Backend
@@ -26,16 +27,20 @@ ORT_OPT_LEVELS = ("disable", "basic", "extended", "all")
 class BackendOptions:
     """Switches that apply across backends (each engine records the ones it uses)."""
 
-    tf32: bool = False  # CUDA: allow TF32 matmul/conv in fp32 backends
-    cudnn_benchmark: bool = False  # CUDA: cudnn.benchmark autotuning
-    channels_last: bool = False  # models whose registry entry allows it: NHWC memory format
-    ort_opt_level: str = "all"  # ONNX Runtime graph optimization: disable | basic | extended | all
-    ort_intra_threads: int = 0  # 0: ONNX Runtime's default
-    ort_inter_threads: int = 0  # 0: ONNX Runtime's default
+    tf32: bool = option(False, group=BACKEND, flag=True, help="allow TF32 matmul/conv in CUDA fp32 backends")
+    cudnn_benchmark: bool = option(False, group=BACKEND, flag=True, help="enable cudnn.benchmark autotuning (CUDA)")
+    channels_last: bool = option(False, group=BACKEND, flag=True, help="NHWC memory format for the models whose "
+                                                                       "registry entry allows it (the CNN)")
+    ort_opt_level: str = option("all", group=BACKEND, choices=ORT_OPT_LEVELS,
+                                help="ONNX Runtime graph optimization: disable | basic | extended | all")
+    ort_intra_threads: int = option(0, group=BACKEND, help="ONNX Runtime intra-op threads; 0 leaves the choice to it")
+    ort_inter_threads: int = option(0, group=BACKEND, help="ONNX Runtime inter-op threads; 0 leaves the choice to it")
     # ONNX Runtime's intra-op threads spin between runs by default; beside torch's OpenMP threads on
     # a few cores that spinning made the next PyTorch block ~2x slower (CNN, batch 32, 2 cores), so
     # interleaved rounds measured the interference, not the backends. off: they sleep between runs.
-    ort_spinning: bool = False
+    ort_spinning: bool = option(False, group=BACKEND, help="on | off: ONNX Runtime's threads spin between runs (off: "
+                                                           "their spinning slows the PyTorch backends interleaved "
+                                                           "with them)")
 
     def __post_init__(self) -> None:
         if self.ort_opt_level not in ORT_OPT_LEVELS:

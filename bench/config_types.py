@@ -1,0 +1,264 @@
+"""The typed configuration: one small dataclass per axis, each field with its default, its legal
+values and its help text (``option``). ``bench.config.build_config`` builds them from the CLI, a
+TOML file or Python; the CLI's run options and their --help are generated from these fields."""
+
+from __future__ import annotations
+
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from bench import ConfigError
+from bench.engines.base import BackendOptions
+from bench.options import DIST, DYNAMICS, GROUPS, INFER, OUTPUT, TRAIN, WHAT, option
+from bench.values import one_of, positive
+
+MNIST_TRAIN_IMAGES = 60_000
+MAX_LR = 10.0  # a learning rate above this cannot train these models to a meaningful figure
+MAX_SEED = 2**32 - 1  # numpy's and the data order's seeds are 32-bit
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("constant", "onecycle")
+NORMALIZATIONS = ("minmax", "standard")
+PRESETS = ("quick", "full")
+LAUNCHERS = ("none", "torchrun")
+SCALING_BATCH = ("global", "per-rank")
+AUTO = "auto"  # the backends value that picks every backend available here (bench.backends.auto_backends)
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = option(1, group=TRAIN, help="maximum epochs per model (with stop_at_target training may end "
+                                              "earlier)")
+    batch_size: int = option(128, group=TRAIN, help="training batch size")
+    lr: float = option(1e-3, group=TRAIN, help="learning rate (peak with --schedule onecycle)")
+    optimizer: str = option("adam", choices=OPTIMIZERS, group=TRAIN, help="adam | sgd (sgd uses momentum 0.9)")
+    schedule: str = option("constant", choices=SCHEDULES, group=TRAIN, help="constant | onecycle")
+    warmup_steps: int = option(10, group=TRAIN, help="first training steps timed apart from the steady state")
+    evals_per_epoch: int = option(2, group=TRAIN, help="test-set checks per epoch (curve points, time-to-accuracy)")
+    target_accuracy: float = option(0.98, group=TRAIN, help="test accuracy for time_to_accuracy_s (0-1)")
+    stop_at_target: bool = option(False, group=TRAIN, flag=True,
+                                  help="end training at the first check that reaches the target accuracy")
+    limit_train: int | None = option(None, group=TRAIN, help="use only the first N training images")
+    limit_test: int | None = option(None, group=TRAIN, help="use only the first N test images")
+    normalization: str = option("minmax", choices=NORMALIZATIONS, group=TRAIN,
+                                help="minmax ([0, 1]) | standard (mean 0.1307, std 0.3081)")
+    dropout: bool = option(True, group=TRAIN, help="on | off: off keeps every unit of the dropout layers (runs that "
+                                                  "must repeat bit for bit, such as data-parallel against one "
+                                                  "process)")
+
+    def __post_init__(self) -> None:
+        positive(self, "epochs", "batch_size", "evals_per_epoch")
+        positive(self, "limit_train", "limit_test", allow_none=True)
+        if self.warmup_steps < 0:
+            raise ConfigError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if not (0 < self.lr <= MAX_LR):  # also refuses nan and inf
+            raise ConfigError(f"lr must be a number in (0, {MAX_LR:g}], got {self.lr}")
+        images = min(self.limit_train or MNIST_TRAIN_IMAGES, MNIST_TRAIN_IMAGES)
+        if self.batch_size > images:
+            raise ConfigError(f"batch_size {self.batch_size} is larger than the training set ({images:,} images"
+                              f"{' with limit_train' if self.limit_train else ''}): no full batch to time")
+        if not 0 <= self.target_accuracy <= 1:
+            raise ConfigError(f"target_accuracy must be in [0, 1], got {self.target_accuracy}")
+        one_of("optimizer", self.optimizer, OPTIMIZERS)
+        one_of("schedule", self.schedule, SCHEDULES)
+        one_of("normalization", self.normalization, NORMALIZATIONS)
+
+
+@dataclass(frozen=True)
+class InferConfig:
+    batch_sizes: tuple[int, ...] = option((1, 32, 256, 1024), group=INFER,
+                                          help="inference batch sizes, comma-separated")
+    rounds: int = option(12, group=INFER, help="interleaved rounds per batch size at least: every backend is timed "
+                                               "once per round, in a balanced order")
+    warmup_calls: int = option(2, group=INFER, help="untimed calls at the start of each round's block (the cold "
+                                                    "first call is reported apart)")
+    budget_s: float = option(0.24, group=INFER, help="timed seconds per inference cell over its first --rounds "
+                                                     "rounds (a block: budget / rounds)")
+    min_repeats: int = option(12, group=INFER, help="timed calls per cell at least (spread over the rounds)")
+    max_repeats: int = option(4000, group=INFER, help="timed calls per cell over its first --rounds rounds at most")
+    resolution_pct: float = option(5.0, group=INFER, help="add rounds to each pair (a backend against cpu-fp32 and "
+                                                          "against the fastest) until its 95% interval is within "
+                                                          "+-PCT% (0: fixed rounds)")
+    max_time_s: float = option(4.0, group=INFER, help="seconds per batch size the added rounds may take at most")
+
+    def __post_init__(self) -> None:
+        if not self.batch_sizes:
+            raise ConfigError("batch_sizes must name at least one batch size")
+        for bs in self.batch_sizes:
+            if not isinstance(bs, int) or bs <= 0:
+                raise ConfigError(f"batch_sizes must be positive integers, got {bs!r}")
+        positive(self, "rounds", "min_repeats", "max_repeats")
+        if self.warmup_calls < 0:
+            raise ConfigError(f"warmup_calls must be >= 0, got {self.warmup_calls}")
+        if not self.budget_s > 0:
+            raise ConfigError(f"budget_s must be > 0, got {self.budget_s}")
+        if not 0 <= self.resolution_pct < 100:
+            raise ConfigError(f"resolution_pct must be a percentage in [0, 100), got {self.resolution_pct}")
+        if not self.max_time_s >= 0:
+            raise ConfigError(f"max_time_s must be >= 0 seconds, got {self.max_time_s}")
+
+
+@dataclass(frozen=True)
+class DistConfig:
+    """Data-parallel training launched through torchrun (``launcher = "torchrun"``)."""
+
+    launcher: str = option("none", choices=LAUNCHERS, group=DIST,
+                           help="none: train in this process; torchrun: DistributedDataParallel "
+                                                    "over torchrun's ranks (gloo on CPU, nccl on CUDA), training "
+                                                    "cells only")
+    nproc_per_node: int = option(1, group=DIST, help="with --launcher torchrun: ranks on this node")
+    nnodes: int = option(1, group=DIST, help="with --launcher torchrun: nodes in the job (each runs this same "
+                                             "command)")
+    rdzv_endpoint: str | None = option(None, group=DIST, help="with --launcher torchrun: HOST:PORT of the c10d "
+                                                              "rendezvous (needed with --nnodes > 1)")
+    scaling: tuple[int, ...] = option((), group=DIST, help="with --launcher torchrun: world sizes measured one after "
+                                                           "another on this node, e.g. 1,2 (throughput, scaling "
+                                                           "efficiency, all-reduce share per world size)")
+    scaling_batch: str = option("global", choices=SCALING_BATCH, group=DIST,
+                                help="global: every world size trains on the same global batch (each rank "
+                                     "batch/N); per-rank: each rank takes the whole --batch-size")
+    dist_timeout_s: float = option(60.0, group=DIST, help="bound in seconds on a collective and on the rendezvous: a "
+                                                          "dead or missing rank ends the run")
+
+    def __post_init__(self) -> None:
+        one_of("launcher", self.launcher, LAUNCHERS)
+        one_of("scaling_batch", self.scaling_batch, SCALING_BATCH)
+        positive(self, "nproc_per_node", "nnodes")
+        if not self.dist_timeout_s > 0:
+            raise ConfigError(f"dist_timeout_s must be > 0, got {self.dist_timeout_s}")
+        if any(n < 1 for n in self.scaling):
+            raise ConfigError(f"scaling must list world sizes >= 1, got {','.join(map(str, self.scaling))}")
+        if self.rdzv_endpoint is not None:
+            host, _, port = self.rdzv_endpoint.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ConfigError(f"rdzv_endpoint must be HOST:PORT with a port in 1-65535, got {self.rdzv_endpoint!r}")
+        if self.launcher == "none" and (self.nproc_per_node > 1 or self.nnodes > 1 or self.scaling):
+            raise ConfigError("nproc_per_node, nnodes and scaling need launcher = torchrun (--launcher torchrun)")
+        if self.nnodes > 1 and self.rdzv_endpoint is None:
+            raise ConfigError("nnodes > 1 needs rdzv_endpoint HOST:PORT (the c10d rendezvous every node joins)")
+        if self.nnodes > 1 and self.scaling:
+            raise ConfigError("scaling runs world sizes on one node; give nnodes 1 (or no scaling)")
+
+    @property
+    def world_sizes(self) -> tuple[int, ...]:
+        return self.scaling or (self.nnodes * self.nproc_per_node,)
+
+    @property
+    def enabled(self) -> bool:
+        return self.launcher == "torchrun"
+
+
+@dataclass(frozen=True)
+class DynamicsConfig:
+    """The landscape analyses of recorded training (``--dynamics``, ``mnist-bench dynamics``). Defaults
+    sized so the CNN's analyses take about a minute and a half on a 2-core CPU."""
+
+    subset: int = 500  # first N training images for losses and surfaces
+    grid: int = 15  # surface points per axis (>= 2)
+    span: float = 1.0  # random-plane surface over [-span, span]^2 (filter-normalized units)
+    interp_points: int = 31  # alpha from -0.25 to 1.25
+    perturb_scales: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0)
+    perturb_directions: int = 5
+    perturb_test: int = 1000  # first N test images
+    sharpness_iters: int = 12
+    sharpness_subset: int = 256
+    sharpness_checkpoints: int = 3  # evenly spaced checkpoints, the final one included
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.grid < 2 or self.subset < 1:
+            raise ConfigError(f"grid must be >= 2 and subset >= 1, got {self.grid} and {self.subset}")
+
+
+@dataclass(frozen=True)
+class ProfileConfig:
+    """torch.profiler's schedule over training steps (``mnist-bench profile``)."""
+
+    wait: int = 1  # steps skipped before warm-up (>= 0)
+    warmup: int = 2  # profiler warm-up steps, not recorded (>= 0)
+    active: int = 3  # recorded steps (>= 1)
+    record_shapes: bool = False
+    profile_memory: bool = False
+    with_stack: bool = False
+
+    def __post_init__(self) -> None:
+        for name, least in (("wait", 0), ("warmup", 0), ("active", 1)):
+            if getattr(self, name) < least:
+                shown = "steps" if name == "active" else name
+                raise ConfigError(f"--{shown} must be >= {least}, got {getattr(self, name)}")
+
+    @property
+    def steps(self) -> int:
+        return self.wait + self.warmup + self.active
+
+
+def _all_models() -> tuple[str, ...]:
+    from models import model_names
+
+    return tuple(model_names())
+
+
+def _auto_backends() -> tuple[str, ...]:
+    from bench.backends import auto_backends
+
+    return auto_backends()
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    models: tuple[str, ...] = option(factory=_all_models, group=WHAT, help="comma-separated model names")
+    backends: tuple[str, ...] = option(factory=_auto_backends, group=WHAT,
+                                       help="comma-separated backend names, or auto: every backend available here, "
+                                            "one per engine family and precision; see 'mnist-bench backends'")
+    preset: str = option("quick", choices=PRESETS, group=WHAT,
+                         help="quick: one epoch per model on 12,000 images; full: train to the accuracy targets")
+    seed: int = option(0, group=TRAIN, help="random seed")
+    threads: int | None = option(None, group=INFER, help="torch intra-op threads (none: torch's choice)")
+    processes: int = option(1, group=INFER, help="spread the inference rounds over N fresh worker processes, one "
+                                                 "after another, to sample process-level variation (1: this process)")
+    out: Path = option(Path("results"), group=OUTPUT, help="results folder")
+    data_dir: Path | None = option(None, group=OUTPUT, help="folder with the four MNIST files (raw or .gz); also "
+                                                            "$MNIST_BENCH_DATA")
+    dynamics: bool = option(False, group=DYNAMICS, flag=True, help="record optimization dynamics (first trainable "
+                                                                   "backend per model) and analyse them")
+    dynamics_every: int = option(1, group=DYNAMICS, help="with --dynamics: per-layer statistics every K steps")
+    grid: int = option(DynamicsConfig.grid, group=DYNAMICS, help="with --dynamics: surface points per axis")
+    subset: int = option(DynamicsConfig.subset, group=DYNAMICS, help="with --dynamics: first N training images "
+                                                                     "evaluated")
+    name: str | None = option(None, group=OUTPUT, help="a name for the run: its folder ends with it, and report, "
+                                                       "compare, export, dynamics and --resume accept it in place "
+                                                       "of the folder")
+    train: dict[str, TrainConfig] = field(default_factory=dict)  # per model
+    infer: InferConfig = field(default_factory=InferConfig)
+    backend_options: BackendOptions = field(default_factory=BackendOptions)
+    distributed: DistConfig = field(default_factory=DistConfig)
+
+    def train_for(self, model: str) -> TrainConfig:
+        return self.train[model]
+
+
+# The classes whose option fields are run options, in --help's order within each group.
+OPTION_CLASSES = (RunConfig, TrainConfig, InferConfig, BackendOptions, DistConfig)
+
+
+@dataclass(frozen=True)
+class RunOption:
+    key: str  # the TOML key; the CLI's --key-with-dashes
+    help: str
+    group: str
+    flag: bool
+    choices: tuple[str, ...] | None
+    owner: type  # the dataclass whose field it is
+
+
+def run_options() -> list[RunOption]:
+    """Every run option, grouped as --help lists them."""
+    out = [RunOption(f.name, f.metadata["help"], f.metadata["group"], f.metadata["flag"],
+                     f.metadata["choices"], cls)
+           for cls in OPTION_CLASSES for f in fields(cls) if "help" in f.metadata]
+    return sorted(out, key=lambda o: GROUPS.index(o.group))
+
+
+def field_default(cls: type, name: str) -> Any:
+    """A field's default as its dataclass declares it."""
+    f = next(f for f in fields(cls) if f.name == name)
+    return f.default_factory() if f.default is MISSING else f.default
