@@ -17,19 +17,30 @@ from reports.summary import memory_frame, planned_max_batch, summary_frame
 
 
 def _metric_columns(phase: str) -> list[str]:
-    return [c for m in METRICS.values() if m.phase == phase and m.in_table for c in m.columns]
+    """A phase's metrics, speeds with their intervals (other intervals are in the exports' summary)."""
+    return [c for m in METRICS.values() if m.phase == phase and m.in_table
+            for c in (m.columns if m.unit == "samples/s" else (m.name,))]
 
 
 # The HTML tables keep what a reader compares (the exports' CSV/JSON carry every column): what a
 # cell is, the metrics of its phase (bench.measure.metrics) and the details that explain them.
-TRAIN_COLUMNS = ["model", "backend", "epochs_run", "batch_size", "optimizer", "schedule", "lr",
-                 *_metric_columns("train"), "between_round_cv", "cold_step_s", "warmup_s", "train_s", "eval_s"]
-INFER_COLUMNS = ["model", "backend", "batch_size", *_metric_columns("infer"), "rounds", "between_round_cv",
-                 "unstable", "p90_latency_ms", "p99_latency_ms", "iqr_latency_ms", "cv", "cold_first_call_ms",
-                 "n_samples", "event_wall_gap", "host_bound", "peak_rss_bytes"]
-# what a backend prepared from a trained model is, then each engine's own figures and settings
-EXPORT_COLUMNS = ["model", "backend", "precision",
-                  *dict.fromkeys(c for e in ENGINES.values() for c in getattr(e, "fact_columns", ()))]
+def train_columns() -> list[str]:
+    return list(dict.fromkeys(["model", "backend", "epochs_run", "batch_size", "optimizer", "schedule", "lr",
+                               *_metric_columns("train"), "between_round_cv", "cold_step_s", "warmup_s", "train_s",
+                               "eval_s"]))
+
+
+def infer_columns() -> list[str]:
+    return list(dict.fromkeys(["model", "backend", "batch_size", *_metric_columns("infer"), "rounds",
+                               "between_round_cv", "unstable", "p90_latency_ms", "p99_latency_ms", "iqr_latency_ms",
+                               "cv", "cold_first_call_ms", "n_samples", "event_wall_gap", "host_bound",
+                               "peak_rss_bytes"]))
+
+
+def export_columns() -> list[str]:
+    """What a backend prepared from a trained model is, then each engine's own figures and settings."""
+    facts = (c for e in ENGINES.values() for c in getattr(e, "fact_columns", ()))
+    return list(dict.fromkeys(["model", "backend", "precision", *facts]))
 ENVIRONMENT = ["start_time", "end_time", "status", "hostname", "cpu_model", "cpu_count", "gpu_name", "torch_threads",
                "python", "torch", "torchvision", "onnxruntime", "numpy", "cuda_version", "seed", "git_commit",
                "data_source", "command_line"]
@@ -51,12 +62,13 @@ def _summary_frame(ctx: ReportContext) -> pd.DataFrame | None:
     return df.merge(cost.reset_index(), on="model", how="left")
 
 
-def _phase_frame(phase: str, columns: list[str]):
+def _phase_frame(phase: str, columns):
     def frame(ctx: ReportContext) -> pd.DataFrame | None:
         if ctx.summary.empty:
             return None
         d = ctx.ok[ctx.ok.phase == phase]
-        return cols(d.sort_values(["model", "backend", "batch_size"]) if phase == "infer" else d, ctx.first + columns)
+        d = d.sort_values(["model", "backend", "batch_size"]) if phase == "infer" else d
+        return cols(d, ctx.first + columns())
     return frame
 
 
@@ -212,10 +224,10 @@ PROBLEMS = Section("problems", "Problems", _problems)
 ENVIRONMENT_SECTION = Section("environment", "Environment",
                               lambda ctx, _: table(environment(ctx.rt.meta), "environment-table"))
 SUMMARY = Section("summary", "Summary", _summary, frame=_summary_frame)
-TRAINING = Section("training", "Training", _training, frame=_phase_frame("train", TRAIN_COLUMNS))
-INFERENCE = Section("inference", "Inference", _inference, frame=_phase_frame("infer", INFER_COLUMNS))
+TRAINING = Section("training", "Training", _training, frame=_phase_frame("train", train_columns))
+INFERENCE = Section("inference", "Inference", _inference, frame=_phase_frame("infer", infer_columns))
 PARITY = Section("parity", "Parity against fp32 eager", _parity, frame=_parity_frame)
-EXPORT = Section("export", "Export and preparation", _export, frame=_phase_frame("export", EXPORT_COLUMNS))
+EXPORT = Section("export", "Export and preparation", _export, frame=_phase_frame("export", export_columns))
 MEMORY = Section("memory", "Memory", _memory, frame=_memory_frame)
 ACCURACY = Section("classes", "Accuracy", _accuracy, frame=_classes_frame)
 SKIPPED = Section("skipped", "Skipped and failed cells", _skipped, frame=_skipped_frame)

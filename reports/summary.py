@@ -8,14 +8,17 @@ import pandas as pd
 from bench.measure.metrics import METRICS
 from models import model_names
 
-# The summary's figures, in the metrics' declared order: those a metric declares a summary place for.
-FIGURES = [m.name for m in METRICS.values() if m.summary]
+
+def figures() -> list[str]:
+    """The summary's figures, in the metrics' declared order: those a metric declares a summary place for."""
+    return [m.name for m in METRICS.values() if m.summary]
+
 MEMORY = ["weights_bytes", "prepare_rss_growth_bytes", "rss_growth_bytes"]
 
 # Columns a summary table may lack (a run with no training or no inference cells); readers add
-# them as missing values instead of testing for each: every metric's, and these.
-METRIC_COLUMNS = ["batch_size", "reason", "target_accuracy", "p90_latency_ms", "p99_latency_ms", "min_latency_ms",
-                  "unstable", "precision", "engine", *(c for m in METRICS.values() for c in m.columns)]
+# them as missing values instead of testing for each: these and every metric's.
+OPTIONAL_COLUMNS = ["batch_size", "reason", "target_accuracy", "p90_latency_ms", "p99_latency_ms", "min_latency_ms",
+                    "unstable", "precision", "engine"]
 
 
 def model_rank(model: str) -> tuple[int, str]:
@@ -33,7 +36,8 @@ def backend_rank(backend: str) -> tuple[int, str]:
 
 
 def with_metric_columns(summary: pd.DataFrame) -> pd.DataFrame:
-    missing = [c for c in METRIC_COLUMNS if c not in summary.columns]
+    wanted = OPTIONAL_COLUMNS + [c for m in METRICS.values() for c in m.columns]
+    missing = [c for c in wanted if c not in summary.columns]
     return summary.assign(**{c: float("nan") for c in missing}) if missing else summary
 
 
@@ -69,7 +73,8 @@ def summary_frame(summary: pd.DataFrame, max_batch: dict[str, int] | None = None
     big_sizes = set(sizes.values())
     big_label = f"batch {int(next(iter(big_sizes)))}" if len(big_sizes) == 1 else "largest batch"
     where = {"train": "", "batch1": ", batch 1", "largest": f", {big_label}"}
-    label = {m: METRICS[m].label + where[METRICS[m].summary] for m in FIGURES}
+    shown = figures()
+    label = {m: METRICS[m].label + where[METRICS[m].summary] for m in shown}
     memory = {m: METRICS[m].label for m in MEMORY}
     memory["rss_growth_bytes"] += f", {big_label}"
     costs = memory_frame(summary)  # what each backend costs, as the Memory section and the glance show it
@@ -85,7 +90,7 @@ def summary_frame(summary: pd.DataFrame, max_batch: dict[str, int] | None = None
         row = {"run": run_id, "model": model, "backend": backend, "status": status}
         cells = {"train": train, "batch1": infer[infer.batch_size == 1],
                  "largest": infer[infer.batch_size == sizes.get(run_id)]}
-        for m in FIGURES:
+        for m in shown:
             cell = cells[METRICS[m].summary]
             row[label[m]] = cell[m].iloc[0] if len(cell) and m in cell else float("nan")
         cost = memory_row(costs, run_id, model, backend)
@@ -95,7 +100,7 @@ def summary_frame(summary: pd.DataFrame, max_batch: dict[str, int] | None = None
         row[memory["prepare_rss_growth_bytes"]] = cost["prepare_bytes"] if cost is not None else float("nan")
         row[memory["rss_growth_bytes"]] = cost.get(call, float("nan")) if cost is not None else float("nan")
         rows.append(row)
-    order = ["run", "model", "backend", *(label[m] for m in FIGURES), *memory.values(), "status"]
+    order = ["run", "model", "backend", *(label[m] for m in shown), *memory.values(), "status"]
     df = pd.DataFrame(rows)[order]
     df = df.sort_values("backend", key=lambda b: b.map(backend_rank), kind="stable")
     df = df.sort_values("model", key=lambda m: m.map(model_rank), kind="stable").reset_index(drop=True)
