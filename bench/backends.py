@@ -14,7 +14,7 @@ from typing import Any
 
 from bench import BenchError
 from bench.engines import ENGINES, BackendOptions, Engine
-from bench.lazy import torch
+from bench.plumbing.lazy import torch
 
 _AUTOCAST_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}  # torch dtypes by name: torch loads on first use
 

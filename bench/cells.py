@@ -1,4 +1,4 @@
-"""Cells: functions that take what they need and return their result tables (``bench.results.SCHEMA``).
+"""Cells: functions that take what they need and return their result tables (``bench.storage.results.SCHEMA``).
 They never write; the runner hands their tables to the run's writer. Row headers (model, backend,
 phase, status, ...) are the writer's; a cell returns its metrics only."""
 
@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from bench import BenchError, console
+from bench import BenchError
 from bench.backends import Backend
 from bench.config import InferConfig, TrainConfig
 from bench.data import Split
@@ -25,8 +25,9 @@ from bench.measure.latency import HOST_GAP_FLAG
 from bench.measure.memory import CellMemory
 from bench.measure.rounds import Contender, round_stats
 from bench.measure.stats import relative_gap, summarize
-from bench.results import RunWriter
-from bench.signals import check as check_stop
+from bench.plumbing import console
+from bench.scheduling.signals import check as check_stop
+from bench.storage.results import RunWriter
 from bench.train import predict_logits, train_blocks
 
 Tables = dict[str, pd.DataFrame]

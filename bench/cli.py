@@ -6,8 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench import BenchError, console
-from bench.signals import StopRequested, graceful_stop
+from bench import BenchError
+from bench.plumbing import console
+from bench.scheduling.signals import StopRequested, graceful_stop
 
 FAILED_CELLS_EXIT = 4  # run: every requested cell ran, but some ended in error, oom or diverged
 FAILED_STATUSES = ("error", "oom", "diverged")
@@ -17,7 +18,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     """The run options, generated from the typed configuration's fields (bench.config_types), then
     the command's own (--config, --resume, --no-report, --export)."""
     from bench.config_types import run_options
-    from bench.options import GROUPS, OUTPUT, WHAT
+    from bench.plumbing.options import GROUPS, OUTPUT, WHAT
 
     groups = {g: p.add_argument_group(g) for g in GROUPS}
     for o in run_options():
@@ -44,7 +45,7 @@ def _add_results_option(p: argparse.ArgumentParser) -> None:
 
 
 def _resolve(paths: list[Path], root: Path) -> list[Path]:
-    from bench.history import resolve_run
+    from bench.storage.run_index import resolve_run
 
     return [resolve_run(p, root) for p in paths]
 
@@ -185,7 +186,7 @@ def _run_values(args: argparse.Namespace, *also: str) -> dict:
 
 def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     from bench.config import build_config
-    from bench.runner import Runner
+    from bench.scheduling.runner import Runner
 
     values = _run_values(args)
     if args.export is not None:
@@ -196,7 +197,7 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         values["profile"] = args.preset_old_name  # build_config warns and reads it as the preset
     if args.resume is not None:
         from bench.config import resume_config
-        from bench.history import resolve_run
+        from bench.storage.run_index import resolve_run
 
         resume = resolve_run(args.resume, Path(args.out or "results"))
         cfg = resume_config(resume, {k: v for k, v in values.items() if v is not None})
@@ -242,8 +243,8 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
 def print_results(run_dir: Path):
     """The run's summary table, then its verdict as hyperfine prints one (-q: the verdict only);
     returns the summary."""
-    from bench.results import read_run
-    from reports.comparison import ranked_backends
+    from bench.storage.results import read_run
+    from reports.paired import ranked_backends
     from reports.summary import planned_max_batch, summary_table
     from reports.verdict_section import verdict_lines
 
@@ -262,7 +263,7 @@ def cmd_profile(args: argparse.Namespace, argv: list[str]) -> int:
     from bench import ConfigError
     from bench.config import build_config
     from bench.config_types import ProfileConfig
-    from bench.runner import Runner
+    from bench.scheduling.runner import Runner
 
     pcfg = ProfileConfig(wait=args.wait, warmup=args.warmup, active=args.steps, record_shapes=args.record_shapes,
                          profile_memory=args.profile_memory, with_stack=args.with_stack)  # refused before any run
@@ -293,7 +294,7 @@ def cmd_dynamics(args: argparse.Namespace) -> int:
     from bench.config_types import DynamicsConfig
     from bench.data import resolve_mnist
     from bench.dynamics.cell import analyse_run
-    from bench.results import read_run
+    from bench.storage.results import read_run
 
     run_dir = _resolve([args.run_dir], args.results)[0]
     dcfg = DynamicsConfig(grid=args.grid, subset=args.subset)  # refused before anything is read
@@ -328,7 +329,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from bench import history
+    from bench.storage import run_index as history
     from reports.summary import text_frame
 
     if args.rebuild:
@@ -337,8 +338,8 @@ def cmd_history(args: argparse.Namespace) -> int:
         if not args.rebuild:
             print(text_frame(history.list_runs(args.results)))
         return 0
-    from bench.calibration import CALIBRATION_FILE, load
-    from reports.history import history_file, render_history
+    from bench.storage.calibration import CALIBRATION_FILE, load
+    from reports.history_page import history_file, render_history
 
     s = history.series(args.results, args.metric, args.model, args.backend, args.batch_size)
     s["change"] = history.mark_changes(s, args.metric, load([args.results / CALIBRATION_FILE]))
@@ -354,7 +355,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from bench import ConfigError
-    from reports.compare import (
+    from reports.compare_page import (
         REGRESSION_EXIT,
         compare,
         compare_file,
@@ -394,8 +395,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace, argv: list[str]) -> int:
-    from bench.calibration import calibrate
     from bench.config import build_config
+    from bench.storage.calibration import calibrate
 
     values = _run_values(args, "repeats")
     if args.resume is not None or args.export is not None:

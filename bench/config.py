@@ -27,7 +27,7 @@ from bench.config_types import (
     field_default,
 )
 from bench.engines.base import BackendOptions
-from bench.values import boolean, integer, name_list, split, typed
+from bench.plumbing.values import boolean, integer, name_list, split, typed
 
 __all__ = ["AUTO", "PRESETS", "DistConfig", "DynamicsConfig", "InferConfig", "ProfileConfig", "RunConfig",
            "TrainConfig", "build_config", "config_from_dict", "resume_config", "with_train"]
@@ -168,7 +168,7 @@ def _train_config(model: str, preset: str, values: dict[str, Any]) -> TrainConfi
 def _run_name(name: Any) -> str | None:
     if name is None:
         return None
-    from bench.history import check_name
+    from bench.storage.run_index import check_name
 
     return check_name(str(name))
 
@@ -251,7 +251,9 @@ def default_texts() -> dict[str, str]:
     presets and the models' recipes differ."""
     from dataclasses import asdict
 
-    presets = {p: build_config({"preset": p, "backends": "cpu-fp32"}) for p in PRESETS}
+    from bench.backends import REFERENCE
+
+    presets = {p: build_config({"preset": p, "backends": REFERENCE}) for p in PRESETS}
     out: dict[str, str] = {}
     for key in _TRAIN_KEYS:
         per = {p: {m: getattr(c.train_for(m), key) for m in c.models} for p, c in presets.items()}
@@ -280,7 +282,9 @@ def defaults_toml() -> str:
     import json
 
     texts, preset = default_texts(), field_default(RunConfig, "preset")
-    quick = build_config({"preset": preset, "backends": "cpu-fp32"})
+    from bench.backends import REFERENCE
+
+    quick = build_config({"preset": preset, "backends": REFERENCE})
     lines = [f"# mnist-bench run options at their defaults (preset {preset}); give any of them to --config"]
     for key in sorted(LEGAL_KEYS):
         if key == "config":

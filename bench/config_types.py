@@ -10,8 +10,8 @@ from typing import Any
 
 from bench import ConfigError
 from bench.engines.base import BackendOptions
-from bench.options import DIST, DYNAMICS, GROUPS, INFER, OUTPUT, TRAIN, WHAT, option
-from bench.values import one_of, positive
+from bench.plumbing.options import DIST, DYNAMICS, GROUPS, INFER, OUTPUT, TRAIN, WHAT, option
+from bench.plumbing.values import one_of, positive
 
 MNIST_TRAIN_IMAGES = 60_000
 MAX_LR = 10.0  # a learning rate above this cannot train these models to a meaningful figure

@@ -21,11 +21,11 @@ import torch
 import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile, record_function, schedule
 
-from bench import console
 from bench.backends import Backend
 from bench.config_types import ProfileConfig, TrainConfig
 from bench.data import Split
 from bench.engines import BackendOptions
+from bench.plumbing import console
 from bench.train import build_optimizer, build_trainable
 
 PHASES = ("data", "forward", "backward", "optimizer")

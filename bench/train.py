@@ -13,12 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench import console
 from bench.backends import Backend
 from bench.config import TrainConfig
 from bench.data import Split
 from bench.engines import BackendOptions
 from bench.measure.clocks import Stopwatch, clock_for, timestamp, wall_time
+from bench.plumbing import console
 from models import build_model, get_spec
 
 EVAL_BATCH = 1000

@@ -11,8 +11,8 @@ from pathlib import Path
 import pandas as pd
 
 from bench.config import build_config
-from bench.results import read_run
-from bench.runner import Runner
+from bench.scheduling.runner import Runner
+from bench.storage.results import read_run
 
 
 def main() -> None:

@@ -31,14 +31,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.backends import BACKENDS, Backend
+from bench.backends import BACKENDS, REFERENCE, Backend
 from bench.config import build_config
 from bench.engines import ENGINES
-from bench.results import read_run
-from bench.runner import Runner
+from bench.scheduling.runner import Runner
+from bench.storage.results import read_run
 from benchmarks.stat_engines import SLOWDOWN, SlowedEngine, TwinEngine
-from reports.compare import compare
-from reports.comparison import rank_backends, round_values
+from reports.compare_page import compare
+from reports.paired import cell_rounds, rank_backends
 
 
 @contextlib.contextmanager
@@ -65,7 +65,7 @@ def run(values: dict, out: Path) -> Path:
 def aa_inside_run(values: dict, out: Path) -> dict:
     with extra_backends():  # registered in this process only: their rounds run here (processes 1)
         run_dir = run({**values, "backends": "cpu-fp32,cpu-fp32-twin", "processes": 1}, out / "twin")
-    ranked = rank_backends(round_values(read_run(run_dir)), baseline="cpu-fp32")
+    ranked = rank_backends(cell_rounds(read_run(run_dir)), baseline=REFERENCE)
     twin = ranked[ranked.backend == "cpu-fp32-twin"]
     within = (twin.time_vs_baseline - 1).abs() <= 0.05
     return {"cells": len(twin), "within_5pct": float(within.mean()), "table": twin}
@@ -75,7 +75,7 @@ def power(values: dict, out: Path, slowdown: float = SLOWDOWN) -> dict:
     with extra_backends():
         BACKENDS["cpu-fp32-slowed"].engine.slowdown = slowdown
         run_dir = run({**values, "backends": "cpu-fp32,cpu-fp32-slowed", "processes": 1}, out / "power")
-    ranked = rank_backends(round_values(read_run(run_dir)), baseline="cpu-fp32")
+    ranked = rank_backends(cell_rounds(read_run(run_dir)), baseline=REFERENCE)
     slowed = ranked[(ranked.backend == "cpu-fp32-slowed") & (ranked.phase == "infer")]
     detected = slowed.time_vs_baseline_low > 1
     covers = (slowed.time_vs_baseline_low <= slowdown) & (slowdown <= slowed.time_vs_baseline_high)
@@ -102,7 +102,7 @@ def _category(low: float, high: float) -> str:
 
 def within(out: Path, preset_args: list[str]) -> dict:
     runs = [fresh_run(out, f"within{i}", preset_args, report=True) for i in (1, 2)]
-    ranked = [rank_backends(round_values(read_run(d)), baseline="cpu-fp32") for d, _ in runs]
+    ranked = [rank_backends(cell_rounds(read_run(d)), baseline=REFERENCE) for d, _ in runs]
     pairs = [r[r.backend != "cpu-fp32"].set_index(["model", "phase", "batch_size", "backend"]) for r in ranked]
     widths = pd.concat([p.time_vs_baseline_high / p.time_vs_baseline_low for p in pairs])
     a, b = pairs[0], pairs[1].reindex(pairs[0].index)
@@ -119,7 +119,7 @@ def within(out: Path, preset_args: list[str]) -> dict:
 
 def power_fresh(out: Path, preset_args: list[str]) -> dict:
     run_dir, wall = fresh_run(out, "power", [*preset_args, "--backends", "cpu-fp32,cpu-fp32-slowed"])
-    ranked = rank_backends(round_values(read_run(run_dir)), baseline="cpu-fp32")
+    ranked = rank_backends(cell_rounds(read_run(run_dir)), baseline=REFERENCE)
     slowed = ranked[(ranked.backend == "cpu-fp32-slowed") & (ranked.phase == "infer")]
     return {"cells": len(slowed), "detected_slower": float((slowed.time_vs_baseline_low > 1).mean()),
             "covers_1.10": float(((slowed.time_vs_baseline_low <= SLOWDOWN)
@@ -128,7 +128,7 @@ def power_fresh(out: Path, preset_args: list[str]) -> dict:
 
 
 def across(out: Path, preset_args: list[str]) -> dict:
-    from bench.calibration import calibrate
+    from bench.storage.calibration import calibrate
 
     args = [*preset_args, "--backends", "cpu-fp32,onnxruntime-cpu,cpu-fp32-slowed"]
     os.environ.update(MNIST_BENCH_PLUGINS="benchmarks.stat_backends", MNIST_BENCH_SLOWDOWN="1.0")

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from bench.results import RunTables
+from bench.storage.results import RunTables
 from reports.blocks import cols, img, table, warn
 from reports.charts import to_image
 from reports.section import ReportContext, Section

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench import ConfigError
-from bench.results import atomic_write_text
+from bench.storage.results import atomic_write_text
 from reports.blocks import cell_text, unit_for
 from reports.html import section_frames
 from reports.load import load_paths

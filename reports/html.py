@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.results import RunTables, atomic_write_text
+from bench.storage.results import RunTables, atomic_write_text
 from reports import dynamics_section, profile_section, run_sections, scaling_section, verdict_section
 from reports.load import load_paths
 from reports.page import page

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench import BenchError
-from bench.results import RunTables, merge, read_run
+from bench.storage.results import RunTables, merge, read_run
 
 
 def saved_benchmarks(path: Path) -> list[Path]:
@@ -36,7 +36,7 @@ def load_one(path: Path) -> RunTables:
 
 
 def load_paths(paths: list[Path]) -> RunTables:
-    from bench.history import DB_NAME
+    from bench.storage.run_index import DB_NAME
 
     paths = [p for p in paths if Path(p).name != DB_NAME]  # results/* also matches the results index
     if not paths:

@@ -11,7 +11,7 @@ import pandas as pd
 
 from bench import BenchError
 from bench.measure.stats import summarize
-from bench.results import RunTables
+from bench.storage.results import RunTables
 
 
 def read_benchmark_json(path: Path) -> RunTables:

@@ -203,7 +203,7 @@ def _skipped(ctx: ReportContext, frame) -> str:
 
 def _problems(ctx: ReportContext, _frame=None) -> str:
     """Damaged or foreign files, runs that did not finish, and the cells they still lack."""
-    from bench.plan import missing_cells
+    from bench.scheduling.plan import missing_cells
 
     rt = ctx.rt
     parts = [warn(p) for p in rt.problems]

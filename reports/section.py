@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.results import RunTables
+from bench.storage.results import RunTables
 
 
 @dataclass
@@ -23,7 +23,7 @@ class ReportContext:
 
     @cached_property
     def ranked(self) -> pd.DataFrame:
-        from reports.comparison import ranked_backends
+        from reports.paired import ranked_backends
 
         return ranked_backends(self.rt)
 

@@ -10,7 +10,7 @@ import pandas as pd
 
 from bench.backends import REFERENCE
 from bench.measure.stats import resolution
-from bench.results import RunTables
+from bench.storage.results import RunTables
 from reports.blocks import img, nbytes, si, table, warn
 from reports.charts import to_image
 from reports.section import Section
@@ -170,7 +170,7 @@ def trust_text(rt: RunTables, ranked: pd.DataFrame) -> str:
 def _across_runs(rt: RunTables) -> list[str]:
     """What the machine's calibration (``mnist-bench calibrate``, beside the run folders) says about
     comparing these single figures with another run's."""
-    from bench.calibration import CALIBRATION_FILE, load, machine_key
+    from bench.storage.calibration import CALIBRATION_FILE, load, machine_key
 
     files = list(dict.fromkeys(d.parent / CALIBRATION_FILE for d in rt.run_dirs))
     found = load([f for f in files if f.is_file()]) if files else {}

@@ -9,8 +9,8 @@ from bench.data import make_split, resolve_mnist
 from bench.engines import BackendOptions
 from bench.measure.accuracy import parity
 from bench.measure.memory import CellMemory
-from bench.results import read_run
-from bench.runner import Runner
+from bench.scheduling.runner import Runner
+from bench.storage.results import read_run
 from bench.train import train_model
 
 from .conftest import TINY

@@ -21,7 +21,7 @@ from bench.measure.stats import (
     unpaired_ratio,
     verdict,
 )
-from bench.results import read_run, write_cell, write_json
+from bench.storage.results import read_run, write_cell, write_json
 
 from .conftest import TINY
 
@@ -235,7 +235,7 @@ def test_compare_of_uncalibrated_runs_says_it_cannot_tell(two_runs, tmp_path, ca
     assert "verdict [95% CI]" in out and "geometric-mean speedup" in out and "unjudged" in out
     html = (tmp_path / "c.html").read_text()
     assert "compare-table" in html and "data:image/svg+xml;base64," in html and "Environment differences" in html
-    from reports.compare import compare
+    from reports.compare_page import compare
 
     m = compare([first, second], calibration_files=[]).matched
     assert len(m) == 5  # train + 2 batch sizes x (cpu-fp32) + 2 x (onnxruntime-cpu)
@@ -250,12 +250,12 @@ def test_compare_of_uncalibrated_runs_says_it_cannot_tell(two_runs, tmp_path, ca
 
 def _calibrate_from(runs, folder):
     """A calibration made from runs of one configuration (as 'mnist-bench calibrate' stores it)."""
-    from bench.calibration import run_to_run_sigma, save
-    from bench.results import read_run
-    from reports.comparison import round_values
+    from bench.storage.calibration import run_to_run_sigma, save
+    from bench.storage.results import read_run
+    from reports.paired import cell_rounds
 
     tables = [read_run(r) for r in runs]
-    sigma = run_to_run_sigma(pd.concat([round_values(t) for t in tables], ignore_index=True))
+    sigma = run_to_run_sigma(pd.concat([cell_rounds(t) for t in tables], ignore_index=True))
     return save(folder, next(iter(tables[0].meta.values())), sigma, [Path(r).name for r in runs])
 
 
@@ -287,7 +287,7 @@ def test_fail_above_exits_3_on_a_significant_slowdown_and_on_unjudged_cells(mnis
 
 
 def test_calibrated_compare_of_identical_runs_makes_no_claim_beyond_the_variation(two_runs, tmp_path):
-    from reports.compare import compare
+    from reports.compare_page import compare
 
     calibration = _calibrate_from(two_runs, tmp_path)
     m = compare(list(two_runs), calibration_files=[calibration]).matched
@@ -376,7 +376,7 @@ def test_every_training_run_with_the_steps_has_at_least_five_timed_blocks(total,
 
 
 def test_run_to_run_sigma_pools_the_cells_of_repeated_runs():
-    from bench.calibration import run_to_run_sigma
+    from bench.storage.calibration import run_to_run_sigma
 
     rng = np.random.default_rng(2)
     rows = []

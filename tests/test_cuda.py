@@ -5,8 +5,8 @@ import torch
 
 from bench.config import build_config
 from bench.measure.clocks import CudaClock, clock_for, time_calls
-from bench.results import read_run
-from bench.runner import Runner
+from bench.scheduling.runner import Runner
+from bench.storage.results import read_run
 
 from .conftest import TINY
 

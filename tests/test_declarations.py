@@ -6,7 +6,7 @@ import shutil
 import pandas as pd
 
 from bench.cli import main
-from bench.results import read_run
+from bench.storage.results import read_run
 
 
 def test_a_new_metric_is_one_declaration(tiny_run, tmp_path, monkeypatch, capsys):

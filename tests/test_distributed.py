@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from bench.cli import main
-from bench.results import read_run
+from bench.storage.results import read_run
 
 from .conftest import ROOT
 
@@ -158,7 +158,7 @@ def test_a_rendezvous_nobody_joins_ends_within_the_bound(mnist_path, tmp_path, c
 
 TORCHRUN_FAILURE = """torch.distributed.elastic.multiprocessing.errors.ChildFailedError:
 ======================================================
-bench.distributed.worker FAILED
+bench.distributed.rank FAILED
 ------------------------------------------------------
 Failures:
 [1]:

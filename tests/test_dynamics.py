@@ -135,7 +135,7 @@ def test_recording_does_not_change_training(data):
 
 def test_run_with_dynamics_writes_analyses(mnist_path, tmp_path):
     from bench.cli import main
-    from bench.results import read_run
+    from bench.storage.results import read_run
 
     assert main(["run", "--models", "mlp", "--backends", "cpu-fp32", "--limit-train", "1024", "--limit-test", "300",
                  "--batch-sizes", "1", "--budget-s", "0.02", "--dynamics", "--data-dir", str(mnist_path),

@@ -5,8 +5,8 @@ import sqlite3
 import pandas as pd
 import pytest
 
-from bench import history
 from bench.cli import main
+from bench.storage import run_index as history
 
 from .conftest import TINY
 
@@ -92,7 +92,7 @@ def test_each_figure_followed_gets_its_own_page_and_marks_its_changes(named_runs
 def test_a_step_is_called_only_beyond_the_calibrated_variation(tmp_path):
     """Three runs of one machine: +2% is inside a 5% run-to-run variation, -30% is a step (worse),
     and without a calibration nothing is called."""
-    from bench.calibration import machine_key
+    from bench.storage.calibration import machine_key
 
     meta = {"hostname": "h", "cpu_model": "c", "cpu_count": 2, "torch_threads": 2, "gpu_name": None}
     for i in range(3):

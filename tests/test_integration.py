@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.results import read_run
+from bench.storage.results import read_run
 from tests.table_shape import table_shape
 
 
@@ -74,9 +74,9 @@ def test_exports_round_trip(tiny_run, tmp_path, capsys):
     import pandas as pd
 
     from bench.cli import main
-    from reports.comparison import ranked_backends
     from reports.export import SCHEMA_VERSION, _empty, read_json_export
     from reports.html import section_frames
+    from reports.paired import ranked_backends
     from reports.verdict_section import verdict_table
 
     rt = read_run(tiny_run)

@@ -8,13 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import history
 from bench.cli import main, print_results
 from bench.measure.metrics import METRICS
-from bench.results import read_run
+from bench.storage import run_index as history
+from bench.storage.results import read_run
 from reports.blocks import si
 from reports.charts import backend_color
-from reports.comparison import ranked_backends
+from reports.paired import ranked_backends
 from reports.summary import planned_max_batch, summary_frame
 from reports.verdict_section import glance_table
 

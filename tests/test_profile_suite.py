@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
-from bench.results import read_run
+from bench.storage.results import read_run
 
 from .conftest import ROOT
 
@@ -153,7 +153,7 @@ def test_benchmark_json_ingested_into_report(mnist_path, tmp_path, tiny_run):
     html = render_report([out, tiny_run], tmp_path / "mixed.html").read_text()
     assert "pytest-benchmark:bench" in html and "summary-table" in html
     # compare matches the suite's cells with a run's: each pytest-benchmark round is a round
-    from reports.compare import compare
+    from reports.compare_page import compare
 
     matched = compare([tiny_run, out], calibration_files=[]).matched
     infer = matched[matched.phase == "infer"]

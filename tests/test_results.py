@@ -2,7 +2,7 @@ import pandas as pd
 import pytest
 
 from bench import BenchError
-from bench.results import check_writable, read_run, write_cell, write_json
+from bench.storage.results import check_writable, read_run, write_cell, write_json
 
 
 def test_cells_round_trip_and_unfinished_cells_ignored(tmp_path):

@@ -19,7 +19,7 @@ from torch import nn
 
 import models
 from bench.cli import main
-from bench.results import read_run, write_cell, write_json
+from bench.storage.results import read_run, write_cell, write_json
 from reports.html import render_report
 
 from .conftest import ROOT, TINY
@@ -303,7 +303,7 @@ def test_a_damaged_raw_file_beside_a_good_gz_is_named(mnist_path, tmp_path, caps
 def test_when_the_reference_training_fails_every_planned_cell_still_gets_a_row(mnist_path, tmp_path, monkeypatch,
                                                                               capsys):
     import bench.cells as cells
-    from bench.plan import missing_cells
+    from bench.scheduling.plan import missing_cells
 
     def broken(*a, **k):
         raise RuntimeError("training exploded")

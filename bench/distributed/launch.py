@@ -1,6 +1,6 @@
 """``mnist-bench run --launcher torchrun``: data-parallel training cells, one torchrun job per
 world size (``--scaling 1,2,...``: one after another on this node), each rank running
-``bench.distributed.worker``. This process owns the run folder: it opens it, launches and watches
+``bench.distributed.rank``. This process owns the run folder: it opens it, launches and watches
 torchrun, turns a failed job into one line naming the rank (or the rendezvous) and error rows for
 the cells it did not write, and closes the folder. Cells already written are kept."""
 
@@ -18,13 +18,14 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from bench import ConfigError, console
+from bench import ConfigError
 from bench.backends import get_backend, probe
 from bench.config import RunConfig
 from bench.data import resolve_mnist
-from bench.results import cell_id
-from bench.run_folder import close_run, open_run
-from bench.signals import graceful_stop
+from bench.plumbing import console
+from bench.scheduling.signals import graceful_stop
+from bench.storage.results import cell_id
+from bench.storage.run_folder import close_run, open_run
 
 DIST_FAILED_EXIT = 4
 
@@ -80,7 +81,7 @@ def torchrun_command(cfg: RunConfig, run_dir: Path, world: int) -> list[str]:
                 f"read_timeout={max(1, round(d.dist_timeout_s))}"]
     else:
         cmd += ["--standalone"]
-    return cmd + ["-m", "bench.distributed.worker", str(run_dir), "--suffix", f"ws{world}"]
+    return cmd + ["-m", "bench.distributed.rank", str(run_dir), "--suffix", f"ws{world}"]
 
 
 _FAILURE = re.compile(r"host\s*:\s*(\S+)\s*\n\s*rank\s*:\s*(\d+)\s*\(local_rank:\s*(\d+)\)\s*\n\s*"

@@ -1,5 +1,5 @@
 """Analyses of recorded training runs: interpolation, surfaces, PCA trajectory, perturbation,
-sharpness. Output: one tidy ``landscape`` table (see ``bench.results.SCHEMA``).
+sharpness. Output: one tidy ``landscape`` table (see ``bench.storage.results.SCHEMA``).
 
 Evaluation data (fixed and documented): the first ``subset`` training images for losses and
 surfaces, the first ``perturb_test`` test images for the perturbation-accuracy curve, and the

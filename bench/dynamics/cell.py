@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import console
 from bench.backends import get_backend
 from bench.data import Mnist, make_split
 from bench.dynamics.analyses import ANALYSES, DynamicsConfig, analyse
 from bench.dynamics.recording import load_checkpoints
-from bench.results import RunWriter
+from bench.plumbing import console
+from bench.storage.results import RunWriter
 
 
 def dynamics_cell(cell_dir: Path, mnist: Mnist, dcfg: DynamicsConfig,

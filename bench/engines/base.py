@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bench import ConfigError
-from bench.lazy import torch
-from bench.options import BACKEND, option
+from bench.plumbing.lazy import torch
+from bench.plumbing.options import BACKEND, option
 
 if TYPE_CHECKING:
     from bench.backends import Backend

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from bench.engines.base import BackendOptions, Prepared
 from bench.engines.eager import EagerEngine, torch_prepared
-from bench.lazy import torch
+from bench.plumbing.lazy import torch
 
 
 class CompileEngine(EagerEngine):

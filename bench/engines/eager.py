@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bench.engines.base import BackendOptions, Prepared, torch_device_reason
-from bench.lazy import torch
+from bench.plumbing.lazy import torch
 
 
 def torch_prepared(forward: Callable, backend) -> Prepared:

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from bench.engines.base import BackendOptions, Prepared, missing_module
-from bench.lazy import torch
 from bench.measure.clocks import Stopwatch
 from bench.measure.memory import current_rss_bytes
+from bench.plumbing.lazy import torch
 
 _OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
                "all": "ORT_ENABLE_ALL"}

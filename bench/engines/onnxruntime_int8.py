@@ -22,8 +22,8 @@ import numpy as np
 
 from bench.engines.base import missing_module
 from bench.engines.onnxruntime import OnnxRuntimeEngine
-from bench.lazy import torch
 from bench.measure.clocks import Stopwatch
+from bench.plumbing.lazy import torch
 
 MODES = ("dynamic", "static")
 INTEGER_OPS = ("ConvInteger", "MatMulInteger", "QLinearConv", "QLinearMatMul", "QuantizeLinear", "DequantizeLinear",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from bench.lazy import torch
+from bench.plumbing.lazy import torch
 
 
 class CpuClock:

@@ -24,7 +24,7 @@ import resource
 import sys
 from pathlib import Path
 
-from bench.lazy import torch
+from bench.plumbing.lazy import torch
 
 _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")

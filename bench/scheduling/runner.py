@@ -16,7 +16,6 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from bench import console
 from bench.backends import REFERENCE, Backend, get_backend, probe
 from bench.cells import (
     calibration_images,
@@ -36,12 +35,13 @@ from bench.dynamics.recording import DynamicsRecorder
 from bench.measure.latency import input_batch
 from bench.measure.machine import Machine, warnings_for
 from bench.measure.rounds import Contender, interleave, measure_rounds
+from bench.plumbing import console
 from bench.profiling import profile_cell
-from bench.results import cell_id, check_writable, write_cell
-from bench.run_folder import close_run, open_run
-from bench.signals import StopRequested, graceful_stop
+from bench.scheduling.signals import StopRequested, graceful_stop
+from bench.scheduling.timing_workers import rounds_in_workers
+from bench.storage.results import cell_id, check_writable, write_cell
+from bench.storage.run_folder import close_run, open_run
 from bench.train import build_trainable
-from bench.worker import rounds_in_workers
 
 
 class Runner:

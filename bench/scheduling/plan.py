@@ -4,7 +4,7 @@ of an unfinished run lists as missing."""
 from __future__ import annotations
 
 from bench.backends import BACKENDS
-from bench.results import cell_id
+from bench.storage.results import cell_id
 
 
 def planned_cells(config: dict) -> list[tuple[str, str, str, int | None]]:

@@ -13,13 +13,14 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from bench import BenchError, calibration
-from bench.results import RunTables, atomic_write_text
+from bench import BenchError
+from bench.storage import calibration
+from bench.storage.results import RunTables, atomic_write_text
 from reports.blocks import img, table
 from reports.charts import run_tags, to_image
-from reports.comparison import compare_runs, conservative, geomean_speedup, round_values
 from reports.load import load_paths
 from reports.page import page
+from reports.paired import cell_rounds, compare_runs, conservative, geomean_speedup
 from reports.run_sections import environment
 from reports.section import Section
 from reports.summary import model_rank, text_frame
@@ -59,10 +60,10 @@ def compare(paths: list[Path], baseline: str | None = None, normalize: bool = Fa
     machines = calibration.load(list(dict.fromkeys(files)))
     per_run = {rid: machines[calibration.machine_key(m)]["phases"] for rid, m in rt.meta.items()
                if calibration.machine_key(m) in machines}
-    values = round_values(rt)
+    values = cell_rounds(rt)
     matched = compare_runs(values, base, per_run)
     if normalize:
-        values = round_values(rt, normalize=True)
+        values = cell_rounds(rt, normalize=True)
         matched = conservative(matched, compare_runs(values, base, per_run))
     env = environment(rt.meta)
     differ = env[env.drop(columns="field").nunique(axis=1, dropna=False) > 1]

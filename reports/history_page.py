@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from bench.results import atomic_write_text
+from bench.storage.results import atomic_write_text
 from reports.blocks import img, table
 from reports.charts import to_image
 from reports.page import page

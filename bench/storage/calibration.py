@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from bench import BenchError
-from bench.results import atomic_write_text
+from bench.storage.results import atomic_write_text
 
 CALIBRATION_FILE = "calibration.json"
 
@@ -32,7 +32,7 @@ def machine_key(meta: dict) -> str:
 def run_to_run_sigma(values: pd.DataFrame) -> dict[str, dict]:
     """Per phase: the pooled standard deviation between runs of each cell's log figure (the median
     of its round values), its degrees of freedom and the number of cells. ``values``: round values
-    (``reports.comparison.round_values``) of repeated runs of one configuration."""
+    (``reports.paired.cell_rounds``) of repeated runs of one configuration."""
     figures = values.groupby(["run_id", "model", "backend", "phase", "batch_size"], dropna=False).value.median()
     logs = np.log(figures).rename("log").reset_index()
     out = {}
@@ -81,8 +81,8 @@ def save(results: Path, meta: dict, sigma: dict[str, dict], runs: list[str]) -> 
 def calibrate(run_args: list[str], repeats: int, results: Path) -> tuple[Path, dict]:
     """Run ``mnist-bench run RUN_ARGS`` ``repeats`` times, each in a fresh process, then store the
     run-to-run variation of their cells. Returns the calibration file and the variation per phase."""
-    from bench.results import read_run
-    from reports.comparison import round_values
+    from bench.storage.results import read_run
+    from reports.paired import cell_rounds
 
     if repeats < 2:
         raise BenchError(f"calibrate needs --repeats >= 2 to see a variation between runs, got {repeats}")
@@ -97,7 +97,7 @@ def calibrate(run_args: list[str], repeats: int, results: Path) -> tuple[Path, d
         run_dirs.append(new[-1])
         print(f"calibrate: run {i + 1} of {repeats}: {new[-1]}")
     tables = [read_run(d) for d in run_dirs]
-    values = pd.concat([round_values(t) for t in tables], ignore_index=True)
+    values = pd.concat([cell_rounds(t) for t in tables], ignore_index=True)
     sigma = run_to_run_sigma(values)
     meta = next(iter(tables[0].meta.values()))
     return save(results, meta, sigma, [d.name for d in run_dirs]), sigma

@@ -1,4 +1,4 @@
-"""One rank of a torchrun job: ``python -m bench.distributed.worker RUN_DIR --suffix ws<N>``.
+"""One rank of a torchrun job: ``python -m bench.distributed.rank RUN_DIR --suffix ws<N>``.
 
 torchrun sets RANK, WORLD_SIZE, LOCAL_RANK and the rendezvous; this joins the process group
 (gloo on CPU, nccl on CUDA; every collective bounded by the run's ``dist_timeout_s``), trains every
@@ -25,11 +25,11 @@ from bench.config import config_from_dict
 from bench.data import make_split, resolve_mnist
 from bench.distributed.ddp import ddp_train
 from bench.distributed.launch import per_rank_batch
-from bench.results import RunWriter, write_json
+from bench.storage.results import RunWriter, write_json
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="bench.distributed.worker")
+    p = argparse.ArgumentParser(prog="bench.distributed.rank")
     p.add_argument("run_dir", type=Path)
     p.add_argument("--suffix", required=True, help="cell id suffix, e.g. ws2")
     args = p.parse_args(argv)

@@ -16,13 +16,13 @@ from bench.measure.stats import (
     resolution,
     verdict,
 )
-from bench.results import RunTables
+from bench.storage.results import RunTables
 from reports.summary import model_rank
 
 KEYS = ["model", "phase", "batch_size"]
 
 
-def round_values(rt: RunTables, normalize: bool = False) -> pd.DataFrame:
+def cell_rounds(rt: RunTables, normalize: bool = False) -> pd.DataFrame:
     """One row per (run, cell, round): the cell's seconds per sample in that round (the median of
     its calls, or its training block), with model, backend, phase and batch size. ``normalize``
     scales each round by the machine's control workload in that round (relative to the median
@@ -209,7 +209,7 @@ def ranked_backends(rt: RunTables) -> pd.DataFrame:
     """Backends ranked per model, phase and batch size with their paired intervals (one bootstrap
     per report: the glance, the verdict, the terminal and the exports all read this). Each row's
     samples/s is its cell's own headline figure from the summary, so it is one value everywhere."""
-    ranked = rank_backends(round_values(rt), baseline=REFERENCE)
+    ranked = rank_backends(cell_rounds(rt), baseline=REFERENCE)
     s = rt["summary"]
     if ranked.empty or s.empty:
         return ranked

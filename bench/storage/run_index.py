@@ -12,8 +12,8 @@ from pathlib import Path
 
 from bench import BenchError, ConfigError
 from bench.backends import REFERENCE
-from bench.lazy import LazyModule
 from bench.measure.metrics import METRICS, metric
+from bench.plumbing.lazy import LazyModule
 
 pd = LazyModule("pandas")  # imported on first use: --help and name checks stay fast
 
@@ -78,7 +78,7 @@ def _figure_rows(run_id: str, summary: pd.DataFrame) -> list[tuple]:
 
 def index_run(run_dir: Path, root: Path | None = None) -> str:
     """Add (or replace) one run folder in its results root's index; returns its run id."""
-    from bench.results import read_run
+    from bench.storage.results import read_run
 
     run_dir = Path(run_dir)
     root = Path(root) if root is not None else run_dir.parent
@@ -183,7 +183,7 @@ def mark_changes(s: pd.DataFrame, name: str, calibration: dict[str, dict]) -> pd
     import json
     import math
 
-    from bench.calibration import machine_key
+    from bench.storage.calibration import machine_key
 
     m = metric(name)
     out, previous = [], {}

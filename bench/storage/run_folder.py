@@ -1,5 +1,5 @@
 """A run folder's life: created (or reopened by ``--resume``) with its meta.json at "running",
-closed with the status it ended in. The cells themselves go through ``bench.results.RunWriter``."""
+closed with the status it ended in. The cells themselves go through ``bench.storage.results.RunWriter``."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from bench.meta import collect_metadata, now_iso
-from bench.results import RESULTS_SCHEMA_VERSION, RunWriter, new_run_id, write_json, write_samples
+from bench.storage.meta import collect_metadata, now_iso
+from bench.storage.results import RESULTS_SCHEMA_VERSION, RunWriter, new_run_id, write_json, write_samples
 
 
 def open_run(cfg, argv: list[str] | None, mnist, resume: Path | None = None) -> tuple[RunWriter, dict]:
@@ -42,6 +42,6 @@ def close_run(writer: RunWriter, meta: dict, status: str, warnings: list[str], *
         print(f"warning: {w}", file=sys.stderr)
     write_json(writer.run_dir / "meta.json", meta)
     if status != "running":
-        from bench.history import try_index_run
+        from bench.storage.run_index import try_index_run
 
         try_index_run(writer.run_dir)

@@ -4,7 +4,7 @@ worker processes do. The parent hands it a spec file (``torch.save``): the model
 backend runs, one input batch, the calibration images, and the settings; the worker prepares
 every backend itself and writes its timed calls and the machine's state per round.
 
-    python -m bench.worker SPEC OUT
+    python -m bench.scheduling.timing_workers SPEC OUT
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def rounds_in_workers(model: str, backends: list, weights: dict, test_images: to
             torch.save({"model": model, "weights": state, "batches": {bs: input_batch(test_images, bs) for bs in sizes},
                         "calibration": calibration, "infer_cfg": part, "options": cfg.backend_options,
                         "seed": cfg.seed, "threads": cfg.threads, "process": p, "first_round": first}, spec)
-            proc = subprocess.run([sys.executable, "-m", "bench.worker", str(spec), str(result)],
+            proc = subprocess.run([sys.executable, "-m", "bench.scheduling.timing_workers", str(spec), str(result)],
                                   capture_output=True, text=True)
             if proc.returncode != 0:
                 why = (proc.stderr.strip().splitlines() or ["no output"])[-1][:300]

@@ -1,6 +1,6 @@
 """Result files: one folder per run, one sub-folder per completed cell.
 
-    results/<run-id>/meta.json              environment and configuration (see bench.meta)
+    results/<run-id>/meta.json              environment and configuration (see bench.storage.meta)
     results/<run-id>/samples.parquet        a few training images with labels (for the report)
     results/<run-id>/cells/<cell-id>/*.parquet   one file per table that the cell produced
 

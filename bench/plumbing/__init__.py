@@ -1,0 +1,1 @@
+"""Plumbing: the console, lazy imports, option declarations and value parsing."""
