@@ -31,10 +31,11 @@ from bench.backends import Backend
 from bench.config import TrainConfig
 from bench.data import Split
 from bench.engines import BackendOptions
-from bench.measure.clocks import clock_for, timestamp
+from bench.measure.clocks import clock_for
 from bench.measure.rounds import headline_rate
 from bench.measure.stats import bootstrap_ci
-from bench.train import block_steps_for, build_optimizer, build_trainable, evaluate, make_train_step
+from bench.step_loop import StepHooks, StepLoop
+from bench.train import block_steps_for, build_optimizer, build_trainable, evaluate, make_train_step, warmup_steps_for
 
 
 class AllReduceTimer:
@@ -94,8 +95,9 @@ def rank_layout() -> dict:
 
 def ddp_train(model_name: str, backend: Backend, cfg: TrainConfig, per_rank_batch: int, train: Split, test: Split,
               seed: int, options: BackendOptions) -> tuple[dict, torch.nn.Module] | None:
-    """Train on this rank; every rank returns its own records, rank 0 gets them all gathered:
-    (tables, model) on rank 0, None on the others."""
+    """Train on this rank through the one step loop (``bench.step_loop``), every step synchronized
+    so that its exposed all-reduce time is its own; every rank returns its own records, rank 0 gets
+    them all gathered: (tables, model) on rank 0, None on the others."""
     rank, world = dist.get_rank(), dist.get_world_size()
     model = build_trainable(model_name, backend, options, seed, cfg.dropout)
     torch.manual_seed(seed + rank)  # dropout: each rank its own (seeded) masks
@@ -105,63 +107,51 @@ def ddp_train(model_name: str, backend: Backend, cfg: TrainConfig, per_rank_batc
     ddp.register_comm_hook(None, timer.hook)
     global_batch = per_rank_batch * world
     steps_per_epoch = max(1, len(train) // global_batch)
-    opt, sched = build_optimizer(ddp, cfg, cfg.epochs * steps_per_epoch)
-    scaler = backend.grad_scaler()
-    train_step = make_train_step(backend.engine.training_forward(ddp, backend), backend, opt, sched, scaler)
-    clock = clock_for(backend.device)
-    block_steps = block_steps_for(cfg.epochs * steps_per_epoch)
+    total = cfg.epochs * steps_per_epoch
+    opt, sched = build_optimizer(ddp, cfg, total)
     generator = torch.Generator().manual_seed(seed)
-    steps, curve, epochs = [], [], []
-    reached_at, train_s, eval_s, global_step, stop = None, 0.0, 0.0, 0, False
-    wall0 = time.perf_counter()
-    ddp.train()
-    for epoch in range(cfg.epochs):
+
+    def shard(epoch: int):
+        """This rank's part of each global batch of the epoch, copied into one resident shard."""
         perm = torch.randperm(len(train), generator=generator)[: steps_per_epoch * global_batch]
         mine = perm.view(steps_per_epoch, world, per_rank_batch)[:, rank].reshape(-1).to(train.y.device)
-        shard_x, shard_y = train.x[mine], train.y[mine]  # this rank's images for the epoch, resident
-        ep_train = 0.0
-        for i in range(steps_per_epoch):
-            clock.sync()
-            t0 = time.perf_counter()
-            x = shard_x[i * per_rank_batch:(i + 1) * per_rank_batch]
-            y = shard_y[i * per_rank_batch:(i + 1) * per_rank_batch]
-            loss = train_step(x, y)
-            clock.sync()
-            seconds = time.perf_counter() - t0
-            span, exposed = timer.take()
-            steps.append({"rank": rank, "step": global_step, "epoch": epoch + 1, "seconds": seconds,
-                          "allreduce_s": exposed, "allreduce_span_s": span, "samples": per_rank_batch,
-                          "timestamp_s": timestamp(),
-                          "warmup": global_step < cfg.warmup_steps})
-            ep_train += seconds
-            global_step += 1
-        train_s += ep_train
-        t_eval = time.perf_counter()
-        test_loss, test_acc, _ = evaluate(model, test, backend)
-        eval_s += time.perf_counter() - t_eval
-        curve.append({"epoch": epoch + 1, "step": global_step, "epoch_progress": float(epoch + 1), "train_s": train_s,
-                      "wall_s": time.perf_counter() - wall0, "train_loss": float(loss), "test_loss": test_loss,
-                      "test_accuracy": test_acc})
-        epochs.append({"epoch": epoch + 1, "wall_s": time.perf_counter() - wall0, "train_s": ep_train,
-                       "eval_s": eval_s, "train_loss": float(loss), "test_accuracy": test_acc})
-        if reached_at is None and test_acc >= cfg.target_accuracy:
-            reached_at = train_s
-        stop = reached_at is not None and cfg.stop_at_target
-        if stop:
-            break
+        shard_x, shard_y = train.x[mine], train.y[mine]
+        return ((shard_x[i * per_rank_batch:(i + 1) * per_rank_batch], shard_y[i * per_rank_batch:(i + 1) *
+                 per_rank_batch]) for i in range(steps_per_epoch))
+
+    def allreduce_fields() -> dict:
+        span, exposed = timer.take()
+        return {"allreduce_s": exposed, "allreduce_span_s": span}
+
+    warmup_steps = warmup_steps_for(total, cfg.warmup_steps)
+    loop = StepLoop(
+        train_step=make_train_step(backend.engine.training_forward(ddp, backend), backend, opt, sched,
+                                   backend.grad_scaler()),
+        clock=clock_for(backend.device), batches=shard, evaluate=lambda: evaluate(model, test, backend),
+        epochs=cfg.epochs, steps_per_epoch=steps_per_epoch, eval_at={steps_per_epoch - 1},
+        warmup_steps=warmup_steps, block_steps=block_steps_for(total, warmup_steps),
+        target_accuracy=cfg.target_accuracy, stop_at_target=cfg.stop_at_target, device=backend.device,
+        sync_every_step=True, check_divergence=False,  # ranks must stop together: only at a shared check
+        hooks=StepHooks(step_fields=allreduce_fields))
+    ddp.train()
+    for _ in loop.run():
+        pass
     gathered: list = [None] * world
+    steps = [{"rank": rank, **row} for row in loop.steps]
     dist.all_gather_object(gathered, {"steps": steps, "layout": rank_layout()})
     if rank != 0:
         return None
-    summary = {"test_loss": test_loss, "test_accuracy": test_acc, "target_accuracy": cfg.target_accuracy,
-               "time_to_accuracy_s": reached_at if reached_at is not None else float("nan"), "train_s": train_s,
-               "eval_s": eval_s, "wall_s": time.perf_counter() - wall0, "epochs_run": len(epochs),
-               "steps": global_step, "optimizer": cfg.optimizer, "schedule": cfg.schedule, "lr": cfg.lr,
-               "seed": seed, "epochs": cfg.epochs, "dropout": cfg.dropout}
-    tables = rank_tables(gathered, world, per_rank_batch, block_steps)
+    test_loss, test_acc, _ = loop.final_eval()
+    figures = loop.figures
+    summary = {"test_loss": test_loss, "test_accuracy": test_acc,
+               **{k: figures[k] for k in ("target_accuracy", "time_to_accuracy_s", "train_s", "eval_s", "wall_s",
+                                          "epochs_run", "steps")},
+               "optimizer": cfg.optimizer, "schedule": cfg.schedule, "lr": cfg.lr, "seed": seed, "epochs": cfg.epochs,
+               "dropout": cfg.dropout}
+    tables = rank_tables(gathered, world, per_rank_batch, loop.block_steps)
     summary.update(tables.pop("figures"))
-    return {"summary": pd.DataFrame([summary]), "epochs": pd.DataFrame(epochs), "curve": pd.DataFrame(curve),
-            **tables}, model
+    return {"summary": pd.DataFrame([summary]), "epochs": pd.DataFrame(loop.epoch_rows),
+            "curve": pd.DataFrame(loop.curve), **tables}, model
 
 
 def rank_tables(gathered: list[dict], world: int, per_rank_batch: int, block_steps: int) -> dict:
