@@ -21,10 +21,9 @@ from bench.engines import BackendOptions, Prepared
 from bench.engines.base import load_runtime
 from bench.measure.accuracy import classification_tables, misclassified, parity
 from bench.measure.cost import model_cost, training_utilization
-from bench.measure.latency import HOST_GAP_FLAG
+from bench.measure.latency import call_figures
 from bench.measure.memory import CellMemory
 from bench.measure.rounds import Contender, round_stats
-from bench.measure.stats import relative_gap, summarize
 from bench.plumbing import console
 from bench.scheduling.signals import check as check_stop
 from bench.storage.results import RunWriter
@@ -126,15 +125,11 @@ def infer_tables(model_name: str, contender: Contender, batch_size: int, cfg: In
     the round-level figures with their interval, and the raw ``timings``."""
     cost = model_cost(model_name)
     timings = pd.DataFrame(contender.rows)
-    stats = summarize(timings.seconds, batch_size)
+    stats = call_figures(timings, batch_size, contender.clock_device)
     row = {**settings, "params": cost["params"], "infer_flops_per_sample": cost["infer_flops_per_sample"], **stats,
            **round_stats(timings, "infer"), **memory, "cold_first_call_ms": contender.cold_first_call_ms,
            "warmup_calls": cfg.warmup_calls,
            "achieved_flops_per_s": cost["infer_flops_per_sample"] * stats["samples_per_s"]}
-    if contender.clock_device == "cuda":
-        gap = relative_gap(float(timings.seconds.median()), float(timings.wall_seconds.median()))
-        row.update(p50_wall_latency_ms=float(timings.wall_seconds.median()) * 1e3, event_wall_gap=gap,
-                   host_bound=bool(gap > HOST_GAP_FLAG))
     return {"summary": pd.DataFrame([row]), "timings": timings}
 
 

@@ -4,13 +4,12 @@ repeats until a time budget. Every engine is reduced to a ``predict(batch)`` cal
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
-import numpy as np
+import pandas as pd
 import torch
 
-from bench.measure.clocks import clock_for, time_calls
+from bench.measure.rounds import Contender, measure_rounds, round_stats
 from bench.measure.stats import relative_gap, summarize
 
 HOST_GAP_FLAG = 0.10  # event time vs host wall time disagreeing by more than this is flagged
@@ -24,28 +23,25 @@ def input_batch(images: torch.Tensor, batch_size: int) -> torch.Tensor:
     return images[:batch_size].contiguous()
 
 
-def benchmark_call(call: Callable[[], object], device: str, cfg, batch_size: int) -> dict:
-    """Time ``call`` (one batch of ``batch_size``) on ``device``'s clock; ``cfg`` is an InferConfig
-    (warmup_calls, min_repeats, max_repeats, budget_s)."""
-    clock = clock_for(device)
-    cold_dev, _ = time_calls(call, clock, 1)
-    for _ in range(cfg.warmup_calls):
-        call()
-    clock.sync()
-    device_s: list[float] = []
-    wall_s: list[float] = []
-    start = time.perf_counter()
-    while len(device_s) < cfg.max_repeats and (
-        len(device_s) < cfg.min_repeats or time.perf_counter() - start < cfg.budget_s
-    ):
-        d, w = time_calls(call, clock, 1)
-        device_s += d
-        wall_s += w
-    row = summarize(device_s, batch_size)
-    row["cold_first_call_ms"] = cold_dev[0] * 1e3
-    row["warmup_calls"] = cfg.warmup_calls
-    if clock.device == "cuda":
-        gap = relative_gap(float(np.median(device_s)), float(np.median(wall_s)))
-        row.update(p50_wall_latency_ms=float(np.median(wall_s)) * 1e3, event_wall_gap=gap,
+def call_figures(timings: pd.DataFrame, batch_size: int, clock_device: str) -> dict:
+    """Statistics over every timed call of a cell (p50, p99, ...) and, on CUDA, how far the host's
+    wall time and the device's event time disagree (``host_bound`` past HOST_GAP_FLAG)."""
+    row = summarize(timings.seconds, batch_size)
+    if clock_device == "cuda":
+        gap = relative_gap(float(timings.seconds.median()), float(timings.wall_seconds.median()))
+        row.update(p50_wall_latency_ms=float(timings.wall_seconds.median()) * 1e3, event_wall_gap=gap,
                    host_bound=bool(gap > HOST_GAP_FLAG))
     return row
+
+
+def benchmark_call(call: Callable[[], object], device: str, cfg, batch_size: int) -> dict:
+    """Time ``call`` (one batch of ``batch_size``) alone on ``device``'s clock, in the same rounds an
+    interleaved comparison uses (``bench.measure.rounds``, one contender); ``cfg`` is an
+    InferConfig. The cold first call is apart; a call that raises is raised again."""
+    c = Contender("call", call, device)
+    measure_rounds([c], batch_size, cfg)
+    if c.failure is not None:
+        raise RuntimeError(f"{c.failure[0]}: {c.failure[1]}")
+    timings = pd.DataFrame(c.rows)
+    return {**call_figures(timings, batch_size, device), **round_stats(timings, "infer"),
+            "cold_first_call_ms": c.cold_first_call_ms, "warmup_calls": cfg.warmup_calls}
