@@ -16,6 +16,7 @@ from bench.measure.stats import (
     resolution,
     verdict,
 )
+from bench.storage.keys import group_names
 from bench.storage.results import RunTables
 from reports.summary import model_rank
 
@@ -43,15 +44,12 @@ def cell_rounds(rt: RunTables, normalize: bool = False) -> pd.DataFrame:
     v["batch_size"] = v.batch_size.where(v.phase != "train")  # training rounds pair across batch settings
     machine = rt["machine"]
     if normalize and not machine.empty:
-        m = machine.assign(group_key=machine.group.str.replace(" ", "|"))
-        v["group_key"] = v.model + "|" + np.where(v.phase == "train", "train", "infer|bs" + v.batch_size.astype(
-            "Int64").astype(str))
-        m["group_key"] = m.group.str.split(" ").map(lambda p: "|".join([p[0], p[1]] + ([p[2]] if len(p) > 2 else [])))
-        control = "control_min_ms" if "control_min_ms" in m else "control_ms"
-        m = m.rename(columns={control: "control"})
-        v = v.merge(m[["run_id", "group_key", "round", "control"]], on=["run_id", "group_key", "round"], how="left")
+        v["group"] = group_names(v.model, v.phase, v.batch_size)
+        control = "control_min_ms" if "control_min_ms" in machine else "control_ms"
+        m = machine.rename(columns={control: "control"})
+        v = v.merge(m[["run_id", "group", "round", "control"]], on=["run_id", "group", "round"], how="left")
         v["value"] = v.value * (m.control.median() / v.control).fillna(1.0)
-        v = v.drop(columns=["group_key", "control"])
+        v = v.drop(columns=["group", "control"])
     return v
 
 

@@ -8,9 +8,6 @@ error (or oom) row and the run goes on."""
 
 from __future__ import annotations
 
-import copy
-import io
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -19,26 +16,18 @@ import torch
 from bench.backends import REFERENCE, Backend, get_backend, probe
 from bench.cells import (
     calibration_images,
-    failure_of,
     guarded,
-    infer_tables,
-    memory_pass,
-    prepare_cell,
-    prepare_measured,
-    train_cell,
 )
 from bench.config import RunConfig
 from bench.config_types import DynamicsConfig, ProfileConfig
 from bench.data import Split, make_split, resolve_mnist
 from bench.dynamics.cell import dynamics_cell
-from bench.dynamics.recording import DynamicsRecorder
-from bench.measure.latency import input_batch
 from bench.measure.machine import Machine, warnings_for
-from bench.measure.rounds import Contender, interleave, measure_rounds
 from bench.plumbing import console
-from bench.profiling import profile_cell
+from bench.scheduling.phases import prepare_backend, profile_backend, time_batch_size, train_backends
 from bench.scheduling.signals import StopRequested, graceful_stop
 from bench.scheduling.timing_workers import rounds_in_workers
+from bench.storage.keys import MachineGroup
 from bench.storage.results import cell_id, check_writable, write_cell
 from bench.storage.run_folder import close_run, open_run
 from bench.train import build_trainable
@@ -50,9 +39,9 @@ class Runner:
         """``resume``: a run folder whose missing cells this run completes (``cfg`` is its stored one)."""
         self.cfg, self.argv, self.progress, self.resume = cfg, argv, progress, resume
         self._splits: dict[tuple, tuple[Split, Split]] = {}
-        self._recorded: set[str] = set()  # models whose dynamics are recorded
+        self.recorded: set[str] = set()  # models whose dynamics are recorded
         self._machine_rows: list[dict] = []
-        self._prepared_in_training: dict[tuple[str, str], object] = {}  # parity's prepared models, reused
+        self.prepared_in_training: dict[tuple[str, str], object] = {}  # parity's prepared models, reused
 
     def run(self) -> Path:
         """The whole matrix; returns the run folder. SIGINT and SIGTERM stop it between cells
@@ -72,22 +61,10 @@ class Runner:
         def body() -> None:
             with console.stage(f"profile {model}", len(probed), "backend") as st:
                 for b, reason in probed:
-                    self._profile_one(model, b, reason, pcfg)
+                    profile_backend(self, model, b, reason, pcfg)
                     st.update(note=b.name)
 
         return self._finish(body)
-
-    def _profile_one(self, model: str, b: Backend, reason: str | None, pcfg: ProfileConfig) -> None:
-        if reason or not b.trains:
-            why = reason or f"{b.engine.name} does not train, and profile covers training steps"
-            if reason is None:  # an unavailable backend was named when it was probed
-                print(f"warning: {model} {b.name} profile: skipped: {why}", file=sys.stderr)
-            self.writer.write_status(model, b, "profile", "skipped", why)
-            return
-        bs, settings = self.cfg.train_for(model).batch_size, b.configure(self.cfg.backend_options)
-        guarded(self.writer, model, b, "profile", lambda: self.writer.write(model, b, "profile", profile_cell(
-            model, b, self.splits(model, b.device)[0], bs, self.cfg.seed, self.cfg.backend_options, settings,
-            pcfg, self.writer.run_dir / "profile"), bs), bs)
 
     def splits(self, model: str, device: str) -> tuple[Split, Split]:
         t = self.cfg.train_for(model)
@@ -121,10 +98,10 @@ class Runner:
             close_run(self.writer, self.meta, status, warnings_for(pd.DataFrame(self._machine_rows)), **extra)
         return self.writer.run_dir
 
-    def _machine(self, group: str, rows: list[dict]) -> None:
+    def record_machine(self, group: MachineGroup, rows: list[dict]) -> None:
         if rows:
             self._machine_rows += rows
-            write_cell(self.writer.run_dir, group.replace(" ", "__"), {"machine": pd.DataFrame(rows)})
+            write_cell(self.writer.run_dir, group.folder, {"machine": pd.DataFrame(rows)})
 
     def _run_model(self, model: str, probed) -> None:
         cfg, sizes = self.cfg, self.cfg.infer.batch_sizes
@@ -138,21 +115,21 @@ class Runner:
                         self.writer.write_status(model, b, phase, "skipped", reason, bs)
         trainers = [b for b in available if b.trains]
         trained = {b.name: m for b in trainers if not todo(b, "train") and (m := self._load_trained(model, b))}
-        trained.update(self._train(model, [b for b in trainers if todo(b, "train")]))
+        trained.update(train_backends(self, model, [b for b in trainers if todo(b, "train")]))
         self._dynamics(model, [b for b in trainers if b.name in trained])
         # the non-training backends run the fp32 reference's weights when it trained, else the first trained
         source = next((trained[b.name] for b in available if b.name in trained and b.is_reference),
                       next(iter(trained.values()), None))
         if source is None and any(not b.trains for b in available):
             ref = get_backend(REFERENCE)
-            source = self._load_trained(model, ref) if not todo(ref, "train") else self._train(
+            source = self._load_trained(model, ref) if not todo(ref, "train") else train_backends(self,
                 model, [ref], "reference for the non-training backends").get(REFERENCE)
         # a batch size with any cell missing is measured again whole, so its backends stay paired by round
         redo = [bs for bs in sizes if any(todo(b, "infer", bs) for b in available)]
         prepared, weights = {}, {}  # weights: the trained model each backend was prepared from
         with console.stage(f"prepare {model} (export, compile, quantize)", len(available), "backend") as st:
             for b in available:
-                self._prepare(model, b, redo, todo, trained, source, prepared, weights)
+                prepare_backend(self, model, b, redo, todo, trained, source, prepared, weights)
                 st.update(note=b.name)
         ready = [b for b in available if prepared.get(b.name) is not None]
         measured = {}
@@ -164,38 +141,8 @@ class Runner:
             with console.stage(f"infer {model} ({len(ready)} backend{plural}, interleaved rounds)", len(redo),
                                "batch size") as st:
                 for bs in redo:
-                    self._infer_group(model, bs, ready, prepared, measured.get(bs))
+                    time_batch_size(self, model, bs, ready, prepared, measured.get(bs))
                     st.update(note=f"bs={bs}")
-
-    def _prepare(self, model: str, b: Backend, redo: list[int], todo, trained: dict, source, prepared: dict,
-                 weights: dict) -> None:
-        """Prepare one backend's trained model for inference (export, compile, quantize), or write why not."""
-        export = not b.trains and todo(b, "export")
-        if not redo and not export:
-            return
-        if b.trains and b.name not in trained:
-            for bs in redo:  # its training failed or diverged: its row says which
-                self.writer.write_status(model, b, "infer", "skipped", "no trained model (training did not "
-                                         "end ok)", bs)
-            return
-        train, test = self.splits(model, b.device)
-        settings = b.configure(self.cfg.backend_options)
-        weights[b.name] = trained.get(b.name, source)
-        if b.trains and (model, b.name) in self._prepared_in_training:
-            prepared[b.name] = self._prepared_in_training.pop((model, b.name))
-        elif b.trains or (source is not None and not export):
-            prepared[b.name] = guarded(self.writer, model, b, "export", lambda: prepare_measured(
-                b, weights[b.name], self.cfg.backend_options, train, test.x))
-        elif source is not None:
-            prepared[b.name] = guarded(self.writer, model, b, "export", lambda: self._write(
-                model, b, "export", *prepare_cell(b, copy.deepcopy(source).cpu(), self.cfg.backend_options, settings,
-                                                  train, test)))
-        if prepared.get(b.name) is None:
-            why = "preparing the model failed" if source is not None or b.trains else "no trained model to prepare"
-            if export and source is None:
-                self.writer.write_status(model, b, "export", "skipped", why)
-            for bs in redo:
-                self.writer.write_status(model, b, "infer", "skipped", why, bs)
 
     def _dynamics(self, model: str, trainers: list[Backend]) -> None:
         """Landscape analyses of each training cell that recorded dynamics and has none yet (also on resume)."""
@@ -219,69 +166,3 @@ class Runner:
         except (OSError, RuntimeError, KeyError, IndexError, ValueError):
             return None
 
-    def _write(self, model: str, b: Backend, phase: str, tables: dict, value=None):
-        self.writer.write(model, b, phase, tables)
-        return value
-
-    def _train(self, model: str, trainers: list[Backend], reason: str = "") -> dict[str, torch.nn.Module]:
-        """Train ``trainers`` in interleaved blocks of steps; writes their cells, returns the trained models."""
-        cfg, runs, recorders = self.cfg.train_for(model), {}, {}
-        for b in trainers:
-            train, test = self.splits(model, b.device)
-            if self.cfg.dynamics and model not in self._recorded:  # the first backend that trains each model
-                self._recorded.add(model)
-                recorders[b.name] = DynamicsRecorder(cfg.epochs * train.train_steps(cfg.batch_size),
-                                                     self.cfg.dynamics_every)
-            runs[b.name] = train_cell(model, b, cfg, train, test, self.cfg.seed, self.cfg.backend_options,
-                                      b.configure(self.cfg.backend_options), self.mnist.test_images[: len(test)],
-                                      recorders.get(b.name), self.progress, interleaved=len(trainers) > 1)
-        states: list[dict] = []
-        results = interleave(runs, on_round=lambda r: states.append(self.machine.round(f"{model} train", r)))
-        self._machine(f"{model} machine train", states)
-        trained = {}
-        for b in trainers:
-            result = results[b.name]
-            if isinstance(result, Exception):
-                status, why = failure_of(result)
-                print(f"warning: {model} {b.name} train: {status}: {why}", file=sys.stderr)
-                self.writer.write_status(model, b, "train", status, why)
-                continue
-            tables, model_obj, prepared = result
-            if tables["summary"].iloc[0].get("status") != "diverged":
-                trained[b.name] = model_obj
-                if prepared is not None:
-                    self._prepared_in_training[model, b.name] = prepared
-            recorder = recorders.get(b.name)
-            weights = io.BytesIO()
-            torch.save({k: v.cpu() for k, v in model_obj.state_dict().items()}, weights)
-            files = {"model.pt": weights.getvalue(), **(recorder.checkpoint_files() if recorder else {})}
-            self.writer.write(model, b, "train", tables, files=files, reason=reason)
-        return trained
-
-    def _infer_group(self, model: str, bs: int, backends: list[Backend], prepared: dict,
-                     measured: tuple | None = None) -> None:
-        """Time every prepared backend at one batch size in interleaved rounds (in this process, or
-        ``measured`` already by worker processes); one cell each."""
-        cfg, contenders, memory = self.cfg, [], {}
-        for b in backends:
-            p, images = prepared[b.name], self.splits(model, b.device)[1].x
-            x = p.to_input(input_batch(images, bs))
-            memory[b.name] = guarded(self.writer, model, b, "infer", lambda: memory_pass(
-                p, x, b.engine.memory_device(b)), bs)
-            if memory[b.name] is not None:
-                contenders.append(Contender(b.name, lambda p=p, x=x: p.predict(x), p.clock_device))
-        if measured is None:
-            states = measure_rounds(contenders, bs, cfg.infer, self.machine, group=f"{model} infer bs{bs}",
-                                    reference=REFERENCE)
-        else:
-            contenders = [c for c in measured[0] if memory.get(c.name) is not None]
-            states = measured[1]
-        self._machine(f"{model} machine infer_bs{bs}", states)
-        for c in contenders:
-            b = get_backend(c.name)
-            if c.failure is not None:
-                print(f"warning: {model} {b.name} infer bs={bs}: {c.failure[0]}: {c.failure[1]}", file=sys.stderr)
-                self.writer.write_status(model, b, "infer", *c.failure, batch_size=bs)
-            else:
-                tables = infer_tables(model, c, bs, cfg.infer, b.configure(cfg.backend_options), memory[b.name])
-                self.writer.write(model, b, "infer", tables, bs)

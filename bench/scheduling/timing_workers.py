@@ -21,6 +21,7 @@ from bench.backends import BACKENDS, REFERENCE
 from bench.measure.latency import input_batch
 from bench.measure.machine import Machine
 from bench.measure.rounds import Contender, measure_rounds
+from bench.storage.keys import MachineGroup
 from bench.train import build_trainable
 
 
@@ -43,7 +44,7 @@ def run_spec(spec: dict) -> dict[str, list[dict]]:
     for bs, batch in spec["batches"].items():
         contenders = [Contender(name, lambda p=p, x=p.to_input(batch): p.predict(x), p.clock_device)
                       for name, p in prepared.items()]
-        states = measure_rounds(contenders, bs, cfg, machine, group=f"{spec['model']} infer bs{bs}",
+        states = measure_rounds(contenders, bs, cfg, machine, group=MachineGroup(spec["model"], "infer", bs).name,
                                 process=spec["process"], reference=REFERENCE)
         out["timings"] += [{**row, "round": row["round"] + shift, "backend": c.name, "batch_size": bs}
                            for c in contenders for row in c.rows]
@@ -103,7 +104,7 @@ def _collect(out: dict, res: dict, model: str, process: int) -> None:
                 c.failure = c.failure or o["failure"]
                 if process == 0:
                     c.cold_first_call_ms = o["cold_first_call_ms"]
-        states += [m for m in res["machine"] if m["group"] == f"{model} infer bs{bs}"]
+        states += [m for m in res["machine"] if m["group"] == MachineGroup(model, "infer", bs).name]
 
 
 def main(argv: list[str]) -> int:

@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench import BenchError
+from bench.storage.keys import CellKey
 
 SCHEMA = {
     "summary": "one row per cell: model, backend, device, precision, engine, phase (train | infer | export), "
@@ -67,9 +68,8 @@ STATUSES = ("ok", "skipped", "error", "oom", "diverged")
 
 
 def cell_id(model: str, backend: str, phase: str, batch_size: int | None = None, suffix: str = "") -> str:
-    """``suffix``: a variant of the same cell, such as a data-parallel world size (``ws2``)."""
-    return f"{model}__{backend}__{phase}" + (f"_bs{batch_size}" if batch_size else "") + (f"_{suffix}" if suffix
-                                                                                          else "")
+    """``CellKey(...).id``: the cell's folder name."""
+    return CellKey(model, backend, phase, batch_size, suffix).id
 
 
 class RunWriter:

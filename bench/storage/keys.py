@@ -1,0 +1,47 @@
+"""Typed keys for what the result files name with strings: a cell (its folder, its ``cell_id``) and
+a machine group (the ``group`` column of the machine rows, and the folder they are written to).
+Every id is built here and nowhere else; readers compare keys, never split strings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class CellKey:
+    model: str
+    backend: str
+    phase: str  # train | export | infer | dynamics | profile
+    batch_size: int | None = None  # inference cells
+    suffix: str = ""  # a variant of the same cell, such as a data-parallel world size (``ws2``)
+
+    @property
+    def id(self) -> str:
+        """The cell's folder name and its rows' ``cell_id``."""
+        return (f"{self.model}__{self.backend}__{self.phase}" + (f"_bs{self.batch_size}" if self.batch_size else "")
+                + (f"_{self.suffix}" if self.suffix else ""))
+
+
+@dataclass(frozen=True)
+class MachineGroup:
+    """The rounds of one measurement whose machine state is recorded together: a model's interleaved
+    training, or its inference at one batch size."""
+
+    model: str
+    phase: str  # train | infer
+    batch_size: int | None = None
+
+    @property
+    def name(self) -> str:
+        """The machine rows' ``group``: "mlp train", "mlp infer bs32"."""
+        return f"{self.model} {self.phase}" + (f" bs{self.batch_size}" if self.phase == "infer" else "")
+
+    @property
+    def folder(self) -> str:
+        """The folder the group's machine rows are written to."""
+        return f"{self.model}__machine__{self.phase}" + (f"_bs{self.batch_size}" if self.phase == "infer" else "")
+
+
+def group_names(models, phases, batch_sizes) -> list[str]:
+    """``MachineGroup.name`` of each (model, phase, batch size) of three columns."""
+    return [MachineGroup(m, p, None if p == "train" else int(b)).name for m, p, b in zip(models, phases, batch_sizes)]
