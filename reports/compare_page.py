@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from bench import BenchError
+from bench import REGRESSION_EXIT, BenchError  # noqa: F401 - REGRESSION_EXIT: the gate's exit code
 from bench.storage import calibration
 from bench.storage.results import RunTables, atomic_write_text
 from reports.blocks import img, table
@@ -24,8 +24,6 @@ from reports.paired import cell_rounds, compare_runs, conservative, geomean_spee
 from reports.run_sections import environment
 from reports.section import Section
 from reports.summary import model_rank, text_frame
-
-REGRESSION_EXIT = 3  # --fail-above: a significant slowdown beyond the threshold
 
 
 @dataclass

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.cli import main, print_results
+from bench.cli import main
+from bench.commands import print_results
 from bench.measure.metrics import METRICS
 from bench.storage import run_index as history
 from bench.storage.results import read_run
