@@ -163,6 +163,31 @@ def test_damaged_files_are_named_and_the_rest_renders(tiny_run, tmp_path, capsys
     assert "meta.json: damaged" in html
 
 
+def test_a_pytest_benchmark_file_gives_one_row_per_benchmark_of_this_suite(tmp_path):
+    """A well-formed file: each benchmark of this suite is one summary row with its own figures;
+    a benchmark of another suite (no backend in extra_info) is left out."""
+    from reports.pytest_benchmark import read_benchmark_json
+
+    def bench(name, info, data):
+        stats = {"rounds": len(data), "mean": sum(data) / len(data), "stddev": 0.0, "min": min(data),
+                 "median": sorted(data)[len(data) // 2], "iqr": 0.0, "data": data}
+        return {"name": name, "extra_info": info, "stats": stats}
+
+    doc = {"benchmarks": [
+        bench("infer-mlp-cpu-fp32-bs32", {"model": "mlp", "backend": "cpu-fp32", "phase": "infer", "batch_size": 32},
+              [0.002, 0.003, 0.004]),
+        bench("train-cnn-cpu-fp32", {"model": "cnn", "backend": "cpu-fp32", "phase": "train", "batch_size": 64},
+              [0.010, 0.020, 0.030]),
+        bench("someone-else", {}, [1.0, 2.0, 3.0])]}
+    path = tmp_path / "suite.json"
+    path.write_text(json.dumps(doc))
+    s = read_benchmark_json(path)["summary"].set_index("cell_id")
+    assert list(s.index) == ["infer-mlp-cpu-fp32-bs32", "train-cnn-cpu-fp32"]
+    infer, train = s.loc["infer-mlp-cpu-fp32-bs32"], s.loc["train-cnn-cpu-fp32"]
+    assert infer.p50_latency_ms == pytest.approx(3.0) and infer.samples_per_s == pytest.approx(32 / 0.003)
+    assert train.train_samples_per_s == pytest.approx(64 / 0.020) and pd.isna(train.p50_latency_ms)
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
                     lambda children: st.lists(children, max_size=4) | st.dictionaries(
