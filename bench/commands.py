@@ -85,6 +85,7 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
 def print_results(run_dir: Path):
     """The run's summary table, then its verdict as hyperfine prints one (-q: the verdict only);
     returns the summary."""
+    from bench.backends import REFERENCE
     from bench.storage.results import read_run
     from reports.paired import ranked_backends
     from reports.summary import planned_max_batch, summary_table
@@ -95,7 +96,7 @@ def print_results(run_dir: Path):
         print(summary_table(rt["summary"], planned_max_batch(rt.meta)))
     lines = verdict_lines(ranked_backends(rt))
     if lines:
-        print("\nverdict (samples/s; against cpu-fp32 with the 95% interval of the paired ratio; ★ fastest, "
+        print(f"\nverdict (samples/s; against {REFERENCE} with the 95% interval of the paired ratio; ★ fastest, "
               "= tie with the fastest):")
         print("\n".join(lines))
     return rt["summary"]

@@ -16,8 +16,6 @@ from reports.charts import to_image
 from reports.section import Section
 from reports.summary import backend_rank, memory_frame, memory_row, model_rank, with_metric_columns
 
-BASELINE = REFERENCE  # every ratio in words is taken against the reference backend
-
 
 def _share(r) -> str:
     """Speed as a share of the fastest's, with the interval: "0.63× [0.61, 0.65]"."""
@@ -29,7 +27,7 @@ def _share(r) -> str:
 
 def _against_baseline(r) -> str:
     """A ranked row's verdict against the baseline, in the words ``rank_backends`` wrote."""
-    if r.backend == BASELINE:
+    if r.backend == REFERENCE:
         return "baseline"
     words = getattr(r, "vs_baseline", None)
     return words if isinstance(words, str) else "–"
@@ -43,7 +41,7 @@ def verdict_table(ranked: pd.DataFrame) -> pd.DataFrame:
                      "batch": "–" if pd.isna(r.batch_size) else int(r.batch_size), "backend": r.backend,
                      "standing": mark, "samples/s": r.samples_per_s,
                      "speed × fastest [95% CI]": "1" if r.standing == "fastest" else _share(r),
-                     f"against {BASELINE}": _against_baseline(r),
+                     f"against {REFERENCE}": _against_baseline(r),
                      "rounds": r.rounds, **({"run": r.run_id} if ranked.run_id.nunique() > 1 else {})})
     return pd.DataFrame(rows).fillna("–")
 
@@ -266,7 +264,7 @@ def render_verdict(ranked: pd.DataFrame) -> str:
         "of seconds per sample), the same in every table and export. Speed × fastest is a paired ratio over the "
         "rounds the two were measured side by side, with its 95% interval (Hodges-Lehmann with a Wilcoxon "
         "signed-rank interval); a backend whose interval contains 1 is a tie. The last column compares with "
-        f"{BASELINE} the same way.</p>",
+        f"{REFERENCE} the same way.</p>",
         table(verdict_table(ranked), "verdict-table")])
 
 
