@@ -9,10 +9,14 @@ from __future__ import annotations
 import pytest
 
 from bench.backends import backend_names, get_backend
+from bench.config_types import InferConfig, TrainConfig, field_default
 from models import model_names
 
 DEFAULT_BACKENDS = ",".join(backend_names())
 DEFAULT_MODELS = ",".join(model_names())
+# the run's own defaults (bench.config_types), so the suite and a run time the same batches
+DEFAULT_BATCH_SIZES = ",".join(map(str, field_default(InferConfig, "batch_sizes")))
+DEFAULT_TRAIN_BATCH = field_default(TrainConfig, "batch_size")
 
 
 def pytest_addoption(parser):
@@ -20,8 +24,10 @@ def pytest_addoption(parser):
     group.addoption("--suite-models", default=DEFAULT_MODELS, help=f"models to benchmark (default {DEFAULT_MODELS})")
     group.addoption("--suite-backends", default=DEFAULT_BACKENDS, help="backends (default: all; unavailable "
                                                                         "ones are skipped with the reason)")
-    group.addoption("--suite-batch-sizes", default="1,32,256,1024", help="inference batch sizes")
-    group.addoption("--suite-train-batch", type=int, default=128, help="training batch size (default 128)")
+    group.addoption("--suite-batch-sizes", default=DEFAULT_BATCH_SIZES,
+                    help=f"inference batch sizes (default {DEFAULT_BATCH_SIZES})")
+    group.addoption("--suite-train-batch", type=int, default=DEFAULT_TRAIN_BATCH,
+                    help=f"training batch size (default {DEFAULT_TRAIN_BATCH})")
     group.addoption("--suite-rounds", type=int, default=None,
                     help="fixed timed rounds per benchmark (pedantic mode); default: pytest-benchmark's own "
                          "calibration, so --benchmark-min-rounds and --benchmark-max-time apply")
