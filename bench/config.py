@@ -18,11 +18,13 @@ from bench.config_types import (
     AUTO,
     MAX_SEED,
     PRESETS,
+    SCENARIOS,
     DistConfig,
     DynamicsConfig,
     InferConfig,
     ProfileConfig,
     RunConfig,
+    ServeConfig,
     TrainConfig,
     field_default,
 )
@@ -49,8 +51,9 @@ _TRAIN_KEYS = {f.name for f in fields(TrainConfig)}
 _INFER_KEYS = {f.name for f in fields(InferConfig)}
 _OPTION_KEYS = {f.name for f in fields(BackendOptions)}
 _DIST_KEYS = {f.name for f in fields(DistConfig)}
+_SERVE_KEYS = {f.name for f in fields(ServeConfig)}
 _RUN_KEYS = {f.name for f in fields(RunConfig) if "help" in f.metadata}
-LEGAL_KEYS = sorted(_TRAIN_KEYS | _INFER_KEYS | _OPTION_KEYS | _DIST_KEYS | _RUN_KEYS | {"config"})
+LEGAL_KEYS = sorted(_TRAIN_KEYS | _INFER_KEYS | _OPTION_KEYS | _DIST_KEYS | _SERVE_KEYS | _RUN_KEYS | {"config"})
 
 
 def load_toml(path: Path) -> dict[str, Any]:
@@ -104,6 +107,7 @@ def build_config(values: dict[str, Any]) -> RunConfig:
     if "scaling" in dist_values:
         dist_values["scaling"] = tuple(integer("scaling", n, minimum=1) for n in split(dist_values["scaling"]))
     distributed = typed(DistConfig, dist_values)
+    serve = _serve_config(values)
     dynamics = boolean("dynamics", values.get("dynamics", default("dynamics")))
     processes = integer("processes", values.get("processes", default("processes")), minimum=1)
     if distributed.enabled:
@@ -126,8 +130,17 @@ def build_config(values: dict[str, Any]) -> RunConfig:
         name=_run_name(values.get("name", default("name"))),
         train=train, infer=typed(InferConfig, infer_values),
         backend_options=typed(BackendOptions, {k: values[k] for k in _OPTION_KEYS if k in values}),
-        distributed=distributed,
+        distributed=distributed, serve=serve,
     )
+
+
+def _serve_config(values: dict[str, Any]) -> ServeConfig:
+    given = {k: values[k] for k in _SERVE_KEYS if k in values}
+    if "scenarios" in given:
+        names = [str(n) for n in split(given["scenarios"])]
+        given["scenarios"] = SCENARIOS if names == ["all"] else tuple(dict.fromkeys(
+            n for n in names if n != "none"))
+    return typed(ServeConfig, given)
 
 
 def one_of_presets(preset: Any) -> None:
@@ -197,6 +210,8 @@ def config_from_dict(d: dict) -> RunConfig:
             train={m: TrainConfig(**t) for m, t in d["train"].items()},
             infer=InferConfig(**{**d["infer"], "batch_sizes": tuple(d["infer"]["batch_sizes"])}),
             backend_options=BackendOptions(**d["backend_options"]),
+            serve=ServeConfig(**{**d.get("serve", {}), "scenarios": tuple(d.get("serve", {}).get("scenarios", ()))}),
+
             distributed=DistConfig(**{**d.get("distributed", {}),
                                       "scaling": tuple(d.get("distributed", {}).get("scaling", ()))}))
     except (KeyError, TypeError, AttributeError) as e:
@@ -238,6 +253,8 @@ def _field(cfg: RunConfig, key: str) -> Any:
         return getattr(cfg.backend_options, key)
     if key in _DIST_KEYS:
         return getattr(cfg.distributed, key)
+    if key in _SERVE_KEYS:
+        return getattr(cfg.serve, key)
     return getattr(cfg, key, None)
 
 
@@ -270,9 +287,12 @@ def default_texts() -> dict[str, str]:
         values = {p: getattr(c.infer, key) for p, c in presets.items()}
         out[key] = _shown(values["quick"]) if len(set(values.values())) == 1 else \
             "; ".join(f"{p}: {_shown(v)}" for p, v in values.items())
-    for key, value in {**asdict(BackendOptions()), **asdict(DistConfig())}.items():
+    for key, value in {**asdict(BackendOptions()), **asdict(DistConfig()), **asdict(ServeConfig())}.items():
         out[key] = _shown(value)
     out.update({k: _shown(field_default(RunConfig, k)) for k in _RUN_KEYS if k != "backends"}, backends=AUTO)
+    from models import get_spec
+
+    out["latency_bound_ms"] = ", ".join(f"{m} {_shown(get_spec(m).latency_bound_ms)}" for m in _all_models())
     return out
 
 
@@ -292,7 +312,7 @@ def defaults_toml() -> str:
         value = _value_of(quick, key)
         if key == "backends":
             value = AUTO
-        single = value is not None and _shown(value) == texts[key]
+        single = value not in (None, ()) and _shown(value) == texts[key]
         if single:
             shown = ",".join(map(str, value)) if isinstance(value, tuple) else \
                 str(value) if isinstance(value, Path) else value
@@ -316,5 +336,5 @@ def _shown(value: Any) -> str:
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, (tuple, list)):
-        return ",".join(map(str, value))
+        return ",".join(map(str, value)) or "none"
     return f"{value:g}" if isinstance(value, float) else str(value)

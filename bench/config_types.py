@@ -10,7 +10,7 @@ from typing import Any
 
 from bench import ConfigError
 from bench.engines.base import BackendOptions
-from bench.plumbing.options import DIST, DYNAMICS, GROUPS, INFER, OUTPUT, TRAIN, WHAT, option
+from bench.plumbing.options import DIST, DYNAMICS, GROUPS, INFER, OUTPUT, SERVE, TRAIN, WHAT, option
 from bench.plumbing.values import one_of, positive
 
 MNIST_TRAIN_IMAGES = 60_000
@@ -95,6 +95,42 @@ class InferConfig:
             raise ConfigError(f"resolution_pct must be a percentage in [0, 100), got {self.resolution_pct}")
         if not self.max_time_s >= 0:
             raise ConfigError(f"max_time_s must be >= 0 seconds, got {self.max_time_s}")
+
+
+SCENARIOS = ("single-stream", "multi-stream", "server", "offline")  # MLPerf Inference's, in LoadGen
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Deployment scenarios: every inference backend served to MLPerf LoadGen after its timing."""
+
+    scenarios: tuple[str, ...] = option((), group=SERVE, help="LoadGen scenarios to run on every inference backend: "
+                                                              "single-stream, multi-stream, server, offline "
+                                                              "(comma-separated), or all; none: no scenarios")
+    scenario_seconds: float = option(0.5, group=SERVE, help="LoadGen's minimum duration of each performance test "
+                                                            "(MLPerf's rules ask 600 s: these runs are shortened and "
+                                                            "are not MLPerf results)")
+    latency_bound_ms: float | None = option(None, group=SERVE, help="Server: the p99 latency bound in ms (none: the "
+                                                                    "model's own, from its registry entry)")
+    max_batch: int = option(32, group=SERVE, help="Server with dynamic batching: most queued samples served in "
+                                                  "one call")
+    batch_timeout_us: int = option(500, group=SERVE, help="Server with dynamic batching: longest wait of the oldest "
+                                                          "queued sample before its call, in microseconds")
+    server_steps: int = option(7, group=SERVE, help="LoadGen Server tests per search for the highest VALID rate "
+                                                    "(with and without dynamic batching each)")
+
+    def __post_init__(self) -> None:
+        bad = [s for s in self.scenarios if s not in SCENARIOS]
+        if bad:
+            raise ConfigError(f"unknown scenario {', '.join(map(repr, bad))}; legal values: {', '.join(SCENARIOS)}, "
+                              "all")
+        if not self.scenario_seconds > 0:
+            raise ConfigError(f"scenario_seconds must be > 0, got {self.scenario_seconds}")
+        if self.latency_bound_ms is not None and not self.latency_bound_ms > 0:
+            raise ConfigError(f"latency_bound_ms must be > 0, got {self.latency_bound_ms}")
+        positive(self, "max_batch", "server_steps")
+        if self.batch_timeout_us < 0:
+            raise ConfigError(f"batch_timeout_us must be >= 0, got {self.batch_timeout_us}")
 
 
 @dataclass(frozen=True)
@@ -231,13 +267,14 @@ class RunConfig:
     infer: InferConfig = field(default_factory=InferConfig)
     backend_options: BackendOptions = field(default_factory=BackendOptions)
     distributed: DistConfig = field(default_factory=DistConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
 
     def train_for(self, model: str) -> TrainConfig:
         return self.train[model]
 
 
 # The classes whose option fields are run options, in --help's order within each group.
-OPTION_CLASSES = (RunConfig, TrainConfig, InferConfig, BackendOptions, DistConfig)
+OPTION_CLASSES = (RunConfig, TrainConfig, InferConfig, ServeConfig, BackendOptions, DistConfig)
 
 
 @dataclass(frozen=True)

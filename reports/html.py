@@ -11,7 +11,14 @@ from pathlib import Path
 import pandas as pd
 
 from bench.storage.results import RunTables, atomic_write_text
-from reports import dynamics_section, profile_section, run_sections, scaling_section, verdict_section
+from reports import (
+    dynamics_section,
+    profile_section,
+    run_sections,
+    scaling_section,
+    serving_section,
+    verdict_section,
+)
 from reports.load import load_paths
 from reports.page import page
 from reports.section import ReportContext, Section, frames_of, rendered
@@ -25,6 +32,7 @@ SECTIONS: list[Section] = [
     run_sections.SUMMARY,
     run_sections.TRAINING,
     run_sections.INFERENCE,
+    serving_section.SECTION,
     run_sections.PARITY,
     run_sections.EXPORT,
     run_sections.MEMORY,

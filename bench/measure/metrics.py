@@ -17,7 +17,7 @@ class Metric:
     label: str  # the header a person reads (the value is printed with its unit)
     unit: str  # one of UNITS: how a value is printed
     better: str  # higher | lower
-    phase: str  # train | infer (an inference figure is per batch size)
+    phase: str  # train | infer (an inference figure is per batch size) | serve (LoadGen's scenarios)
     definition: str
     ci: tuple[str, str] | None = None  # the summary columns of its 95% interval
     # where the one-row-per-backend summary shows it: "" (not there) | train (the training cell) |
@@ -26,9 +26,9 @@ class Metric:
     in_table: bool = True  # shown in its phase's table (Training or Inference)
 
     def __post_init__(self) -> None:
-        if self.unit not in UNITS or self.better not in ("higher", "lower") or self.phase not in ("train", "infer") \
-                or self.summary not in SUMMARY_AT:
-            raise ValueError(f"metric {self.name}: unit in {UNITS}, better higher|lower, phase train|infer, "
+        if self.unit not in UNITS or self.better not in ("higher", "lower") or self.summary not in SUMMARY_AT \
+                or self.phase not in ("train", "infer", "serve"):
+            raise ValueError(f"metric {self.name}: unit in {UNITS}, better higher|lower, phase train|infer|serve, "
                              f"summary in {SUMMARY_AT}")
 
     @property
@@ -65,6 +65,19 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("peak_rss_bytes", "peak RSS", "bytes", "lower", "train",
            "the process's resident-set high-water mark during the cell (the interpreter, data and every backend "
            "loaded so far included); what a backend itself costs is in the memory section"),
+    Metric("single_stream_p90_ms", "SingleStream p90", "ms", "lower", "serve",
+           "MLPerf LoadGen SingleStream: the 90th percentile latency of one-image queries issued one after another "
+           "(LoadGen's figure, its Python callback included)"),
+    Metric("multi_stream_p99_ms", "MultiStream p99", "ms", "lower", "serve",
+           "MLPerf LoadGen MultiStream: the 99th percentile latency of queries of 8 images"),
+    Metric("offline_samples_per_s", "Offline samples/s", "samples/s", "higher", "serve",
+           "MLPerf LoadGen Offline: samples per second over one query of every sample, served in batches of the "
+           "backend's fastest batch size"),
+    Metric("server_max_valid_qps", "Server max QPS", "samples/s", "higher", "serve",
+           "MLPerf LoadGen Server: the highest Poisson arrival rate LoadGen reported VALID (p99 under the latency "
+           "bound), one call per query"),
+    Metric("server_max_valid_qps_batching", "Server max QPS, batching", "samples/s", "higher", "serve",
+           "the same with dynamic batching: queued queries served together, up to max_batch or batch_timeout_us"),
 )}
 
 

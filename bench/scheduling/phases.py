@@ -66,7 +66,8 @@ def prepare_backend(r: Runner, model: str, b: Backend, redo: list[int], todo, tr
              weights: dict) -> None:
     """Prepare one backend's trained model for inference (export, compile, quantize), or write why not."""
     export = not b.trains and todo(b, "export")
-    if not redo and not export:
+    serving = bool(r.cfg.serve.scenarios) and todo(b, "serve")  # a missing serve cell needs the prepared model
+    if not redo and not export and not serving:
         return
     if b.trains and b.name not in trained:
         for bs in redo:  # its training failed or diverged: its row says which

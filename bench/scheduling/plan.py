@@ -9,8 +9,9 @@ from bench.storage.results import cell_id
 
 def planned_cells(config: dict) -> list[tuple[str, str, str, int | None]]:
     """(model, backend, phase, batch size) of every cell the stored configuration (meta.json's
-    ``config``) plans: training (or export, for backends that do not train) and inference at each
-    batch size. Backends this installation does not know are left out."""
+    ``config``) plans: training (or export, for backends that do not train), inference at each
+    batch size, and serving when it asks for scenarios. Backends this installation does not know are
+    left out."""
     try:
         models, backends = list(config["models"]), list(config["backends"])
         sizes = [int(b) for b in config["infer"]["batch_sizes"]]
@@ -24,6 +25,8 @@ def planned_cells(config: dict) -> list[tuple[str, str, str, int | None]]:
                 continue
             cells.append((model, name, "train" if b.trains else "export", None))
             cells += [(model, name, "infer", bs) for bs in sizes]
+            if (config.get("serve") or {}).get("scenarios"):
+                cells.append((model, name, "serve", None))
     return cells
 
 

@@ -25,6 +25,7 @@ from bench.dynamics.cell import dynamics_cell
 from bench.measure.machine import Machine, warnings_for
 from bench.plumbing import console
 from bench.scheduling.phases import prepare_backend, profile_backend, time_batch_size, train_backends
+from bench.scheduling.serve_phase import serve_backends
 from bench.scheduling.signals import StopRequested, graceful_stop
 from bench.scheduling.timing_workers import rounds_in_workers
 from bench.storage.keys import MachineGroup
@@ -110,7 +111,8 @@ class Runner:
         available = [b for b, reason in probed if reason is None]
         for b, reason in probed:
             if reason:
-                for phase, bs in [("train" if b.trains else "export", None)] + [("infer", bs) for bs in sizes]:
+                for phase, bs in [("train" if b.trains else "export", None)] + [("infer", bs) for bs in sizes] + (
+                        [("serve", None)] if cfg.serve.scenarios else []):
                     if todo(b, phase, bs):
                         self.writer.write_status(model, b, phase, "skipped", reason, bs)
         trainers = [b for b in available if b.trains]
@@ -143,6 +145,8 @@ class Runner:
                 for bs in redo:
                     time_batch_size(self, model, bs, ready, prepared, measured.get(bs))
                     st.update(note=f"bs={bs}")
+        if cfg.serve.scenarios:
+            serve_backends(self, model, [b for b in ready if todo(b, "serve")], prepared)
 
     def _dynamics(self, model: str, trainers: list[Backend]) -> None:
         """Landscape analyses of each training cell that recorded dynamics and has none yet (also on resume)."""

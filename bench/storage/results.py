@@ -43,6 +43,13 @@ SCHEMA = {
     "classes": "training: one row per class: precision, recall, f1, support",
     "confusion": "training: one row per (true, pred) pair: count",
     "misclassified": "training: first misclassified test images: index, label, pred, pixels (784 uint8 bytes)",
+    "scenarios": "--scenarios: one row per MLPerf LoadGen test: scenario (single-stream | multi-stream | server | "
+                 "offline), batching (dynamic batching on), step and target_qps (the Server search), valid, "
+                 "loadgen_reason, achieved_qps, scheduled_qps, p50_ms, p90_ms, p99_ms, max_ms (MultiStream: per "
+                 "query of 8 samples), queries, log (its folder of LoadGen logs in the cell)",
+    "served": "--scenarios: one row per served query of a Server test (no batching) at the highest VALID rate: "
+              "latency_ms (LoadGen), issue_delay_ms (LoadGen: scheduled arrival to issue), handover_ms, call_ms, "
+              "answer_ms (the harness's clock), other_ms, stalled_call",
     "dynamics_layers": "--dynamics: one row per (step, layer): grad_norm, grad_abs_mean, grad_abs_max, "
                        "weight_norm, update_ratio",
     "dynamics_steps": "--dynamics: one row per step: loss, lr",
@@ -158,6 +165,7 @@ def write_cell(run_dir: Path, cell_id: str, tables: dict[str, pd.DataFrame],
         for name, df in tables.items():
             df.to_parquet(tmp / f"{name}.parquet", index=False)
         for name, data in (files or {}).items():
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             (tmp / name).write_bytes(data)
         if final.exists():
             shutil.rmtree(final)

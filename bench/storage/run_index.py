@@ -144,12 +144,12 @@ def series(root: Path, name: str, model: str, backend: str, batch_size: int | No
     """One figure over runs, oldest first: value, interval, run, name, commit, machine. A training
     figure that inference cells also record (peak RSS) is read per batch size when one is given."""
     m = metric(name)
-    phase_is_train = m.phase == "train" and batch_size is None
+    per_batch = m.phase == "infer" or (m.phase == "train" and batch_size is not None)
     sql = ("SELECT f.value, f.low, f.high, f.batch_size, r.run_id, r.name, r.start_time, r.git_commit, r.hostname, "
            "r.cpu_model, r.gpu_name, r.path FROM figures f JOIN runs r USING (run_id) WHERE f.metric = ? "
            "AND f.model = ? AND f.backend = ? AND f.phase = ?")
-    params: tuple = (name, model, backend, "train" if phase_is_train else "infer")
-    if not phase_is_train:
+    params: tuple = (name, model, backend, "infer" if per_batch else m.phase)
+    if per_batch:
         if batch_size is None:
             raise ConfigError(f"{name} is measured per batch size; give --batch-size")
         sql += " AND f.batch_size = ?"
