@@ -39,6 +39,7 @@ class TestSpec:
     expected_qps: float | None = None  # Offline: sizes the one query
     min_queries: int = 64
     trace: bool = False  # keep LoadGen's per-sample trace (read for the latency breakdown, then dropped)
+    coalesce: bool = False  # Server: LoadGen hands queries that are due together over in one call
 
 
 def run_test(issue: Callable, flush: Callable, n_samples: int, spec: TestSpec, log_dir: Path) -> dict:
@@ -57,6 +58,7 @@ def run_test(issue: Callable, flush: Callable, n_samples: int, spec: TestSpec, l
     if spec.scenario == "server":
         settings.server_target_qps = float(spec.target_qps)
         settings.server_target_latency_ns = int(spec.latency_bound_ns)
+        settings.server_coalesce_queries = spec.coalesce
     elif spec.scenario == "offline":
         settings.offline_expected_qps = float(spec.expected_qps or 1000.0)
     elif spec.scenario == "single-stream":
