@@ -11,6 +11,7 @@ import html
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import NullFormatter
 
 from reports.blocks import img, table
 from reports.charts import backend_color, to_image
@@ -47,29 +48,31 @@ def _tests(ctx: ReportContext) -> pd.DataFrame:
 
 
 def server_curves(tests: pd.DataFrame, bounds: dict[str, float]) -> bytes | None:
-    """Per model: p99 latency against the achieved rate of every Server test, a line per backend
-    (solid: one call per query; dashed: dynamic batching), filled where LoadGen said VALID."""
+    """Per model: p99 latency against the offered (target) rate of every Server test, a line per
+    backend (solid: one call per query; dashed: dynamic batching), filled where LoadGen said VALID."""
     d = tests[tests.scenario == "server"] if not tests.empty else tests
     if d.empty:
         return None
     models = sorted(d.model.unique(), key=model_rank)
-    fig, axes = plt.subplots(1, len(models), figsize=(6.2 * len(models), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(models), figsize=(6.2 * len(models), 5.6), squeeze=False,
+                             constrained_layout=True)
     for ax, model in zip(axes[0], models):
         m = d[d.model == model]
         for (backend, batching), g in m.groupby(["backend", "batching"]):
-            g = g.sort_values("achieved_qps")
+            g = g.sort_values("target_qps")
             style = "--" if batching else "-"
             color = backend_color(backend)
-            ax.plot(g.achieved_qps, g.p99_ms, style, color=color, lw=1.2,
+            ax.plot(g.target_qps, g.p99_ms, style, color=color, lw=1.2,
                     label=f"{backend}{' (batching)' if batching else ''}")
-            ax.scatter(g.achieved_qps, g.p99_ms, s=22, color=np.where(g.valid, color, "white"), edgecolors=color,
+            ax.scatter(g.target_qps, g.p99_ms, s=22, color=np.where(g.valid, color, "white"), edgecolors=color,
                        zorder=3)
         if model in bounds:
             ax.axhline(bounds[model], color="#b00", lw=0.8, ls=":")
             ax.text(ax.get_xlim()[0], bounds[model], " p99 bound", color="#b00", fontsize=8, va="bottom")
-        ax.set(xscale="log", yscale="log", xlabel="achieved queries/s", ylabel="p99 latency (ms)",
+        ax.set(xscale="log", yscale="log", xlabel="offered queries/s (Poisson arrivals)", ylabel="p99 latency (ms)",
                title=f"{model}: Server scenario (filled: VALID)")
-        ax.legend(fontsize=7)
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0, -0.18), ncol=2, frameon=False)
     return to_image(fig)
 
 
@@ -110,8 +113,8 @@ def render(ctx: ReportContext, frame: pd.DataFrame | None) -> str:
         if "latency_bound_ms" in s else {}
     parts = [f'<p class="note">{NOTE}</p>',
              img(server_curves(_tests(ctx), bounds), "server scenario curves",
-                 "Each point one LoadGen Server test of the search: its achieved rate and its p99 latency. The dotted "
-                 "line is the bound; where a curve leaves it, the backend is saturated."),
+                 "Each point one LoadGen Server test of the search: the rate it offered and the p99 latency it "
+                 "measured. The dotted line is the bound; where a curve leaves it, the backend is saturated."),
              table(frame, "serving-table")]
     breakdown = breakdown_frame(ctx)
     if not breakdown.empty:
