@@ -123,7 +123,9 @@ def build_config(values: dict[str, Any]) -> RunConfig:
     return RunConfig(
         models=models, backends=backends, preset=preset, seed=seed, threads=threads, processes=processes,
         out=Path(values.get("out", default("out"))), data_dir=Path(data_dir) if data_dir else None,
-        dynamics=dynamics,
+        dynamics=dynamics, seeds=integer("seeds", values.get("seeds", default("seeds")), minimum=1),
+        validation_images=integer("validation_images", values.get("validation_images", default("validation_images")),
+                                  minimum=1),
         dynamics_every=integer("dynamics_every", values.get("dynamics_every", default("dynamics_every")), minimum=1),
         grid=integer("grid", values.get("grid", default("grid")), minimum=2),
         subset=integer("subset", values.get("subset", default("subset")), minimum=1),

@@ -248,6 +248,11 @@ class RunConfig:
     preset: str = option("quick", choices=PRESETS, group=WHAT,
                          help="quick: one epoch per model on 12,000 images; full: train to the accuracy targets")
     seed: int = option(0, group=TRAIN, help="random seed")
+    seeds: int = option(1, group=TRAIN, help="time to accuracy as MLPerf Training measures it: train each training "
+                                             "backend N times (seeds seed..seed+N-1, interleaved), each stopped at "
+                                             "the target on a validation split; 1: no such measurement")
+    validation_images: int = option(5000, group=TRAIN, help="with --seeds: the last N training images, held out "
+                                                            "for the stopping checks (never trained on)")
     threads: int | None = option(None, group=INFER, help="torch intra-op threads (none: torch's choice)")
     processes: int = option(1, group=INFER, help="spread the inference rounds over N fresh worker processes, one "
                                                  "after another, to sample process-level variation (1: this process)")

@@ -17,6 +17,7 @@ from reports import (
     run_sections,
     scaling_section,
     serving_section,
+    tta_section,
     verdict_section,
 )
 from reports.load import load_paths
@@ -31,6 +32,7 @@ SECTIONS: list[Section] = [
     run_sections.ENVIRONMENT_SECTION,
     run_sections.SUMMARY,
     run_sections.TRAINING,
+    tta_section.SECTION,
     run_sections.INFERENCE,
     serving_section.SECTION,
     run_sections.PARITY,

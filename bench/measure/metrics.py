@@ -17,7 +17,7 @@ class Metric:
     label: str  # the header a person reads (the value is printed with its unit)
     unit: str  # one of UNITS: how a value is printed
     better: str  # higher | lower
-    phase: str  # train | infer (an inference figure is per batch size) | serve (LoadGen's scenarios)
+    phase: str  # train | infer (per batch size) | serve (LoadGen's scenarios) | tta (run --seeds)
     definition: str
     ci: tuple[str, str] | None = None  # the summary columns of its 95% interval
     # where the one-row-per-backend summary shows it: "" (not there) | train (the training cell) |
@@ -27,8 +27,8 @@ class Metric:
 
     def __post_init__(self) -> None:
         if self.unit not in UNITS or self.better not in ("higher", "lower") or self.summary not in SUMMARY_AT \
-                or self.phase not in ("train", "infer", "serve"):
-            raise ValueError(f"metric {self.name}: unit in {UNITS}, better higher|lower, phase train|infer|serve, "
+                or self.phase not in ("train", "infer", "serve", "tta"):
+            raise ValueError(f"metric {self.name}: unit in {UNITS}, better higher|lower, phase train|infer|serve|tta, "
                              f"summary in {SUMMARY_AT}")
 
     @property
@@ -78,6 +78,13 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
            "bound), one call per query"),
     Metric("server_max_valid_qps_batching", "Server max QPS, batching", "samples/s", "higher", "serve",
            "the same with dynamic batching: queued queries served together, up to max_batch or batch_timeout_us"),
+    Metric("tta_mlperf_s", "time to target, MLPerf", "s", "lower", "tta",
+           "time to accuracy as MLPerf Training states it: over --seeds runs, each stopped at the target on the "
+           "validation split, the fastest and the slowest dropped, the mean of the rest (training seconds); missing "
+           "when any seed did not reach the target"),
+    Metric("tta_median_s", "time to target, median", "s", "lower", "tta",
+           "the median over the seeds that reached the target, with its 95% bootstrap interval",
+           ("tta_median_ci_low_s", "tta_median_ci_high_s")),
 )}
 
 

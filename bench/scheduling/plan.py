@@ -25,6 +25,8 @@ def planned_cells(config: dict) -> list[tuple[str, str, str, int | None]]:
                 continue
             cells.append((model, name, "train" if b.trains else "export", None))
             cells += [(model, name, "infer", bs) for bs in sizes]
+            if b.trains and int(config.get("seeds") or 1) > 1:
+                cells.append((model, name, "tta", None))
             if (config.get("serve") or {}).get("scenarios"):
                 cells.append((model, name, "serve", None))
     return cells

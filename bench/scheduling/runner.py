@@ -28,6 +28,7 @@ from bench.scheduling.phases import prepare_backend, profile_backend, time_batch
 from bench.scheduling.serve_phase import serve_backends
 from bench.scheduling.signals import StopRequested, graceful_stop
 from bench.scheduling.timing_workers import rounds_in_workers
+from bench.scheduling.tta_phase import tta_backends
 from bench.storage.keys import MachineGroup
 from bench.storage.results import cell_id, check_writable, write_cell
 from bench.storage.run_folder import close_run, open_run
@@ -112,13 +113,16 @@ class Runner:
         for b, reason in probed:
             if reason:
                 for phase, bs in [("train" if b.trains else "export", None)] + [("infer", bs) for bs in sizes] + (
-                        [("serve", None)] if cfg.serve.scenarios else []):
+                        [("serve", None)] if cfg.serve.scenarios else []) + (
+                        [("tta", None)] if cfg.seeds > 1 and b.trains else []):
                     if todo(b, phase, bs):
                         self.writer.write_status(model, b, phase, "skipped", reason, bs)
         trainers = [b for b in available if b.trains]
         trained = {b.name: m for b in trainers if not todo(b, "train") and (m := self._load_trained(model, b))}
         trained.update(train_backends(self, model, [b for b in trainers if todo(b, "train")]))
         self._dynamics(model, [b for b in trainers if b.name in trained])
+        if cfg.seeds > 1:
+            tta_backends(self, model, [b for b in trainers if todo(b, "tta")])
         # the non-training backends run the fp32 reference's weights when it trained, else the first trained
         source = next((trained[b.name] for b in available if b.name in trained and b.is_reference),
                       next(iter(trained.values()), None))

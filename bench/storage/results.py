@@ -50,6 +50,9 @@ SCHEMA = {
     "served": "--scenarios: one row per served query of a Server test (no batching) at the highest VALID rate: "
               "latency_ms (LoadGen), issue_delay_ms (LoadGen: scheduled arrival to issue), handover_ms, call_ms, "
               "answer_ms (the harness's clock), other_ms, stalled_call",
+    "seeds": "--seeds: one row per seed of a time-to-accuracy cell: seed, reached, time_to_accuracy_s (training "
+             "seconds to the target on the validation split), train_s, eval_s, epochs_run, steps, "
+             "validation_accuracy, test_accuracy, diverged",
     "dynamics_layers": "--dynamics: one row per (step, layer): grad_norm, grad_abs_mean, grad_abs_max, "
                        "weight_norm, update_ratio",
     "dynamics_steps": "--dynamics: one row per step: loss, lr",

@@ -1,0 +1,60 @@
+"""The Runner's time-to-accuracy phase (``run --seeds N``, ``bench.tta``): every training backend
+trained N times, seeds and backends interleaved by blocks of steps, each run stopped at the target
+on the validation split; one ``tta`` cell per backend with its per-seed table."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from bench.backends import Backend
+from bench.cells import failure_of
+from bench.measure.rounds import interleave
+from bench.plumbing import console
+from bench.train import evaluate, train_blocks
+from bench.tta import seed_row, tta_figures, validation_splits
+
+if TYPE_CHECKING:
+    from bench.scheduling.runner import Runner
+
+
+def tta_backends(r: Runner, model: str, backends: list[Backend]) -> None:
+    if not backends:
+        return
+    cfg = r.cfg
+    t = replace(cfg.train_for(model), stop_at_target=True)
+    splits: dict[str, tuple] = {}
+    runs, runs_of = {}, {}
+    for b in backends:
+        if b.device not in splits:
+            splits[b.device] = validation_splits(r.mnist, t.normalization, b.device, t.limit_train,
+                                                 cfg.validation_images)
+        train, val = splits[b.device]
+        for seed in range(cfg.seed, cfg.seed + cfg.seeds):
+            runs[f"{b.name} seed {seed}"] = train_blocks(model, b, train, val, t, seed, cfg.backend_options)
+            runs_of.setdefault(b.name, []).append((seed, f"{b.name} seed {seed}"))
+    with console.stage(f"time to accuracy {model} ({len(backends)} backends x {cfg.seeds} seeds, interleaved)",
+                       1, "phase") as st:
+        results = interleave(runs)
+        st.update()
+    for b in backends:
+        test = r.splits(model, b.device)[1]
+        rows, failure = [], None
+        for seed, name in runs_of[b.name]:
+            result = results[name]
+            if isinstance(result, Exception):
+                failure = failure or failure_of(result)
+                continue
+            rows.append(seed_row(seed, result, test, lambda m, s, b=b: evaluate(m, s, b)))
+        if failure is not None:
+            print(f"warning: {model} {b.name} tta: {failure[0]}: {failure[1]}", file=sys.stderr)
+            r.writer.write_status(model, b, "tta", *failure)
+            continue
+        seeds = pd.DataFrame(rows)
+        summary = {**tta_figures(seeds), "target_accuracy": t.target_accuracy, "validation_images":
+                   cfg.validation_images, "batch_size_train": t.batch_size, "optimizer": t.optimizer,
+                   "schedule": t.schedule, "lr": t.lr, "max_epochs": t.epochs}
+        r.writer.write(model, b, "tta", {"summary": pd.DataFrame([summary]), "seeds": seeds})
