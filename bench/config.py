@@ -205,7 +205,7 @@ def config_from_dict(d: dict) -> RunConfig:
     """The RunConfig stored in a run folder's meta.json (``asdict``), rebuilt and validated again."""
     try:
         return RunConfig(
-            **{k: v for k, v in d.items() if k not in ("train", "infer", "backend_options", "out", "data_dir",
+            **{k: v for k, v in d.items() if k not in ("train", "infer", "backend_options", "out", "data_dir", "serve",
                                                       "models", "backends", "distributed")},
             models=tuple(d["models"]), backends=tuple(d["backends"]), out=Path(d["out"]),
             data_dir=Path(d["data_dir"]) if d.get("data_dir") else None,

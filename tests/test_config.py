@@ -151,3 +151,17 @@ def test_each_default_is_declared_once_and_help_and_toml_agree(capsys):
         assert shown == texts[key] or (isinstance(value, float) and float(texts[key]) == value), key
     given = {k: v for k, v in toml.items() if k != "backends"}
     assert build_config({**given, "backends": "cpu-fp32"}) == build_config({"backends": "cpu-fp32"})
+
+
+def test_the_stored_configuration_reads_back_whole():
+    """What a run folder's meta.json stores (asdict, through JSON) builds the same RunConfig again:
+    every nested axis included (the worker processes, torchrun's ranks and --resume read it)."""
+    import json
+    from dataclasses import asdict
+
+    from bench.config import config_from_dict
+
+    cfg = build_config({"backends": "cpu-fp32", "scenarios": "server,offline", "seeds": 3, "max_batch": 8,
+                        "launcher": "torchrun", "scaling": "1,2", "batch_sizes": "1,8", "ort_opt_level": "basic"})
+    stored = json.loads(json.dumps(asdict(cfg), default=str))
+    assert config_from_dict(stored) == cfg
