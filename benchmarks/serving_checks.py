@@ -38,6 +38,7 @@ from bench.serving.scenarios import BackendScenarios, ServePlan, max_valid_qps
 from bench.serving.sut import ServedModel
 from bench.train import train_model
 from models import get_spec
+from reports.serving_section import latency_bands
 
 
 def prepared_backend(model: str, backend: str):
@@ -73,16 +74,9 @@ def repeat(scen: BackendScenarios, repeats: int) -> pd.DataFrame:
 
 def tail(scen: BackendScenarios, qps: float) -> pd.DataFrame:
     d = scen.breakdown(qps)
-    lat = d.latency_ms
-    parts = ["latency_ms", "issue_delay_ms", "handover_ms", "call_ms", "answer_ms", "other_ms"]
-    out = []
-    for band, g in (("median queries (40-60th pct)", d[(lat >= lat.quantile(0.4)) & (lat <= lat.quantile(0.6))]),
-                    ("slowest 1%", d[lat >= lat.quantile(0.99)])):
-        out.append({"queries": band, "n": len(g), **g[parts].mean().round(4).to_dict(),
-                    "stalled_calls": round(float(g.stalled_call.mean()), 3)})
     print(f"  at {qps:.0f} QPS: LoadGen p99 {d.p99_ms.iloc[0]:.3f} ms, {'VALID' if d.valid.iloc[0] else 'INVALID'}; "
           f"{len(d)} queries")
-    return pd.DataFrame(out)
+    return pd.DataFrame(latency_bands(d)).round(4)
 
 
 def agreement(prepared, test, seconds: float, log_root: Path) -> pd.DataFrame:

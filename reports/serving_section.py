@@ -76,22 +76,26 @@ def server_curves(tests: pd.DataFrame, bounds: dict[str, float]) -> bytes | None
     return to_image(fig)
 
 
+LATENCY_PARTS = ["latency_ms", "issue_delay_ms", "handover_ms", "call_ms", "answer_ms", "other_ms"]
+
+
+def latency_bands(served: pd.DataFrame) -> list[dict]:
+    """The mean of each part of a served query's latency (a ``served`` table of one test), for the
+    median queries (the 40th-60th percentile) and for the tail (the slowest 1%)."""
+    lat = served.latency_ms
+    bands = {"median queries": served[(lat >= lat.quantile(0.4)) & (lat <= lat.quantile(0.6))],
+             "slowest 1%": served[lat >= lat.quantile(0.99)]}
+    return [{"queries": band, **b[LATENCY_PARTS].mean().to_dict(), "stalled_calls": float(b.stalled_call.mean()),
+             "n": len(b)} for band, b in bands.items()]
+
+
 def breakdown_frame(ctx: ReportContext) -> pd.DataFrame:
-    """Per backend: the mean of each part of a served query's latency, for the median queries (the
-    40th-60th percentile) and for the tail (the slowest 1%)."""
+    """Per backend: ``latency_bands`` of its breakdown test."""
     d = ctx.rt.with_cells("served")
     if d.empty:
         return d
-    rows = []
-    parts = ["latency_ms", "issue_delay_ms", "handover_ms", "call_ms", "answer_ms", "other_ms"]
-    for (model, backend), g in d.groupby(["model", "backend"]):
-        lat = g.latency_ms
-        bands = {"median queries": g[(lat >= lat.quantile(0.4)) & (lat <= lat.quantile(0.6))],
-                 "slowest 1%": g[lat >= lat.quantile(0.99)]}
-        for band, b in bands.items():
-            rows.append({"model": model, "backend": backend, "queries": band, "at_qps": g.target_qps.iloc[0],
-                         **b[parts].mean().to_dict(), "stalled_calls": float(b.stalled_call.mean()), "n": len(b)})
-    return pd.DataFrame(rows)
+    return pd.DataFrame([{"model": model, "backend": backend, "at_qps": g.target_qps.iloc[0], **band}
+                         for (model, backend), g in d.groupby(["model", "backend"]) for band in latency_bands(g)])
 
 
 NOTE = ("MLPerf Inference's four scenarios, driven by MLPerf LoadGen (mlcommons-loadgen) against each backend "

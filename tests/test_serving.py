@@ -125,8 +125,8 @@ def test_dynamic_batching_serves_queued_queries_together_up_to_max_batch(mnist_p
     served, labels, batches = _served(mnist_path, delay_s=0.002)  # 2 ms a call: queries queue at 2,000/s
     plan = ServePlan(("server",), seconds=0.1, latency_bound_ms=50.0, max_batch=4, batch_timeout_us=1000,
                      server_steps=1, offline_batch=64)
-    row = BackendScenarios(served, labels, plan, tmp_path)._server(2000.0, batching=True)
-    sizes = [r[-1] for r in row["_sut"].records]
+    row, sut = BackendScenarios(served, labels, plan, tmp_path)._server(2000.0, batching=True)
+    sizes = [r[-1] for r in sut.records]
     assert max(sizes) <= 4 and max(sizes) > 1 and len(sizes) == row["queries"]
 
 

@@ -13,6 +13,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.plumbing.lazy import LazyModule
+
+lg = LazyModule("mlperf_loadgen")  # imported on first use: the harness runs without LoadGen
+
 SCENARIOS = ("single-stream", "multi-stream", "server", "offline")
 _LG_NAMES = {"single-stream": "SingleStream", "multi-stream": "MultiStream", "server": "Server",
              "offline": "Offline"}
@@ -46,8 +50,6 @@ def run_test(issue: Callable, flush: Callable, n_samples: int, spec: TestSpec, l
     """Run one LoadGen test against ``issue`` (LoadGen's issue_queries callback) over a sample
     library of ``n_samples``; returns LoadGen's result record (``result_*`` keys and the
     effective settings) read from its detail log in ``log_dir``."""
-    import mlperf_loadgen as lg
-
     log_dir.mkdir(parents=True, exist_ok=True)
     settings = lg.TestSettings()
     settings.scenario = getattr(lg.TestScenario, _LG_NAMES[spec.scenario])
@@ -83,8 +85,6 @@ def run_test(issue: Callable, flush: Callable, n_samples: int, spec: TestSpec, l
 
 def complete(samples, classes) -> None:
     """Answer LoadGen: each sample's predicted class as 4 bytes (int32), read by the accuracy check."""
-    import mlperf_loadgen as lg
-
     classes = np.ascontiguousarray(classes, dtype=np.int32)
     base = classes.ctypes.data
     lg.QuerySamplesComplete([lg.QuerySampleResponse(s.id, base + 4 * i, 4) for i, s in enumerate(samples)])

@@ -84,6 +84,13 @@ class BackendScenarios:
         self.n = len(labels)
         self.tests = 0
         self.failure: str | None = None
+        self._call_s: dict[int, float] = {}
+
+    def call_seconds(self, batch: int) -> float:
+        """A call's median time at ``batch``, measured once per backend (it sizes several tests)."""
+        if batch not in self._call_s:
+            self._call_s[batch] = _call_seconds(self.served, batch)
+        return self._call_s[batch]
 
     def _run(self, sut, spec: TestSpec, name: str) -> dict:
         log_dir = self.log_root / f"{self.tests:02d}-{name}"
@@ -123,34 +130,32 @@ class BackendScenarios:
         """SingleStream, MultiStream or Offline: one test, sized from the backend's own call time."""
         p = self.plan
         if scenario == "offline":
-            rate = p.offline_batch / _call_seconds(self.served, p.offline_batch, 5)
+            rate = p.offline_batch / self.call_seconds(p.offline_batch)
             spec, sut = TestSpec("offline", min_duration_s=p.seconds, expected_qps=rate), DirectSUT(
                 self.served, p.offline_batch)
         else:
             batch = 1 if scenario == "single-stream" else MULTI_STREAM_SAMPLES
-            expected = int(_call_seconds(self.served, batch) * 1e9)
+            expected = int(self.call_seconds(batch) * 1e9)
             # MultiStream's p99 over queries needs 662 of them for LoadGen's early stopping to hold
             spec = TestSpec(scenario, min_duration_s=p.seconds, expected_latency_ns=expected,
                             min_queries=64 if scenario == "single-stream" else 662)
             sut = DirectSUT(self.served, batch)
         return {"scenario": scenario, "batching": False, **self._run(sut, spec, scenario)}
 
-    def _server(self, qps: float, batching: bool, trace: bool = False) -> dict:
+    def _server(self, qps: float, batching: bool, trace: bool = False) -> tuple[dict, DirectSUT | BatchingSUT]:
+        """One Server test: its result row, and the SUT with its per-sample records."""
         p = self.plan
         sut = BatchingSUT(self.served, p.max_batch, p.batch_timeout_us) if batching else DirectSUT(self.served)
         spec = TestSpec("server", min_duration_s=p.seconds, target_qps=qps,
                         latency_bound_ns=int(p.latency_bound_ms * 1e6), trace=trace, coalesce=batching)
-        row = self._run(sut, spec, f"server-{'batching' if batching else 'direct'}-{qps:.0f}qps")
-        row["_sut"] = sut
-        return row
+        return self._run(sut, spec, f"server-{'batching' if batching else 'direct'}-{qps:.0f}qps"), sut
 
     def server(self, batching: bool, start: float | None = None) -> list[dict]:
         """One search; ``start`` defaults to half the rate one caller could sustain (a call, plus
         LoadGen's and the callback's ~50 us). Batching searches start from twice the direct one's
         answer, so their tests go to the edge rather than to finding it."""
-        start = start or 0.5 / (_call_seconds(self.served, 1) + 50e-6)
-        points = search_server(lambda q: {k: v for k, v in self._server(q, batching).items() if k != "_sut"},
-                               start, self.plan.server_steps)
+        start = start or 0.5 / (self.call_seconds(1) + 50e-6)
+        points = search_server(lambda q: self._server(q, batching)[0], start, self.plan.server_steps)
         return [{"scenario": "server", "batching": batching, **pt} for pt in points]
 
     def breakdown(self, qps: float) -> pd.DataFrame:
@@ -158,11 +163,11 @@ class BackendScenarios:
         delay (its scheduled arrival to its issue call: the queue behind the previous queries), the
         hand-over to the call, the call itself, the answer, from LoadGen's trace and the harness's
         own clock; a call over 10x the median call is marked a stall."""
-        row = self._server(qps, batching=False, trace=True)
+        row, sut = self._server(qps, batching=False, trace=True)
         log_dir = self.log_root / row["log"]
         trace = trace_samples(log_dir / "mlperf_log_trace.json")
         (log_dir / "mlperf_log_trace.json").unlink(missing_ok=True)
-        records = pd.DataFrame(row["_sut"].records, columns=["sample_seq", "sample_idx", "issued_ns", "start_ns",
+        records = pd.DataFrame(sut.records, columns=["sample_seq", "sample_idx", "issued_ns", "start_ns",
                                                              "end_ns", "answered_ns", "batch"])
         d = trace.merge(records, on=["sample_seq", "sample_idx"])  # the same sample by LoadGen's and our count
         out = pd.DataFrame({"sample_seq": d.sample_seq, "latency_ms": d.latency_ns / 1e6,
