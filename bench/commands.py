@@ -91,12 +91,14 @@ def print_results(run_dir: Path):
     from reports.summary import planned_max_batch, summary_table
     from reports.verdict_section import verdict_lines
 
-    rt = read_run(run_dir, only={"summary", "timings"})
+    rt = read_run(run_dir, only={"summary", "timings", "seeds"})
     if console.level() != "quiet":
         print(summary_table(rt["summary"], planned_max_batch(rt.meta)))
-    lines = verdict_lines(ranked_backends(rt))
+    ranked = ranked_backends(rt)
+    lines = verdict_lines(ranked)
     if lines:
-        print(f"\nverdict (samples/s; against {REFERENCE} with the 95% interval of the paired ratio; ★ fastest, "
+        figures = "samples/s" + ("; time to accuracy: seconds" if (ranked.phase == "tta").any() else "")
+        print(f"\nverdict ({figures}; against {REFERENCE} with the 95% interval of the paired ratio; ★ fastest, "
               "= tie with the fastest):")
         print("\n".join(lines))
     return rt["summary"]

@@ -47,6 +47,9 @@ _PRESET_TRAIN = {
 _PRESET_INFER = {"quick": {"budget_s": 0.24, "rounds": 12, "warmup_calls": 1, "min_repeats": 12, "max_time_s": 4.0},
                  "full": {"budget_s": 0.6, "rounds": 20, "warmup_calls": 2, "min_repeats": 20, "max_time_s": 15.0}}
 
+# full: NHWC for the models it applies to (the CNN), part of its fast recipe (benchmarks/recipe_search.py)
+_PRESET_OPTIONS = {"quick": {}, "full": {"channels_last": True}}
+
 _TRAIN_KEYS = {f.name for f in fields(TrainConfig)}
 _INFER_KEYS = {f.name for f in fields(InferConfig)}
 _OPTION_KEYS = {f.name for f in fields(BackendOptions)}
@@ -131,7 +134,8 @@ def build_config(values: dict[str, Any]) -> RunConfig:
         subset=integer("subset", values.get("subset", default("subset")), minimum=1),
         name=_run_name(values.get("name", default("name"))),
         train=train, infer=typed(InferConfig, infer_values),
-        backend_options=typed(BackendOptions, {k: values[k] for k in _OPTION_KEYS if k in values}),
+        backend_options=typed(BackendOptions, {**_PRESET_OPTIONS[preset],
+                                               **{k: values[k] for k in _OPTION_KEYS if k in values}}),
         distributed=distributed, serve=serve,
     )
 
@@ -285,11 +289,12 @@ def default_texts() -> dict[str, str]:
             out[key] = "; ".join(f"{p}: " + (_shown(next(iter(d.values()))) if len(set(d.values())) == 1 else
                                             ", ".join(f"{m} {_shown(v)}" for m, v in d.items()))
                                  for p, d in per.items())
-    for key in _INFER_KEYS:
-        values = {p: getattr(c.infer, key) for p, c in presets.items()}
-        out[key] = _shown(values["quick"]) if len(set(values.values())) == 1 else \
-            "; ".join(f"{p}: {_shown(v)}" for p, v in values.items())
-    for key, value in {**asdict(BackendOptions()), **asdict(DistConfig()), **asdict(ServeConfig())}.items():
+    for part, keys in (("infer", _INFER_KEYS), ("backend_options", _OPTION_KEYS)):
+        for key in keys:
+            values = {p: getattr(getattr(c, part), key) for p, c in presets.items()}
+            out[key] = _shown(values["quick"]) if len(set(values.values())) == 1 else \
+                "; ".join(f"{p}: {_shown(v)}" for p, v in values.items())
+    for key, value in {**asdict(DistConfig()), **asdict(ServeConfig())}.items():
         out[key] = _shown(value)
     out.update({k: _shown(field_default(RunConfig, k)) for k in _RUN_KEYS if k != "backends"}, backends=AUTO)
     from models import get_spec

@@ -19,6 +19,7 @@ MAX_SEED = 2**32 - 1  # numpy's and the data order's seeds are 32-bit
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "onecycle")
 NORMALIZATIONS = ("minmax", "standard")
+AUGMENTS = ("none", "shift")
 PRESETS = ("quick", "full")
 LAUNCHERS = ("none", "torchrun")
 SCALING_BATCH = ("global", "per-rank")
@@ -44,9 +45,17 @@ class TrainConfig:
     dropout: bool = option(True, group=TRAIN, help="on | off: off keeps every unit of the dropout layers (runs that "
                                                   "must repeat bit for bit, such as data-parallel against one "
                                                   "process)")
+    label_smoothing: float = option(0.0, group=TRAIN, help="training loss's label smoothing, in [0, 1) (0: plain "
+                                                           "cross-entropy; checks and test loss stay plain)")
+    augment: str = option("none", choices=AUGMENTS, group=TRAIN,
+                          help="none | shift (each training batch moved by up to 2 pixels each way, one random "
+                               "shift per batch, drawn from the run's seed)")
 
     def __post_init__(self) -> None:
         positive(self, "epochs", "batch_size", "evals_per_epoch")
+        if not 0 <= self.label_smoothing < 1:  # also refuses nan
+            raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        one_of("augment", self.augment, AUGMENTS)
         positive(self, "limit_train", "limit_test", allow_none=True)
         if self.warmup_steps < 0:
             raise ConfigError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
@@ -251,8 +260,9 @@ class RunConfig:
     seeds: int = option(1, group=TRAIN, help="time to accuracy as MLPerf Training measures it: train each training "
                                              "backend N times (seeds seed..seed+N-1, interleaved), each stopped at "
                                              "the target on a validation split; 1: no such measurement")
-    validation_images: int = option(5000, group=TRAIN, help="with --seeds: the last N training images, held out "
-                                                            "for the stopping checks (never trained on)")
+    validation_images: int = option(5000, group=TRAIN, help="with --seeds: N training images held out for the "
+                                                            "stopping checks (never trained on; one fixed random "
+                                                            "draw, the same for every seed and backend)")
     threads: int | None = option(None, group=INFER, help="torch intra-op threads (none: torch's choice)")
     processes: int = option(1, group=INFER, help="spread the inference rounds over N fresh worker processes, one "
                                                  "after another, to sample process-level variation (1: this process)")

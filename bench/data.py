@@ -258,3 +258,22 @@ def make_split(images: torch.Tensor, labels: torch.Tensor, normalization: str, d
     mean, std = NORMALIZATION[normalization]
     x = images.to(device).unsqueeze(1).float().div_(255.0).sub_(mean).div_(std)
     return Split(x, labels.to(device))
+
+
+# pixels; MNIST's digits sit in the middle 20x20 of the 28x28 frame, so a roll this short wraps background only
+MAX_SHIFT = 2
+
+
+def augmenter(augment: str, seed: int):
+    """The training batches' augmentation (``TrainConfig.augment``): None for "none"; for "shift",
+    a function that moves a whole batch by one random (dy, dx) in [-MAX_SHIFT, MAX_SHIFT], drawn on
+    the host from its own generator (no device sync, and the data order's generator is untouched)."""
+    if augment == "none":
+        return None
+    generator = torch.Generator().manual_seed(seed + 1)
+
+    def shift(x: torch.Tensor) -> torch.Tensor:
+        dy, dx = (torch.randint(-MAX_SHIFT, MAX_SHIFT + 1, (2,), generator=generator)).tolist()
+        return torch.roll(x, shifts=(dy, dx), dims=(2, 3)) if dy or dx else x
+
+    return shift

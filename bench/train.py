@@ -15,7 +15,7 @@ from torch import nn
 
 from bench.backends import Backend
 from bench.config import TrainConfig
-from bench.data import Split
+from bench.data import Split, augmenter
 from bench.engines import BackendOptions
 from bench.measure.clocks import clock_for
 from bench.plumbing import console
@@ -49,12 +49,16 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig, steps_total: int):
     return opt, sched
 
 
-def make_train_step(forward, backend: Backend, opt, sched=None, scaler=None):
-    """One optimisation step on a batch; returns the detached loss (no host sync)."""
+def make_train_step(forward, backend: Backend, opt, sched=None, scaler=None, label_smoothing: float = 0.0,
+                    augment=None):
+    """One optimisation step on a batch; returns the detached loss (no host sync). ``augment``
+    (``bench.data.shifter``) transforms the batch first; ``label_smoothing`` applies to this loss only."""
 
     def train_step(x, y):
+        if augment is not None:
+            x = augment(x)
         with backend.autocast():
-            loss = F.cross_entropy(forward(x), y)
+            loss = F.cross_entropy(forward(x), y, label_smoothing=label_smoothing)
         opt.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -163,7 +167,8 @@ def train_blocks(name: str, backend: Backend, train: Split, test: Split, cfg: Tr
         bar.update()
 
     loop = StepLoop(
-        train_step=make_train_step(forward, backend, opt, sched, backend.grad_scaler()),
+        train_step=make_train_step(forward, backend, opt, sched, backend.grad_scaler(), cfg.label_smoothing,
+                                   augmenter(cfg.augment, seed)),
         clock=clock_for(backend.device), batches=lambda epoch: train.batches(cfg.batch_size, generator),
         evaluate=lambda: evaluate(model, test, backend), epochs=cfg.epochs, steps_per_epoch=steps_per_epoch,
         eval_at=eval_steps(steps_per_epoch, cfg.evals_per_epoch), warmup_steps=warmup_steps,

@@ -210,7 +210,7 @@ def ranked_backends(rt: RunTables) -> pd.DataFrame:
     ranked = rank_backends(cell_rounds(rt), baseline=REFERENCE)
     s = rt["summary"]
     if ranked.empty or s.empty:
-        return ranked
+        return _with_tta(ranked, rt)
     from reports.summary import with_metric_columns
 
     s = with_metric_columns(s)
@@ -222,4 +222,32 @@ def ranked_backends(rt: RunTables) -> pd.DataFrame:
     head = head[["run_id", "model", "backend", "phase", "batch_size", "headline"]].astype({"batch_size": float})
     out = ranked.astype({"batch_size": float}).merge(head, on=["run_id", "model", "backend", "phase", "batch_size"],
                                                      how="left")
-    return out.assign(samples_per_s=out.headline.fillna(out.samples_per_s)).drop(columns="headline")
+    out = out.assign(samples_per_s=out.headline.fillna(out.samples_per_s)).drop(columns="headline")
+    return _with_tta(out, rt)
+
+
+def seed_rounds(rt: RunTables) -> pd.DataFrame:
+    """``run --seeds``: one row per (run, time-to-accuracy cell, seed), the seed as the round and its
+    training seconds to the target as the value (inf where it never got there: slower than any run
+    that did). A seed is the same initial weights and data order on every backend, so seeds pair."""
+    seeds = rt.with_cells("seeds", ("model", "backend", "phase"))
+    if seeds.empty:
+        return pd.DataFrame(columns=["run_id", "cell_id", "round", "value", "model", "backend", *KEYS[1:]])
+    value = seeds.time_to_accuracy_s.astype(float).where(seeds.reached.astype(bool), np.inf)
+    return seeds.assign(round=seeds.seed, value=value, batch_size=np.nan)[
+        ["run_id", "cell_id", "round", "value", "model", "backend", "phase", "batch_size"]]
+
+
+def _with_tta(ranked: pd.DataFrame, rt: RunTables) -> pd.DataFrame:
+    """``ranked`` and, below it, the time-to-accuracy ranking (phase ``tta``): backends by their
+    median seconds to the target over seeds (``tta_median_s``; a backend no seed of which reached it
+    is not ranked), each against the fastest and the baseline paired by seed, over the seeds both
+    reached."""
+    values = seed_rounds(rt)
+    reached = values[np.isfinite(values.value.astype(float))]
+    values = values.merge(reached[["run_id", "model", "backend"]].drop_duplicates())
+    if values.empty:
+        return ranked
+    tta = rank_backends(values, baseline=REFERENCE)
+    tta = tta.assign(tta_median_s=1 / tta.samples_per_s, samples_per_s=np.nan)
+    return pd.concat([ranked, tta], ignore_index=True) if not ranked.empty else tta

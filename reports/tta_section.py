@@ -11,6 +11,7 @@ from reports.blocks import img, table
 from reports.charts import backend_color, to_image
 from reports.section import ReportContext, Section
 from reports.summary import backend_rank, model_rank
+from reports.verdict_section import verdict_table
 
 COLUMNS = ["model", "backend", "tta_mlperf_s", "tta_median_s", "tta_median_ci_low_s", "tta_median_ci_high_s",
            "seeds", "seeds_reached", "all_reached", "target_accuracy", "validation_accuracy", "test_accuracy",
@@ -50,6 +51,16 @@ def seeds_chart(seeds: pd.DataFrame) -> bytes | None:
     return to_image(fig)
 
 
+def _ranking(ctx: ReportContext) -> str:
+    """The verdict's time-to-accuracy rows: backends by median time, each against the fastest and
+    the baseline, paired by seed."""
+    ranked = ctx.ranked
+    if ranked.empty or not (ranked.phase == "tta").any():
+        return ""
+    shown = verdict_table(ranked[ranked.phase == "tta"]).drop(columns=["phase", "batch", "samples/s"])
+    return table(shown.rename(columns={"rounds": "seeds paired"}), "tta-ranking")
+
+
 def render(ctx: ReportContext, frame: pd.DataFrame | None) -> str:
     if frame is None:
         return ""
@@ -60,6 +71,7 @@ def render(ctx: ReportContext, frame: pd.DataFrame | None) -> str:
         "reported). tta_mlperf_s is MLPerf Training's figure: the fastest and the slowest seed dropped, the mean "
         "of the rest, missing when any seed missed the target (all_reached). Training seconds exclude the "
         "checks (tta_eval_s).</p>",
+        _ranking(ctx),
         img(seeds_chart(ctx.rt.with_cells("seeds")), "time to accuracy per seed",
             "One dot per seed; the spread between seeds is the recipe's, not the machine's."),
         table(frame, "tta-table")])

@@ -35,15 +35,17 @@ def _against_baseline(r) -> str:
 
 def verdict_table(ranked: pd.DataFrame) -> pd.DataFrame:
     rows = []
+    tta = "phase" in ranked and (ranked.phase == "tta").any()
     for r in ranked.itertuples():
         mark = {"fastest": "★ fastest", "tie with fastest": "= tie with fastest"}.get(r.standing, "slower")
         rows.append({"model": r.model, "phase": r.phase,
                      "batch": "–" if pd.isna(r.batch_size) else int(r.batch_size), "backend": r.backend,
                      "standing": mark, "samples/s": r.samples_per_s,
+                     **({"time to target (s)": getattr(r, "tta_median_s", float("nan"))} if tta else {}),
                      "speed × fastest [95% CI]": "1" if r.standing == "fastest" else _share(r),
                      f"against {REFERENCE}": _against_baseline(r),
                      "rounds": r.rounds, **({"run": r.run_id} if ranked.run_id.nunique() > 1 else {})})
-    return pd.DataFrame(rows).fillna("–")
+    return pd.DataFrame(rows).astype(object).fillna("–")  # object: a dash in a column of numbers
 
 
 def _speed_cell(r) -> tuple[str, float]:
@@ -53,6 +55,17 @@ def _speed_cell(r) -> tuple[str, float]:
     if r.standing == "fastest":
         return text + " ★", r.samples_per_s
     return text + f" · {_share(r)}" + (" = tie" if r.standing == "tie with fastest" else ""), r.samples_per_s
+
+
+def _tta_cell(r, cell: pd.DataFrame) -> tuple[str, float]:
+    """One glance cell for time to accuracy: the median seconds over seeds, ★ or its speed as a
+    share of the fastest's with the interval over seeds, and the seeds that missed the target."""
+    text = f"{r.tta_median_s:.3g} s"
+    text += " ★" if r.standing == "fastest" else f" · {_share(r)}" + (" = tie" if r.standing == "tie with fastest"
+                                                                      else "")
+    if len(cell) and "seeds_reached" in cell and cell.seeds_reached.iloc[0] < cell.seeds.iloc[0]:
+        text += f" ({int(cell.seeds_reached.iloc[0])}/{int(cell.seeds.iloc[0])} seeds reached it)"
+    return text, r.tta_median_s
 
 
 def _memory_cell(cost: pd.Series | None, big_bs) -> tuple[str, float]:
@@ -76,6 +89,8 @@ def glance_table(rt: RunTables, ranked: pd.DataFrame, run_id: str, model: str) -
     r = ranked[(ranked.run_id == run_id) & (ranked.model == model)]
     sizes = sorted(s[s.phase == "infer"].batch_size.dropna().unique())
     phases = [("train", None)] + [("infer", b) for b in dict.fromkeys([sizes[0], sizes[-1]] if sizes else [])]
+    if (s.phase == "tta").any():
+        phases.append(("tta", None))
     train = s[(s.phase == "train") & (s.status == "ok")]
     parity = train["parity_argmax_agreement"] if "parity_argmax_agreement" in train else pd.Series(dtype=float)
     reference = train[parity.isna()] if len(parity) else train
@@ -85,14 +100,17 @@ def glance_table(rt: RunTables, ranked: pd.DataFrame, run_id: str, model: str) -
     for backend, g in sorted(s.groupby("backend", sort=False), key=lambda bg: backend_rank(bg[0])):
         row, key = {"backend": backend}, {"backend": ""}
         for phase, bs in phases:
-            label = "training" if phase == "train" else f"inference, batch {int(bs)}"
+            label = {"train": "training", "tta": "time to accuracy"}.get(phase) or f"inference, batch {int(bs)}"
             hit = r[(r.backend == backend) & (r.phase == phase) & ((r.batch_size == bs) if bs else True)]
             cell = g[(g.phase == phase) & ((g.batch_size == bs) if bs else True)]
             done = cell[cell.status == "ok"] if len(cell) else cell
             figure = "train_samples_per_s" if phase == "train" else "samples_per_s"
             row[label], key[label] = "–", float("nan")
             if len(hit):
-                row[label], key[label] = _speed_cell(hit.iloc[0])
+                row[label], key[label] = (_tta_cell(hit.iloc[0], done) if phase == "tta" else
+                                          _speed_cell(hit.iloc[0]))
+            elif phase == "tta" and len(done):  # no seed reached the target: not ranked
+                row[label], key[label] = f"not reached (0/{int(done.seeds.iloc[0])} seeds)", float("inf")
             elif phase == "train" and "world_size" in done and done.world_size.notna().any():
                 row[label] = "; ".join(f"{si(c.train_samples_per_s)}/s × {int(c.world_size)} rank"
                                        f"{'' if c.world_size == 1 else 's'}"
@@ -225,7 +243,8 @@ def verdict_frame(ranked: pd.DataFrame) -> pd.DataFrame:
         out = out.assign(speed_vs_baseline=1 / out.time_vs_baseline,
                          speed_vs_baseline_low=1 / out.time_vs_baseline_high,
                          speed_vs_baseline_high=1 / out.time_vs_baseline_low)
-    keep = ["run_id", "model", "phase", "batch_size", "backend", "standing", "samples_per_s", "speed_vs_fastest",
+    keep = ["run_id", "model", "phase", "batch_size", "backend", "standing", "samples_per_s", "tta_median_s",
+            "speed_vs_fastest",
             "speed_vs_fastest_low", "speed_vs_fastest_high", "speed_vs_baseline", "speed_vs_baseline_low",
             "speed_vs_baseline_high", "vs_baseline", "rounds"]
     out = out[[c for c in keep if c in out]]
@@ -240,18 +259,21 @@ def verdict_lines(ranked: pd.DataFrame) -> list[str]:
         return lines
     several = ranked.run_id.nunique() > 1
     groups = [(key, g) for key, g in ranked.groupby(["run_id", "model", "phase"], sort=False)]
-    groups.sort(key=lambda kg: (kg[0][0], model_rank(kg[0][1]), kg[0][2] != "train"))  # training first
+    # training first, then inference, then time to accuracy
+    groups.sort(key=lambda kg: (kg[0][0], model_rank(kg[0][1]), {"train": 0, "tta": 2}.get(kg[0][2], 1)))
     for (run_id, model, phase), g in groups:
         sizes = sorted(g.batch_size.dropna().unique())
-        for bs in ([None] if phase == "train" else dict.fromkeys([sizes[0], sizes[-1]] if sizes else [])):
+        for bs in ([None] if phase in ("train", "tta") else dict.fromkeys([sizes[0], sizes[-1]] if sizes else [])):
             d = g if bs is None else g[g.batch_size == bs]
-            what = "training" if phase == "train" else f"inference, batch {int(bs)}"
+            what = {"train": "training", "tta": "time to accuracy (median over seeds)"}.get(phase) or \
+                f"inference, batch {int(bs)}"
             lines.append(f"{model} · {what}" + (f" · run {run_id}" if several else "") + ":")
             width = max(len(b) for b in d.backend)
             for r in d.itertuples():
                 mark = "★" if r.standing == "fastest" else "=" if r.standing == "tie with fastest" else " "
                 words = _against_baseline(r)
-                lines.append(f"  {mark} {r.backend:<{width}}  {si(r.samples_per_s):>6}/s  {words}")
+                figure = f"{r.tta_median_s:>7.3g} s" if phase == "tta" else f"{si(r.samples_per_s):>6}/s"
+                lines.append(f"  {mark} {r.backend:<{width}}  {figure}  {words}")
     return lines
 
 
@@ -260,7 +282,9 @@ def render_verdict(ranked: pd.DataFrame) -> str:
         return ""
     return "\n".join([
         '<p class="note">Per model, phase and batch size, backends ranked by their median over interleaved '
-        "rounds (training: blocks of steps). samples/s is the cell's headline figure (1 / the median over rounds "
+        "rounds (training: blocks of steps; time to accuracy: seeds, each backend trained from the same initial "
+        "weights and data order per seed, a seed that missed the target counted slower than any that reached it). "
+        "samples/s is the cell's headline figure (1 / the median over rounds "
         "of seconds per sample), the same in every table and export. Speed × fastest is a paired ratio over the "
         "rounds the two were measured side by side, with its 95% interval (Hodges-Lehmann with a Wilcoxon "
         "signed-rank interval); a backend whose interval contains 1 is a tie. The last column compares with "

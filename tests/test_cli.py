@@ -115,7 +115,7 @@ def test_help_states_every_default():
             text = formatter._expand_help(action)
             assert "default" in text, f"{name} {action.option_strings[0]}: {text}"
     run_help = subs["run"].format_help()
-    assert "(default: quick: 1; full: mlp 20, cnn 3)" in " ".join(run_help.split())
+    assert "(default: quick: 1; full: mlp 3, cnn 2)" in " ".join(run_help.split())
 
 
 def test_quiet_and_verbose(mnist_path, tmp_path, capsys):

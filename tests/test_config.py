@@ -34,10 +34,24 @@ def test_cli_values_override_preset_and_recipe():
     ({"preset": "huge"}, "preset must be one of quick, full"),
     ({"colour": "red"}, "unknown config key"),
     ({"dynamics_every": "0"}, "dynamics_every must be >= 1"),
+    ({"label_smoothing": "1"}, "label_smoothing must be in .0, 1., got 1.0"),
+    ({"augment": "flip"}, "augment must be one of none, shift; got 'flip'"),
 ])
 def test_bad_values_name_the_legal_ones(values, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
         build_config(values)
+
+
+def test_the_full_preset_is_the_searched_recipe_and_options_still_win():
+    from models import get_spec
+
+    full = build_config({"preset": "full", "models": "cnn"})
+    assert full.backend_options.channels_last and not build_config({"models": "cnn"}).backend_options.channels_last
+    t = full.train_for("cnn")
+    assert {k: getattr(t, k) for k in get_spec("cnn").recipes["full"]} == get_spec("cnn").recipes["full"]
+    assert build_config({"preset": "full", "label_smoothing": "0", "augment": "shift"}).train_for("cnn").augment \
+        == "shift"
+    assert build_config({"preset": "full", "label_smoothing": "0"}).train_for("mlp").label_smoothing == 0.0
 
 
 def test_toml_file_and_cli_precedence(tmp_path):

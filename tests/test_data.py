@@ -149,3 +149,22 @@ def test_tests_read_the_cache_the_main_job_filled(tmp_path, mnist_path):
     assert main(["data", "--data-dir", str(mnist_path), "--cache", str(checkout / "data")]) == 0
     assert mnist_dir({}, checkout) == (checkout / "data" / "MNIST" / "raw").resolve()
     assert mnist_dir({"MNIST_BENCH_DATA": str(mnist_path)}, checkout) == mnist_path
+
+
+def test_shift_augmentation_moves_whole_batches_by_a_seeded_random_offset():
+    import torch
+
+    from bench.data import MAX_SHIFT, augmenter
+
+    assert augmenter("none", 0) is None
+    x = torch.zeros(3, 1, 28, 28)
+    x[:, :, 14, 14] = 1.0  # one lit pixel per image: where it lands is the shift
+    moves = []
+    for f in (augmenter("shift", 7), augmenter("shift", 7)):
+        out = [f(x) for _ in range(20)]
+        lit = [(o[0, 0] == 1).nonzero()[0].tolist() for o in out]
+        assert all((o[0] == o[i]).all() for o in out for i in range(3))  # one shift for the whole batch
+        moves.append([(r - 14, c - 14) for r, c in lit])
+    assert moves[0] == moves[1]  # the same seed, the same shifts
+    assert all(abs(dy) <= MAX_SHIFT and abs(dx) <= MAX_SHIFT for dy, dx in moves[0])
+    assert len(set(moves[0])) > 3  # and they vary

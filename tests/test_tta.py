@@ -5,6 +5,7 @@ import math
 
 import pandas as pd
 import pytest
+import torch
 
 from bench.tta import mlperf_time, tta_figures, validation_splits
 
@@ -25,21 +26,70 @@ def test_a_backends_row_counts_the_seeds_that_reached_the_target():
     assert f["tta_median_ci_low_s"] <= 3.0 <= f["tta_median_ci_high_s"]
 
 
+def _fingerprints(x):
+    """One number per image (a fixed random projection), to compare sets of images."""
+    w = torch.randn(x[0].numel(), generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    return sorted((x.reshape(len(x), -1).double() @ w).tolist())
+
+
 def test_the_validation_split_is_held_out_from_training(mnist_path):
     from bench import ConfigError
-    from bench.data import resolve_mnist
+    from bench.data import make_split, resolve_mnist
 
     m = resolve_mnist(mnist_path, fill_cache=False)
     train, val = validation_splits(m, "minmax", "cpu", None, 5000)
     assert len(val) == 5000 and len(train) == len(m.train_labels) - 5000
-    assert (val.y == m.train_labels[-5000:]).all()  # the last images, never among the trained ones
-    train, _ = validation_splits(m, "minmax", "cpu", 1000, 5000)
-    assert len(train) == 1000 and (train.y == m.train_labels[:1000]).all()
+    everything = make_split(m.train_images, m.train_labels, "minmax", "cpu")
+    # together they are the training set, each image once: none of the held-out images is trained on
+    assert _fingerprints(torch.cat([train.x, val.x])) == _fingerprints(everything.x)
+    assert sorted(train.y.tolist() + val.y.tolist()) == sorted(m.train_labels.tolist())
+    # a random draw (every class, not the file's last images), the same draw every time
+    assert not (val.y == m.train_labels[-5000:]).all() and len(set(val.y.tolist())) == 10
+    again = validation_splits(m, "minmax", "cpu", 1000, 5000)
+    assert (again[1].y == val.y).all() and len(again[0]) == 1000 and (again[0].y == train.y[:1000]).all()
     with pytest.raises(ConfigError, match="validation_images"):
         validation_splits(m, "minmax", "cpu", None, len(m.train_labels))
 
 
-def test_run_seeds_writes_a_tta_cell_per_training_backend(mnist_path, tmp_path):
+def _tta_tables(times: dict[str, list[float]]):
+    """A run's tables with one ``tta`` cell per backend and its per-seed times (NaN: missed)."""
+    import numpy as np
+
+    from bench.storage.results import RunTables
+
+    summary = pd.DataFrame([{"run_id": "r", "cell_id": f"cnn-{b}-tta", "model": "cnn", "backend": b, "phase": "tta",
+                             "status": "ok", "batch_size": np.nan, "seeds": len(t),
+                             "seeds_reached": int(np.isfinite(t).sum())} for b, t in times.items()])
+    seeds = pd.DataFrame([{"run_id": "r", "cell_id": f"cnn-{b}-tta", "seed": i, "reached": bool(v == v),
+                           "time_to_accuracy_s": v, "train_s": v if v == v else 20.0}
+                          for b, t in times.items() for i, v in enumerate(t)])
+    return RunTables(meta={"r": {}}, tables={"summary": summary, "seeds": seeds})
+
+
+def test_the_verdict_ranks_backends_by_time_to_accuracy_paired_by_seed():
+    from reports.paired import ranked_backends
+    from reports.verdict_section import verdict_lines
+
+    nan = float("nan")
+    rt = _tta_tables({"cpu-fp32": [10.0, 12.0, 11.0, 13.0, 10.5, 12.5, 11.5],
+                      "cpu-bf16": [5.0, 6.1, 5.4, 6.4, 5.3, 6.2, 5.8],
+                      "cpu-missed": [1.0, nan, nan, nan, nan, nan, nan],  # fastest once, missed the rest
+                      "cpu-never": [nan] * 7})
+    ranked = ranked_backends(rt)
+    assert list(ranked.backend) == ["cpu-bf16", "cpu-fp32", "cpu-missed"]  # never reached: not ranked
+    assert (ranked.phase == "tta").all() and ranked.samples_per_s.isna().all()
+    fastest, fp32 = ranked.iloc[0], ranked.iloc[1]
+    assert fastest.standing == "fastest" and fastest.tta_median_s == 5.8
+    assert fp32.standing == "slower" and fp32.time_vs_fastest_low > 1.5  # paired by seed: a clear 2x
+    assert fp32.time_vs_fastest == pytest.approx(11.5 / 5.8)
+    assert "faster than cpu-fp32" in fastest.vs_baseline
+    assert ranked.iloc[2].tta_median_s == float("inf")  # a missed seed counts slower than any that reached
+    lines = verdict_lines(ranked)
+    assert lines[0] == "cnn · time to accuracy (median over seeds):" and "★ cpu-bf16" in lines[1]
+    assert "5.8 s" in lines[1]
+
+
+def test_run_seeds_writes_a_tta_cell_per_training_backend(mnist_path, tmp_path, capsys):
     from bench.cli import main
     from bench.storage.results import read_run
 
@@ -58,5 +108,8 @@ def test_run_seeds_writes_a_tta_cell_per_training_backend(mnist_path, tmp_path):
     reached = seeds[seeds.reached]
     assert (reached.validation_accuracy >= 0.5).all() and (reached.time_to_accuracy_s <= reached.train_s).all()
     assert row.seeds_reached == len(reached)
-    assert '<h2 id="time-to-accuracy">Time to accuracy</h2>' in (run_dir / "report.html").read_text()
+    page = (run_dir / "report.html").read_text()
+    assert '<h2 id="time-to-accuracy">Time to accuracy</h2>' in page
+    assert ">time to accuracy<" in page  # the glance's column
+    assert "mlp · time to accuracy (median over seeds):" in capsys.readouterr().out  # the terminal's verdict
     assert (run_dir / "export" / "time-to-accuracy.csv").is_file()

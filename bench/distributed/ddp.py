@@ -29,7 +29,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from bench.backends import Backend
 from bench.config import TrainConfig
-from bench.data import Split
+from bench.data import Split, augmenter
 from bench.engines import BackendOptions
 from bench.measure.clocks import clock_for
 from bench.measure.rounds import headline_rate
@@ -126,7 +126,7 @@ def ddp_train(model_name: str, backend: Backend, cfg: TrainConfig, per_rank_batc
     warmup_steps = warmup_steps_for(total, cfg.warmup_steps)
     loop = StepLoop(
         train_step=make_train_step(backend.engine.training_forward(ddp, backend), backend, opt, sched,
-                                   backend.grad_scaler()),
+                                   backend.grad_scaler(), cfg.label_smoothing, augmenter(cfg.augment, seed)),
         clock=clock_for(backend.device), batches=shard, evaluate=lambda: evaluate(model, test, backend),
         epochs=cfg.epochs, steps_per_epoch=steps_per_epoch, eval_at={steps_per_epoch - 1},
         warmup_steps=warmup_steps, block_steps=block_steps_for(total, warmup_steps),
