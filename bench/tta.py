@@ -26,8 +26,8 @@ def validation_splits(mnist, normalization: str, device: str, limit_train: int |
     """(training, validation): ``validation_images`` training images drawn at random (one fixed
     draw, ``VALIDATION_SEED``) are held out; training is the rest (its first ``limit_train`` in
     that draw's order). Disjoint by construction. A random draw rather than the file's last images:
-    those read 0.1-0.2 points above the test split at the end of training, a random draw about as
-    far below it (docs/measurement.md, "Time to accuracy")."""
+    for the MLP those read 0.2-0.3 points above the test split at the end of training, a random draw
+    0.1-0.2 below it (``python -m benchmarks.validation_split``; docs/measurement.md)."""
     n = len(mnist.train_labels)
     if not 0 < validation_images < n:
         from bench import ConfigError

@@ -2,7 +2,7 @@
 images against a random draw of 5,000 (``bench.tta.validation_splits``), each model trained to the
 end of its fast recipe (no stopping), the final weights evaluated on both.
 
-    python benchmarks/validation_split.py [--models mlp,cnn] [--seeds 3]
+    python -m benchmarks.validation_split [--models mlp,cnn] [--seeds 3]
 
 A validation split whose accuracy sits above the test split's lets a run meet its target on
 easier digits; this measures by how much, for both ways of holding images out.

@@ -16,7 +16,8 @@ from reports.verdict_section import verdict_table
 COLUMNS = ["model", "backend", "tta_mlperf_s", "tta_median_s", "tta_median_ci_low_s", "tta_median_ci_high_s",
            "seeds", "seeds_reached", "all_reached", "target_accuracy", "validation_accuracy", "test_accuracy",
            "tta_train_s", "tta_eval_s", "epochs_mean", "validation_images", "batch_size_train", "optimizer",
-           "schedule", "lr"]
+           "schedule", "lr", "label_smoothing", "dropout", "augment", "normalization", "evals_per_epoch",
+           "channels_last"]
 
 
 def tta_frame(ctx: ReportContext) -> pd.DataFrame | None:
@@ -58,7 +59,7 @@ def _ranking(ctx: ReportContext) -> str:
     if ranked.empty or not (ranked.phase == "tta").any():
         return ""
     shown = verdict_table(ranked[ranked.phase == "tta"]).drop(columns=["phase", "batch", "samples/s"])
-    return table(shown.rename(columns={"rounds": "seeds paired"}), "tta-ranking")
+    return table(shown.rename(columns={"rounds": "seeds"}), "tta-ranking")
 
 
 def render(ctx: ReportContext, frame: pd.DataFrame | None) -> str:

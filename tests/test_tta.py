@@ -113,3 +113,28 @@ def test_run_seeds_writes_a_tta_cell_per_training_backend(mnist_path, tmp_path, 
     assert ">time to accuracy<" in page  # the glance's column
     assert "mlp · time to accuracy (median over seeds):" in capsys.readouterr().out  # the terminal's verdict
     assert (run_dir / "export" / "time-to-accuracy.csv").is_file()
+
+
+def test_label_smoothing_and_the_shift_reach_the_training_step():
+    import torch.nn.functional as F
+
+    from bench.backends import get_backend
+    from bench.data import augmenter
+    from bench.train import make_train_step
+
+    b = get_backend("cpu-fp32")
+    x, y = torch.randn(8, 1, 28, 28), torch.arange(8) % 10
+    losses = {}
+    for smoothing, augment in ((0.0, "none"), (0.2, "none"), (0.2, "shift")):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+        opt = torch.optim.SGD(model.parameters(), lr=0.0)  # lr 0: the weights stay, the loss is the first
+        step = make_train_step(model, b, opt, label_smoothing=smoothing, augment=augmenter(augment, 3))
+        losses[smoothing, augment] = float(step(x, y))
+        if augment == "none":
+            assert losses[smoothing, augment] == pytest.approx(
+                F.cross_entropy(model(x), y, label_smoothing=smoothing).item(), rel=1e-6)
+    assert losses[0.0, "none"] != losses[0.2, "none"]
+    shift = augmenter("shift", 3)
+    expected = F.cross_entropy(model(shift(x)), y, label_smoothing=0.2).item()
+    assert losses[0.2, "shift"] == pytest.approx(expected, rel=1e-6)  # the step saw the shifted batch

@@ -56,5 +56,7 @@ def tta_backends(r: Runner, model: str, backends: list[Backend]) -> None:
         seeds = pd.DataFrame(rows)
         summary = {**tta_figures(seeds), "target_accuracy": t.target_accuracy, "validation_images":
                    cfg.validation_images, "batch_size_train": t.batch_size, "optimizer": t.optimizer,
-                   "schedule": t.schedule, "lr": t.lr, "max_epochs": t.epochs}
+                   "schedule": t.schedule, "lr": t.lr, "max_epochs": t.epochs, "dropout": t.dropout,
+                   "label_smoothing": t.label_smoothing, "augment": t.augment, "normalization": t.normalization,
+                   "evals_per_epoch": t.evals_per_epoch, "channels_last": cfg.backend_options.channels_last}
         r.writer.write(model, b, "tta", {"summary": pd.DataFrame([summary]), "seeds": seeds})
