@@ -21,7 +21,7 @@ from bench.data import make_split, resolve_mnist
 from bench.engines import BackendOptions
 from bench.train import evaluate, train_model
 from bench.tta import validation_splits
-from benchmarks.recipe_search import RECIPES
+from benchmarks.recipe_search import _settings
 
 HELD_OUT = 5000
 
@@ -43,7 +43,7 @@ def main() -> None:
     mnist = resolve_mnist(None)
     rows = []
     for model in a.models.split(","):
-        backend, fields, nhwc = RECIPES[model]["fast"]
+        backend, fields, nhwc = _settings(model, "fast")
         cfg = TrainConfig(**{**fields, "evals_per_epoch": 1}, target_accuracy=1.0, warmup_steps=0)
         b = get_backend(backend)
         test = make_split(mnist.test_images, mnist.test_labels, cfg.normalization, "cpu")

@@ -54,6 +54,18 @@ def test_the_full_preset_is_the_searched_recipe_and_options_still_win():
     assert build_config({"preset": "full", "label_smoothing": "0"}).train_for("mlp").label_smoothing == 0.0
 
 
+def test_the_full_recipes_are_the_recipe_searchs_winners():
+    from benchmarks.recipe_search import WINNERS, _settings
+
+    for model, name in WINNERS.items():
+        backend, fields, channels_last = _settings(model, name)
+        cfg = build_config({"preset": "full", "models": model})
+        t = cfg.train_for(model)
+        assert {k: getattr(t, k) for k in fields} == fields
+        assert cfg.backend_options.channels_last or not channels_last
+        assert backend in cfg.backends
+
+
 def test_toml_file_and_cli_precedence(tmp_path):
     f = tmp_path / "c.toml"
     f.write_text('models = ["mlp"]\nepochs = 3\nbatch_sizes = [1, 8]\nlr = 0.01\n')
