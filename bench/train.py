@@ -52,7 +52,7 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig, steps_total: int):
 def make_train_step(forward, backend: Backend, opt, sched=None, scaler=None, label_smoothing: float = 0.0,
                     augment=None):
     """One optimisation step on a batch; returns the detached loss (no host sync). ``augment``
-    (``bench.data.shifter``) transforms the batch first; ``label_smoothing`` applies to this loss only."""
+    (``bench.data.augmenter``) transforms the batch first; ``label_smoothing`` applies to this loss only."""
 
     def train_step(x, y):
         if augment is not None:
