@@ -12,11 +12,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from bench import ConfigError
+from bench.backends import Backend
 from bench.data import Split, make_split
 from bench.measure.stats import bootstrap_ci
-
-MNIST_TRAIN_IMAGES = 60_000
-
+from bench.train import evaluate
 
 VALIDATION_SEED = 0  # the held-out images are one fixed draw, the same for every seed, backend and run
 
@@ -30,8 +30,6 @@ def validation_splits(mnist, normalization: str, device: str, limit_train: int |
     0.1-0.2 below it (``python -m benchmarks.validation_split``; docs/measurement.md)."""
     n = len(mnist.train_labels)
     if not 0 < validation_images < n:
-        from bench import ConfigError
-
         raise ConfigError(f"validation_images must be in [1, {n - 1}], got {validation_images}")
     order = torch.randperm(n, generator=torch.Generator().manual_seed(VALIDATION_SEED))
     keep, held = order[: n - validation_images], order[n - validation_images:]
@@ -67,10 +65,10 @@ def tta_figures(seeds: pd.DataFrame) -> dict:
             "test_accuracy": float(seeds.test_accuracy.mean()), "epochs_mean": float(seeds.epochs_run.mean())}
 
 
-def seed_row(seed: int, result, test: Split, evaluate) -> dict:
+def seed_row(seed: int, result, test: Split, backend: Backend) -> dict:
     """One seed's run: its time to target on the validation split, and the final model's test accuracy."""
     s = result.summary
-    _, test_acc, _ = evaluate(result.model, test)
+    _, test_acc, _ = evaluate(result.model, test, backend)
     return {"seed": seed, "reached": bool(s["time_to_accuracy_s"] == s["time_to_accuracy_s"]),
             "time_to_accuracy_s": s["time_to_accuracy_s"], "train_s": s["train_s"], "eval_s": s["eval_s"],
             "epochs_run": s["epochs_run"], "steps": s["steps"], "validation_accuracy": s["test_accuracy"],

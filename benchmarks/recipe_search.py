@@ -73,12 +73,22 @@ def _settings(model: str, name: str) -> tuple[str, dict, bool]:
     return fields.pop("backend"), fields, fields.pop("channels_last")
 
 
+_SPLITS: dict[str, tuple] = {}
+
+
+def splits(mnist, normalization: str) -> tuple:
+    """(training, validation, test) under one normalization, built once per search (on the CPU)."""
+    if normalization not in _SPLITS:
+        _SPLITS[normalization] = (*validation_splits(mnist, normalization, "cpu", None, 5000),
+                                  make_split(mnist.test_images, mnist.test_labels, normalization, "cpu"))
+    return _SPLITS[normalization]
+
+
 def run(model: str, name: str, seed: int, mnist) -> dict:
     backend, fields, nhwc = _settings(model, name)
     b = get_backend(backend)
     cfg = TrainConfig(**fields, target_accuracy=TARGETS[model], stop_at_target=True, warmup_steps=0)
-    train, val = validation_splits(mnist, cfg.normalization, b.device, None, 5000)
-    test = make_split(mnist.test_images, mnist.test_labels, cfg.normalization, b.device)
+    train, val, test = splits(mnist, cfg.normalization)
     r = train_model(model, b, train, val, cfg, seed, BackendOptions(channels_last=nhwc))
     s = r.summary
     return {"recipe": name, "seed": seed, "tta_s": s["time_to_accuracy_s"], "train_s": s["train_s"],

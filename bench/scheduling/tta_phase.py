@@ -14,7 +14,7 @@ from bench.backends import Backend
 from bench.cells import failure_of
 from bench.measure.rounds import interleave
 from bench.plumbing import console
-from bench.train import evaluate, train_blocks
+from bench.train import train_blocks
 from bench.tta import seed_row, tta_figures, validation_splits
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ def tta_backends(r: Runner, model: str, backends: list[Backend]) -> None:
             if isinstance(result, Exception):
                 failure = failure or failure_of(result)
                 continue
-            rows.append(seed_row(seed, result, test, lambda m, s, b=b: evaluate(m, s, b)))
+            rows.append(seed_row(seed, result, test, b))
         if failure is not None:
             print(f"warning: {model} {b.name} tta: {failure[0]}: {failure[1]}", file=sys.stderr)
             r.writer.write_status(model, b, "tta", *failure)
