@@ -29,6 +29,7 @@ from bench.config_types import (
     field_default,
 )
 from bench.engines.base import BackendOptions
+from bench.measure.process_state import ALLOCATORS
 from bench.plumbing.values import boolean, integer, name_list, split, typed
 
 __all__ = ["AUTO", "PRESETS", "DistConfig", "DynamicsConfig", "InferConfig", "ProfileConfig", "RunConfig",
@@ -113,6 +114,9 @@ def build_config(values: dict[str, Any]) -> RunConfig:
     serve = _serve_config(values)
     dynamics = boolean("dynamics", values.get("dynamics", default("dynamics")))
     processes = integer("processes", values.get("processes", default("processes")), minimum=1)
+    allocator = values.get("allocator", default("allocator"))
+    if allocator not in ALLOCATORS:
+        raise ConfigError(f"allocator must be one of {', '.join(ALLOCATORS)}; got {allocator!r}")
     if distributed.enabled:
         backends = _trainers_only(backends, explicit)
         for key, asked in (("dynamics", dynamics), ("processes", processes != 1)):
@@ -125,6 +129,7 @@ def build_config(values: dict[str, Any]) -> RunConfig:
     data_dir = values.get("data_dir", default("data_dir"))
     return RunConfig(
         models=models, backends=backends, preset=preset, seed=seed, threads=threads, processes=processes,
+        allocator=allocator,
         out=Path(values.get("out", default("out"))), data_dir=Path(data_dir) if data_dir else None,
         dynamics=dynamics, seeds=integer("seeds", values.get("seeds", default("seeds")), minimum=1),
         validation_images=integer("validation_images", values.get("validation_images", default("validation_images")),

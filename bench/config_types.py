@@ -10,6 +10,7 @@ from typing import Any
 
 from bench import ConfigError
 from bench.engines.base import BackendOptions
+from bench.measure.process_state import ALLOCATORS, DEFAULT_ALLOCATOR
 from bench.plumbing.options import DIST, DYNAMICS, GROUPS, INFER, OUTPUT, SERVE, TRAIN, WHAT, option
 from bench.plumbing.values import one_of, positive
 
@@ -266,6 +267,12 @@ class RunConfig:
     threads: int | None = option(None, group=INFER, help="torch intra-op threads (none: torch's choice)")
     processes: int = option(1, group=INFER, help="spread the inference rounds over N fresh worker processes, one "
                                                  "after another, to sample process-level variation (1: this process)")
+    allocator: str = option(DEFAULT_ALLOCATOR, choices=ALLOCATORS, group=INFER,
+                            help="the C allocator every process of the run uses: tuned (glibc with its mmap "
+                                 "and trim thresholds fixed at 256 and 512 MiB, so large buffers are reused "
+                                 "instead of page-faulted on every call), system (glibc's own moving "
+                                 "thresholds, untuned), jemalloc or tcmalloc (caching allocators, preloaded; "
+                                 "Debian's libjemalloc2, libtcmalloc-minimal4)")
     out: Path = option(Path("results"), group=OUTPUT, help="results folder")
     data_dir: Path | None = option(None, group=OUTPUT, help="folder with the four MNIST files (raw or .gz); also "
                                                             "$MNIST_BENCH_DATA")

@@ -10,6 +10,7 @@ import pandas as pd
 
 from bench.engines import ENGINES
 from bench.measure.metrics import METRICS
+from bench.measure.process_state import summary_line
 from reports import charts
 from reports.blocks import cols, img, table, warn
 from reports.section import ReportContext, Section
@@ -42,12 +43,18 @@ def export_columns() -> list[str]:
     facts = (c for e in ENGINES.values() for c in getattr(e, "fact_columns", ()))
     return list(dict.fromkeys(["model", "backend", "precision", *facts]))
 ENVIRONMENT = ["start_time", "end_time", "status", "hostname", "cpu_model", "cpu_count", "gpu_name", "torch_threads",
+               "process_state",
                "python", "torch", "torchvision", "onnxruntime", "numpy", "cuda_version", "seed", "git_commit",
                "data_source", "command_line"]
 
 
 def environment(meta: dict[str, dict]) -> pd.DataFrame:
-    return pd.DataFrame([{"field": k, **{rid: str(m.get(k, "–")) for rid, m in meta.items()}} for k in ENVIRONMENT])
+    def shown(m: dict, k: str) -> str:
+        if k == "process_state" and isinstance(m.get(k), dict):
+            return summary_line(m[k])
+        return str(m.get(k, "–" if k != "process_state" else "not recorded"))
+
+    return pd.DataFrame([{"field": k, **{rid: shown(m, k) for rid, m in meta.items()}} for k in ENVIRONMENT])
 
 
 def _summary_frame(ctx: ReportContext) -> pd.DataFrame | None:

@@ -6,6 +6,7 @@ timed region."""
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import subprocess
 from pathlib import Path
@@ -31,6 +32,7 @@ class Machine:
         self._b = torch.randn(CONTROL_N, CONTROL_N, generator=g)
         torch.mm(self._a, self._b)  # the first call initialises the BLAS library: not a sample
         self._cpu = _cpu_times()
+        self._open: tuple[dict, dict] | None = None  # the last row and this process's counters at its start
 
     def control(self, calls: int = 5) -> dict:
         """The control matmul timed ``calls`` times after one untimed call: the median (what a
@@ -48,8 +50,34 @@ class Machine:
             steal = float(delta[7] / delta.sum()) if delta.sum() > 0 and len(delta) > 7 else float("nan")
         self._cpu = cpu
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-        return {"group": group, "round": index, "timestamp_s": timestamp(), **self.control(),
-                "loadavg_1m": load, "cpu_mhz": _cpu_mhz(), "steal_frac": steal, **_gpu_state()}
+        self.close()
+        row = {"group": group, "round": index, "timestamp_s": timestamp(), **self.control(),
+               "loadavg_1m": load, "cpu_mhz": _cpu_mhz(), "steal_frac": steal, **_gpu_state(),
+               **dict.fromkeys(PROCESS_COUNTERS, float("nan"))}
+        self._open = (row, _process_counters())
+        return row
+
+    def close(self) -> None:
+        """Fill the open row's own-process counters: page faults and context switches of this
+        process from that row's start to now (the round it began; ``measure_rounds`` closes the
+        last one). They tell the run's own interference (faulting buffers in, its threads
+        descheduled) from the VM's (steal)."""
+        if self._open is None:
+            return
+        row, start = self._open
+        now = _process_counters()
+        row.update({k: float(now[k] - start[k]) for k in PROCESS_COUNTERS})
+        self._open = None
+
+
+# getrusage(RUSAGE_SELF) fields per round: every thread of this process, children excluded
+PROCESS_COUNTERS = {"minor_faults": "ru_minflt", "major_faults": "ru_majflt",
+                    "voluntary_switches": "ru_nvcsw", "involuntary_switches": "ru_nivcsw"}
+
+
+def _process_counters() -> dict[str, int]:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {k: getattr(usage, field) for k, field in PROCESS_COUNTERS.items()}
 
 
 def warnings_for(machine: pd.DataFrame, cpu_count: int | None = None) -> list[str]:

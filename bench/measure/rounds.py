@@ -74,6 +74,8 @@ def measure_rounds(contenders: list[Contender], batch_size: int, cfg, machine=No
             break
         one_round(r, members)
         r += 1
+    if machine is not None:
+        machine.close()
     return states
 
 

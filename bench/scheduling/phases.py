@@ -39,6 +39,7 @@ def train_backends(r: Runner, model: str, trainers: list[Backend], reason: str =
     states: list[dict] = []
     group = MachineGroup(model, "train")
     results = interleave(runs, on_round=lambda i: states.append(r.machine.round(group.name, i)))
+    r.machine.close()
     r.record_machine(group, states)
     trained = {}
     for b in trainers:

@@ -22,6 +22,7 @@ from bench.config import RunConfig
 from bench.config_types import DynamicsConfig, ProfileConfig
 from bench.data import Split, make_split, resolve_mnist
 from bench.dynamics.cell import dynamics_cell
+from bench.measure import process_state
 from bench.measure.machine import Machine, warnings_for
 from bench.plumbing import console
 from bench.scheduling.phases import prepare_backend, profile_backend, time_batch_size, train_backends
@@ -80,6 +81,7 @@ class Runner:
     def _start(self) -> list[tuple[Backend, str | None]]:
         cfg = self.cfg
         check_writable(cfg.out)
+        process_state.apply(cfg.allocator)
         probed = probe(cfg.backends)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)

@@ -71,6 +71,9 @@ def collect_metadata(config=None, argv: list[str] | None = None) -> dict:
         "command_line": " ".join(argv if argv is not None else sys.argv),
     }
     if config is not None:
+        from bench.measure.process_state import describe
+
+        meta["process_state"] = describe(config.allocator)
         meta["seed"] = config.seed
         meta["config"] = _jsonable(asdict(config))
     return meta
