@@ -11,6 +11,7 @@ from bench.backends import REFERENCE
 from bench.measure.stats import (
     calibrated_ratio,
     mann_whitney_u,
+    median_ratio_interval,
     paired_ratio,
     process_ratio,
     resolution,
@@ -106,14 +107,11 @@ def speed_words(time_ratio: float, low: float, high: float, base: str) -> str:
 def _consistent(base: pd.Series, other: pd.Series, headline_ratio: float) -> dict:
     """The time ratio of two backends as every table shows it: the ratio of their headline figures
     (medians over rounds), so a share of the fastest is exactly the quotient of the samples/s shown.
-    Its interval is the paired (Walsh) interval over the rounds measured side by side, widened to
-    hold the headline ratio where the two disagree: they do when a backend's rounds are bimodal
-    (its speed depends on what ran before it) or drifted, and then neither estimate alone can be
-    trusted. ``paired``: the Hodges-Lehmann estimate itself."""
+    Its interval is computed for that quotient (``median_ratio_interval``: a paired bootstrap over
+    the rounds measured side by side), so it surrounds the figure beside it. ``paired``: the
+    Hodges-Lehmann estimate of the per-round ratios, a second estimate kept with the result."""
     p = _paired(base, other)
-    low, high = p["ratio_low"], p["ratio_high"]
-    if low == low and high == high:
-        low, high = min(low, headline_ratio), max(high, headline_ratio)
+    low, high = median_ratio_interval(base.dropna().to_dict(), other.dropna().to_dict())
     return {"ratio": headline_ratio, "ratio_low": low, "ratio_high": high, "paired": p["ratio"]}
 
 

@@ -315,7 +315,8 @@ def render_machine(rt: RunTables, report_dir) -> str:
     warnings = [w for m in rt.meta.values() for w in m.get("warnings", [])]
     if machine.empty and not warnings:
         return ""
-    cols = [c for c in ("control_ms", "control_min_ms", "loadavg_1m", "cpu_mhz", "steal_frac", "gpu_clock_mhz",
+    cols = [c for c in ("control_ms", "control_min_ms", "loadavg_1m", "cpu_mhz", "steal_frac", "minor_faults",
+                        "major_faults", "voluntary_switches", "involuntary_switches", "gpu_clock_mhz",
                         "gpu_temp_c") if c in machine]
     stats = machine[cols].describe().loc[["min", "50%", "max"]].T.reset_index(names="per round") if cols else None
     return "\n".join([
@@ -324,8 +325,12 @@ def render_machine(rt: RunTables, report_dir) -> str:
             "A fixed 384×384 fp32 matrix multiply timed at the start of every round. A flat line means the "
             "machine kept its speed; steps or spikes are the machine, not a backend (paired ratios cancel them)."),
         table(stats, "machine-table") if stats is not None else "",
-        f'<p class="note">{html.escape("steal_frac: share of CPU time the hypervisor gave to others in a round.")}'
-        "</p>"])
+        f'<p class="note">{html.escape(_MACHINE_NOTE)}</p>'])
+
+
+_MACHINE_NOTE = ("steal_frac: share of CPU time the hypervisor gave to others in a round. minor_faults, major_faults, "
+                 "voluntary_switches, involuntary_switches: this process's own page faults and context switches in "
+                 "the round (the run's own interference, as steal is the VM's).")
 
 
 GLANCE = Section("at-a-glance", "At a glance", lambda ctx, _: render_glance(ctx.rt, ctx.ranked))

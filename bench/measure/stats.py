@@ -125,6 +125,33 @@ def paired_ratio(base, other) -> dict:
             "pairs": int(logs.size)}
 
 
+def median_ratio_interval(base: dict, other: dict, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95% interval of median(other) / median(base), the quotient every table shows, from a paired
+    bootstrap over rounds: ``base`` and ``other`` map a round to its value; a round both were
+    measured in is drawn for both together (it keeps their pairing: a drift of that round moves
+    both), a round only one side has is drawn for that side alone. Expanded percentile interval
+    (``_expanded_quantiles``) on the shared rounds' count. NaN with fewer than 2 shared rounds."""
+    shared = sorted(set(base) & set(other))
+    nan = float("nan")
+    if len(shared) < 2:
+        return nan, nan
+    rng = np.random.default_rng(seed)
+
+    def resampled(side: dict, own: list) -> np.ndarray:
+        paired = np.array([side[k] for k in shared], dtype=np.float64)[draw]
+        if not own:
+            return paired
+        alone = np.array([side[k] for k in own], dtype=np.float64)
+        return np.concatenate([paired, alone[rng.integers(0, len(own), (n_boot, len(own)))]], axis=1)
+
+    draw = rng.integers(0, len(shared), (n_boot, len(shared)))
+    b = np.median(resampled(base, sorted(set(base) - set(shared))), axis=1)
+    o = np.median(resampled(other, sorted(set(other) - set(shared))), axis=1)
+    ratios = o / b
+    lo, hi = _expanded_quantiles(len(shared))
+    return float(np.percentile(ratios, lo)), float(np.percentile(ratios, hi))
+
+
 def walsh_interval(a: np.ndarray) -> tuple[float, float]:
     """The 95% confidence interval of the Hodges-Lehmann estimate that inverts Wilcoxon's
     signed-rank test: order statistics k and N + 1 - k of the N = n(n+1)/2 Walsh averages, k from

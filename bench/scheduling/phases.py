@@ -99,24 +99,27 @@ def prepare_backend(r: Runner, model: str, b: Backend, redo: list[int], todo, tr
 def time_batch_size(r: Runner, model: str, bs: int, backends: list[Backend], prepared: dict,
                  measured: tuple | None = None) -> None:
     """Time every prepared backend at one batch size in interleaved rounds (in this process, or
-    ``measured`` already by worker processes); one cell each."""
-    cfg, contenders, memory = r.cfg, [], {}
+    ``measured`` already by worker processes); one cell each. Memory is measured after the rounds:
+    its heap trim would otherwise reset the allocator's history the rounds then run in."""
+    cfg, contenders, inputs = r.cfg, [], {}
     for b in backends:
         p, images = prepared[b.name], r.splits(model, b.device)[1].x
-        x = p.to_input(input_batch(images, bs))
-        memory[b.name] = guarded(r.writer, model, b, "infer", lambda: memory_pass(
-            p, x, b.engine.memory_device(b)), bs)
-        if memory[b.name] is not None:
-            contenders.append(Contender(b.name, lambda p=p, x=x: p.predict(x), p.clock_device))
+        inputs[b.name] = x = p.to_input(input_batch(images, bs))
+        contenders.append(Contender(b.name, lambda p=p, x=x: p.predict(x), p.clock_device))
     if measured is None:
         states = measure_rounds(contenders, bs, cfg.infer, r.machine, group=MachineGroup(model, "infer", bs).name,
                                 reference=REFERENCE)
     else:
-        contenders = [c for c in measured[0] if memory.get(c.name) is not None]
-        states = measured[1]
+        contenders, states = measured
     r.record_machine(MachineGroup(model, "infer", bs), states)
+    memory = {}
     for c in contenders:
         b = get_backend(c.name)
+        if c.failure is None:
+            memory[b.name] = guarded(r.writer, model, b, "infer", lambda: memory_pass(
+                prepared[b.name], inputs[b.name], b.engine.memory_device(b)), bs)
+            if memory[b.name] is None:
+                continue
         if c.failure is not None:
             print(f"warning: {model} {b.name} infer bs={bs}: {c.failure[0]}: {c.failure[1]}", file=sys.stderr)
             r.writer.write_status(model, b, "infer", *c.failure, batch_size=bs)
