@@ -20,7 +20,7 @@ from reports.blocks import img, table
 from reports.charts import run_tags, to_image
 from reports.load import load_paths
 from reports.page import page
-from reports.paired import cell_rounds, compare_runs, conservative, geomean_speedup
+from reports.paired import cell_rounds, compare_relative, compare_runs, conservative, geomean_speedup
 from reports.run_sections import environment
 from reports.section import Section
 from reports.summary import model_rank, text_frame
@@ -32,6 +32,7 @@ class Comparison:
     runs: list[str]
     values: pd.DataFrame  # per (run, cell, round)
     matched: pd.DataFrame  # per run and matched cell: ratio, interval, U test, verdict
+    relative: pd.DataFrame  # per run and matched cell: its ratio to the reference against the baseline run's
     geomean: pd.DataFrame
     environment: pd.DataFrame  # fields that differ between runs
     accuracy: pd.DataFrame
@@ -66,8 +67,9 @@ def compare(paths: list[Path], baseline: str | None = None, normalize: bool = Fa
     env = environment(rt.meta)
     differ = env[env.drop(columns="field").nunique(axis=1, dropna=False) > 1]
     differ = differ[~differ.field.isin(["start_time", "end_time", "command_line"])]
-    return Comparison(base, runs, values, matched, geomean_speedup(matched), differ, _side_by_side(rt, "accuracy"),
-                      _side_by_side(rt, "memory"), normalize)
+    relative = compare_relative(values, base)
+    return Comparison(base, runs, values, matched, relative, geomean_speedup(matched), differ,
+                      _side_by_side(rt, "accuracy"), _side_by_side(rt, "memory"), normalize)
 
 
 def _resolve_baseline(baseline: str | None, paths: list[Path], loaded: list[RunTables]) -> str:
@@ -103,7 +105,7 @@ def text_table(c: Comparison) -> str:
     shown = pd.DataFrame({"run": m.run_id, "model": m.model, "backend": m.backend, "phase": m.phase,
                           "batch": [str(int(b)) if b == b else "–" for b in m.batch_size],
                           "verdict [95% CI]": m.verdict,
-                          "U test p": [f"{p:.2g}" for p in m.u_test_p]})
+                          "U test p": [f"{p:.2g}" if p == p else "–" for p in m.u_test_p]})
     bs = m.batch_size.fillna(0).to_numpy()
     order = sorted(range(len(m)), key=lambda i: (m.run_id.iloc[i], model_rank(m.model.iloc[i]),
                                                   m.phase.iloc[i] != "train", bs[i], m.backend.iloc[i]))
@@ -118,6 +120,7 @@ def text_table(c: Comparison) -> str:
         lines.append(f"note: {ways['none']} of {len(m)} cells are unjudged: this machine has no calibration. Two runs "
                      "differ by the machine's speed from minute to minute, which every process of a run shares, so "
                      "no run shows it alone; 'mnist-bench calibrate' measures it once (stored beside the runs)")
+    lines += relative_lines(c)
     for r in c.geomean.itertuples():
         lines.append(f"{r.run_id}: geometric-mean speedup {r.geomean_speedup:.3f}x over {r.cells} cells "
                      f"(> 1: faster than {c.baseline})")
@@ -188,13 +191,39 @@ def compare_file(c: Comparison) -> str:
     return (name if len(name) <= 150 else f"{name[:120]}-and-{len(c.runs) - 2}-more") + ".html"
 
 
+def relative_lines(c: Comparison) -> list[str]:
+    """The relative comparison in the terminal: each backend against the reference of its own run."""
+    rel = c.relative
+    if rel.empty:
+        return []
+    lines = [f"relative to {rel.reference.iloc[0]} in the same run (what one run a side can back; no calibration "
+             "needed): this run's ratio to the reference / the baseline run's"]
+    shown = pd.DataFrame({"run": rel.run_id, "model": rel.model, "backend": rel.backend, "phase": rel.phase,
+                          "batch": [str(int(b)) if b == b else "–" for b in rel.batch_size],
+                          "baseline run": [f"{v:.3f}" for v in rel.vs_reference_base],
+                          "this run": [f"{v:.3f}" for v in rel.vs_reference],
+                          "relative verdict [95% CI]": rel.verdict})
+    if rel.run_id.nunique() == 1:
+        shown = shown.drop(columns="run")
+    return lines + [text_frame(shown)]
+
+
+_RELATIVE_NOTE = (
+    '<p class="note">Each run measured every backend side by side with the reference, in the same minutes. '
+    "vs_reference: a backend's time over the reference's in one run (the quotient of their medians over rounds); "
+    "relative_ratio: this run's vs_reference over the baseline run's (above 1: the backend lost ground against the "
+    "reference). Its 95% interval combines both runs' paired bootstraps over rounds. The machine's speed between "
+    "the runs cancels inside each run's ratio, so this needs no calibration. It answers whether a backend moved "
+    "against the reference; the Speed section answers whether its own figure moved.</p>")
+
 _SPEED_NOTE = (
     '<p class="note">time ratio = this run / the baseline run per matched cell (below 1: faster), the median over '
     "rounds with a 95% interval that carries the variation between runs (interval_from): the in-run interval "
     "(Welch's t over worker processes when both cells ran in two or more) widened by this machine's calibrated "
     "run-to-run variation ('mnist-bench calibrate'); without a calibration the cell is unjudged ('cannot tell'). "
     "No significant difference where the interval contains 1. u_test_p: Mann-Whitney U test of the two runs' "
-    "round values, for reference only (rounds of one run are not independent samples of the other).</p>")
+    "round values, for reference only (rounds of one run are not independent samples of the other), and left "
+    "empty where the cell is unjudged.</p>")
 
 # The compare page, top to bottom (its sections read the Comparison, not a run's tables).
 COMPARE_SECTIONS: list[Section] = [
@@ -204,6 +233,8 @@ COMPARE_SECTIONS: list[Section] = [
         _SPEED_NOTE, img(speedup_chart(c.matched), "speedup against the baseline",
                          "Bars: speedup with its 95% interval."),
         table(c.matched, "compare-table"), table(c.geomean, "geomean-table")])),
+    Section("relative", "Relative to the reference", lambda c, _: "" if c.relative.empty else "".join([
+        _RELATIVE_NOTE, table(c.relative, "relative-table")])),
     Section("round-distributions", "Round distributions", lambda c, _: img(
         distribution_chart(c.values), "round distributions",
         "Each violin: one cell's round values in one run (ms per call for inference, per sample for training); "

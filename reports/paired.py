@@ -14,6 +14,7 @@ from bench.measure.stats import (
     median_ratio_interval,
     paired_ratio,
     process_ratio,
+    relative_ratio,
     resolution,
     verdict,
 )
@@ -155,7 +156,8 @@ def compare_runs(values: pd.DataFrame, baseline_run: str, calibration: dict[str,
             else:
                 method, r = "none", {"ratio": float(np.median(ov) / np.median(bv)), "ratio_low": np.nan,
                                      "ratio_high": np.nan}
-            _, p = mann_whitney_u(bv, ov)
+            # a U test of two runs' rounds assumes what an uncalibrated machine cannot back: none then
+            p = mann_whitney_u(bv, ov)[1] if method != "none" else np.nan
             judged = bool(np.isfinite([r["ratio_low"], r["ratio_high"]]).all())
             words = verdict(r["ratio"], r["ratio_low"], r["ratio_high"])
             if method == "none" and np.isfinite(r["ratio"]):
@@ -169,6 +171,50 @@ def compare_runs(values: pd.DataFrame, baseline_run: str, calibration: dict[str,
                          "significant": bool(r["ratio_low"] > 1 or r["ratio_high"] < 1),  # NaN: False
                          "verdict": words})
     return pd.DataFrame(rows)
+
+
+RELATIVE_KEYS = ["model", "phase", "batch_size", "backend"]
+
+
+def compare_relative(values: pd.DataFrame, baseline_run: str, reference: str = REFERENCE) -> pd.DataFrame:
+    """Cells matched across runs by what each run measured side by side: a backend's time relative
+    to ``reference`` in the same run (a ratio whose machine drift cancels within the run), in each
+    run against the same ratio in the baseline run (``stats.relative_ratio``). It answers "did this
+    backend move against the reference?", which one run a side can back; ``compare_runs`` answers
+    "did this backend's own figure move?", which needs the machine's run-to-run variation."""
+    rows = []
+    series = {k: d.set_index("round").value.to_dict()
+              for k, d in values.groupby(["run_id", *RELATIVE_KEYS], dropna=False, sort=False)}
+    runs = [r for r in dict.fromkeys(values.run_id) if r != baseline_run]
+    for run_id, model, phase, bs, backend in series:
+        if run_id not in runs or backend == reference:
+            continue
+        keys = [(r, model, phase, bs, b) for r in (baseline_run, run_id) for b in (reference, backend)]
+        found = [_lookup(series, k) for k in keys]
+        if any(f is None for f in found):
+            continue
+        r = relative_ratio((found[0], found[1]), (found[2], found[3]))
+        rows.append({"run_id": run_id, "model": model, "backend": backend, "phase": phase, "batch_size": bs,
+                     "reference": reference, "vs_reference_base": _quotient(found[0], found[1]),
+                     "vs_reference": _quotient(found[2], found[3]), "relative_ratio": r["ratio"],
+                     "relative_ratio_low": r["ratio_low"], "relative_ratio_high": r["ratio_high"],
+                     "resolution": resolution(r["ratio_low"], r["ratio_high"]),
+                     "significant": bool(r["ratio_low"] > 1 or r["ratio_high"] < 1),
+                     "verdict": verdict(r["ratio"], r["ratio_low"], r["ratio_high"])})
+    return pd.DataFrame(rows)
+
+
+def _lookup(series: dict, key: tuple) -> dict | None:
+    """A cell's rounds by (run, model, phase, batch size, backend); a NaN batch size (training) matches NaN."""
+    if key in series:
+        return series[key]
+    if pd.isna(key[3]):
+        return next((v for k, v in series.items() if k[:3] == key[:3] and pd.isna(k[3]) and k[4] == key[4]), None)
+    return None
+
+
+def _quotient(base: dict, other: dict) -> float:
+    return float(np.median(list(other.values())) / np.median(list(base.values())))
 
 
 def conservative(plain: pd.DataFrame, normalized: pd.DataFrame) -> pd.DataFrame:

@@ -17,6 +17,7 @@ from bench.measure.stats import (
     mann_whitney_u,
     paired_ratio,
     process_ratio,
+    relative_ratio,
     resolution,
     unpaired_ratio,
     verdict,
@@ -121,6 +122,31 @@ def test_calibrated_interval_covers_the_run_to_run_variation():
         calibrated += c["ratio_low"] <= 1.1 <= c["ratio_high"]
         inside += u["ratio_low"] <= 1.1 <= u["ratio_high"]
     assert calibrated / trials >= 0.92 and inside / trials < 0.5
+
+
+def test_relative_ratio_needs_no_calibration_and_finds_a_backend_that_lost_ground():
+    """Two runs whose machine speed differs by 30% (shared by every backend of a run): the
+    relative ratio of identical twins covers 1 at about the nominal rate, and a backend 10% slower
+    in run B only is found, with one run a side."""
+    rng = np.random.default_rng(11)
+
+    def run(speed: float, slowdown: float, rounds: int = 15):
+        drift = rng.normal(0, 0.05, rounds)
+        ref = {r: speed * np.exp(drift[r] + rng.normal(0, 0.02)) for r in range(rounds)}
+        other = {r: 0.5 * speed * slowdown * np.exp(drift[r] + rng.normal(0, 0.02)) for r in range(rounds)}
+        return ref, other
+
+    trials = 200
+    covered = found = 0
+    for t in range(trials):
+        aa = relative_ratio(run(1.0, 1.0), run(1.3, 1.0), n_boot=500, seed=t)
+        covered += aa["ratio_low"] <= 1 <= aa["ratio_high"]
+        slow = relative_ratio(run(1.0, 1.0), run(1.3, 1.10), n_boot=500, seed=t)
+        found += slow["ratio_low"] > 1
+    assert covered / trials >= 0.90
+    assert found / trials >= 0.90
+    one_round = relative_ratio(({0: 1.0}, {0: 2.0}), ({0: 1.0}, {0: 2.0}))
+    assert one_round["ratio"] == pytest.approx(1.0) and np.isnan(one_round["ratio_low"])
 
 
 @pytest.mark.parametrize("n", [2, 3, 4, 5, 6])
@@ -241,6 +267,13 @@ def test_compare_of_uncalibrated_runs_says_it_cannot_tell(two_runs, tmp_path, ca
     assert len(m) == 5  # train + 2 batch sizes x (cpu-fp32) + 2 x (onnxruntime-cpu)
     assert (m.interval_from == "none").all() and not m.significant.any() and not m.judged.any()
     assert m.verdict.str.startswith("cannot tell across runs").all() and (m.time_ratio > 0).all()
+    assert m.u_test_p.isna().all()  # no p-value beside a comparison that cannot be judged
+    # what one run a side can back: each backend against the reference of its own run
+    rel = compare([first, second], calibration_files=[]).relative
+    assert len(rel) == 2 and (rel.backend == "onnxruntime-cpu").all() and (rel.reference == "cpu-fp32").all()
+    assert (rel.relative_ratio_low <= rel.relative_ratio).all()
+    assert (rel.relative_ratio <= rel.relative_ratio_high).all()
+    assert "relative to cpu-fp32 in the same run" in out and "relative-table" in html
     # without --output the page is named after the runs it compares, so another comparison keeps it
     assert main(["compare", str(first), str(second), "--results", str(tmp_path)]) == 0
     assert (first.parent / f"compare-{first.name}-vs-{second.name}.html").is_file()

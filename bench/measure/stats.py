@@ -131,25 +131,50 @@ def median_ratio_interval(base: dict, other: dict, n_boot: int = 2000, seed: int
     measured in is drawn for both together (it keeps their pairing: a drift of that round moves
     both), a round only one side has is drawn for that side alone. Expanded percentile interval
     (``_expanded_quantiles``) on the shared rounds' count. NaN with fewer than 2 shared rounds."""
-    shared = sorted(set(base) & set(other))
-    nan = float("nan")
-    if len(shared) < 2:
-        return nan, nan
-    rng = np.random.default_rng(seed)
-
-    def resampled(side: dict, own: list) -> np.ndarray:
-        paired = np.array([side[k] for k in shared], dtype=np.float64)[draw]
-        if not own:
-            return paired
-        alone = np.array([side[k] for k in own], dtype=np.float64)
-        return np.concatenate([paired, alone[rng.integers(0, len(own), (n_boot, len(own)))]], axis=1)
-
-    draw = rng.integers(0, len(shared), (n_boot, len(shared)))
-    b = np.median(resampled(base, sorted(set(base) - set(shared))), axis=1)
-    o = np.median(resampled(other, sorted(set(other) - set(shared))), axis=1)
-    ratios = o / b
-    lo, hi = _expanded_quantiles(len(shared))
+    ratios = _median_ratio_draws(base, other, np.random.default_rng(seed), n_boot)
+    if ratios is None:
+        return float("nan"), float("nan")
+    lo, hi = _expanded_quantiles(len(set(base) & set(other)))
     return float(np.percentile(ratios, lo)), float(np.percentile(ratios, hi))
+
+
+def relative_ratio(run_a: tuple[dict, dict], run_b: tuple[dict, dict], n_boot: int = 2000, seed: int = 0) -> dict:
+    """Across two runs, what each run can back by itself: a backend's time relative to the
+    reference measured in the same window, in run B against run A. ``run_a`` and ``run_b`` are each
+    (reference rounds, backend rounds), round -> value. The estimate is
+    (median B_backend / median B_reference) / (median A_backend / median A_reference); its 95%
+    interval combines the two runs' paired bootstraps (``median_ratio_interval``), drawn
+    independently, since the runs' rounds are. The machine's speed between the runs cancels in
+    each run's own ratio: no calibration is needed. NaN with fewer than 2 shared rounds a side."""
+    nan = {"ratio": float("nan"), "ratio_low": float("nan"), "ratio_high": float("nan")}
+    rng = np.random.default_rng(seed)
+    draws = [_median_ratio_draws(*run, rng, n_boot) for run in (run_a, run_b)]
+    point = [np.median(list(o.values())) / np.median(list(b.values())) if b and o else np.nan for b, o in (run_a,
+                                                                                                             run_b)]
+    if any(d is None for d in draws):
+        return {**nan, "ratio": float(point[1] / point[0])} if all(np.isfinite(point)) else nan
+    lo, hi = _expanded_quantiles(min(len(set(b) & set(o)) for b, o in (run_a, run_b)))
+    rel = draws[1] / draws[0]
+    return {"ratio": float(point[1] / point[0]), "ratio_low": float(np.percentile(rel, lo)),
+            "ratio_high": float(np.percentile(rel, hi))}
+
+
+def _median_ratio_draws(base: dict, other: dict, rng: np.random.Generator, n_boot: int) -> np.ndarray | None:
+    """Bootstrap draws of median(other) / median(base) (see ``median_ratio_interval``)."""
+    shared = sorted(set(base) & set(other))
+    if len(shared) < 2:
+        return None
+    draw = rng.integers(0, len(shared), (n_boot, len(shared)))
+
+    def medians(side: dict) -> np.ndarray:
+        paired = np.array([side[k] for k in shared], dtype=np.float64)[draw]
+        own = [side[k] for k in side if k not in base or k not in other]
+        if own:
+            alone = np.asarray(own, dtype=np.float64)
+            paired = np.concatenate([paired, alone[rng.integers(0, len(own), (n_boot, len(own)))]], axis=1)
+        return np.median(paired, axis=1)
+
+    return medians(other) / medians(base)
 
 
 def walsh_interval(a: np.ndarray) -> tuple[float, float]:
