@@ -12,7 +12,12 @@ With worker processes (``--checks processes``): two A/A runs and a 25% slower on
   ``--processes N``, compared with the intervals the processes give (no calibration).
 Wall time: each quick run's, against ``--quick-before-s`` (today's quick preset here).
 
-    python -m benchmarks.statistics_check [--checks within,power,across] [--out DIR]
+Repeatability (``--checks repeat``): the same quick command twice, back to back, 3 pairs: how far
+  each ratio to cpu-fp32 moves between the runs of a pair, and whether each interval holds the other.
+Relative across runs (``--checks relative``): each backend against the reference of its own run,
+  three A/A runs pairwise and a run whose ``cpu-fp32-slowed`` is 10% slower, one run a side.
+
+    python -m benchmarks.statistics_check [--checks within,power,across,repeat,relative] [--out DIR]
 
 Every run is a fresh ``python -m bench run`` process; the extra backends reach those processes
 through ``MNIST_BENCH_PLUGINS=benchmarks.stat_backends``.
@@ -161,6 +166,50 @@ def processes(out: Path, preset_args: list[str], n: int = 5) -> dict:
             "table": pd.concat([m.assign(check="A/A"), detect.assign(check="25% slower")])}
 
 
+def repeat(out: Path, preset_args: list[str], pairs: int = 3) -> dict:
+    """The same command twice, back to back, ``pairs`` times (auto backends): how far each ratio to
+    cpu-fp32 moves between the two runs of a pair, and whether each run's interval holds the other's ratio."""
+    rows = []
+    for k in range(pairs):
+        ranked = [rank_backends(cell_rounds(read_run(fresh_run(out, f"repeat{k}-{i}", preset_args)[0])),
+                                baseline=REFERENCE) for i in (1, 2)]
+        a, b = (r[r.backend != REFERENCE].set_index(["model", "phase", "batch_size", "backend"]) for r in ranked)
+        b = b.reindex(a.index)
+        rows.append(pd.DataFrame({"pair": k, "ratio_1": a.time_vs_baseline, "ratio_2": b.time_vs_baseline,
+                                  "width_1": a.time_vs_baseline_high / a.time_vs_baseline_low,
+                                  "width_2": b.time_vs_baseline_high / b.time_vs_baseline_low,
+                                  "holds_2_in_1": (a.time_vs_baseline_low <= b.time_vs_baseline)
+                                  & (b.time_vs_baseline <= a.time_vs_baseline_high),
+                                  "holds_1_in_2": (b.time_vs_baseline_low <= a.time_vs_baseline)
+                                  & (a.time_vs_baseline <= b.time_vs_baseline_high)}).reset_index())
+    t = pd.concat(rows, ignore_index=True)
+    t["move"] = np.maximum(t.ratio_2 / t.ratio_1, t.ratio_1 / t.ratio_2) - 1
+    widths = pd.concat([t.width_1, t.width_2])
+    return {"cells": len(t), "within_10pct": float((t.move <= 0.10).mean()), "beyond_20pct": int((t.move > 0.20).sum()),
+            "largest_move": float(t.move.max()), "interval_holds_other": float(pd.concat([t.holds_2_in_1,
+                                                                                          t.holds_1_in_2]).mean()),
+            "median_width": float(widths.median()), "table": t}
+
+
+def relative(out: Path, preset_args: list[str]) -> dict:
+    """The relative comparison across single runs: three A/A runs compared pairwise, and a run whose
+    ``cpu-fp32-slowed`` is 10% slower (in that run only) compared with each."""
+    args = [*preset_args, "--backends", "cpu-fp32,onnxruntime-cpu,cpu-fp32-slowed"]
+    aa = [fresh_run(out, f"rel-aa{i}", args, slowdown=1.0) for i in (1, 2, 3)]
+    slow, slow_wall = fresh_run(out, "rel-slow10", args, slowdown=1.10)
+    m = pd.concat([compare([aa[i][0], aa[j][0]], calibration_files=[]).relative.assign(check="A/A")
+                   for i, j in ((0, 1), (1, 2), (0, 2))])
+    found = pd.concat([compare([a, slow], calibration_files=[]).relative for a, _ in aa])
+    found = found[found.backend == "cpu-fp32-slowed"].assign(check="10% slower")
+    beyond = m[m.significant & ((m.relative_ratio_low > 1 + m.resolution) | (m.relative_ratio_high < 1 - m.resolution))]
+    return {"A/A cells": len(m), "A/A no claim": float((~m.significant).mean()), "A/A claims": int(m.significant.sum()),
+            "A/A claims beyond resolution": len(beyond), "A/A median width": float(
+                (m.relative_ratio_high / m.relative_ratio_low).median()),
+            "10% slower cells": len(found), "found": float((found.relative_ratio_low > 1).mean()),
+            "covers_1.10": float(((found.relative_ratio_low <= 1.10) & (1.10 <= found.relative_ratio_high)).mean()),
+            "wall_s": [round(w, 1) for _, w in aa] + [round(slow_wall, 1)], "table": pd.concat([m, found])}
+
+
 def _aa_summary(m: pd.DataFrame) -> dict:
     claims = m[m.significant]
     beyond = claims[(claims.time_ratio_low > 1.25) | (claims.time_ratio_high < 1 / 1.25)]
@@ -189,7 +238,7 @@ def main() -> None:
     p.add_argument("--quick-before-s", type=float, help="today's quick preset wall time here, for the ratio")
     args = p.parse_args()
     preset_args = ["--preset", args.preset]
-    checks = {"within": within, "power": power_fresh, "across": across,
+    checks = {"within": within, "power": power_fresh, "across": across, "repeat": repeat, "relative": relative,
               "processes": lambda out, preset: processes(out, preset, args.processes)}
     with tempfile.TemporaryDirectory() as tmp:
         out = args.out or Path(tmp)

@@ -393,6 +393,10 @@ def test_machine_warnings_name_steal_drift_stalls_and_load():
                        loadavg_1m=[4.0, 5.0, 4.0])
     words = " ".join(warnings_for(busy, cpu_count=2))
     assert "steal time reached 12%" in words and "drifted" in words and "stalled" in words and "busy" in words
+    assert "page-faulted" not in words
+    faulting = calm.assign(minor_faults=[30000.0, 40000.0, 30000.0])  # ~117 MiB of 4 KiB pages a round
+    words = " ".join(warnings_for(faulting, cpu_count=2))
+    assert "the run itself page-faulted" in words and "--allocator" in words and "steal" not in words
     row = Machine().round("mlp infer bs1", 0)
     assert row["control_min_ms"] <= row["control_ms"] and row["group"] == "mlp infer bs1"
 

@@ -20,6 +20,8 @@ from bench.measure.clocks import CpuClock, time_calls, timestamp
 CONTROL_N = 384  # a 384 x 384 fp32 matmul: a few milliseconds on one or two cores
 STEAL_WARN = 0.05  # warn when more than 5% of CPU time in a round was stolen by the hypervisor
 DRIFT_WARN = 0.10  # warn when the control workload's fastest call spreads by more than 10% (CV) over rounds
+PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+FAULTS_WARN_BYTES = 64 << 20  # warn when the run's own process faults in over 64 MiB of pages per round (median)
 STALL_FACTOR, STALL_WARN = 3.0, 0.20  # warn when a round's median control call > 3x its fastest in > 20% of rounds
 
 
@@ -99,6 +101,12 @@ def warnings_for(machine: pd.DataFrame, cpu_count: int | None = None) -> list[st
         out.append(f"the machine stalled: in {stalled:.0%} of rounds the control workload's median call took over "
                    f"{STALL_FACTOR:g}x its fastest (threads descheduled); round medians absorb short stalls, "
                    "paired ratios the rest")
+    faults = machine.minor_faults.dropna() if "minor_faults" in machine else pd.Series(dtype=float)
+    if len(faults) and faults.median() * PAGE_BYTES > FAULTS_WARN_BYTES:
+        out.append(f"the run itself page-faulted {faults.median() * PAGE_BYTES / 2**20:.0f} MiB per round (median; up "
+                   f"to {faults.max() * PAGE_BYTES / 2**20:.0f} MiB): its buffers were mapped afresh instead of reused, "
+                   "which is this process's state, not the machine's; its figures include that cost "
+                   "(see --allocator)")
     cpus = cpu_count or os.cpu_count() or 1
     load = machine.loadavg_1m.max()
     if load == load and load > 1.5 * cpus:
