@@ -103,10 +103,10 @@ def warnings_for(machine: pd.DataFrame, cpu_count: int | None = None) -> list[st
                    "paired ratios the rest")
     faults = machine.minor_faults.dropna() if "minor_faults" in machine else pd.Series(dtype=float)
     if len(faults) and faults.median() * PAGE_BYTES > FAULTS_WARN_BYTES:
-        out.append(f"the run itself page-faulted {faults.median() * PAGE_BYTES / 2**20:.0f} MiB per round (median; up "
-                   f"to {faults.max() * PAGE_BYTES / 2**20:.0f} MiB): its buffers were mapped afresh instead of reused, "
-                   "which is this process's state, not the machine's; its figures include that cost "
-                   "(see --allocator)")
+        median_mib, max_mib = faults.median() * PAGE_BYTES / 2**20, faults.max() * PAGE_BYTES / 2**20
+        out.append(f"the run itself page-faulted {median_mib:.0f} MiB per round (median; up to {max_mib:.0f} MiB): "
+                   "its buffers were mapped afresh instead of reused, which is this process's state, not the "
+                   "machine's; its figures include that cost (see --allocator)")
     cpus = cpu_count or os.cpu_count() or 1
     load = machine.loadavg_1m.max()
     if load == load and load > 1.5 * cpus:
