@@ -17,6 +17,7 @@ from bench.measure.stats import (
     relative_ratio,
     resolution,
     verdict,
+    walsh_interval,
 )
 from bench.storage.keys import group_names
 from bench.storage.results import RunTables
@@ -112,8 +113,27 @@ def _consistent(base: pd.Series, other: pd.Series, headline_ratio: float) -> dic
     the rounds measured side by side), so it surrounds the figure beside it. ``paired``: the
     Hodges-Lehmann estimate of the per-round ratios, a second estimate kept with the result."""
     p = _paired(base, other)
-    low, high = median_ratio_interval(base.dropna().to_dict(), other.dropna().to_dict())
+    if np.isinf(base).any() or np.isinf(other).any():
+        low, high = _censored_interval(base, other)
+    else:
+        low, high = median_ratio_interval(base.dropna().to_dict(), other.dropna().to_dict())
     return {"ratio": headline_ratio, "ratio_low": low, "ratio_high": high, "paired": p["ratio"]}
+
+
+def _censored_interval(base: pd.Series, other: pd.Series) -> tuple[float, float]:
+    """A missed time-to-accuracy seed is an infinite time: slower than any seed that reached the
+    target, with no value to resample. The interval is then the signed-rank (Walsh) interval of the
+    per-seed log ratios, which orders such seeds by rank alone; seeds both sides missed say nothing
+    and are left out. (A bootstrap of the median would read a one-in-a-hundred draw of the only
+    seed that reached as a possible tie.)"""
+    joined = pd.concat([base.rename("b"), other.rename("o")], axis=1, join="inner").dropna()
+    joined = joined[~(np.isinf(joined.b) & np.isinf(joined.o))]
+    with np.errstate(divide="ignore"):
+        logs = np.log(joined.o.to_numpy(dtype=float)) - np.log(joined.b.to_numpy(dtype=float))
+    if logs.size < 2 or (np.isposinf(logs).any() and np.isneginf(logs).any()):
+        return float("nan"), float("nan")  # too few seeds, or misses on both sides: no ordering by rank
+    low, high = walsh_interval(logs)
+    return float(np.exp(low)), float(np.exp(high))
 
 
 def _paired(base: pd.Series, other: pd.Series) -> dict:

@@ -135,7 +135,10 @@ def median_ratio_interval(base: dict, other: dict, n_boot: int = 2000, seed: int
     if ratios is None:
         return float("nan"), float("nan")
     lo, hi = _expanded_quantiles(len(set(base) & set(other)))
-    return float(np.percentile(ratios, lo)), float(np.percentile(ratios, hi))
+    # a missed time-to-accuracy seed counts as an infinite time: interpolating between infinite
+    # draws gives NaN, so such draws are read at the nearest rank
+    method = "linear" if np.isfinite(ratios).all() else "nearest"
+    return float(np.percentile(ratios, lo, method=method)), float(np.percentile(ratios, hi, method=method))
 
 
 def relative_ratio(run_a: tuple[dict, dict], run_b: tuple[dict, dict], n_boot: int = 2000, seed: int = 0) -> dict:
