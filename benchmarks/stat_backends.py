@@ -4,7 +4,7 @@ backend's factor is ``$MNIST_BENCH_SLOWDOWN`` (default 1.10)."""
 
 from bench.backends import BACKENDS, Backend
 from bench.engines import ENGINES
-from benchmarks.stat_engines import SlowedEngine, TwinEngine
+from bench.engines.control import SlowedEngine, TwinEngine
 
 for _b in (Backend("cpu-fp32-twin", TwinEngine(), "cpu", "fp32"),
            Backend("cpu-fp32-slowed", SlowedEngine(), "cpu", "fp32")):

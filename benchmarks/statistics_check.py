@@ -26,7 +26,6 @@ through ``MNIST_BENCH_PLUGINS=benchmarks.stat_backends``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import subprocess
 import sys
@@ -36,31 +35,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.backends import BACKENDS, REFERENCE, Backend
+from bench.backends import REFERENCE
 from bench.config import build_config
-from bench.engines import ENGINES
+from bench.engines.control import SLOWDOWN, registered
 from bench.scheduling.runner import Runner
 from bench.storage.results import read_run
-from benchmarks.stat_engines import SLOWDOWN, SlowedEngine, TwinEngine
 from reports.compare_page import compare
 from reports.paired import cell_rounds, rank_backends
-
-
-@contextlib.contextmanager
-def extra_backends():
-    """Register the twin and the slowed backend for the duration of a check."""
-    added = {"cpu-fp32-twin": Backend("cpu-fp32-twin", TwinEngine(), "cpu", "fp32"),
-             "cpu-fp32-slowed": Backend("cpu-fp32-slowed", SlowedEngine(), "cpu", "fp32")}
-    engines = {b.engine.name: b.engine for b in added.values()}
-    ENGINES.update(engines)
-    BACKENDS.update(added)
-    try:
-        yield
-    finally:
-        for name in added:
-            BACKENDS.pop(name)
-        for name in engines:
-            ENGINES.pop(name)
 
 
 def run(values: dict, out: Path) -> Path:
@@ -68,7 +49,7 @@ def run(values: dict, out: Path) -> Path:
 
 
 def aa_inside_run(values: dict, out: Path) -> dict:
-    with extra_backends():  # registered in this process only: their rounds run here (processes 1)
+    with registered():  # in this process only: their rounds run here (processes 1)
         run_dir = run({**values, "backends": "cpu-fp32,cpu-fp32-twin", "processes": 1}, out / "twin")
     ranked = rank_backends(cell_rounds(read_run(run_dir)), baseline=REFERENCE)
     twin = ranked[ranked.backend == "cpu-fp32-twin"]
@@ -77,8 +58,7 @@ def aa_inside_run(values: dict, out: Path) -> dict:
 
 
 def power(values: dict, out: Path, slowdown: float = SLOWDOWN) -> dict:
-    with extra_backends():
-        BACKENDS["cpu-fp32-slowed"].engine.slowdown = slowdown
+    with registered(slowdown):
         run_dir = run({**values, "backends": "cpu-fp32,cpu-fp32-slowed", "processes": 1}, out / "power")
     ranked = rank_backends(cell_rounds(read_run(run_dir)), baseline=REFERENCE)
     slowed = ranked[(ranked.backend == "cpu-fp32-slowed") & (ranked.phase == "infer")]

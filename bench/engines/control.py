@@ -1,8 +1,12 @@
-"""The statistics check's engines: an A/A twin of eager PyTorch, and eager PyTorch made a known
-factor slower. Plain classes, registered nowhere (``stat_backends`` registers them)."""
+"""Control engines, for checking a comparison or a CI gate against a known truth: an A/A twin of
+eager PyTorch, and eager PyTorch made a known factor slower. Registered nowhere by default:
+``registered()`` adds them for a block of code in this process, and
+``MNIST_BENCH_PLUGINS=benchmarks.stat_backends`` in fresh processes. They live in the package, not
+in ``benchmarks/``, because the test suite and the statistics check both use them."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 import time
@@ -67,3 +71,24 @@ class SlowedEngine(EagerEngine):
             return slowed(lambda: real.predict(x), x.shape, wrapper_cost)[0]
 
         return Prepared(predict, real.clock_device, real.to_input, real.to_logits, real.facts)
+
+
+@contextlib.contextmanager
+def registered(slowdown: float | None = None):
+    """Register ``cpu-fp32-twin`` and ``cpu-fp32-slowed`` (``slowdown`` times slower; None: as
+    ``SlowedEngine`` reads it) for the duration of a block, in this process only."""
+    from bench.backends import BACKENDS, Backend
+    from bench.engines import ENGINES
+
+    added = {"cpu-fp32-twin": Backend("cpu-fp32-twin", TwinEngine(), "cpu", "fp32"),
+             "cpu-fp32-slowed": Backend("cpu-fp32-slowed", SlowedEngine(slowdown), "cpu", "fp32")}
+    engines = {b.engine.name: b.engine for b in added.values()}
+    ENGINES.update(engines)
+    BACKENDS.update(added)
+    try:
+        yield added
+    finally:
+        for name in added:
+            BACKENDS.pop(name)
+        for name in engines:
+            ENGINES.pop(name)
