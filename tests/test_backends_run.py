@@ -23,6 +23,7 @@ def small(mnist_path):
             make_split(m.test_images, m.test_labels, "minmax", "cpu", 500))
 
 
+@pytest.mark.slow
 def test_compile_on_cpu_cold_start_apart(small):
     b = get_backend("cpu-fp32-compile")
     if b.unavailable_reason():
@@ -67,6 +68,7 @@ def _tiny_cfg(mnist_path, out, backends):
                          "out": str(out)})
 
 
+@pytest.mark.slow
 def test_export_failure_is_an_error_row_and_run_goes_on(mnist_path, tmp_path, monkeypatch):
     import bench.engines.onnxruntime as ort_engine
 
@@ -83,6 +85,7 @@ def test_export_failure_is_an_error_row_and_run_goes_on(mnist_path, tmp_path, mo
     assert (s[s.backend == "cpu-fp32"].status == "ok").all()
 
 
+@pytest.mark.slow
 def test_out_of_memory_during_the_rounds_is_an_oom_row(mnist_path, tmp_path, monkeypatch):
     """A predict that runs out of memory once the timed rounds begin (after the memory pass)."""
     from bench.engines import ENGINES, Prepared

@@ -118,6 +118,7 @@ def test_help_states_every_default():
     assert "(default: quick: 1; full: mlp 3, cnn 2)" in " ".join(run_help.split())
 
 
+@pytest.mark.slow
 def test_quiet_and_verbose(mnist_path, tmp_path, capsys):
     from .conftest import TINY
 

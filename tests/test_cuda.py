@@ -24,6 +24,7 @@ def test_cuda_clock_waits_for_queued_work():
     assert all(w >= 0.9 * d for d, w in zip(device_s, wall_s))
 
 
+@pytest.mark.slow
 def test_cuda_backends_end_to_end(mnist_path, tmp_path):
     args = dict(zip([a.lstrip("-").replace("-", "_") for a in TINY[::2]], TINY[1::2]))
     cfg = build_config({**args, "models": "mlp,cnn", "backends": "cuda-fp32,cuda-amp-fp16,cuda-amp-bf16",

@@ -39,6 +39,7 @@ def scaling_run(mnist_path, tmp_path_factory):
     return run_dir
 
 
+@pytest.mark.slow
 def test_two_ranks_reach_the_weights_of_one_process(scaling_run):
     cells = scaling_run / "cells"
     one = torch.load(cells / "mlp__cpu-fp32__train_ws1" / "model.pt")
@@ -65,6 +66,7 @@ def test_two_ranks_reach_the_weights_of_one_process(scaling_run):
     assert "Data-parallel scaling" in html and "scaling-table" in html and "ranks-table" in html
 
 
+@pytest.mark.slow
 def test_scaling_efficiency_in_the_report_tables(scaling_run):
     from reports.scaling_section import scaling_frame
 
@@ -78,6 +80,7 @@ def _cli(*args):
     return [sys.executable, "-m", "bench", *args]
 
 
+@pytest.mark.slow
 def test_two_node_launch_over_loopback(mnist_path, tmp_path):
     port = _free_port()
     procs = [subprocess.Popen(_cli("run", *TINY_DDP, "--nnodes", "2", "--nproc-per-node", "1", "--rdzv-endpoint",
@@ -93,6 +96,7 @@ def test_two_node_launch_over_loopback(mnist_path, tmp_path):
     assert sum("ran on another node" in out for out, _ in outs) == 1
 
 
+@pytest.mark.slow
 def test_a_killed_rank_ends_the_run_with_its_name(mnist_path, tmp_path):
     """Rank 1 is killed while the world-size-2 job trains: the run ends within the bound, names
     the rank, keeps the world-size-1 cell and exits 4."""
@@ -147,6 +151,7 @@ def test_launch_errors_are_named_before_anything_runs(mnist_path, tmp_path, caps
     assert "need launcher = torchrun" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_rendezvous_nobody_joins_ends_within_the_bound(mnist_path, tmp_path, capsys):
     port = _free_port()
     start = time.time()

@@ -133,6 +133,7 @@ def test_recording_does_not_change_training(data):
     assert sorted(set(sparse.tables()["dynamics_layers"].step)) == [0, 3, 6]
 
 
+@pytest.mark.slow
 def test_run_with_dynamics_writes_analyses(mnist_path, tmp_path):
     from bench.cli import main
     from bench.storage.results import read_run

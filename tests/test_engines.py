@@ -61,6 +61,7 @@ def _tiny_values(tmp_path, mnist_path, models_, backends):
     return {**args, "models": models_, "backends": backends, "data_dir": str(mnist_path), "out": str(tmp_path)}
 
 
+@pytest.mark.slow
 def test_an_engine_defined_in_a_test_is_probed_prepared_timed_written_and_rendered(mnist_path, tmp_path, monkeypatch):
     engine = Float64Engine()
     monkeypatch.setitem(ENGINES, engine.name, engine)
@@ -100,6 +101,7 @@ def logistic_model(monkeypatch):
     return spec
 
 
+@pytest.mark.slow
 def test_a_model_registered_in_a_test_runs_through_train_and_inference_cells(mnist_path, tmp_path, logistic_model):
     from models import model_names
 
@@ -115,6 +117,7 @@ def test_a_model_registered_in_a_test_runs_through_train_and_inference_cells(mni
     assert "logistic" in render_report([run_dir], tmp_path / "r.html").read_text()
 
 
+@pytest.mark.slow
 def test_int8_rows_have_parity_and_quantization_figures(mnist_path, tmp_path):
     for name in ("onnxruntime-int8-dynamic", "onnxruntime-int8-static"):
         if get_backend(name).unavailable_reason():

@@ -25,6 +25,7 @@ def _dump(root):
         return {t: pd.read_sql_query(f"SELECT * FROM {t} ORDER BY 1, 2, 3", con) for t in ("runs", "figures")}
 
 
+@pytest.mark.slow
 def test_runs_are_indexed_named_and_rebuilt(named_runs, capsys):
     before = _dump(named_runs)
     assert list(before["runs"].name) == ["baseline", "candidate"]
@@ -42,6 +43,7 @@ def test_runs_are_indexed_named_and_rebuilt(named_runs, capsys):
     assert max(len(line) for line in listing.splitlines()) <= 100  # fits a terminal
 
 
+@pytest.mark.slow
 def test_names_work_where_folders_do(named_runs, tmp_path, capsys):
     results = ["--results", str(named_runs)]
     assert main(["report", "baseline", *results, "--output", str(tmp_path / "r.html")]) == 0
@@ -54,6 +56,7 @@ def test_names_work_where_folders_do(named_runs, tmp_path, capsys):
     assert "no-such-run: no such file or folder" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_figure_over_runs(named_runs, tmp_path, capsys):
     assert main(["history", "--results", str(named_runs), "--metric", "p50_latency_ms", "--model", "mlp",
                  "--backend", "onnxruntime-cpu", "--batch-size", "1", "--output", str(tmp_path / "h.html")]) == 0
@@ -73,6 +76,7 @@ def test_bad_run_names_are_refused(name, capsys):
     assert "run name" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_results_glob_that_catches_the_index_still_renders(named_runs, tmp_path, capsys):
     paths = sorted(str(p) for p in named_runs.iterdir())  # what results/* expands to
     assert any(p.endswith("history.sqlite") for p in paths)
@@ -80,6 +84,7 @@ def test_a_results_glob_that_catches_the_index_still_renders(named_runs, tmp_pat
     assert "history.sqlite" not in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_each_figure_followed_gets_its_own_page_and_marks_its_changes(named_runs, capsys):
     for metric in ("train_samples_per_s", "test_accuracy"):
         assert main(["history", "--results", str(named_runs), "--metric", metric]) == 0

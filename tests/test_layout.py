@@ -1,5 +1,5 @@
 """The house stays easy to change: small functions, a scheduler that only schedules, modules of a
-readable size (STYLE.md principle 15). Measured on the source, so it holds on any machine."""
+readable size (the sizes docs/backends.md states). Measured on the source, so it holds on any machine."""
 
 import ast
 

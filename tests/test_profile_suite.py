@@ -24,6 +24,7 @@ def profile_run(mnist_path, tmp_path_factory):
     return run_dir
 
 
+@pytest.mark.slow
 def test_trace_loads_in_torch_tb_profiler(profile_run, tmp_path):
     from torch_tb_profiler.profiler.data import RunProfileData
     from torch_tb_profiler.profiler.run_generator import RunGenerator
@@ -39,6 +40,7 @@ def test_trace_loads_in_torch_tb_profiler(profile_run, tmp_path):
     assert sorted(p.name for p in (profile_run / "profile").iterdir()) == [trace.name]  # written once
 
 
+@pytest.mark.slow
 def test_profile_tables_and_report(profile_run):
     rt = read_run(profile_run)
     s = rt["summary"].set_index("backend")
@@ -54,6 +56,7 @@ def test_profile_tables_and_report(profile_run):
     assert "tensorboard --logdir" in html
 
 
+@pytest.mark.slow
 def test_profile_prints_no_library_noise(mnist_path, tmp_path):
     """kineto's USDT lines and torch's log lines stay off the terminal unless -v."""
     import subprocess
@@ -119,6 +122,7 @@ def _pytest(args, env_data, **extra_env):
                           env=env, timeout=600)
 
 
+@pytest.mark.slow
 def test_benchmark_suite_smoke(mnist_path):
     """Each body once (--benchmark-disable), as the normal test command runs it."""
     proc = _pytest([*SUITE, "--benchmark-disable"], mnist_path)
@@ -129,6 +133,7 @@ def test_benchmark_suite_smoke(mnist_path):
         assert "5 passed, 4 skipped" in proc.stdout and "CUDA not available" in proc.stdout
 
 
+@pytest.mark.slow
 def test_benchmark_json_ingested_into_report(mnist_path, tmp_path, tiny_run):
     out = tmp_path / "bench.json"
     proc = _pytest([*SUITE, "--benchmark-only", "--suite-rounds", "3", "--suite-warmup", "1",
@@ -163,6 +168,7 @@ def test_benchmark_json_ingested_into_report(mnist_path, tmp_path, tiny_run):
     assert (~matched.judged).all() and matched.verdict.str.startswith("cannot tell").all()
 
 
+@pytest.mark.slow
 def test_compare_fail_catches_a_slowed_backend(mnist_path, tmp_path):
     """pytest-benchmark's own regression gate on this suite: a saved baseline, then the same
     benchmark with cpu-fp32 made ~5x slower fails --benchmark-compare-fail; the saved runs in the

@@ -77,6 +77,7 @@ def _tiny(tmp_path, mnist_path, *extra):
     return ["run", *TINY, "--data-dir", str(mnist_path), "--out", str(tmp_path), *extra]
 
 
+@pytest.mark.slow
 def test_a_diverged_training_is_a_diverged_row_and_the_exit_code_says_so(mnist_path, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(models._REGISTRY, "exploding", models.ModelSpec("exploding", Exploding))
     rc = main(_tiny(tmp_path, mnist_path, "--models", "exploding,mlp", "--backends", "cpu-fp32"))
@@ -90,6 +91,7 @@ def test_a_diverged_training_is_a_diverged_row_and_the_exit_code_says_so(mnist_p
     assert (s[s.model == "mlp"].status == "ok").all()  # the run went on
 
 
+@pytest.mark.slow
 def test_a_failed_cell_gives_exit_code_4_and_the_others_complete(mnist_path, tmp_path, monkeypatch, capsys):
     import bench.engines.onnxruntime as ort_engine
 
@@ -101,6 +103,7 @@ def test_a_failed_cell_gives_exit_code_4_and_the_others_complete(mnist_path, tmp
     assert "1 error" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_write_errors_are_one_line_and_leave_no_temporary_file(tiny_run, tmp_path, capsys):
     folder = tmp_path / "a-folder"
     folder.mkdir()
@@ -146,6 +149,7 @@ def test_markup_from_result_files_is_escaped_everywhere(tmp_path):
     assert "&lt;script&gt;" in page
 
 
+@pytest.mark.slow
 def test_damaged_files_are_named_and_the_rest_renders(tiny_run, tmp_path, capsys):
     import shutil
 
@@ -247,12 +251,19 @@ def test_a_running_folder_whose_process_is_gone_reads_as_killed(tmp_path):
 KILL_RUN = ["--models", "mlp", "--backends", "cpu-fp32,onnxruntime-cpu", "--limit-train", "512", "--batch-size", "64",
             "--limit-test", "200", "--batch-sizes", "1,8", "--budget-s", "0.06", "--rounds", "3", "--threads", "2",
             "--no-report"]
-KILL_POINTS = 21  # each signal 7 times, at seeded random moments of the run
+SIGNALS = [signal.SIGINT, signal.SIGTERM, signal.SIGKILL]
+# Kill points per test run: each signal once on a fresh run, and each of those runs' resumes
+# stopped once more with the next signal (6 kill points, each signal twice). A kill point is a
+# position in the run, not a time, so it lands mid-run on a slow or loaded machine too: "after k
+# completed cells, plus a delay of up to a third of a second". k and the delay are drawn from a
+# seed that is new on every test run and named in every failure, so every point of the run is
+# covered over time and any failure can be replayed: MNIST_BENCH_KILL_SEED=<seed>.
+KILL_CHAINS = 3
 
 
-def _start(out, mnist_path):
+def _start(args, mnist_path):
     env = {**os.environ, "MNIST_BENCH_DATA": str(mnist_path), "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "bench", "run", *KILL_RUN, "--out", str(out)], cwd=ROOT, env=env,
+    return subprocess.Popen([sys.executable, "-m", "bench", "run", *args], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -261,45 +272,76 @@ def _cells(run_dir):
     return sorted(p.name for p in cells.iterdir() if not p.name.startswith(".")) if cells.is_dir() else []
 
 
+def _runs(out):
+    return [p for p in out.iterdir() if p.is_dir()] if out.exists() else []
+
+
+def _kill_at(proc, out, cells_done, delay_s, sig, where):
+    """Signal ``proc`` ``delay_s`` after its run folder (in ``out``) holds ``cells_done`` cells;
+    its exit code and stderr, the code checked."""
+    deadline = time.monotonic() + 240
+    while proc.poll() is None and time.monotonic() < deadline:
+        runs = _runs(out)
+        if runs and len(_cells(runs[0])) >= cells_done:
+            break
+        time.sleep(0.01)
+    time.sleep(delay_s)
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode in (0, 128 + sig, -sig), (where, proc.returncode, err[-2000:])
+    return proc.returncode, err
+
+
+def _check_stopped(run_dir, rc, sig, err, expected, html_path, where) -> bool:
+    """What a stopped run leaves: a resume hint, readable cells, a report that says so. True when
+    the run stopped before completing."""
+    if rc == 128 + sig:
+        assert "Traceback" not in err and f"resume with: mnist-bench run --resume {run_dir}" in err, (where, err)
+    rt = read_run(run_dir)  # every completed cell readable
+    assert rt.problems == [], where
+    status = rt.meta[next(iter(rt.meta))]["status"]
+    if status == "complete":
+        return False
+    html = render_report([run_dir], html_path).read_text()
+    assert status in ("interrupted", "killed") and "did not finish" in html, where
+    missing = [m for m in set(expected) - set(_cells(run_dir)) if "__machine__" not in m]
+    assert not missing or "missing-" in html, where  # the report lists the cells still to run
+    return True
+
+
 def test_killed_at_random_points_every_completed_cell_survives_and_resume_completes(mnist_path, tmp_path):
-    started = time.perf_counter()
-    reference = _start(tmp_path / "reference", mnist_path)
+    seed = int(os.environ.get("MNIST_BENCH_KILL_SEED") or random.SystemRandom().randrange(10**6))
+    print(f"kill points drawn from MNIST_BENCH_KILL_SEED={seed}")
+    reference = _start([*KILL_RUN, "--out", str(tmp_path / "reference")], mnist_path)
     _, err = reference.communicate(timeout=300)
     assert reference.returncode == 0, err[-2000:]
-    duration = time.perf_counter() - started
-    (ref_dir,) = [p for p in (tmp_path / "reference").iterdir() if p.is_dir()]
+    (ref_dir,) = _runs(tmp_path / "reference")
     expected = _cells(ref_dir)
-    rng = random.Random(20261127)
-    signals = [signal.SIGINT, signal.SIGTERM, signal.SIGKILL]
+    rng = random.Random(seed)
     stopped_mid_run = 0
-    for i in range(KILL_POINTS):
-        sig, out = signals[i % 3], tmp_path / f"kill{i}"
-        proc = _start(out, mnist_path)
-        time.sleep(rng.uniform(0.25, 1.0) * duration)
-        proc.send_signal(sig)
-        _, err = proc.communicate(timeout=120)
-        rc = proc.returncode
-        assert rc in (0, 128 + sig, -sig), (sig, rc, err[-2000:])
-        runs = [p for p in out.iterdir() if p.is_dir()] if out.exists() else []
-        if not runs:
+    for i in range(KILL_CHAINS):
+        sig, out = SIGNALS[i % 3], tmp_path / f"kill{i}"
+        k, delay = rng.randrange(len(expected)), rng.uniform(0, 0.33)
+        where = f"MNIST_BENCH_KILL_SEED={seed}: chain {i}, {sig.name} {delay:.2f} s after {k} cells"
+        rc, err = _kill_at(_start([*KILL_RUN, "--out", str(out)], mnist_path), out, k, delay, sig, where)
+        if not _runs(out):
             continue  # killed before the run folder existed: nothing half-written
-        (run_dir,) = runs
-        if rc == 128 + sig:
-            assert "Traceback" not in err and f"resume with: mnist-bench run --resume {run_dir}" in err
-        rt = read_run(run_dir)  # every completed cell readable
-        assert rt.problems == []
-        status = rt.meta[next(iter(rt.meta))]["status"]
-        html = render_report([run_dir], tmp_path / f"r{i}.html").read_text()
-        if status != "complete":
-            stopped_mid_run += 1
-            assert status in ("interrupted", "killed") and "did not finish" in html
-            missing = [m for m in set(expected) - set(_cells(run_dir)) if "__machine__" not in m]
-            if missing:
-                assert "missing-" in html  # the report lists the cells still to run
-        assert main(["run", "--resume", str(run_dir), "--no-report"]) == 0
-        assert _cells(run_dir) == expected
-        assert json.loads((run_dir / "meta.json").read_text())["status"] == "complete"
-    assert stopped_mid_run >= KILL_POINTS // 2
+        (run_dir,) = _runs(out)
+        if not _check_stopped(run_dir, rc, sig, err, expected, tmp_path / f"r{i}.html", where):
+            continue
+        stopped_mid_run += 1
+        # its resume stopped too, with the next signal, further on
+        sig2, done = SIGNALS[(i + 1) % 3], len(_cells(run_dir))
+        k2, delay2 = rng.randrange(done, len(expected)), rng.uniform(0, 0.33)
+        where2 = f"{where}; its resume {sig2.name} {delay2:.2f} s after {k2} cells"
+        resume = _start(["--resume", str(run_dir), "--no-report"], mnist_path)
+        rc2, err2 = _kill_at(resume, out, k2, delay2, sig2, where2)
+        _check_stopped(run_dir, rc2, sig2, err2, expected, tmp_path / f"r{i}b.html", where2)
+        assert main(["run", "--resume", str(run_dir), "--no-report"]) == 0, where2
+        assert _cells(run_dir) == expected, where2
+        assert json.loads((run_dir / "meta.json").read_text())["status"] == "complete", where2
+    assert stopped_mid_run >= 1, f"MNIST_BENCH_KILL_SEED={seed}"
 
 
 def test_profiling_a_backend_that_does_not_train_is_refused(tmp_path, capsys):
@@ -325,6 +367,7 @@ def test_a_damaged_raw_file_beside_a_good_gz_is_named(mnist_path, tmp_path, caps
     assert "train-labels-idx1-ubyte: truncated IDX data" in err and "used train-labels-idx1-ubyte.gz instead" in err
 
 
+@pytest.mark.slow
 def test_when_the_reference_training_fails_every_planned_cell_still_gets_a_row(mnist_path, tmp_path, monkeypatch,
                                                                               capsys):
     import bench.cells as cells

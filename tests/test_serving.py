@@ -92,6 +92,7 @@ def _served(mnist_path, n=600, delay_s=0.0, fail=False):
     return ServedModel(Prepared(predict, "cpu"), test.x), test.y, batches
 
 
+@pytest.mark.slow
 @needs_loadgen
 def test_every_scenario_under_loadgen_with_its_logs_and_the_same_predictions(mnist_path, tmp_path):
     served, labels, batches = _served(mnist_path, delay_s=0.0002)
@@ -118,6 +119,7 @@ def test_every_scenario_under_loadgen_with_its_logs_and_the_same_predictions(mni
     assert ((parts - served_rows.latency_ms).abs() < 1e-9).all()
 
 
+@pytest.mark.slow
 @needs_loadgen
 def test_dynamic_batching_serves_queued_queries_together_up_to_max_batch(mnist_path, tmp_path):
     from bench.serving.scenarios import BackendScenarios
@@ -130,6 +132,7 @@ def test_dynamic_batching_serves_queued_queries_together_up_to_max_batch(mnist_p
     assert max(sizes) <= 4 and max(sizes) > 1 and len(sizes) == row["queries"]
 
 
+@pytest.mark.slow
 @needs_loadgen
 def test_a_backend_that_raises_ends_its_scenarios_with_the_reason(mnist_path, tmp_path):
     served, labels, _ = _served(mnist_path, fail=True)
@@ -144,6 +147,7 @@ TINY_SERVE = ["--models", "mlp", "--backends", "cpu-fp32,onnxruntime-cpu", "--li
               "--scenarios", "all", "--scenario-seconds", "0.05", "--server-steps", "2"]
 
 
+@pytest.mark.slow
 @needs_loadgen
 def test_run_scenarios_writes_serve_cells_and_the_report_section(mnist_path, tmp_path):
     from bench.cli import main
@@ -166,6 +170,7 @@ def test_run_scenarios_writes_serve_cells_and_the_report_section(mnist_path, tmp
     assert set(exported.backend) == {"cpu-fp32", "onnxruntime-cpu"}
 
 
+@pytest.mark.slow
 def test_without_loadgen_serving_is_a_skipped_row_with_the_reason(mnist_path, tmp_path, monkeypatch):
     from bench.cli import main
     from bench.serving import loadgen
@@ -181,6 +186,7 @@ def test_without_loadgen_serving_is_a_skipped_row_with_the_reason(mnist_path, tm
     assert row.status == "skipped" and row.reason == "mlcommons-loadgen not installed (test)"
 
 
+@pytest.mark.slow
 @pytest.mark.cuda
 @needs_loadgen
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")

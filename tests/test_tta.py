@@ -91,6 +91,7 @@ def test_the_verdict_ranks_backends_by_time_to_accuracy_paired_by_seed():
     assert "5.8 s" in lines[1]
 
 
+@pytest.mark.slow
 def test_run_seeds_writes_a_tta_cell_per_training_backend(mnist_path, tmp_path, capsys):
     from bench.cli import main
     from bench.storage.results import read_run
