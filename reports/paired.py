@@ -126,7 +126,7 @@ def _censored_interval(base: pd.Series, other: pd.Series) -> tuple[float, float]
     per-seed log ratios, which orders such seeds by rank alone; seeds both sides missed say nothing
     and are left out. (A bootstrap of the median would read a one-in-a-hundred draw of the only
     seed that reached as a possible tie.)"""
-    joined = pd.concat([base.rename("b"), other.rename("o")], axis=1, join="inner").dropna()
+    joined = _joined(base, other)
     joined = joined[~(np.isinf(joined.b) & np.isinf(joined.o))]
     with np.errstate(divide="ignore"):
         logs = np.log(joined.o.to_numpy(dtype=float)) - np.log(joined.b.to_numpy(dtype=float))
@@ -136,8 +136,13 @@ def _censored_interval(base: pd.Series, other: pd.Series) -> tuple[float, float]
     return float(np.exp(low)), float(np.exp(high))
 
 
+def _joined(base: pd.Series, other: pd.Series) -> pd.DataFrame:
+    """The rounds both sides were measured in: columns ``b`` and ``o``."""
+    return pd.concat([base.rename("b"), other.rename("o")], axis=1, join="inner").dropna()
+
+
 def _paired(base: pd.Series, other: pd.Series) -> dict:
-    joined = pd.concat([base.rename("b"), other.rename("o")], axis=1, join="inner").dropna()
+    joined = _joined(base, other)
     return paired_ratio(joined.b.to_numpy(), joined.o.to_numpy())
 
 
