@@ -252,13 +252,14 @@ KILL_RUN = ["--models", "mlp", "--backends", "cpu-fp32,onnxruntime-cpu", "--limi
             "--limit-test", "200", "--batch-sizes", "1,8", "--budget-s", "0.06", "--rounds", "3", "--threads", "2",
             "--no-report"]
 SIGNALS = [signal.SIGINT, signal.SIGTERM, signal.SIGKILL]
-# Kill points per test run: each signal once on a fresh run, and each of those runs' resumes
-# stopped once more with the next signal (6 kill points, each signal twice). A kill point is a
-# position in the run, not a time, so it lands mid-run on a slow or loaded machine too: "after k
-# completed cells, plus a delay of up to a third of a second". k and the delay are drawn from a
+# Kill points per test run: two fresh runs each stopped by a signal, and each of those runs'
+# resumes stopped once more with the next signal (4 kill points; which signal starts is drawn
+# too, so each signal stops fresh runs and resumes alike over time). A kill point is a position
+# in the run, not a time, so it lands mid-run on a slow or loaded machine too: "after k completed
+# cells, plus a delay of up to a third of a second". The signals, k and the delay are drawn from a
 # seed that is new on every test run and named in every failure, so every point of the run is
 # covered over time and any failure can be replayed: MNIST_BENCH_KILL_SEED=<seed>.
-KILL_CHAINS = 3
+KILL_CHAINS = 2
 
 
 def _start(args, mnist_path):
@@ -273,7 +274,7 @@ def _cells(run_dir):
 
 
 def _runs(out):
-    return [p for p in out.iterdir() if p.is_dir()] if out.exists() else []
+    return [p for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")] if out.exists() else []
 
 
 def _kill_at(proc, out, cells_done, delay_s, sig, where):
@@ -310,6 +311,29 @@ def _check_stopped(run_dir, rc, sig, err, expected, html_path, where) -> bool:
     return True
 
 
+def _chain(mnist_path, tmp_path, expected, name, sig, k, delay, rng, where) -> bool:
+    """A fresh run stopped by ``sig`` ``delay`` s after ``k`` cells; when it stopped mid-run, its
+    resume stopped too (the next signal, further on), then resumed to the end. True when stopped
+    mid-run."""
+    out = tmp_path / name
+    rc, err = _kill_at(_start([*KILL_RUN, "--out", str(out)], mnist_path), out, k, delay, sig, where)
+    if not _runs(out):
+        return False  # killed before the run folder existed: nothing half-written
+    (run_dir,) = _runs(out)
+    if not _check_stopped(run_dir, rc, sig, err, expected, tmp_path / f"{name}.html", where):
+        return False
+    sig2, done = SIGNALS[(SIGNALS.index(sig) + 1) % 3], len(_cells(run_dir))
+    k2, delay2 = rng.randrange(done, len(expected)), rng.uniform(0, 0.33)
+    where2 = f"{where}; its resume {sig2.name} {delay2:.2f} s after {k2} cells"
+    resume = _start(["--resume", str(run_dir), "--no-report"], mnist_path)
+    rc2, err2 = _kill_at(resume, out, k2, delay2, sig2, where2)
+    _check_stopped(run_dir, rc2, sig2, err2, expected, tmp_path / f"{name}b.html", where2)
+    assert main(["run", "--resume", str(run_dir), "--no-report"]) == 0, where2
+    assert _cells(run_dir) == expected, where2
+    assert json.loads((run_dir / "meta.json").read_text())["status"] == "complete", where2
+    return True
+
+
 def test_killed_at_random_points_every_completed_cell_survives_and_resume_completes(mnist_path, tmp_path):
     seed = int(os.environ.get("MNIST_BENCH_KILL_SEED") or random.SystemRandom().randrange(10**6))
     print(f"kill points drawn from MNIST_BENCH_KILL_SEED={seed}")
@@ -321,27 +345,13 @@ def test_killed_at_random_points_every_completed_cell_survives_and_resume_comple
     rng = random.Random(seed)
     stopped_mid_run = 0
     for i in range(KILL_CHAINS):
-        sig, out = SIGNALS[i % 3], tmp_path / f"kill{i}"
+        sig = SIGNALS[(seed + i) % 3]
         k, delay = rng.randrange(len(expected)), rng.uniform(0, 0.33)
         where = f"MNIST_BENCH_KILL_SEED={seed}: chain {i}, {sig.name} {delay:.2f} s after {k} cells"
-        rc, err = _kill_at(_start([*KILL_RUN, "--out", str(out)], mnist_path), out, k, delay, sig, where)
-        if not _runs(out):
-            continue  # killed before the run folder existed: nothing half-written
-        (run_dir,) = _runs(out)
-        if not _check_stopped(run_dir, rc, sig, err, expected, tmp_path / f"r{i}.html", where):
-            continue
-        stopped_mid_run += 1
-        # its resume stopped too, with the next signal, further on
-        sig2, done = SIGNALS[(i + 1) % 3], len(_cells(run_dir))
-        k2, delay2 = rng.randrange(done, len(expected)), rng.uniform(0, 0.33)
-        where2 = f"{where}; its resume {sig2.name} {delay2:.2f} s after {k2} cells"
-        resume = _start(["--resume", str(run_dir), "--no-report"], mnist_path)
-        rc2, err2 = _kill_at(resume, out, k2, delay2, sig2, where2)
-        _check_stopped(run_dir, rc2, sig2, err2, expected, tmp_path / f"r{i}b.html", where2)
-        assert main(["run", "--resume", str(run_dir), "--no-report"]) == 0, where2
-        assert _cells(run_dir) == expected, where2
-        assert json.loads((run_dir / "meta.json").read_text())["status"] == "complete", where2
-    assert stopped_mid_run >= 1, f"MNIST_BENCH_KILL_SEED={seed}"
+        stopped_mid_run += _chain(mnist_path, tmp_path, expected, f"kill{i}", sig, k, delay, rng, where)
+    if not stopped_mid_run:  # every drawn point fell after the run's end: one more, at its start
+        where = f"MNIST_BENCH_KILL_SEED={seed}: chain {KILL_CHAINS}, SIGKILL at the run's start"
+        assert _chain(mnist_path, tmp_path, expected, "kill-start", signal.SIGKILL, 0, 0.0, rng, where), where
 
 
 def test_profiling_a_backend_that_does_not_train_is_refused(tmp_path, capsys):

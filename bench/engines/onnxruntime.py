@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import io
 import tempfile
 import warnings
@@ -44,6 +45,36 @@ def export_onnx(model: torch.nn.Module, path: Path, input_shape: tuple[int, ...]
     onnx.checker.check_model(proto)
     opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
     return {"export_s": sw.seconds, "onnx_bytes": path.stat().st_size, "opset": opset}
+
+
+_EXPORTS: dict[str, tuple[bytes, dict]] = {}  # weights' fingerprint -> the fp32 ONNX file and its facts
+_EXPORTS_KEPT = 4
+
+
+def _fingerprint(model: torch.nn.Module, input_shape: tuple[int, ...]) -> str:
+    """The model's class, input shape and every parameter's and buffer's name, dtype, shape and bytes."""
+    h = hashlib.sha256(f"{type(model).__module__}.{type(model).__qualname__}{input_shape}".encode())
+    for name, t in model.state_dict().items():
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def exported(model: torch.nn.Module, path: Path, input_shape: tuple[int, ...]) -> dict:
+    """``export_onnx``, once per set of weights in this process: the backends that run the same
+    trained model (onnxruntime-cpu and its int8 quantizations) share one fp32 export, as a
+    deployment would. Its facts (``export_s`` the one export's time) go with every copy."""
+    key = _fingerprint(model, input_shape)
+    if key not in _EXPORTS:
+        facts = export_onnx(copy.deepcopy(model), path, input_shape)
+        while len(_EXPORTS) >= _EXPORTS_KEPT:
+            _EXPORTS.pop(next(iter(_EXPORTS)))
+        _EXPORTS[key] = (path.read_bytes(), facts)
+        return dict(facts)
+    data, facts = _EXPORTS[key]
+    path.write_bytes(data)
+    return dict(facts)
 
 
 class OrtSession:
@@ -131,7 +162,7 @@ class OnnxRuntimeEngine:
         input_shape = tuple(calibration.shape[1:])
         with tempfile.TemporaryDirectory() as tmp:
             fp32 = Path(tmp) / "model.onnx"
-            facts = export_onnx(copy.deepcopy(model), fp32, input_shape)
+            facts = exported(model, fp32, input_shape)
             path, more = self.model_file(fp32, backend, calibration)
             facts.update(more)
             session = OrtSession(path, backend.device, options, input_shape)

@@ -91,7 +91,7 @@ def calibrate(run_args: list[str], repeats: int, results: Path) -> tuple[Path, d
         before = {p for p in results.glob("*") if p.is_dir()}
         proc = subprocess.run([sys.executable, "-m", "bench", "run", *run_args, "--out", str(results), "--no-report",
                                "-q", "--name", "calibrate"], stdout=subprocess.DEVNULL)
-        new = sorted(p for p in results.glob("*") if p.is_dir() and p not in before)
+        new = sorted(p for p in results.glob("*") if p.is_dir() and p not in before and not p.name.startswith("."))
         if proc.returncode not in (0, 4) or not new:
             raise BenchError(f"calibration run {i + 1} of {repeats} failed (exit {proc.returncode})")
         run_dirs.append(new[-1])

@@ -15,15 +15,20 @@ from bench.storage.results import RESULTS_SCHEMA_VERSION, RunWriter, new_run_id,
 
 def open_run(cfg, argv: list[str] | None, mnist, resume: Path | None = None) -> tuple[RunWriter, dict]:
     """A new run folder under ``cfg.out``, or ``resume`` reopened (its unfinished cells cleared);
-    returns its writer and its meta.json, written at status "running" with this process's pid."""
+    returns its writer and its meta.json, written at status "running" with this process's pid.
+    A new folder appears whole: it is filled under a hidden name (``.new-<run id>``) and renamed,
+    so a process killed while creating it leaves no run folder without its meta.json."""
     if resume is None:
         run_id = new_run_id() + (f"-{cfg.name}" if cfg.name else "")
-        writer = RunWriter(cfg.out / run_id)
-        writer.run_dir.mkdir(parents=True)
+        staging = cfg.out / f".new-{run_id}"
+        staging.mkdir(parents=True)
         meta = {**collect_metadata(cfg, argv), "run_id": run_id, "data_source": mnist.source,
                 "start_time": now_iso(), "status": "running", "pid": os.getpid(), "name": cfg.name,
                 "schema_version": RESULTS_SCHEMA_VERSION}
-        write_samples(writer.run_dir, mnist)
+        write_samples(staging, mnist)
+        write_json(staging / "meta.json", meta)
+        os.rename(staging, cfg.out / run_id)
+        return RunWriter(cfg.out / run_id), meta
     else:
         writer = RunWriter(Path(resume))
         old = json.loads((writer.run_dir / "meta.json").read_text(encoding="utf-8"))

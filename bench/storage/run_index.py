@@ -110,6 +110,8 @@ def rebuild(root: Path) -> list[str]:
     db_path(root).unlink(missing_ok=True)
     indexed = []
     for meta in sorted(root.glob("*/meta.json")):
+        if meta.parent.name.startswith("."):  # a run folder still being created (.new-<run id>)
+            continue
         try:
             indexed.append(index_run(meta.parent, root))
         except (BenchError, ValueError, OSError) as e:
