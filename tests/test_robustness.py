@@ -334,6 +334,7 @@ def _chain(mnist_path, tmp_path, expected, name, sig, k, delay, rng, where) -> b
     return True
 
 
+@pytest.mark.slow
 def test_killed_at_random_points_every_completed_cell_survives_and_resume_completes(mnist_path, tmp_path):
     seed = int(os.environ.get("MNIST_BENCH_KILL_SEED") or random.SystemRandom().randrange(10**6))
     print(f"kill points drawn from MNIST_BENCH_KILL_SEED={seed}")

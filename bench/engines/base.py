@@ -8,6 +8,7 @@ suite and the report never branch on an engine's name.
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -108,10 +109,16 @@ class Engine(Protocol):
 
 
 def load_runtime(backend: Backend) -> None:
+    """The engine's ``load_runtime`` hook, once per engine and device in a process. Afterwards the
+    objects alive (the libraries' registries and caches, several hundred thousand once the ONNX
+    exporter has run) leave the garbage collector's sight (``gc.freeze``): the collection before
+    each memory measurement then scans only what came later (0.09 s down to 0.004 s here)."""
     hook = getattr(backend.engine, "load_runtime", None)
     if hook is not None and (backend.engine.name, backend.device) not in _LOADED:
         _LOADED.add((backend.engine.name, backend.device))
         hook(backend)
+        gc.collect()
+        gc.freeze()
 
 
 _LOADED: set[tuple[str, str]] = set()
