@@ -55,6 +55,9 @@ def test_the_full_preset_is_the_searched_recipe_and_options_still_win():
 
 
 def test_the_full_recipes_are_the_recipe_searchs_winners():
+    """The full preset's recipes are what benchmarks/recipe_search.py measured as winners: the test
+    is of the two agreeing, so it reads the benchmark script itself (from the checkout; the wheel
+    leaves benchmarks/ out, and the suite runs from a checkout)."""
     from benchmarks.recipe_search import WINNERS, _settings
 
     for model, name in WINNERS.items():
