@@ -149,10 +149,11 @@ def processes(out: Path, preset_args: list[str], n: int = 5) -> dict:
 def repeat(out: Path, preset_args: list[str], pairs: int = 3) -> dict:
     """The same command twice, back to back, ``pairs`` times (auto backends): how far each ratio to
     cpu-fp32 moves between the two runs of a pair, and whether each run's interval holds the other's ratio."""
-    rows = []
+    rows, walls = [], []
     for k in range(pairs):
-        ranked = [rank_backends(cell_rounds(read_run(fresh_run(out, f"repeat{k}-{i}", preset_args)[0])),
-                                baseline=REFERENCE) for i in (1, 2)]
+        runs = [fresh_run(out, f"repeat{k}-{i}", preset_args) for i in (1, 2)]
+        walls += [round(w, 1) for _, w in runs]
+        ranked = [rank_backends(cell_rounds(read_run(d)), baseline=REFERENCE) for d, _ in runs]
         a, b = (r[r.backend != REFERENCE].set_index(["model", "phase", "batch_size", "backend"]) for r in ranked)
         b = b.reindex(a.index)
         rows.append(pd.DataFrame({"pair": k, "ratio_1": a.time_vs_baseline, "ratio_2": b.time_vs_baseline,
@@ -168,26 +169,36 @@ def repeat(out: Path, preset_args: list[str], pairs: int = 3) -> dict:
     return {"cells": len(t), "within_10pct": float((t.move <= 0.10).mean()), "beyond_20pct": int((t.move > 0.20).sum()),
             "largest_move": float(t.move.max()), "interval_holds_other": float(pd.concat([t.holds_2_in_1,
                                                                                           t.holds_1_in_2]).mean()),
-            "median_width": float(widths.median()), "table": t}
+            "median_width": float(widths.median()), "wall_s": walls, "table": t}
 
 
 def relative(out: Path, preset_args: list[str]) -> dict:
     """The relative comparison across single runs: three A/A runs compared pairwise, and a run whose
-    ``cpu-fp32-slowed`` is 10% slower (in that run only) compared with each."""
+    ``cpu-fp32-slowed`` is 10% slower (in that run only) compared with each; from the rounds alone,
+    and widened by a calibration of the same configuration (``mnist-bench calibrate``, 3 runs)."""
+    from bench.storage.calibration import calibrate
+
     args = [*preset_args, "--backends", "cpu-fp32,onnxruntime-cpu,cpu-fp32-slowed"]
     aa = [fresh_run(out, f"rel-aa{i}", args, slowdown=1.0) for i in (1, 2, 3)]
     slow, slow_wall = fresh_run(out, "rel-slow10", args, slowdown=1.10)
-    m = pd.concat([compare([aa[i][0], aa[j][0]], calibration_files=[]).relative.assign(check="A/A")
-                   for i, j in ((0, 1), (1, 2), (0, 2))])
-    found = pd.concat([compare([a, slow], calibration_files=[]).relative for a, _ in aa])
-    found = found[found.backend == "cpu-fp32-slowed"].assign(check="10% slower")
-    beyond = m[m.significant & ((m.relative_ratio_low > 1 + m.resolution) | (m.relative_ratio_high < 1 - m.resolution))]
-    return {"A/A cells": len(m), "A/A no claim": float((~m.significant).mean()), "A/A claims": int(m.significant.sum()),
-            "A/A claims beyond resolution": len(beyond), "A/A median width": float(
-                (m.relative_ratio_high / m.relative_ratio_low).median()),
+    os.environ.update(MNIST_BENCH_PLUGINS="benchmarks.stat_backends", MNIST_BENCH_SLOWDOWN="1.0")
+    cal_path, _ = calibrate(args, 3, out / "rel-calibration")
+    results, tables = {}, []
+    for label, files in (("rounds alone", []), ("calibrated", [cal_path])):
+        m = pd.concat([compare([aa[i][0], aa[j][0]], calibration_files=files).relative.assign(check="A/A")
+                       for i, j in ((0, 1), (1, 2), (0, 2))])
+        found = pd.concat([compare([a, slow], calibration_files=files).relative for a, _ in aa])
+        found = found[found.backend == "cpu-fp32-slowed"].assign(check="10% slower")
+        beyond = m[m.significant & ((m.relative_ratio_low > 1 + m.resolution)
+                                    | (m.relative_ratio_high < 1 - m.resolution))]
+        results[label] = {
+            "A/A cells": len(m), "A/A no claim": float((~m.significant).mean()), "A/A claims": int(m.significant.sum()),
+            "A/A claims beyond resolution": len(beyond),
+            "A/A median width": float((m.relative_ratio_high / m.relative_ratio_low).median()),
             "10% slower cells": len(found), "found": float((found.relative_ratio_low > 1).mean()),
-            "covers_1.10": float(((found.relative_ratio_low <= 1.10) & (1.10 <= found.relative_ratio_high)).mean()),
-            "wall_s": [round(w, 1) for _, w in aa] + [round(slow_wall, 1)], "table": pd.concat([m, found])}
+            "covers_1.10": float(((found.relative_ratio_low <= 1.10) & (1.10 <= found.relative_ratio_high)).mean())}
+        tables.append(pd.concat([m, found]).assign(intervals=label))
+    return {**results, "wall_s": [round(w, 1) for _, w in aa] + [round(slow_wall, 1)], "table": pd.concat(tables)}
 
 
 def _aa_summary(m: pd.DataFrame) -> dict:

@@ -67,7 +67,7 @@ def compare(paths: list[Path], baseline: str | None = None, normalize: bool = Fa
     env = environment(rt.meta)
     differ = env[env.drop(columns="field").nunique(axis=1, dropna=False) > 1]
     differ = differ[~differ.field.isin(["start_time", "end_time", "command_line"])]
-    relative = compare_relative(values, base)
+    relative = compare_relative(values, base, calibration=per_run)
     return Comparison(base, runs, values, matched, relative, geomean_speedup(matched), differ,
                       _side_by_side(rt, "accuracy"), _side_by_side(rt, "memory"), normalize)
 
@@ -196,8 +196,12 @@ def relative_lines(c: Comparison) -> list[str]:
     rel = c.relative
     if rel.empty:
         return []
+    widened = (rel.interval_from == "rounds+calibration").sum()
     lines = [f"relative to {rel.reference.iloc[0]} in the same run (what one run a side can back; no calibration "
-             "needed): this run's ratio to the reference / the baseline run's"]
+             "needed): this run's ratio to the reference / the baseline run's; "
+             + (f"{widened} of {len(rel)} intervals widened by this machine's calibrated variation of such ratios"
+                if widened else "intervals from the rounds alone (a calibration would widen them by how far such "
+                "ratios move between processes)")]
     shown = pd.DataFrame({"run": rel.run_id, "model": rel.model, "backend": rel.backend, "phase": rel.phase,
                           "batch": [str(int(b)) if b == b else "–" for b in rel.batch_size],
                           "baseline run": [f"{v:.3f}" for v in rel.vs_reference_base],
@@ -213,7 +217,9 @@ _RELATIVE_NOTE = (
     "vs_reference: a backend's time over the reference's in one run (the quotient of their medians over rounds); "
     "relative_ratio: this run's vs_reference over the baseline run's (above 1: the backend lost ground against the "
     "reference). Its 95% interval combines both runs' paired bootstraps over rounds. The machine's speed between "
-    "the runs cancels inside each run's ratio, so this needs no calibration. It answers whether a backend moved "
+    "the runs cancels inside each run's ratio, so this needs no calibration; but the ratio itself moves between "
+    "processes by more than one process's rounds show, so where the machine is calibrated the interval is widened "
+    "by how far such ratios moved between its calibration runs (interval_from). It answers whether a backend moved "
     "against the reference; the Speed section answers whether its own figure moved.</p>")
 
 _SPEED_NOTE = (

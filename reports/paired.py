@@ -18,6 +18,7 @@ from bench.measure.stats import (
     resolution,
     verdict,
     walsh_interval,
+    widened,
 )
 from bench.storage.keys import group_names
 from bench.storage.results import RunTables
@@ -201,13 +202,20 @@ def compare_runs(values: pd.DataFrame, baseline_run: str, calibration: dict[str,
 RELATIVE_KEYS = ["model", "phase", "batch_size", "backend"]
 
 
-def compare_relative(values: pd.DataFrame, baseline_run: str, reference: str = REFERENCE) -> pd.DataFrame:
+def compare_relative(values: pd.DataFrame, baseline_run: str, reference: str = REFERENCE,
+                     calibration: dict[str, dict] | None = None) -> pd.DataFrame:
     """Cells matched across runs by what each run measured side by side: a backend's time relative
     to ``reference`` in the same run (a ratio whose machine drift cancels within the run), in each
     run against the same ratio in the baseline run (``stats.relative_ratio``). It answers "did this
     backend move against the reference?", which one run a side can back; ``compare_runs`` answers
-    "did this backend's own figure move?", which needs the machine's run-to-run variation."""
+    "did this backend's own figure move?", which needs the machine's run-to-run variation.
+    A ratio measured in one process still moves between processes by more than its rounds show
+    (3 A/A pairs of quick runs: 4 of 48 cells called different beyond their resolution). Where both
+    runs' machines are calibrated (``calibration``: run_id -> per-phase entries, with
+    ``relative-<phase>`` from ``mnist-bench calibrate``), the interval is widened by that
+    variation as ``calibrated_ratio`` does (``interval_from``: "rounds+calibration"; else "rounds")."""
     rows = []
+    calibration = calibration or {}
     series = {k: d.set_index("round").value.to_dict()
               for k, d in values.groupby(["run_id", *RELATIVE_KEYS], dropna=False, sort=False)}
     runs = [r for r in dict.fromkeys(values.run_id) if r != baseline_run]
@@ -219,7 +227,12 @@ def compare_relative(values: pd.DataFrame, baseline_run: str, reference: str = R
         if any(f is None for f in found):
             continue
         r = relative_ratio((found[0], found[1]), (found[2], found[3]))
+        sigma = [calibration.get(run, {}).get(f"relative-{phase}") for run in (baseline_run, run_id)]
+        if all(sigma):
+            pooled = float(np.sqrt((sigma[0]["sigma"] ** 2 + sigma[1]["sigma"] ** 2) / 2))
+            r = widened(r, pooled, min(s["df"] for s in sigma))
         rows.append({"run_id": run_id, "model": model, "backend": backend, "phase": phase, "batch_size": bs,
+                     "interval_from": "rounds+calibration" if all(sigma) else "rounds",
                      "reference": reference, "vs_reference_base": _quotient(found[0], found[1]),
                      "vs_reference": _quotient(found[2], found[3]), "relative_ratio": r["ratio"],
                      "relative_ratio_low": r["ratio_low"], "relative_ratio_high": r["ratio_high"],

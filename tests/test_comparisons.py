@@ -454,6 +454,37 @@ def test_run_to_run_sigma_pools_the_cells_of_repeated_runs():
     assert sigma["df"] == 9 and sigma["cells"] == 3 and 0.02 < sigma["sigma"] < 0.09
 
 
+def test_relative_comparisons_widen_by_the_calibrated_variation_of_ratios():
+    """The calibration holds how far a backend's ratio to the reference moves between runs
+    (relative-infer), apart from the figures' own variation; compare_relative widens by it, so an
+    A/A pair whose process moved one ratio by 6% is no longer called different (synthetic rounds)."""
+    from bench.storage.calibration import run_to_run_sigma
+    from reports.paired import compare_relative
+
+    rng = np.random.default_rng(3)
+
+    def rounds(run, shift, ratio_move):
+        rows = []
+        for backend, base in (("cpu-fp32", 1e-3), ("onnxruntime-cpu", 5e-4)):
+            move = ratio_move if backend != "cpu-fp32" else 1.0
+            rows += [{"run_id": run, "model": "mlp", "backend": backend, "phase": "infer", "batch_size": 1,
+                      "round": k, "value": base * shift * move * np.exp(rng.normal(0, 0.005))} for k in range(20)]
+        return rows
+
+    calib = pd.DataFrame(sum((rounds(f"c{i}", s, m) for i, (s, m) in enumerate(
+        [(1.0, 1.0), (1.2, 1.05), (0.9, 0.96), (1.1, 1.02)])), []))
+    sigma = run_to_run_sigma(calib)
+    assert sigma["infer"]["sigma"] > 0.05 and 0.02 < sigma["relative-infer"]["sigma"] < 0.06
+    values = pd.DataFrame(rounds("a", 1.0, 1.0) + rounds("b", 1.3, 1.06))  # the machine 30% slower, the ratio 6%
+    plain = compare_relative(values, "a").iloc[0]
+    assert plain.interval_from == "rounds" and plain.significant  # rounds alone: called different
+    calibrated = compare_relative(values, "a", calibration={"a": sigma, "b": sigma}).iloc[0]
+    assert calibrated.interval_from == "rounds+calibration" and not calibrated.significant
+    assert calibrated.relative_ratio == pytest.approx(plain.relative_ratio)
+    assert calibrated.relative_ratio_low < plain.relative_ratio_low < plain.relative_ratio_high \
+        < calibrated.relative_ratio_high
+
+
 def test_calibrate_refuses_fewer_than_two_repeats(tmp_path, capsys):
     assert main(["calibrate", "--repeats", "1", "--out", str(tmp_path)]) == 2
     assert "--repeats >= 2" in capsys.readouterr().err and not any(tmp_path.iterdir())

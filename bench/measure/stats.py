@@ -338,7 +338,13 @@ def calibrated_ratio(base, other, sigma: float, df: int, inside: dict | None = N
     (``inside``, e.g. ``process_ratio``'s; default: the in-run bootstrap, ``unpaired_ratio``)
     widened by that variation, for both runs: sqrt(inside half-width^2 + (t * sqrt(2) * sigma)^2)
     on the log scale."""
-    r = inside if inside is not None else unpaired_ratio(base, other)
+    return widened(inside if inside is not None else unpaired_ratio(base, other), sigma, df)
+
+
+def widened(r: dict, sigma: float, df: int) -> dict:
+    """A ratio's interval (``r``: ratio, ratio_low, ratio_high) widened by a run-to-run variation
+    of both runs (``sigma`` of a log figure, on ``df`` degrees of freedom):
+    sqrt(half-width^2 + (t * sqrt(2) * sigma)^2) on the log scale, the larger side's half-width."""
     if not np.isfinite([r["ratio"], r["ratio_low"], r["ratio_high"]]).all():
         return r
     log_r = np.log(r["ratio"])
