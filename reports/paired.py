@@ -175,10 +175,9 @@ def compare_runs(values: pd.DataFrame, baseline_run: str, calibration: dict[str,
             sigma = [calibration.get(r, {}).get(key[2]) for r in (baseline_run, run_id)]
             processes = b.process.nunique() >= 2 and o.process.nunique() >= 2
             if all(sigma):
-                pooled = float(np.sqrt((sigma[0]["sigma"] ** 2 + sigma[1]["sigma"] ** 2) / 2))
                 inside = process_ratio(bv, ov, b.process.to_numpy(), o.process.to_numpy()) if processes else None
                 method = "processes+calibration" if processes else "calibration"
-                r = calibrated_ratio(bv, ov, pooled, min(s["df"] for s in sigma), inside)
+                r = calibrated_ratio(bv, ov, *_pooled_sigma(sigma), inside)
             else:
                 method, r = "none", {"ratio": float(np.median(ov) / np.median(bv)), "ratio_low": np.nan,
                                      "ratio_high": np.nan}
@@ -197,6 +196,12 @@ def compare_runs(values: pd.DataFrame, baseline_run: str, calibration: dict[str,
                          "significant": bool(r["ratio_low"] > 1 or r["ratio_high"] < 1),  # NaN: False
                          "verdict": words})
     return pd.DataFrame(rows)
+
+
+def _pooled_sigma(entries: list[dict]) -> tuple[float, int]:
+    """Two runs' calibrated variations (``sigma``, ``df`` entries of calibration.json) as one:
+    the root mean square of the sigmas, on the smaller degrees of freedom."""
+    return float(np.sqrt(np.mean([e["sigma"] ** 2 for e in entries]))), min(e["df"] for e in entries)
 
 
 RELATIVE_KEYS = ["model", "phase", "batch_size", "backend"]
@@ -229,8 +234,7 @@ def compare_relative(values: pd.DataFrame, baseline_run: str, reference: str = R
         r = relative_ratio((found[0], found[1]), (found[2], found[3]))
         sigma = [calibration.get(run, {}).get(f"relative-{phase}") for run in (baseline_run, run_id)]
         if all(sigma):
-            pooled = float(np.sqrt((sigma[0]["sigma"] ** 2 + sigma[1]["sigma"] ** 2) / 2))
-            r = widened(r, pooled, min(s["df"] for s in sigma))
+            r = widened(r, *_pooled_sigma(sigma))
         rows.append({"run_id": run_id, "model": model, "backend": backend, "phase": phase, "batch_size": bs,
                      "interval_from": "rounds+calibration" if all(sigma) else "rounds",
                      "reference": reference, "vs_reference_base": _quotient(found[0], found[1]),
