@@ -119,10 +119,11 @@ def build_config(values: dict[str, Any]) -> RunConfig:
         raise ConfigError(f"allocator must be one of {', '.join(ALLOCATORS)}; got {allocator!r}")
     if distributed.enabled:
         backends = _trainers_only(backends, explicit)
-        for key, asked in (("dynamics", dynamics), ("processes", processes != 1)):
+        for key, asked in (("dynamics", dynamics), ("processes", "processes" in values and processes != 1)):
             if asked:
                 raise ConfigError(f"{key} applies to single-process runs; a torchrun run measures data-parallel "
                                   "training only (leave it out, or run without --launcher torchrun)")
+        processes = 1
     for key in ("out", "data_dir"):
         if key in values and not isinstance(values[key], (str, Path)):
             raise ConfigError(f"{key} must be a folder path (a string), got {values[key]!r}")

@@ -265,8 +265,10 @@ class RunConfig:
                                                             "stopping checks (never trained on; one fixed random "
                                                             "draw, the same for every seed and backend)")
     threads: int | None = option(None, group=INFER, help="torch intra-op threads (none: torch's choice)")
-    processes: int = option(1, group=INFER, help="spread the inference rounds over N fresh worker processes, one "
-                                                 "after another, to sample process-level variation (1: this process)")
+    processes: int = option(2, group=INFER, help="spread the inference rounds over N processes, one after another "
+                                                 "(this one, then N - 1 fresh workers), so each interval also "
+                                                 "covers how far a ratio moves between processes (1: this process "
+                                                 "only; a torchrun run uses 1)")
     allocator: str = option(DEFAULT_ALLOCATOR, choices=ALLOCATORS, group=INFER,
                             help="the C allocator every process of the run uses: tuned (glibc with its mmap "
                                  "and trim thresholds fixed at 256 and 512 MiB, so large buffers are reused "

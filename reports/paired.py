@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from bench.backends import REFERENCE
+from bench.measure.between_processes import between_process_sigma, widened_once
 from bench.measure.stats import (
     calibrated_ratio,
     mann_whitney_u,
@@ -60,23 +61,32 @@ def cell_rounds(rt: RunTables, normalize: bool = False) -> pd.DataFrame:
 def rank_backends(values: pd.DataFrame, baseline: str | None = REFERENCE) -> pd.DataFrame:
     """Within each run, model, phase and batch size: backends ranked by their median round value,
     each with its paired ratio to the fastest and to ``baseline`` (time ratios: > 1 is slower) and
-    the verdict in words. A backend whose interval against the fastest contains 1 ties with it."""
+    the verdict in words. A backend whose interval against the fastest contains 1 ties with it.
+
+    Where a group's rounds ran in two or more processes (``run --processes``), every interval of
+    the group is widened by how far its ratios to ``baseline`` moved between those processes beyond
+    what their rounds explain (``between_process_sigma``, pooled over the group's backends), so it
+    covers what one process cannot see; ``interval_from`` says which (rounds, rounds+processes)."""
     rows = []
+    if "process" not in values:
+        values = values.assign(process=0)
     for (run_id, model, phase, bs), g in values.groupby(["run_id", "model", "phase", "batch_size"], dropna=False,
                                                          sort=False):
         by_backend = {b: d.set_index("round").value for b, d in g.groupby("backend")}
         medians = {b: float(s.median()) for b, s in by_backend.items()}
         fastest = min(medians, key=medians.get)
+        spread = _process_spread(g, baseline)
         for b, series in by_backend.items():
-            vs_fast = _consistent(by_backend[fastest], series, medians[b] / medians[fastest])
+            vs_fast = spread(_consistent(by_backend[fastest], series, medians[b] / medians[fastest]))
             row = {"run_id": run_id, "model": model, "phase": phase, "batch_size": bs, "backend": b,
                    "rounds": len(series), "samples_per_s": 1 / medians[b] if medians[b] > 0 else np.nan,
                    "time_vs_fastest": vs_fast["ratio"], "time_vs_fastest_low": vs_fast["ratio_low"],
-                   "time_vs_fastest_high": vs_fast["ratio_high"], "time_vs_fastest_paired": vs_fast["paired"]}
+                   "time_vs_fastest_high": vs_fast["ratio_high"], "time_vs_fastest_paired": vs_fast["paired"],
+                   "interval_from": spread.source}
             row["standing"] = ("fastest" if b == fastest else "tie with fastest"
                                if vs_fast["ratio_low"] <= 1 <= vs_fast["ratio_high"] else "slower")
             if baseline in by_backend and b != baseline:
-                vs_base = _consistent(by_backend[baseline], series, medians[b] / medians[baseline])
+                vs_base = spread(_consistent(by_backend[baseline], series, medians[b] / medians[baseline]))
                 row.update(time_vs_baseline=vs_base["ratio"], time_vs_baseline_low=vs_base["ratio_low"],
                            time_vs_baseline_high=vs_base["ratio_high"], time_vs_baseline_paired=vs_base["paired"],
                            vs_baseline=speed_words(vs_base["ratio"], vs_base["ratio_low"], vs_base["ratio_high"],
@@ -89,6 +99,32 @@ def rank_backends(values: pd.DataFrame, baseline: str | None = REFERENCE) -> pd.
     out["_p"] = out.phase != "train"  # training first, then inference by batch size
     out = out.sort_values(["run_id", "_m", "_p", "batch_size", "time_vs_fastest"], na_position="first")
     return out.drop(columns=["_m", "_p"]).reset_index(drop=True)
+
+
+class _Spread:
+    """Widens a group's intervals by its variation between processes (none with one process)."""
+
+    def __init__(self, sigma: float = 0.0, df: int = 0, processes: int = 1) -> None:
+        self.sigma, self.df, self.processes = sigma, df, processes
+        self.source = "rounds+processes" if processes > 1 and df > 0 else "rounds"
+
+    def __call__(self, r: dict) -> dict:
+        return widened_once(r, self.sigma, self.df, self.processes) if self.source != "rounds" else r
+
+
+def _process_spread(g: pd.DataFrame, baseline: str | None) -> _Spread:
+    """The variation between processes of one group's ratios to ``baseline`` (each backend's
+    per-round log ratio, with the process its round ran in)."""
+    processes = g.process.nunique()
+    if processes < 2 or baseline not in set(g.backend):
+        return _Spread()
+    ref = g[g.backend == baseline].set_index("round")
+    cells = []
+    for _, d in g[g.backend != baseline].groupby("backend"):
+        j = d.merge(ref[["value"]].rename(columns={"value": "value_ref"}), left_on="round", right_index=True)
+        j = j[(j.value > 0) & (j.value_ref > 0)]
+        cells.append((np.log(j.value / j.value_ref).to_numpy(), j.process.to_numpy()))
+    return _Spread(*between_process_sigma(cells), processes=processes)
 
 
 def speed_words(time_ratio: float, low: float, high: float, base: str) -> str:

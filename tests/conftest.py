@@ -28,17 +28,18 @@ def mnist_path() -> Path:
 
 # A tiny but real configuration: the first 2,048 training and 500 test images.
 TINY = ["--limit-train", "2048", "--batch-size", "64", "--limit-test", "500", "--batch-sizes", "1,32",
-        "--budget-s", "0.05", "--epochs", "1", "--threads", "2"]
+        "--budget-s", "0.05", "--epochs", "1", "--threads", "2", "--processes", "1"]
 
 
 @pytest.fixture(scope="session")
 def tiny_run(mnist_path, tmp_path_factory):
-    """One real end-to-end run shared by the integration, report and browser tests."""
+    """One real end-to-end run shared by the integration, report and browser tests; its inference
+    rounds run as a default run's do, in this process and one worker (``--processes 2``)."""
     from bench.cli import main
 
     out = tmp_path_factory.mktemp("results")
     rc = main(["run", "--models", "mlp,cnn", "--backends", "cpu-fp32,onnxruntime-cpu,cuda-fp32",
-               "--data-dir", str(mnist_path), "--out", str(out), *TINY])
+               "--data-dir", str(mnist_path), "--out", str(out), *TINY, "--processes", "2"])
     assert rc == 0
     (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
     return run_dir

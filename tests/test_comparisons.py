@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from bench.cli import main
+from bench.measure.between_processes import between_process_sigma, widened_once
 from bench.measure.rounds import Contender, interleave, measure_rounds
 from bench.measure.stats import (
     balanced_orders,
@@ -23,6 +24,7 @@ from bench.measure.stats import (
     resolution,
     unpaired_ratio,
     verdict,
+    walsh_interval,
 )
 from bench.storage.results import read_run, write_cell, write_json
 
@@ -110,6 +112,63 @@ def test_process_interval_false_positive_rate_and_power_on_synthetic_runs():
         found += process_ratio(b, s, bg, sg)["ratio_low"] > 1
     assert false_pos / trials <= 0.08
     assert found / trials >= 0.5
+
+
+def _two_process_cell(rng, sigma_process: float, rounds: int = 6, ratio: float = 1.3):
+    """One backend's per-round log ratios to the reference in 2 processes: each process's level
+    moves by ``sigma_process`` (log sd), each round by 3%."""
+    procs = np.repeat([0, 1], rounds)
+    logs = np.log(ratio) + rng.normal(0, sigma_process, 2)[procs] + rng.normal(0, 0.03, procs.size)
+    return logs, procs
+
+
+def test_between_process_sigma_recovers_the_process_variation_and_ignores_round_noise():
+    """Pooled over 4 backends x 200 runs, the excess variance between processes estimates the
+    process level's sd (8%) within 15%; with no process level it stays near 0, the rounds' noise
+    (3%) being subtracted."""
+    rng = np.random.default_rng(5)
+    moved = [between_process_sigma([_two_process_cell(rng, 0.08) for _ in range(4)]) for _ in range(200)]
+    assert moved[0][1] == 4  # one degree of freedom per backend with two processes
+    assert 0.068 < np.sqrt(np.mean([s**2 for s, _ in moved])) < 0.092
+    still = [between_process_sigma([_two_process_cell(rng, 0.0) for _ in range(4)]) for _ in range(200)]
+    assert np.sqrt(np.mean([s**2 for s, _ in still])) < 0.02
+    assert between_process_sigma([(np.zeros(6), np.zeros(6))]) == (0.0, 0)  # one process: nothing to say
+
+
+def test_an_interval_from_two_processes_holds_a_fresh_run_of_the_same_machine():
+    """Runs of 2 processes, processes moving by 6%: the in-run interval widened by the pooled
+    variation holds the machine's ratio at about the nominal rate, and the rounds alone do not."""
+    rng = np.random.default_rng(9)
+    trials, widened_hits, rounds_hits = 300, 0, 0
+    for _ in range(trials):
+        cells = [_two_process_cell(rng, 0.06) for _ in range(4)]
+        logs = cells[0][0]
+        low, high = walsh_interval(logs)
+        r = {"ratio": float(np.exp(np.median(logs))), "ratio_low": float(np.exp(low)),
+             "ratio_high": float(np.exp(high))}
+        w = widened_once(r, *between_process_sigma(cells), processes=2)
+        widened_hits += w["ratio_low"] <= 1.3 <= w["ratio_high"]
+        rounds_hits += r["ratio_low"] <= 1.3 <= r["ratio_high"]
+    assert widened_hits / trials >= 0.9 and rounds_hits / trials < 0.7
+
+
+def test_rank_backends_widens_a_group_measured_in_two_processes():
+    """The same rounds, read as one process and as two whose ratio differs by 20%: only the second
+    is widened (interval_from says so), and its estimate stays the quotient of the medians."""
+    from reports.paired import rank_backends
+
+    rounds = np.arange(12)
+    ref = np.full(12, 1.0) * (1 + 0.01 * np.sin(rounds))
+    other = 1.5 * ref * np.where(rounds < 6, 1.0, 1.2)
+    rows = [{"run_id": "r", "cell_id": f"{b}", "round": i, "value": v, "model": "mlp", "backend": b,
+             "phase": "infer", "batch_size": 32, "process": int(i >= 6)}
+            for b, vals in (("cpu-fp32", ref), ("onnxruntime-cpu", other)) for i, v in zip(rounds, vals)]
+    two = pd.DataFrame(rows)
+    one = two.assign(process=0)
+    a, b = (rank_backends(v).set_index("backend").loc["onnxruntime-cpu"] for v in (one, two))
+    assert a.interval_from == "rounds" and b.interval_from == "rounds+processes"
+    assert a.time_vs_baseline == b.time_vs_baseline
+    assert b.time_vs_baseline_high / b.time_vs_baseline_low > 1.3 > a.time_vs_baseline_high / a.time_vs_baseline_low
 
 
 def test_calibrated_interval_covers_the_run_to_run_variation():

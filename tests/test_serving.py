@@ -144,7 +144,7 @@ def test_a_backend_that_raises_ends_its_scenarios_with_the_reason(mnist_path, tm
 
 TINY_SERVE = ["--models", "mlp", "--backends", "cpu-fp32,onnxruntime-cpu", "--limit-train", "1024", "--batch-size",
               "64", "--limit-test", "500", "--batch-sizes", "1,32", "--budget-s", "0.03", "--threads", "2",
-              "--scenarios", "all", "--scenario-seconds", "0.05", "--server-steps", "2"]
+              "--processes", "1", "--scenarios", "all", "--scenario-seconds", "0.05", "--server-steps", "2"]
 
 
 @pytest.mark.slow
@@ -178,7 +178,7 @@ def test_without_loadgen_serving_is_a_skipped_row_with_the_reason(mnist_path, tm
 
     monkeypatch.setattr(loadgen, "unavailable_reason", lambda: "mlcommons-loadgen not installed (test)")
     args = ["--backends", "cpu-fp32", "--models", "mlp", "--limit-train", "512", "--limit-test", "200",
-            "--batch-sizes", "1", "--budget-s", "0.02", "--scenarios", "server", "--no-report"]
+            "--batch-sizes", "1", "--budget-s", "0.02", "--processes", "1", "--scenarios", "server", "--no-report"]
     assert main(["run", "--data-dir", str(mnist_path), "--out", str(tmp_path), *args]) == 0
     (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     s = read_run(run_dir)["summary"]

@@ -101,16 +101,12 @@ def time_batch_size(r: Runner, model: str, bs: int, backends: list[Backend], pre
     """Time every prepared backend at one batch size in interleaved rounds (in this process, or
     ``measured`` already by worker processes); one cell each. Memory is measured after the rounds:
     its heap trim would otherwise reset the allocator's history the rounds then run in."""
-    cfg, contenders, inputs = r.cfg, [], {}
-    for b in backends:
-        p, images = prepared[b.name], r.splits(model, b.device)[1].x
-        inputs[b.name] = x = p.to_input(input_batch(images, bs))
-        contenders.append(Contender(b.name, lambda p=p, x=x: p.predict(x), p.clock_device))
+    cfg = r.cfg
     if measured is None:
-        states = measure_rounds(contenders, bs, cfg.infer, r.machine, group=MachineGroup(model, "infer", bs).name,
-                                reference=REFERENCE)
+        contenders, states = rounds_here(r, model, bs, backends, prepared, cfg.infer)
     else:
         contenders, states = measured
+    inputs = {b.name: prepared[b.name].to_input(input_batch(r.splits(model, b.device)[1].x, bs)) for b in backends}
     r.record_machine(MachineGroup(model, "infer", bs), states)
     memory = {}
     for c in contenders:
@@ -126,6 +122,20 @@ def time_batch_size(r: Runner, model: str, bs: int, backends: list[Backend], pre
         else:
             tables = infer_tables(model, c, bs, cfg.infer, b.configure(cfg.backend_options), memory[b.name])
             r.writer.write(model, b, "infer", tables, bs)
+
+
+def rounds_here(r: Runner, model: str, bs: int, backends: list[Backend], prepared: dict, infer_cfg
+                ) -> tuple[list[Contender], list[dict]]:
+    """Interleaved rounds of every prepared backend at one batch size, in this process (all of a
+    cell's rounds, or the first share of them under ``--processes``)."""
+    contenders = []
+    for b in backends:
+        p = prepared[b.name]
+        x = p.to_input(input_batch(r.splits(model, b.device)[1].x, bs))
+        contenders.append(Contender(b.name, lambda p=p, x=x: p.predict(x), p.clock_device))
+    states = measure_rounds(contenders, bs, infer_cfg, r.machine, group=MachineGroup(model, "infer", bs).name,
+                            reference=REFERENCE)
+    return contenders, states
 
 
 def profile_backend(r: Runner, model: str, b: Backend, reason: str | None, pcfg: ProfileConfig) -> None:

@@ -25,7 +25,7 @@ from bench.dynamics.cell import dynamics_cell
 from bench.measure import process_state
 from bench.measure.machine import Machine, warnings_for
 from bench.plumbing import console
-from bench.scheduling.phases import prepare_backend, profile_backend, time_batch_size, train_backends
+from bench.scheduling.phases import prepare_backend, profile_backend, rounds_here, time_batch_size, train_backends
 from bench.scheduling.serve_phase import serve_backends
 from bench.scheduling.signals import StopRequested, graceful_stop
 from bench.scheduling.timing_workers import rounds_in_workers
@@ -143,7 +143,8 @@ class Runner:
         measured = {}
         if cfg.processes > 1 and ready:
             train, test = self.splits(model, "cpu")
-            measured = rounds_in_workers(model, ready, weights, test.x, calibration_images(train), cfg)
+            measured = rounds_in_workers(model, ready, weights, test.x, calibration_images(train), cfg,
+                                         lambda bs, part: rounds_here(self, model, bs, ready, prepared, part))
         if ready and redo:
             plural = "" if len(ready) == 1 else "s"
             with console.stage(f"infer {model} ({len(ready)} backend{plural}, interleaved rounds)", len(redo),

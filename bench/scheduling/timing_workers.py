@@ -1,8 +1,9 @@
 """A fresh worker process for ``run --processes N``: times its share of a batch size's rounds, so
 the rounds sample process-level variation too (memory layout, thread placement), as pyperf's
-worker processes do. The parent hands it a spec file (``torch.save``): the model weights each
-backend runs, one input batch, the calibration images, and the settings; the worker prepares
-every backend itself and writes its timed calls and the machine's state per round.
+worker processes do. The run's own process times the first share; N - 1 workers the rest. The
+parent hands a worker a spec file (``torch.save``): the model weights each backend runs, one
+input batch, the calibration images, and the settings; the worker prepares every backend itself
+and writes its timed calls and the machine's state per round.
 
     python -m bench.scheduling.timing_workers SPEC OUT
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -55,10 +57,13 @@ def run_spec(spec: dict) -> dict[str, list[dict]]:
 
 
 def rounds_in_workers(model: str, backends: list, weights: dict, test_images: torch.Tensor,
-                      calibration: torch.Tensor, cfg) -> dict[int, tuple[list[Contender], list[dict]]]:
-    """``run --processes N``: every batch size's rounds spread over N fresh worker processes, one
-    after another (``cfg`` is the RunConfig). Returns per batch size its contenders (with their
-    timed calls, rounds numbered across processes) and the machine's state per round."""
+                      calibration: torch.Tensor, cfg, here: Callable[[int, object], tuple[list[Contender], list[dict]]]
+                      ) -> dict[int, tuple[list[Contender], list[dict]]]:
+    """``run --processes N``: every batch size's rounds spread over N processes, one after another
+    (``cfg`` is the RunConfig): this one first (``here(batch_size, infer_cfg)`` times its share and
+    returns its contenders and machine states), then N - 1 fresh workers, which prepare every
+    backend again from the same weights. Returns per batch size its contenders (with their timed
+    calls, rounds numbered across processes) and the machine's state per round."""
     infer = cfg.infer
     sizes = infer.batch_sizes
     shares = [infer.rounds // cfg.processes + (p < infer.rounds % cfg.processes) for p in range(cfg.processes)]
@@ -71,6 +76,11 @@ def rounds_in_workers(model: str, backends: list, weights: dict, test_images: to
                            min_repeats=max(1, infer.min_repeats * share // infer.rounds),
                            max_repeats=max(1, infer.max_repeats * share // infer.rounds),
                            max_time_s=infer.max_time_s * share / infer.rounds)
+            if p == 0:
+                res = _here(sizes, part, here)
+                _collect(out, res, model, p)
+                first = max([share - 1] + [row["round"] for row in res["timings"]]) + 1
+                continue
             spec, result = Path(tmp) / f"spec{p}.pt", Path(tmp) / f"out{p}.pt"
             torch.save({"model": model, "weights": state, "batches": {bs: input_batch(test_images, bs) for bs in sizes},
                         "calibration": calibration, "infer_cfg": part, "options": cfg.backend_options,
@@ -89,6 +99,18 @@ def rounds_in_workers(model: str, backends: list, weights: dict, test_images: to
             # go beyond its share, and a round number must name one process's round only
             first = max([first + share - 1] + [row["round"] for row in res["timings"]]) + 1
     return out
+
+
+def _here(sizes, part, here) -> dict[str, list[dict]]:
+    """The first share, timed in the run's own process, in the shape a worker returns."""
+    res: dict[str, list[dict]] = {"timings": [], "outcome": [], "machine": []}
+    for bs in sizes:
+        contenders, states = here(bs, part)
+        res["timings"] += [{**row, "backend": c.name, "batch_size": bs} for c in contenders for row in c.rows]
+        res["outcome"] += [{"backend": c.name, "batch_size": bs, "cold_first_call_ms": c.cold_first_call_ms,
+                            "failure": c.failure} for c in contenders]
+        res["machine"] += [{**s, "process": 0} for s in states]
+    return res
 
 
 def _collect(out: dict, res: dict, model: str, process: int) -> None:
