@@ -254,9 +254,17 @@ def compare_relative(values: pd.DataFrame, baseline_run: str, reference: str = R
     (3 A/A pairs of quick runs: 4 of 48 cells called different beyond their resolution). Where both
     runs' machines are calibrated (``calibration``: run_id -> per-phase entries, with
     ``relative-<phase>`` from ``mnist-bench calibrate``), the interval is widened by that
-    variation as ``calibrated_ratio`` does (``interval_from``: "rounds+calibration"; else "rounds")."""
+    variation as ``calibrated_ratio`` does (``interval_from``: "rounds+calibration"). Otherwise,
+    where both runs timed the cell in two or more processes (``run --processes``, the default), it
+    is widened by what each run's processes showed (``rank_backends``' spread; "rounds+processes"),
+    so one run a side backs the comparison; else "rounds"."""
     rows = []
     calibration = calibration or {}
+    if "process" not in values:
+        values = values.assign(process=0)
+    spreads = {(run, model, phase, _bs_key(bs)): _process_spread(g, reference)
+               for (run, model, phase, bs), g in values.groupby(["run_id", "model", "phase", "batch_size"],
+                                                                 dropna=False, sort=False)}
     series = {k: d.set_index("round").value.to_dict()
               for k, d in values.groupby(["run_id", *RELATIVE_KEYS], dropna=False, sort=False)}
     runs = [r for r in dict.fromkeys(values.run_id) if r != baseline_run]
@@ -269,10 +277,15 @@ def compare_relative(values: pd.DataFrame, baseline_run: str, reference: str = R
             continue
         r = relative_ratio((found[0], found[1]), (found[2], found[3]))
         sigma = [calibration.get(run, {}).get(f"relative-{phase}") for run in (baseline_run, run_id)]
+        both = [spreads.get((run, model, phase, _bs_key(bs)), _Spread()) for run in (baseline_run, run_id)]
+        source = "rounds"
         if all(sigma):
-            r = widened(r, *_pooled_sigma(sigma))
+            r, source = widened(r, *_pooled_sigma(sigma)), "rounds+calibration"
+        elif all(sp.source == "rounds+processes" for sp in both):
+            joint = float(np.sqrt(sum(sp.sigma**2 / sp.processes for sp in both)))
+            r, source = widened_once(r, joint, min(sp.df for sp in both), 1), "rounds+processes"
         rows.append({"run_id": run_id, "model": model, "backend": backend, "phase": phase, "batch_size": bs,
-                     "interval_from": "rounds+calibration" if all(sigma) else "rounds",
+                     "interval_from": source,
                      "reference": reference, "vs_reference_base": _quotient(found[0], found[1]),
                      "vs_reference": _quotient(found[2], found[3]), "relative_ratio": r["ratio"],
                      "relative_ratio_low": r["ratio_low"], "relative_ratio_high": r["ratio_high"],
@@ -280,6 +293,11 @@ def compare_relative(values: pd.DataFrame, baseline_run: str, reference: str = R
                      "significant": bool(r["ratio_low"] > 1 or r["ratio_high"] < 1),
                      "verdict": verdict(r["ratio"], r["ratio_low"], r["ratio_high"])})
     return pd.DataFrame(rows)
+
+
+def _bs_key(bs) -> float:
+    """A batch size as a dictionary key: training's NaN as -1."""
+    return -1.0 if pd.isna(bs) else float(bs)
 
 
 def _lookup(series: dict, key: tuple) -> dict | None:

@@ -156,6 +156,7 @@ def trust_text(rt: RunTables, ranked: pd.DataFrame) -> str:
             parts.append(f"Paired intervals resolve differences of {res.min():.1%} to {res.max():.1%} "
                          f"(median {res.median():.1%}) between backends; a gap smaller than a cell's interval "
                          "is called a tie.")
+        parts.append(_processes_sentence(ranked))
         missing = ranked.time_vs_fastest_low.isna() & (ranked.standing != "fastest")
         if missing.any():
             parts.append(f"{int(missing.sum())} cell(s) have too few rounds for an interval.")
@@ -181,6 +182,18 @@ def trust_text(rt: RunTables, ranked: pd.DataFrame) -> str:
         parts.append(f"These result files hold no paired rounds ({when}; written before the harness kept them): "
                      "each figure is shown as it was measured, with no ratios, intervals or verdict.")
     return " ".join(parts)
+
+
+def _processes_sentence(ranked: pd.DataFrame) -> str:
+    """Whether the intervals cover how far a ratio moves between processes."""
+    source = ranked.get("interval_from", pd.Series(dtype=str))
+    infer = source[ranked.phase != "train"] if "phase" in ranked else source
+    if (infer == "rounds+processes").any():
+        return ("Inference rounds ran in two or more processes (--processes), and each inference interval also "
+                "holds how far its ratios moved between them, so a fresh run of this command should land inside it; "
+                "training rounds ran in this process only.")
+    return ("Every interval comes from the rounds of one process: a fresh process can move a ratio further "
+            "(--processes 2, the default, samples a second one).")
 
 
 def _across_runs(rt: RunTables) -> list[str]:

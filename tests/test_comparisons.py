@@ -544,6 +544,38 @@ def test_relative_comparisons_widen_by_the_calibrated_variation_of_ratios():
         < calibrated.relative_ratio_high
 
 
+def test_relative_comparisons_of_two_process_runs_widen_by_what_their_processes_showed():
+    """Runs of 2 processes whose ratios move by 6% between processes (3 backends a run): an A/A
+    pair the rounds alone call different is not called different once each run's processes widen
+    it; a backend 30% slower in run B is still found in most pairs (synthetic rounds)."""
+    from reports.paired import compare_relative
+
+    rng = np.random.default_rng(4)
+
+    def rounds(run, slow):
+        rows = []
+        for p in (0, 1):
+            moves = {"cpu-fp32": 1.0, **{b: np.exp(rng.normal(0, 0.06)) for b in ("a", "b", "c")}}
+            for backend, move in moves.items():
+                factor = 1.3 if backend == "c" and slow else 1.0
+                rows += [{"run_id": run, "model": "mlp", "backend": backend, "phase": "infer", "batch_size": 1,
+                          "process": p, "round": 10 * p + k, "value": 1e-3 * move * factor * np.exp(
+                              rng.normal(0, 0.005))} for k in range(10)]
+        return rows
+
+    widened_claims, plain_claims, found = 0, 0, 0
+    for _ in range(20):
+        values = pd.DataFrame(rounds("a", False) + rounds("b", True))
+        r = compare_relative(values, "a").set_index("backend")
+        assert (r.interval_from == "rounds+processes").all()
+        plain = compare_relative(values.assign(process=0), "a").set_index("backend")
+        assert (plain.interval_from == "rounds").all()
+        widened_claims += int(r.loc[["a", "b"]].significant.sum())
+        plain_claims += int(plain.loc[["a", "b"]].significant.sum())
+        found += bool(r.loc["c"].relative_ratio_low > 1)
+    assert widened_claims <= 2 and plain_claims >= 8 and found >= 12, (widened_claims, plain_claims, found)
+
+
 def test_calibrate_refuses_fewer_than_two_repeats(tmp_path, capsys):
     assert main(["calibrate", "--repeats", "1", "--out", str(tmp_path)]) == 2
     assert "--repeats >= 2" in capsys.readouterr().err and not any(tmp_path.iterdir())

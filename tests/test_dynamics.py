@@ -139,7 +139,7 @@ def test_run_with_dynamics_writes_analyses(mnist_path, tmp_path):
     from bench.storage.results import read_run
 
     assert main(["run", "--models", "mlp", "--backends", "cpu-fp32", "--limit-train", "1024", "--limit-test", "300",
-                 "--batch-sizes", "1", "--budget-s", "0.02", "--processes", "1", "--dynamics",
+                 "--batch-sizes", "1", "--budget-s", "0.02", "--processes", "1", "--threads", "1", "--dynamics",
                  "--data-dir", str(mnist_path), "--out", str(tmp_path)]) == 0
     (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     rt = read_run(run_dir)

@@ -13,7 +13,7 @@ from tests.table_shape import table_shape
 def test_run_writes_results_and_report(tiny_run):
     meta = json.loads((tiny_run / "meta.json").read_text())
     assert meta["status"] == "complete" and meta["torch"] and meta["cpu_count"] >= 1
-    assert meta["seed"] == 0 and meta["torch_threads"] == 2 and "--limit-train" in meta["command_line"]
+    assert meta["seed"] == 0 and meta["torch_threads"] == 1 and "--limit-train" in meta["command_line"]
     assert (tiny_run / "report.html").stat().st_size > 50_000
     s = read_run(tiny_run)["summary"]
     # 2 models x (cpu-fp32: train + 2 infer, onnxruntime-cpu: export + 2 infer, cuda-fp32: 3 rows)

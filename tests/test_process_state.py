@@ -80,6 +80,6 @@ def test_machine_rows_count_the_process_own_faults_per_round():
 def test_run_meta_records_process_state(tiny_run):
     meta = json.loads((tiny_run / "meta.json").read_text())
     assert meta["process_state"]["allocator"] == "tuned"
-    assert meta["process_state"]["torch_threads"] == 2
+    assert meta["process_state"]["torch_threads"] == 1
     machine = pd.concat([pd.read_parquet(p) for p in (tiny_run / "cells").glob("*/machine.parquet")])
     assert machine.minor_faults.notna().all() and (machine.minor_faults >= 0).all()

@@ -17,11 +17,12 @@ COMMANDS = [line.strip() for block in BLOCKS for line in block.splitlines() if l
 # Appended to each command so it runs in seconds: the same code paths on fewer images.
 SMALL = {
     "run": ["--limit-train", "1024", "--batch-size", "64", "--limit-test", "300", "--batch-sizes", "1,32",
-            "--budget-s", "0.02", "--max-time-s", "0.5", "--epochs", "1", "--models", "mlp", "--processes", "1"],
+            "--budget-s", "0.02", "--max-time-s", "0.5", "--epochs", "1", "--models", "mlp", "--processes", "1",
+            "--threads", "1"],
     "profile": ["--limit-train", "512", "--steps", "2"],
     "calibrate": ["--limit-train", "1024", "--batch-size", "64", "--limit-test", "300", "--batch-sizes", "1,32",
                   "--budget-s", "0.02", "--max-time-s", "0.5", "--epochs", "1", "--models", "mlp", "--backends",
-                  "cpu-fp32", "--repeats", "2", "--processes", "1"],
+                  "cpu-fp32", "--repeats", "2", "--processes", "1", "--threads", "1"],
     "dynamics": ["--grid", "4", "--subset", "100"],
 }
 

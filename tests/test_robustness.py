@@ -249,7 +249,7 @@ def test_a_running_folder_whose_process_is_gone_reads_as_killed(tmp_path):
 # -- signals and resume ----------------------------------------------------------------------------
 
 KILL_RUN = ["--models", "mlp", "--backends", "cpu-fp32,onnxruntime-cpu", "--limit-train", "512", "--batch-size", "64",
-            "--limit-test", "200", "--batch-sizes", "1,8", "--budget-s", "0.06", "--rounds", "3", "--threads", "2",
+            "--limit-test", "200", "--batch-sizes", "1,8", "--budget-s", "0.06", "--rounds", "3", "--threads", "1",
             "--processes", "1", "--no-report"]
 SIGNALS = [signal.SIGINT, signal.SIGTERM, signal.SIGKILL]
 # Kill points per test run: two fresh runs each stopped by a signal, and each of those runs'

@@ -143,7 +143,7 @@ def test_a_backend_that_raises_ends_its_scenarios_with_the_reason(mnist_path, tm
 
 
 TINY_SERVE = ["--models", "mlp", "--backends", "cpu-fp32,onnxruntime-cpu", "--limit-train", "1024", "--batch-size",
-              "64", "--limit-test", "500", "--batch-sizes", "1,32", "--budget-s", "0.03", "--threads", "2",
+              "64", "--limit-test", "500", "--batch-sizes", "1,32", "--budget-s", "0.03", "--threads", "1",
               "--processes", "1", "--scenarios", "all", "--scenario-seconds", "0.05", "--server-steps", "2"]
 
 

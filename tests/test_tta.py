@@ -98,7 +98,7 @@ def test_run_seeds_writes_a_tta_cell_per_training_backend(mnist_path, tmp_path, 
 
     args = ["--models", "mlp", "--backends", "cpu-fp32,onnxruntime-cpu", "--limit-train", "1024", "--batch-size",
             "64", "--limit-test", "300", "--batch-sizes", "1", "--budget-s", "0.02", "--epochs", "2", "--seeds", "3",
-            "--target-accuracy", "0.5", "--validation-images", "1000", "--threads", "2", "--processes", "1",
+            "--target-accuracy", "0.5", "--validation-images", "1000", "--threads", "1", "--processes", "1",
             "--export", "csv"]
     assert main(["run", "--data-dir", str(mnist_path), "--out", str(tmp_path), *args]) == 0
     (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
