@@ -15,9 +15,11 @@ Wall time: each quick run's, against ``--quick-before-s`` (today's quick preset 
 Repeatability (``--checks repeat``): the same quick command twice, back to back, 3 pairs: how far
   each ratio to cpu-fp32 moves between the runs of a pair, and whether each interval holds the other.
 Relative across runs (``--checks relative``): each backend against the reference of its own run,
-  three A/A runs pairwise and a run whose ``cpu-fp32-slowed`` is 10% slower, one run a side.
+  three A/A runs pairwise and a run whose ``cpu-fp32-slowed`` is 10% slower, one run a side
+  (intervals widened by each run's processes), and widened by a calibration instead.
 
     python -m benchmarks.statistics_check [--checks within,power,across,repeat,relative] [--out DIR]
+        [--reuse]   (read the runs already in --out again: the same measurements, today's analysis)
 
 Every run is a fresh ``python -m bench run`` process; the extra backends reach those processes
 through ``MNIST_BENCH_PLUGINS=benchmarks.stat_backends``.
@@ -70,9 +72,16 @@ def power(values: dict, out: Path, slowdown: float = SLOWDOWN) -> dict:
 
 # -- the targets, each run a fresh process ---------------------------------------------------------
 
+REUSE = False  # --reuse: read runs already in --out again instead of making them
+
+
 def fresh_run(out: Path, name: str, args: list[str], slowdown: float = SLOWDOWN, report: bool = False
               ) -> tuple[Path, float]:
-    """``python -m bench run ARGS`` in a fresh process; returns its run folder and wall seconds."""
+    """``python -m bench run ARGS`` in a fresh process; returns its run folder and wall seconds.
+    With ``--reuse``, a run of that name already in ``out`` is read again instead (wall time NaN):
+    the same measurements analysed by today's code."""
+    if REUSE and sorted(out.glob(f"*-{name}")):
+        return sorted(out.glob(f"*-{name}"))[-1], float("nan")
     env = {**os.environ, "MNIST_BENCH_SLOWDOWN": str(slowdown),  # plugins only where the run names their backends
            "MNIST_BENCH_PLUGINS": "benchmarks.stat_backends" if "slowed" in " ".join(args) else ""}
     start = time.perf_counter()
@@ -182,9 +191,11 @@ def relative(out: Path, preset_args: list[str]) -> dict:
     aa = [fresh_run(out, f"rel-aa{i}", args, slowdown=1.0) for i in (1, 2, 3)]
     slow, slow_wall = fresh_run(out, "rel-slow10", args, slowdown=1.10)
     os.environ.update(MNIST_BENCH_PLUGINS="benchmarks.stat_backends", MNIST_BENCH_SLOWDOWN="1.0")
-    cal_path, _ = calibrate(args, 3, out / "rel-calibration")
+    cal_path = out / "rel-calibration" / "calibration.json"
+    if not (REUSE and cal_path.is_file()):
+        cal_path, _ = calibrate(args, 3, out / "rel-calibration")
     results, tables = {}, []
-    for label, files in (("rounds alone", []), ("calibrated", [cal_path])):
+    for label, files in (("no calibration", []), ("calibrated", [cal_path])):
         m = pd.concat([compare([aa[i][0], aa[j][0]], calibration_files=files).relative.assign(check="A/A")
                        for i, j in ((0, 1), (1, 2), (0, 2))])
         found = pd.concat([compare([a, slow], calibration_files=files).relative for a, _ in aa])
@@ -227,7 +238,11 @@ def main() -> None:
     p.add_argument("--processes", type=int, default=5, help="worker processes a side for the 'processes' check")
     p.add_argument("--out", type=Path, help="keep the runs here (default: a temporary folder)")
     p.add_argument("--quick-before-s", type=float, help="today's quick preset wall time here, for the ratio")
+    p.add_argument("--reuse", action="store_true", help="read the runs already in --out again (by name) instead of "
+                                                         "making new ones: the same measurements, today's analysis")
     args = p.parse_args()
+    global REUSE
+    REUSE = args.reuse
     preset_args = ["--preset", args.preset]
     checks = {"within": within, "power": power_fresh, "across": across, "repeat": repeat, "relative": relative,
               "processes": lambda out, preset: processes(out, preset, args.processes)}

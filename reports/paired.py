@@ -63,19 +63,18 @@ def rank_backends(values: pd.DataFrame, baseline: str | None = REFERENCE) -> pd.
     each with its paired ratio to the fastest and to ``baseline`` (time ratios: > 1 is slower) and
     the verdict in words. A backend whose interval against the fastest contains 1 ties with it.
 
-    Where a group's rounds ran in two or more processes (``run --processes``), every interval of
-    the group is widened by how far its ratios to ``baseline`` moved between those processes beyond
-    what their rounds explain (``between_process_sigma``, pooled over the group's backends), so it
-    covers what one process cannot see; ``interval_from`` says which (rounds, rounds+processes)."""
+    Where a model's rounds ran in two or more processes (``run --processes``), every interval of
+    that model and phase is widened by how far its ratios to ``baseline`` moved between those
+    processes beyond what their rounds explain (``process_spreads``), so it covers what one
+    process cannot see; ``interval_from`` says which (rounds, rounds+processes)."""
     rows = []
-    if "process" not in values:
-        values = values.assign(process=0)
+    spreads = process_spreads(values, baseline)
     for (run_id, model, phase, bs), g in values.groupby(["run_id", "model", "phase", "batch_size"], dropna=False,
                                                          sort=False):
         by_backend = {b: d.set_index("round").value for b, d in g.groupby("backend")}
         medians = {b: float(s.median()) for b, s in by_backend.items()}
         fastest = min(medians, key=medians.get)
-        spread = _process_spread(g, baseline)
+        spread = spreads.get((run_id, model, phase), _Spread())
         for b, series in by_backend.items():
             vs_fast = spread(_consistent(by_backend[fastest], series, medians[b] / medians[fastest]))
             row = {"run_id": run_id, "model": model, "phase": phase, "batch_size": bs, "backend": b,
@@ -112,19 +111,28 @@ class _Spread:
         return widened_once(r, self.sigma, self.df, self.processes) if self.source != "rounds" else r
 
 
-def _process_spread(g: pd.DataFrame, baseline: str | None) -> _Spread:
-    """The variation between processes of one group's ratios to ``baseline`` (each backend's
-    per-round log ratio, with the process its round ran in)."""
-    processes = g.process.nunique()
-    if processes < 2 or baseline not in set(g.backend):
-        return _Spread()
-    ref = g[g.backend == baseline].set_index("round")
-    cells = []
-    for _, d in g[g.backend != baseline].groupby("backend"):
-        j = d.merge(ref[["value"]].rename(columns={"value": "value_ref"}), left_on="round", right_index=True)
-        j = j[(j.value > 0) & (j.value_ref > 0)]
-        cells.append((np.log(j.value / j.value_ref).to_numpy(), j.process.to_numpy()))
-    return _Spread(*between_process_sigma(cells), processes=processes)
+def process_spreads(values: pd.DataFrame, baseline: str | None) -> dict[tuple, _Spread]:
+    """Per (run, model, phase): how far its ratios to ``baseline`` moved between the run's
+    processes beyond what their rounds explain, pooled over every batch size and backend of that
+    model and phase (each (batch size, backend) cell's per-round log ratios, with the process each
+    round ran in). Pooled per model rather than per batch size: with two processes a batch size's
+    few backends give a few degrees of freedom only (Student's t of 4.3 on 2)."""
+    out = {}
+    if "process" not in values:
+        values = values.assign(process=0)
+    for (run, model, phase), g in values.groupby(["run_id", "model", "phase"], sort=False):
+        processes = g.process.nunique()
+        if processes < 2 or baseline not in set(g.backend):
+            continue
+        cells = []
+        for _, size in g.groupby("batch_size", dropna=False):
+            ref = size[size.backend == baseline][["round", "value"]].rename(columns={"value": "value_ref"})
+            for _, d in size[size.backend != baseline].groupby("backend"):
+                j = d.merge(ref, on="round")
+                j = j[(j.value > 0) & (j.value_ref > 0)]
+                cells.append((np.log(j.value / j.value_ref).to_numpy(), j.process.to_numpy()))
+        out[(run, model, phase)] = _Spread(*between_process_sigma(cells), processes=processes)
+    return out
 
 
 def speed_words(time_ratio: float, low: float, high: float, base: str) -> str:
@@ -260,11 +268,7 @@ def compare_relative(values: pd.DataFrame, baseline_run: str, reference: str = R
     so one run a side backs the comparison; else "rounds"."""
     rows = []
     calibration = calibration or {}
-    if "process" not in values:
-        values = values.assign(process=0)
-    spreads = {(run, model, phase, _bs_key(bs)): _process_spread(g, reference)
-               for (run, model, phase, bs), g in values.groupby(["run_id", "model", "phase", "batch_size"],
-                                                                 dropna=False, sort=False)}
+    spreads = process_spreads(values, reference)
     series = {k: d.set_index("round").value.to_dict()
               for k, d in values.groupby(["run_id", *RELATIVE_KEYS], dropna=False, sort=False)}
     runs = [r for r in dict.fromkeys(values.run_id) if r != baseline_run]
@@ -277,7 +281,7 @@ def compare_relative(values: pd.DataFrame, baseline_run: str, reference: str = R
             continue
         r = relative_ratio((found[0], found[1]), (found[2], found[3]))
         sigma = [calibration.get(run, {}).get(f"relative-{phase}") for run in (baseline_run, run_id)]
-        both = [spreads.get((run, model, phase, _bs_key(bs)), _Spread()) for run in (baseline_run, run_id)]
+        both = [spreads.get((run, model, phase), _Spread()) for run in (baseline_run, run_id)]
         source = "rounds"
         if all(sigma):
             r, source = widened(r, *_pooled_sigma(sigma)), "rounds+calibration"
@@ -293,11 +297,6 @@ def compare_relative(values: pd.DataFrame, baseline_run: str, reference: str = R
                      "significant": bool(r["ratio_low"] > 1 or r["ratio_high"] < 1),
                      "verdict": verdict(r["ratio"], r["ratio_low"], r["ratio_high"])})
     return pd.DataFrame(rows)
-
-
-def _bs_key(bs) -> float:
-    """A batch size as a dictionary key: training's NaN as -1."""
-    return -1.0 if pd.isna(bs) else float(bs)
 
 
 def _lookup(series: dict, key: tuple) -> dict | None:
