@@ -202,8 +202,9 @@ def compare_runs(values: pd.DataFrame, baseline_run: str, calibration: dict[str,
     ``--processes 5`` here: 8 of 26 cells called different on Welch's t over processes). So the
     interval needs both runs' machines calibrated (``calibration``: run_id -> its machine's
     per-phase run-to-run variation, from ``mnist-bench calibrate``): the inside interval (Welch's t
-    over worker processes when both cells ran in two or more, else the in-run bootstrap) widened
-    by that variation. Otherwise the cell is unjudged ("cannot tell"), never a verdict its data
+    over worker processes when both cells ran in three or more, else the in-run bootstrap: two
+    processes a side leave Welch's t about 2 degrees of freedom, an interval of 0.17-5.8 for an
+    A/A cell here) widened by that variation. Otherwise the cell is unjudged ("cannot tell"), never a verdict its data
     cannot back."""
     rows = []
     base = values[values.run_id == baseline_run]
@@ -217,7 +218,7 @@ def compare_runs(values: pd.DataFrame, baseline_run: str, calibration: dict[str,
                 continue
             bv, ov = b.value.to_numpy(), o.value.to_numpy()
             sigma = [calibration.get(r, {}).get(key[2]) for r in (baseline_run, run_id)]
-            processes = b.process.nunique() >= 2 and o.process.nunique() >= 2
+            processes = b.process.nunique() >= 3 and o.process.nunique() >= 3
             if all(sigma):
                 inside = process_ratio(bv, ov, b.process.to_numpy(), o.process.to_numpy()) if processes else None
                 method = "processes+calibration" if processes else "calibration"

@@ -65,7 +65,8 @@ class Stage:
         seconds = time.perf_counter() - self.start
         count = f"{self.n}/{self.total}" if self.total else str(self.n)
         end = "stopped" if failed else "done"
-        info(f"{self.desc}: {end}, {count} {self.unit}{'' if self.n == 1 else 's'} in {seconds:.1f} s")
+        units = self.unit if self.n == 1 else self.unit + ("es" if self.unit.endswith("s") else "s")
+        info(f"{self.desc}: {end}, {count} {units} in {seconds:.1f} s")
 
 
 @contextmanager

@@ -141,13 +141,17 @@ class Runner:
                 st.update(note=b.name)
         ready = [b for b in available if prepared.get(b.name) is not None]
         measured = {}
-        if cfg.processes > 1 and ready:
+        plural = "" if len(ready) == 1 else "s"
+        if cfg.processes > 1 and ready and redo:
             train, test = self.splits(model, "cpu")
-            measured = rounds_in_workers(model, ready, weights, test.x, calibration_images(train), cfg,
-                                         lambda bs, part: rounds_here(self, model, bs, ready, prepared, part))
+            with console.stage(f"time {model} ({len(ready)} backend{plural}, interleaved rounds in {cfg.processes} "
+                               "processes)", cfg.processes, "process") as st:
+                measured = rounds_in_workers(model, ready, weights, test.x, calibration_images(train), cfg,
+                                             lambda bs, part: rounds_here(self, model, bs, ready, prepared, part),
+                                             on_process=lambda p: st.update(note=f"process {p}"))
         if ready and redo:
-            plural = "" if len(ready) == 1 else "s"
-            with console.stage(f"infer {model} ({len(ready)} backend{plural}, interleaved rounds)", len(redo),
+            what = "memory" if measured else "interleaved rounds"
+            with console.stage(f"infer {model} ({len(ready)} backend{plural}, {what})", len(redo),
                                "batch size") as st:
                 for bs in redo:
                     time_batch_size(self, model, bs, ready, prepared, measured.get(bs))

@@ -57,7 +57,8 @@ def run_spec(spec: dict) -> dict[str, list[dict]]:
 
 
 def rounds_in_workers(model: str, backends: list, weights: dict, test_images: torch.Tensor,
-                      calibration: torch.Tensor, cfg, here: Callable[[int, object], tuple[list[Contender], list[dict]]]
+                      calibration: torch.Tensor, cfg, here: Callable[[int, object], tuple[list[Contender], list[dict]]],
+                      on_process: Callable[[int], None] = lambda p: None
                       ) -> dict[int, tuple[list[Contender], list[dict]]]:
     """``run --processes N``: every batch size's rounds spread over N processes, one after another
     (``cfg`` is the RunConfig): this one first (``here(batch_size, infer_cfg)`` times its share and
@@ -80,6 +81,7 @@ def rounds_in_workers(model: str, backends: list, weights: dict, test_images: to
                 res = _here(sizes, part, here)
                 _collect(out, res, model, p)
                 first = max([share - 1] + [row["round"] for row in res["timings"]]) + 1
+                on_process(p)
                 continue
             spec, result = Path(tmp) / f"spec{p}.pt", Path(tmp) / f"out{p}.pt"
             torch.save({"model": model, "weights": state, "batches": {bs: input_batch(test_images, bs) for bs in sizes},
@@ -95,6 +97,7 @@ def rounds_in_workers(model: str, backends: list, weights: dict, test_images: to
                 break
             res = torch.load(result, weights_only=False)
             _collect(out, res, model, p)
+            on_process(p)
             # the next process numbers its rounds after this one's last: rounds added for resolution
             # go beyond its share, and a round number must name one process's round only
             first = max([first + share - 1] + [row["round"] for row in res["timings"]]) + 1
