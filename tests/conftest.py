@@ -35,13 +35,13 @@ TINY = ["--limit-train", "2048", "--batch-size", "64", "--limit-test", "500", "-
 
 @pytest.fixture(scope="session")
 def tiny_run(mnist_path, tmp_path_factory):
-    """One real end-to-end run shared by the integration, report and browser tests; its inference
-    rounds run as a default run's do, in this process and one worker (``--processes 2``)."""
+    """One real end-to-end run shared by the integration, report and browser tests (one process:
+    worker processes are tested by ``test_worker_processes_number_their_rounds_apart``)."""
     from bench.cli import main
 
     out = tmp_path_factory.mktemp("results")
     rc = main(["run", "--models", "mlp,cnn", "--backends", "cpu-fp32,onnxruntime-cpu,cuda-fp32",
-               "--data-dir", str(mnist_path), "--out", str(out), *TINY, "--processes", "2"])
+               "--data-dir", str(mnist_path), "--out", str(out), *TINY])
     assert rc == 0
     (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
     return run_dir

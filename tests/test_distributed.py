@@ -18,7 +18,7 @@ from bench.storage.results import read_run
 from .conftest import ROOT
 
 TINY_DDP = ["--launcher", "torchrun", "--models", "mlp", "--backends", "cpu-fp32", "--limit-train", "2048",
-            "--limit-test", "300", "--epochs", "1", "--batch-size", "128", "--dropout", "off"]
+            "--limit-test", "300", "--epochs", "1", "--batch-size", "128", "--dropout", "off", "--threads", "1"]
 
 
 def _free_port() -> int:
@@ -102,7 +102,8 @@ def test_a_killed_rank_ends_the_run_with_its_name(mnist_path, tmp_path):
     the rank, keeps the world-size-1 cell and exits 4."""
     timeout = 20
     proc = subprocess.Popen(_cli("run", "--launcher", "torchrun", "--scaling", "1,2", "--models", "mlp", "--backends",
-                                 "cpu-fp32", "--epochs", "3", "--limit-test", "300", "--dist-timeout-s", str(timeout),
+                                 "cpu-fp32", "--epochs", "3", "--limit-test", "300", "--threads", "1",
+                                 "--dist-timeout-s", str(timeout),
                                  "--data-dir", str(mnist_path), "--out", str(tmp_path), "--no-report"),
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     victim, deadline = None, time.time() + 180
