@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.measure.stats import _t975
+from bench.measure.stats import _t975, widened_by
 
 
 def between_process_sigma(cells: list[tuple[np.ndarray, np.ndarray]]) -> tuple[float, int]:
@@ -38,9 +38,6 @@ def widened_once(r: dict, sigma: float, df: int, processes: int) -> dict:
     ratio, on ``df`` degrees of freedom) of an estimate pooled over ``processes`` processes:
     sqrt(half-width^2 + (t * sigma / sqrt(processes))^2) on the log scale, the larger side's
     half-width; the estimate stays where it is."""
-    if sigma <= 0 or df < 1 or not np.isfinite([r["ratio"], r["ratio_low"], r["ratio_high"]]).all():
+    if sigma <= 0 or df < 1:
         return r
-    log_r = np.log(r["ratio"])
-    inside = max(log_r - np.log(r["ratio_low"]), np.log(r["ratio_high"]) - log_r)
-    half = float(np.hypot(inside, _t975(df) * sigma / np.sqrt(processes)))
-    return {**r, "ratio_low": float(np.exp(log_r - half)), "ratio_high": float(np.exp(log_r + half))}
+    return widened_by(r, _t975(df) * sigma / np.sqrt(processes))

@@ -345,11 +345,17 @@ def widened(r: dict, sigma: float, df: int) -> dict:
     """A ratio's interval (``r``: ratio, ratio_low, ratio_high) widened by a run-to-run variation
     of both runs (``sigma`` of a log figure, on ``df`` degrees of freedom):
     sqrt(half-width^2 + (t * sqrt(2) * sigma)^2) on the log scale, the larger side's half-width."""
+    return widened_by(r, _t975(max(1, df)) * np.sqrt(2) * sigma)
+
+
+def widened_by(r: dict, extra: float) -> dict:
+    """A ratio's interval with ``extra`` (a half-width on the log scale) added in quadrature to the
+    larger side's half-width: sqrt(half-width^2 + extra^2); the estimate stays where it is."""
     if not np.isfinite([r["ratio"], r["ratio_low"], r["ratio_high"]]).all():
         return r
     log_r = np.log(r["ratio"])
     inside = max(log_r - np.log(r["ratio_low"]), np.log(r["ratio_high"]) - log_r)
-    half = float(np.hypot(inside, _t975(max(1, df)) * np.sqrt(2) * sigma))
+    half = float(np.hypot(inside, extra))
     return {**r, "ratio_low": float(np.exp(log_r - half)), "ratio_high": float(np.exp(log_r + half))}
 
 

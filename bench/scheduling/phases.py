@@ -106,7 +106,7 @@ def time_batch_size(r: Runner, model: str, bs: int, backends: list[Backend], pre
         contenders, states = rounds_here(r, model, bs, backends, prepared, cfg.infer)
     else:
         contenders, states = measured
-    inputs = {b.name: prepared[b.name].to_input(input_batch(r.splits(model, b.device)[1].x, bs)) for b in backends}
+    inputs = _batch_inputs(r, model, bs, backends, prepared)
     r.record_machine(MachineGroup(model, "infer", bs), states)
     memory = {}
     for c in contenders:
@@ -128,14 +128,17 @@ def rounds_here(r: Runner, model: str, bs: int, backends: list[Backend], prepare
                 ) -> tuple[list[Contender], list[dict]]:
     """Interleaved rounds of every prepared backend at one batch size, in this process (all of a
     cell's rounds, or the first share of them under ``--processes``)."""
-    contenders = []
-    for b in backends:
-        p = prepared[b.name]
-        x = p.to_input(input_batch(r.splits(model, b.device)[1].x, bs))
-        contenders.append(Contender(b.name, lambda p=p, x=x: p.predict(x), p.clock_device))
+    inputs = _batch_inputs(r, model, bs, backends, prepared)
+    contenders = [Contender(b.name, lambda p=prepared[b.name], x=inputs[b.name]: p.predict(x),
+                            prepared[b.name].clock_device) for b in backends]
     states = measure_rounds(contenders, bs, infer_cfg, r.machine, group=MachineGroup(model, "infer", bs).name,
                             reference=REFERENCE)
     return contenders, states
+
+
+def _batch_inputs(r: Runner, model: str, bs: int, backends: list[Backend], prepared: dict) -> dict:
+    """Each backend's input for one batch size: the first ``bs`` test images in its own form."""
+    return {b.name: prepared[b.name].to_input(input_batch(r.splits(model, b.device)[1].x, bs)) for b in backends}
 
 
 def profile_backend(r: Runner, model: str, b: Backend, reason: str | None, pcfg: ProfileConfig) -> None:
