@@ -8,13 +8,13 @@ from pathlib import Path
 
 from bench import BenchError
 from bench.plumbing import console
-from bench.scheduling.signals import StopRequested, graceful_stop
+from bench.plumbing.signals import StopRequested, graceful_stop
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
-    """The run options, generated from the typed configuration's fields (bench.config_types), then
+    """The run options, generated from the typed configuration's fields (bench.config.types), then
     the command's own (--config, --resume, --no-report, --export)."""
-    from bench.config_types import run_options
+    from bench.config.types import run_options
     from bench.plumbing.options import GROUPS, OUTPUT, WHAT
 
     groups = {g: p.add_argument_group(g) for g in GROUPS}
@@ -63,7 +63,7 @@ def _output_options() -> argparse.ArgumentParser:
 
 def _state_defaults(run: argparse.ArgumentParser) -> None:
     """Append each run option's effective default (per preset and model where they differ)."""
-    from bench.config import default_texts
+    from bench.config.build import default_texts
 
     texts = default_texts()
     for action in run._actions:
@@ -136,7 +136,7 @@ def _compare_args(cmp: argparse.ArgumentParser) -> None:
 
 
 def _history_args(hist: argparse.ArgumentParser) -> None:
-    from bench.backends import REFERENCE
+    from bench.engines.backends import REFERENCE
     from bench.measure.metrics import METRICS
 
     _add_results_option(hist)
@@ -150,7 +150,7 @@ def _history_args(hist: argparse.ArgumentParser) -> None:
 
 
 def _dynamics_args(dyn: argparse.ArgumentParser) -> None:
-    from bench.config_types import DynamicsConfig
+    from bench.config.types import DynamicsConfig
 
     dyn.add_argument("run_dir", type=Path, help="a results/<run-id> folder (or a run's --name)")
     _add_results_option(dyn)
@@ -162,8 +162,8 @@ def _dynamics_args(dyn: argparse.ArgumentParser) -> None:
 
 
 def _profile_args(prof: argparse.ArgumentParser) -> None:
-    from bench.backends import REFERENCE
-    from bench.config_types import ProfileConfig
+    from bench.config.types import ProfileConfig
+    from bench.engines.backends import REFERENCE
     from models import model_names
 
     prof.add_argument("--model", default="cnn", help=f"{' | '.join(model_names())} (default cnn)")

@@ -4,6 +4,7 @@ values (a typed configuration, paths) and calls the harness or the reports."""
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 from pathlib import Path
 
@@ -27,7 +28,7 @@ def _run_values(args: argparse.Namespace, *also: str) -> dict:
 
 
 def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
-    from bench.config import build_config
+    from bench.config.build import build_config
     from bench.scheduling.runner import Runner
 
     values = _run_values(args)
@@ -38,7 +39,7 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     if args.preset_old_name:
         values["profile"] = args.preset_old_name  # build_config warns and reads it as the preset
     if args.resume is not None:
-        from bench.config import resume_config
+        from bench.config.build import resume_config
         from bench.storage.run_index import resolve_run
 
         resume = resolve_run(args.resume, Path(args.out or "results"))
@@ -91,9 +92,9 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
 def print_results(run_dir: Path):
     """The run's summary table, then its verdict as hyperfine prints one (-q: the verdict only);
     returns the summary."""
-    from bench.backends import REFERENCE
+    from bench.analysis.paired import ranked_backends
+    from bench.engines.backends import REFERENCE
     from bench.storage.results import read_run
-    from reports.paired import ranked_backends
     from reports.summary import planned_max_batch, summary_table
     from reports.verdict_section import verdict_lines
 
@@ -112,8 +113,8 @@ def print_results(run_dir: Path):
 
 def cmd_profile(args: argparse.Namespace, argv: list[str]) -> int:
     from bench import ConfigError
-    from bench.config import build_config
-    from bench.config_types import ProfileConfig
+    from bench.config.build import build_config
+    from bench.config.types import ProfileConfig
     from bench.scheduling.runner import Runner
 
     pcfg = ProfileConfig(wait=args.wait, warmup=args.warmup, active=args.steps, record_shapes=args.record_shapes,
@@ -121,7 +122,7 @@ def cmd_profile(args: argparse.Namespace, argv: list[str]) -> int:
     cfg = build_config({"models": args.model, "backends": args.backend, "batch_size": args.batch_size,
                         "seed": args.seed, "threads": args.threads, "limit_train": args.limit_train,
                         "data_dir": args.data_dir, "out": args.out, "channels_last": args.channels_last})
-    from bench.backends import BACKENDS
+    from bench.engines.backends import BACKENDS
 
     if not any(BACKENDS[b].trains for b in cfg.backends):
         trainers = ", ".join(n for n, b in BACKENDS.items() if b.trains)
@@ -142,8 +143,8 @@ def cmd_profile(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def cmd_dynamics(args: argparse.Namespace) -> int:
-    from bench.config_types import DynamicsConfig
-    from bench.data import resolve_mnist
+    from bench.config.types import DynamicsConfig
+    from bench.data.mnist import resolve_mnist
     from bench.dynamics.cell import analyse_run
     from bench.storage.results import read_run
 
@@ -244,9 +245,37 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def calibrate_runs(run_args: list[str], repeats: int, results: Path) -> tuple[Path, dict]:
+    """Run ``mnist-bench run RUN_ARGS`` ``repeats`` times, each in a fresh process, then store the
+    run-to-run variation of their cells. Returns the calibration file and the variation per phase."""
+    from bench.analysis.calibration import run_to_run_sigma
+    from bench.analysis.paired import cell_rounds
+    from bench.storage.calibration import save
+    from bench.storage.results import read_run
+
+    if repeats < 2:
+        raise BenchError(f"calibrate needs --repeats >= 2 to see a variation between runs, got {repeats}")
+    run_dirs = []
+    for i in range(repeats):
+        before = {p for p in results.glob("*") if p.is_dir()}
+        proc = subprocess.run([sys.executable, "-m", "bench", "run", *run_args, "--out", str(results), "--no-report",
+                               "-q", "--name", "calibrate"], stdout=subprocess.DEVNULL)
+        new = sorted(p for p in results.glob("*") if p.is_dir() and p not in before and not p.name.startswith("."))
+        if proc.returncode not in (0, 4) or not new:
+            raise BenchError(f"calibration run {i + 1} of {repeats} failed (exit {proc.returncode})")
+        run_dirs.append(new[-1])
+        print(f"calibrate: run {i + 1} of {repeats}: {new[-1]}")
+    tables = [read_run(d) for d in run_dirs]
+    import pandas as pd
+
+    values = pd.concat([cell_rounds(t) for t in tables], ignore_index=True)
+    sigma = run_to_run_sigma(values)
+    meta = next(iter(tables[0].meta.values()))
+    return save(results, meta, sigma, [d.name for d in run_dirs]), sigma
+
+
 def cmd_calibrate(args: argparse.Namespace, argv: list[str]) -> int:
-    from bench.config import build_config
-    from bench.storage.calibration import calibrate
+    from bench.config.build import build_config
 
     values = _run_values(args, "repeats")
     if args.resume is not None or args.export is not None:
@@ -260,7 +289,7 @@ def cmd_calibrate(args: argparse.Namespace, argv: list[str]) -> int:
             skip = True
         elif not a.startswith("--repeats=") and a not in ("-q", "-v", "--quiet", "--verbose"):
             run_args.append(a)
-    path, sigma = calibrate(run_args, args.repeats, cfg.out)
+    path, sigma = calibrate_runs(run_args, args.repeats, cfg.out)
     for phase, v in sigma.items():
         print(f"calibrate: {phase}: a cell's figure varies by {v['sigma']:.1%} (sd of its log) from run to run "
               f"({v['cells']} cells x {v['runs']} runs, {v['df']} degrees of freedom)")
@@ -269,7 +298,7 @@ def cmd_calibrate(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from bench.data import fill_cache, resolve_mnist
+    from bench.data.mnist import fill_cache, resolve_mnist
 
     m = resolve_mnist(args.data_dir, cache_root=args.cache)
     print(f"MNIST verified: {len(m.train_labels)} training and {len(m.test_labels)} test images; "
@@ -280,14 +309,14 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_defaults() -> int:
-    from bench.config import defaults_toml
+    from bench.config.build import defaults_toml
 
     print(defaults_toml(), end="")
     return 0
 
 
 def cmd_backends() -> int:
-    from bench.backends import auto_choices
+    from bench.engines.backends import auto_choices
 
     print(f"{'backend':24s} {'auto':4s} {'here':11s} why")
     for b, picked, why in auto_choices():

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.config import build_config
+from bench.config.build import build_config
 from bench.scheduling.runner import Runner
 from bench.storage.results import read_run
 

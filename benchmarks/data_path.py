@@ -15,12 +15,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from bench.backends import get_backend
-from bench.config import TrainConfig
-from bench.data import make_split, resolve_mnist
+from bench.config.build import TrainConfig
+from bench.data.mnist import make_split, resolve_mnist
 from bench.engines import BackendOptions
+from bench.engines.backends import get_backend
 from bench.measure.clocks import wall_time
-from bench.train import train_model
+from bench.training.train import train_model
 from models import build_model
 
 

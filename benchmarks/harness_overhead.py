@@ -1,4 +1,4 @@
-"""Harness overhead: training samples/s through bench.train vs a minimal hand-written loop.
+"""Harness overhead: training samples/s through bench.training.train vs a minimal hand-written loop.
 
 Same model, batch size, optimizer and in-memory data; the two are interleaved in one process
 (A B, B A, ...) so machine noise hits both alike. Prints per-round ratios and their median.
@@ -14,12 +14,12 @@ import statistics
 import torch
 import torch.nn.functional as F
 
-from bench.backends import get_backend
-from bench.config import TrainConfig
-from bench.data import make_split, resolve_mnist
+from bench.config.build import TrainConfig
+from bench.data.mnist import make_split, resolve_mnist
 from bench.engines import BackendOptions
+from bench.engines.backends import get_backend
 from bench.measure.clocks import wall_time
-from bench.train import train_model
+from bench.training.train import train_model
 from models import build_model
 
 

@@ -17,13 +17,13 @@ import statistics
 import pandas as pd
 import torch
 
-from bench.backends import get_backend
-from bench.cells import calibration_images
-from bench.config import InferConfig, build_config
-from bench.data import make_split, resolve_mnist
+from bench.config.build import InferConfig, build_config
+from bench.data.mnist import make_split, resolve_mnist
 from bench.engines import BackendOptions
+from bench.engines.backends import get_backend
 from bench.measure.latency import benchmark_call, input_batch
-from bench.train import train_model
+from bench.scheduling.cells import calibration_images
+from bench.training.train import train_model
 
 BACKENDS = ("onnxruntime-cpu", "onnxruntime-int8-dynamic", "onnxruntime-int8-static")
 

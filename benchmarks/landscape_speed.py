@@ -12,7 +12,7 @@ import statistics
 
 import torch
 
-from bench.data import make_split, resolve_mnist
+from bench.data.mnist import make_split, resolve_mnist
 from bench.dynamics.landscape import LandscapeEvaluator, combine, filter_normalized_direction, params_of
 from bench.measure.clocks import Stopwatch
 from models import build_model

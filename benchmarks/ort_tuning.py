@@ -12,12 +12,12 @@ import argparse
 import pandas as pd
 import torch
 
-from bench.backends import get_backend
-from bench.cells import calibration_images
-from bench.config import InferConfig
-from bench.data import make_split, resolve_mnist
+from bench.config.build import InferConfig
+from bench.data.mnist import make_split, resolve_mnist
 from bench.engines import BackendOptions
+from bench.engines.backends import get_backend
 from bench.measure.latency import benchmark_call, input_batch
+from bench.scheduling.cells import calibration_images
 from models import build_model
 
 VARIANTS = {

@@ -45,13 +45,13 @@ def child(allocator: str, sizes: list[int], threads: int) -> list[dict]:
     import torch
     from torch.utils import benchmark as tb
 
-    from bench.backends import get_backend
-    from bench.config_types import InferConfig
-    from bench.data import make_split, resolve_mnist
+    from bench.config.types import InferConfig
+    from bench.data.mnist import make_split, resolve_mnist
     from bench.engines import BackendOptions
+    from bench.engines.backends import get_backend
     from bench.measure.latency import input_batch
     from bench.measure.rounds import Contender, headline_rate, measure_rounds
-    from bench.train import build_trainable
+    from bench.training.train import build_trainable
 
     torch.set_num_threads(threads)
     mnist = resolve_mnist(None, fill_cache=False)

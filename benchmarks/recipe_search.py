@@ -3,7 +3,7 @@
     python benchmarks/recipe_search.py [--model cnn|mlp] [--seeds 5] [--recipes plain,...] [--csv FILE]
 
 Each recipe trains the registry's model (unchanged) on the training images less 5,000 held out at
-random as the validation split that the stopping checks read (``bench.tta.validation_splits``),
+random as the validation split that the stopping checks read (``bench.training.tta.validation_splits``),
 until the model's target or the recipe's epoch limit. A recipe is a backend (its precision), the
 training settings of ``TrainConfig`` (batch size, optimizer, schedule, learning rate, epochs,
 dropout, label smoothing, augmentation, normalization, checks per epoch) and channels-last.
@@ -23,12 +23,12 @@ import argparse
 import pandas as pd
 import torch
 
-from bench.backends import get_backend
-from bench.config import TrainConfig
-from bench.data import make_split, resolve_mnist
+from bench.config.build import TrainConfig
+from bench.data.mnist import make_split, resolve_mnist
 from bench.engines import BackendOptions
-from bench.train import evaluate, train_model
-from bench.tta import mlperf_time, validation_splits
+from bench.engines.backends import get_backend
+from bench.training.train import evaluate, train_model
+from bench.training.tta import mlperf_time, validation_splits
 
 TARGETS = {"cnn": 0.99, "mlp": 0.98}
 PLAIN = {"batch_size": 128, "lr": 1e-3, "optimizer": "adam", "schedule": "constant"}

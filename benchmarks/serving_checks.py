@@ -28,15 +28,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from bench.backends import get_backend
-from bench.cells import calibration_images
-from bench.config import InferConfig, build_config
-from bench.data import make_split, resolve_mnist
+from bench.config.build import InferConfig, build_config
+from bench.data.mnist import make_split, resolve_mnist
 from bench.engines import BackendOptions
+from bench.engines.backends import get_backend
 from bench.measure.latency import benchmark_call
+from bench.scheduling.cells import calibration_images
 from bench.serving.scenarios import BackendScenarios, ServePlan, max_valid_qps
 from bench.serving.sut import ServedModel
-from bench.train import train_model
+from bench.training.train import train_model
 from models import get_spec
 from reports.serving_section import latency_bands
 

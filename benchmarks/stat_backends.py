@@ -2,8 +2,8 @@
 that fresh processes know them too: ``MNIST_BENCH_PLUGINS=benchmarks.stat_backends``. The slowed
 backend's factor is ``$MNIST_BENCH_SLOWDOWN`` (default 1.10)."""
 
-from bench.backends import BACKENDS, Backend
 from bench.engines import ENGINES
+from bench.engines.backends import BACKENDS, Backend
 from bench.engines.control import SlowedEngine, TwinEngine
 
 for _b in (Backend("cpu-fp32-twin", TwinEngine(), "cpu", "fp32"),

@@ -37,13 +37,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.backends import REFERENCE
-from bench.config import build_config
+from bench.analysis.paired import cell_rounds, rank_backends
+from bench.config.build import build_config
 from bench.engines.control import SLOWDOWN, registered
 from bench.scheduling.runner import Runner
+from bench.storage.catalog import DEFAULT_REFERENCE as REFERENCE
 from bench.storage.results import read_run
 from reports.compare_page import compare
-from reports.paired import cell_rounds, rank_backends
 
 
 def run(values: dict, out: Path) -> Path:
@@ -122,7 +122,7 @@ def power_fresh(out: Path, preset_args: list[str]) -> dict:
 
 
 def across(out: Path, preset_args: list[str]) -> dict:
-    from bench.storage.calibration import calibrate
+    from bench.commands import calibrate_runs as calibrate
 
     args = [*preset_args, "--backends", "cpu-fp32,onnxruntime-cpu,cpu-fp32-slowed"]
     os.environ.update(MNIST_BENCH_PLUGINS="benchmarks.stat_backends", MNIST_BENCH_SLOWDOWN="1.0")
@@ -185,7 +185,7 @@ def relative(out: Path, preset_args: list[str]) -> dict:
     """The relative comparison across single runs: three A/A runs compared pairwise, and a run whose
     ``cpu-fp32-slowed`` is 10% slower (in that run only) compared with each; from the rounds alone,
     and widened by a calibration of the same configuration (``mnist-bench calibrate``, 3 runs)."""
-    from bench.storage.calibration import calibrate
+    from bench.commands import calibrate_runs as calibrate
 
     args = [*preset_args, "--backends", "cpu-fp32,onnxruntime-cpu,cpu-fp32-slowed"]
     aa = [fresh_run(out, f"rel-aa{i}", args, slowdown=1.0) for i in (1, 2, 3)]

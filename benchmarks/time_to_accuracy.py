@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import argparse
 
-from bench.backends import get_backend
-from bench.config import build_config, with_train
-from bench.data import make_split, resolve_mnist
+from bench.config.build import build_config, with_train
+from bench.data.mnist import make_split, resolve_mnist
 from bench.engines import BackendOptions
-from bench.train import train_model
+from bench.engines.backends import get_backend
+from bench.training.train import train_model
 
 
 def main() -> None:

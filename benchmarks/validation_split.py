@@ -1,5 +1,5 @@
 """How the held-out validation split reads against the test split: the file's last 5,000 training
-images against a random draw of 5,000 (``bench.tta.validation_splits``), each model trained to the
+images against a random draw of 5,000 (``bench.training.tta.validation_splits``), each model trained to the
 end of its fast recipe (no stopping), the final weights evaluated on both.
 
     python -m benchmarks.validation_split [--models mlp,cnn] [--seeds 3]
@@ -15,12 +15,12 @@ import argparse
 import pandas as pd
 import torch
 
-from bench.backends import get_backend
-from bench.config import TrainConfig
-from bench.data import make_split, resolve_mnist
+from bench.config.build import TrainConfig
+from bench.data.mnist import make_split, resolve_mnist
 from bench.engines import BackendOptions
-from bench.train import evaluate, train_model
-from bench.tta import validation_splits
+from bench.engines.backends import get_backend
+from bench.training.train import evaluate, train_model
+from bench.training.tta import validation_splits
 from benchmarks.recipe_search import _settings
 
 HELD_OUT = 5000

@@ -23,13 +23,13 @@ def main() -> None:
     import torch
     from torch.utils import benchmark as tb
 
-    from bench.backends import get_backend
-    from bench.config_types import InferConfig
-    from bench.data import make_split, resolve_mnist
+    from bench.config.types import InferConfig
+    from bench.data.mnist import make_split, resolve_mnist
     from bench.engines import BackendOptions
+    from bench.engines.backends import get_backend
     from bench.measure.latency import input_batch
     from bench.measure.rounds import Contender, headline_rate, measure_rounds
-    from bench.train import build_trainable
+    from bench.training.train import build_trainable
     from benchmarks.process_state import _independent
 
     torch.set_num_threads(2)

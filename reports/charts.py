@@ -44,7 +44,7 @@ def backend_color(backend: str) -> str:
     rows) by a stable hash of the name."""
     import zlib
 
-    from bench.backends import backend_names
+    from bench.storage.catalog import backend_names
 
     names = backend_names()
     if backend in names:

@@ -14,16 +14,17 @@ import pandas as pd
 import seaborn as sns
 
 from bench import REGRESSION_EXIT, BenchError  # noqa: F401 - REGRESSION_EXIT: the gate's exit code
+from bench.analysis.paired import cell_rounds, compare_relative, compare_runs, conservative, geomean_speedup
 from bench.storage import calibration
+from bench.storage.catalog import model_rank
 from bench.storage.results import RunTables, atomic_write_text
 from reports.blocks import img, table
 from reports.charts import run_tags, to_image
 from reports.load import load_paths
 from reports.page import page
-from reports.paired import cell_rounds, compare_relative, compare_runs, conservative, geomean_speedup
 from reports.run_sections import environment
 from reports.section import Section
-from reports.summary import model_rank, text_frame
+from reports.summary import text_frame
 
 
 @dataclass

@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from bench.storage.catalog import model_rank
 from bench.storage.results import RunTables
 from reports.blocks import cols, img, table, warn
 from reports.charts import to_image
 from reports.section import ReportContext, Section
-from reports.summary import model_rank
 
 
 def _by_model(rt: RunTables, name: str) -> dict[str, pd.DataFrame]:

@@ -8,9 +8,10 @@ import html
 
 import pandas as pd
 
-from bench.engines import ENGINES
 from bench.measure.metrics import METRICS
 from bench.measure.process_state import summary_line
+from bench.storage import catalog
+from bench.storage.meta import missing_cells
 from reports import charts
 from reports.blocks import cols, img, table, warn
 from reports.section import ReportContext, Section
@@ -40,8 +41,7 @@ def infer_columns() -> list[str]:
 
 def export_columns() -> list[str]:
     """What a backend prepared from a trained model is, then each engine's own figures and settings."""
-    facts = (c for e in ENGINES.values() for c in getattr(e, "fact_columns", ()))
-    return list(dict.fromkeys(["model", "backend", "precision", *facts]))
+    return list(dict.fromkeys(["model", "backend", "precision", *catalog.fact_columns()]))
 ENVIRONMENT = ["start_time", "end_time", "status", "hostname", "cpu_model", "cpu_count", "gpu_name", "torch_threads",
                "process_state",
                "python", "torch", "torchvision", "onnxruntime", "numpy", "cuda_version", "seed", "git_commit",
@@ -210,8 +210,6 @@ def _skipped(ctx: ReportContext, frame) -> str:
 
 def _problems(ctx: ReportContext, _frame=None) -> str:
     """Damaged or foreign files, runs that did not finish, and the cells they still lack."""
-    from bench.scheduling.plan import missing_cells
-
     rt = ctx.rt
     parts = [warn(p) for p in rt.problems]
     present = set(rt["summary"].cell_id) if "cell_id" in rt["summary"] else set()
@@ -220,7 +218,7 @@ def _problems(ctx: ReportContext, _frame=None) -> str:
         if status not in ("complete",):
             parts.append(warn(f"run {run_id} is {status}: it did not finish; resume it with "
                               f"mnist-bench run --resume <its folder>"))
-        missing = missing_cells(meta.get("config") or {}, present) if status != "complete" else []
+        missing = missing_cells(meta, present) if status != "complete" else []
         if missing:
             rows = pd.DataFrame(missing, columns=["model", "backend", "phase", "batch_size"]).assign(run=run_id)
             parts.append(table(rows, f"missing-{run_id}"))

@@ -23,14 +23,14 @@ class ReportContext:
 
     @cached_property
     def ranked(self) -> pd.DataFrame:
-        from reports.paired import ranked_backends
+        from bench.analysis.paired import ranked_backends
 
         return ranked_backends(self.rt)
 
     @cached_property
     def summary(self) -> pd.DataFrame:
         """The summary with every metric's columns present (missing values where a cell lacks one)."""
-        from reports.summary import with_metric_columns
+        from bench.analysis.columns import with_metric_columns
 
         s = self.rt["summary"]
         return s if s.empty else with_metric_columns(s)

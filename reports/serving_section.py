@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import NullFormatter
 
+from bench.storage.catalog import backend_rank, model_rank
 from reports.blocks import img, table
 from reports.charts import backend_color, to_image
 from reports.section import ReportContext, Section
-from reports.summary import backend_rank, model_rank
 
 COLUMNS = ["model", "backend", "server_max_valid_qps", "server_max_valid_qps_batching", "batching_gain",
            "single_stream_p90_ms", "tight_loop_p50_ms", "single_stream_vs_tight_loop", "multi_stream_p99_ms",

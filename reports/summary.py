@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from bench.analysis.columns import with_metric_columns
 from bench.measure.metrics import METRICS
-from models import model_names
+from bench.storage.catalog import backend_rank, model_rank
 
 
 def figures() -> list[str]:
@@ -14,32 +15,6 @@ def figures() -> list[str]:
     return [m.name for m in METRICS.values() if m.summary]
 
 MEMORY = ["weights_bytes", "prepare_rss_growth_bytes", "rss_growth_bytes"]
-
-# Columns a summary table may lack (a run with no training or no inference cells); readers add
-# them as missing values instead of testing for each: these and every metric's.
-OPTIONAL_COLUMNS = ["batch_size", "reason", "target_accuracy", "p90_latency_ms", "p99_latency_ms", "min_latency_ms",
-                    "unstable", "precision", "engine"]
-
-
-def model_rank(model: str) -> tuple[int, str]:
-    """Sort key: the model registry's order, then models it does not know (from older result files)."""
-    names = model_names()
-    return (names.index(model), "") if model in names else (len(names), model)
-
-
-def backend_rank(backend: str) -> tuple[int, str]:
-    """Sort key: the backend registry's order, then backends it does not know."""
-    from bench.backends import backend_names
-
-    names = backend_names()
-    return (names.index(backend), "") if backend in names else (len(names), backend)
-
-
-def with_metric_columns(summary: pd.DataFrame) -> pd.DataFrame:
-    wanted = OPTIONAL_COLUMNS + [c for m in METRICS.values() for c in m.columns]
-    missing = [c for c in wanted if c not in summary.columns]
-    return summary.assign(**{c: float("nan") for c in missing}) if missing else summary
-
 
 def planned_max_batch(meta: dict[str, dict]) -> dict[str, int]:
     """Per run: the largest inference batch size its configuration asked for."""

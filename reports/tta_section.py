@@ -7,10 +7,10 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from bench.storage.catalog import backend_rank, model_rank
 from reports.blocks import img, table
 from reports.charts import backend_color, to_image
 from reports.section import ReportContext, Section
-from reports.summary import backend_rank, model_rank
 from reports.verdict_section import verdict_table
 
 COLUMNS = ["model", "backend", "tta_mlperf_s", "tta_median_s", "tta_median_ci_low_s", "tta_median_ci_high_s",

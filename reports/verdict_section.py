@@ -8,13 +8,15 @@ import html
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from bench.backends import REFERENCE
+from bench.analysis.columns import with_metric_columns
 from bench.measure.stats import resolution
+from bench.storage import catalog
+from bench.storage.catalog import backend_rank, model_rank
 from bench.storage.results import RunTables
 from reports.blocks import img, nbytes, si, table, warn
 from reports.charts import to_image
 from reports.section import Section
-from reports.summary import backend_rank, memory_frame, memory_row, model_rank, with_metric_columns
+from reports.summary import memory_frame, memory_row
 
 
 def _share(r) -> str:
@@ -27,7 +29,7 @@ def _share(r) -> str:
 
 def _against_baseline(r) -> str:
     """A ranked row's verdict against the baseline, in the words ``rank_backends`` wrote."""
-    if r.backend == REFERENCE:
+    if r.backend == catalog.reference():
         return "baseline"
     words = getattr(r, "vs_baseline", None)
     return words if isinstance(words, str) else "–"
@@ -43,7 +45,7 @@ def verdict_table(ranked: pd.DataFrame) -> pd.DataFrame:
                      "standing": mark, "samples/s": r.samples_per_s,
                      **({"time to target (s)": getattr(r, "tta_median_s", float("nan"))} if tta else {}),
                      "speed × fastest [95% CI]": "1" if r.standing == "fastest" else _share(r),
-                     f"against {REFERENCE}": _against_baseline(r),
+                     f"against {catalog.reference()}": _against_baseline(r),
                      "rounds": r.rounds, **({"run": r.run_id} if ranked.run_id.nunique() > 1 else {})})
     return pd.DataFrame(rows).astype(object).fillna("–")  # object: a dash in a column of numbers
 
@@ -301,7 +303,7 @@ def render_verdict(ranked: pd.DataFrame) -> str:
         "of seconds per sample), the same in every table and export. Speed × fastest is a paired ratio over the "
         "rounds the two were measured side by side, with its 95% interval (Hodges-Lehmann with a Wilcoxon "
         "signed-rank interval); a backend whose interval contains 1 is a tie. The last column compares with "
-        f"{REFERENCE} the same way.</p>",
+        f"{catalog.reference()} the same way.</p>",
         table(verdict_table(ranked), "verdict-table")])
 
 

@@ -5,7 +5,7 @@ regression to catch. Loaded with ``-p tests.slowed_backend_plugin``."""
 import time
 from dataclasses import replace
 
-from bench import backends
+from bench.engines import backends
 from bench.engines.eager import EagerEngine
 
 

@@ -3,15 +3,15 @@
 import pytest
 import torch
 
-from bench.backends import get_backend
-from bench.config import TrainConfig, build_config
-from bench.data import make_split, resolve_mnist
+from bench.config.build import TrainConfig, build_config
+from bench.data.mnist import make_split, resolve_mnist
 from bench.engines import BackendOptions
+from bench.engines.backends import get_backend
 from bench.measure.accuracy import parity
 from bench.measure.memory import CellMemory
 from bench.scheduling.runner import Runner
 from bench.storage.results import read_run
-from bench.train import train_model
+from bench.training.train import train_model
 
 from .conftest import TINY
 

@@ -78,7 +78,7 @@ def test_help_everywhere():
 
 
 def test_data_command_fills_a_verified_cache(mnist_path, tmp_path, capsys):
-    from bench.data import load_dir
+    from bench.data.mnist import load_dir
 
     assert main(["data", "--data-dir", str(mnist_path), "--cache", str(tmp_path)]) == 0
     out = capsys.readouterr().out

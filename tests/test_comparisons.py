@@ -155,7 +155,7 @@ def test_an_interval_from_two_processes_holds_a_fresh_run_of_the_same_machine():
 def test_rank_backends_widens_a_group_measured_in_two_processes():
     """The same rounds, read as one process and as two whose ratio differs by 20%: only the second
     is widened (interval_from says so), and its estimate stays the quotient of the medians."""
-    from reports.paired import rank_backends
+    from bench.analysis.paired import rank_backends
 
     rounds = np.arange(12)
     ref = np.full(12, 1.0) * (1 + 0.01 * np.sin(rounds))
@@ -303,7 +303,7 @@ def _values(mnist_path, out, backends):
 
 
 def _run(values: dict, out: Path) -> Path:
-    from bench.config import build_config
+    from bench.config.build import build_config
     from bench.scheduling.runner import Runner
 
     return Runner(build_config({**values, "out": str(out)}), progress=False).run()
@@ -364,9 +364,10 @@ def test_compare_of_uncalibrated_runs_says_it_cannot_tell(two_runs, tmp_path, ca
 
 def _calibrate_from(runs, folder):
     """A calibration made from runs of one configuration (as 'mnist-bench calibrate' stores it)."""
-    from bench.storage.calibration import run_to_run_sigma, save
+    from bench.analysis.calibration import run_to_run_sigma
+    from bench.analysis.paired import cell_rounds
+    from bench.storage.calibration import save
     from bench.storage.results import read_run
-    from reports.paired import cell_rounds
 
     tables = [read_run(r) for r in runs]
     sigma = run_to_run_sigma(pd.concat([cell_rounds(t) for t in tables], ignore_index=True))
@@ -428,9 +429,9 @@ def test_twins_and_a_twice_slower_backend_inside_a_run(mnist_path, tmp_path):
     """What holds on a loaded machine (power and A/A rates: benchmarks/statistics_check.py), in one
     run: an identical twin is never called different by more than its own resolution, and a backend
     twice as slow is never called faster."""
-    from bench.backends import REFERENCE
+    from bench.analysis.paired import cell_rounds, rank_backends
+    from bench.engines.backends import REFERENCE
     from bench.engines.control import registered
-    from reports.paired import cell_rounds, rank_backends
 
     with registered(slowdown=2.0):  # in this process only: their rounds run here (processes 1)
         run_dir = _run({**_values(mnist_path, tmp_path, "cpu-fp32,cpu-fp32-twin,cpu-fp32-slowed"), "processes": 1},
@@ -449,12 +450,12 @@ def test_interleaved_training_gives_the_same_weights_as_training_alone(mnist_pat
     """Dropout draws from each run's own random stream, whatever trains between its blocks."""
     import torch
 
-    from bench.backends import get_backend
-    from bench.config import TrainConfig
-    from bench.data import make_split, resolve_mnist
+    from bench.config.build import TrainConfig
+    from bench.data.mnist import make_split, resolve_mnist
     from bench.dynamics.recording import flat_params
     from bench.engines import BackendOptions
-    from bench.train import train_blocks, train_model
+    from bench.engines.backends import get_backend
+    from bench.training.train import train_blocks, train_model
 
     m = resolve_mnist(mnist_path)
     train = make_split(m.train_images, m.train_labels, "minmax", "cpu", 640)
@@ -490,7 +491,7 @@ def test_machine_warnings_name_steal_drift_stalls_and_load():
 
 @pytest.mark.parametrize("total, warmup, blocks", [(93, 10, 20), (15, 10, 5), (6, 10, 5), (3, 10, 2), (2000, 10, 20)])
 def test_every_training_run_with_the_steps_has_at_least_five_timed_blocks(total, warmup, blocks):
-    from bench.train import block_steps_for, warmup_steps_for
+    from bench.training.train import block_steps_for, warmup_steps_for
 
     taken = warmup_steps_for(total, warmup)
     steady = total - taken
@@ -500,7 +501,7 @@ def test_every_training_run_with_the_steps_has_at_least_five_timed_blocks(total,
 
 
 def test_run_to_run_sigma_pools_the_cells_of_repeated_runs():
-    from bench.storage.calibration import run_to_run_sigma
+    from bench.analysis.calibration import run_to_run_sigma
 
     rng = np.random.default_rng(2)
     rows = []
@@ -517,8 +518,8 @@ def test_relative_comparisons_widen_by_the_calibrated_variation_of_ratios():
     """The calibration holds how far a backend's ratio to the reference moves between runs
     (relative-infer), apart from the figures' own variation; compare_relative widens by it, so an
     A/A pair whose process moved one ratio by 6% is no longer called different (synthetic rounds)."""
-    from bench.storage.calibration import run_to_run_sigma
-    from reports.paired import compare_relative
+    from bench.analysis.calibration import run_to_run_sigma
+    from bench.analysis.paired import compare_relative
 
     rng = np.random.default_rng(3)
 
@@ -548,7 +549,7 @@ def test_relative_comparisons_of_two_process_runs_widen_by_what_their_processes_
     """Runs of 2 processes whose ratios move by 6% between processes (3 backends a run): an A/A
     pair the rounds alone call different is not called different once each run's processes widen
     it; a backend 30% slower in run B is still found in most pairs (synthetic rounds)."""
-    from reports.paired import compare_relative
+    from bench.analysis.paired import compare_relative
 
     rng = np.random.default_rng(4)
 

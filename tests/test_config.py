@@ -1,11 +1,11 @@
 import pytest
 
-from bench.config import ConfigError, build_config
+from bench.config.build import ConfigError, build_config
 
 
 def test_defaults_quick():
     cfg = build_config({})
-    from bench.backends import auto_backends
+    from bench.engines.backends import auto_backends
 
     assert cfg.models == ("mlp", "cnn") and cfg.backends == auto_backends()
     assert cfg.train_for("mlp").target_accuracy == 0.98 and cfg.train_for("cnn").target_accuracy == 0.99
@@ -95,7 +95,7 @@ def _auto_without(monkeypatch, *modules):
     """auto's picks as if ``modules`` were not installed (probes run again, not from the cache)."""
     import sys
 
-    from bench import backends
+    from bench.engines import backends
 
     for name in modules:
         monkeypatch.setitem(sys.modules, name, None)  # import raises ImportError, find_spec raises ValueError
@@ -163,7 +163,7 @@ def test_each_default_is_declared_once_and_help_and_toml_agree(capsys):
     import tomllib
 
     from bench.cli import build_parser, main
-    from bench.config import LEGAL_KEYS, _shown, default_texts
+    from bench.config.build import LEGAL_KEYS, _shown, default_texts
 
     parser = build_parser()
     run = next(a for a in parser._subparsers._group_actions[0].choices.items() if a[0] == "run")[1]
@@ -188,7 +188,7 @@ def test_the_stored_configuration_reads_back_whole():
     import json
     from dataclasses import asdict
 
-    from bench.config import config_from_dict
+    from bench.config.build import config_from_dict
 
     cfg = build_config({"backends": "cpu-fp32", "scenarios": "server,offline", "seeds": 3, "max_batch": 8,
                         "launcher": "torchrun", "scaling": "1,2", "batch_sizes": "1,8", "ort_opt_level": "basic"})

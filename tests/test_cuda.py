@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from bench.config import build_config
+from bench.config.build import build_config
 from bench.measure.clocks import CudaClock, clock_for, time_calls
 from bench.scheduling.runner import Runner
 from bench.storage.results import read_run

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.data import (
+from bench.data.mnist import (
     MNIST_FILES,
     DataError,
     load_dir,
@@ -94,7 +94,7 @@ def test_env_var_is_the_only_source(tmp_path, monkeypatch):
 
 
 def test_all_sources_listed_when_all_fail(tmp_path, monkeypatch):
-    import bench.data as data
+    import bench.data.mnist as data
 
     monkeypatch.delenv("MNIST_BENCH_DATA", raising=False)
     monkeypatch.setattr(data, "_torchvision_source", lambda root: (_ for _ in ()).throw(OSError("no network")))
@@ -106,7 +106,7 @@ def test_all_sources_listed_when_all_fail(tmp_path, monkeypatch):
 
 
 def test_cache_is_filled_and_used(mnist_path, tmp_path, monkeypatch):
-    import bench.data as data
+    import bench.data.mnist as data
 
     monkeypatch.delenv("MNIST_BENCH_DATA", raising=False)
     monkeypatch.setattr(data, "_torchvision_source", lambda root: mnist_path)  # stands in for the download
@@ -154,7 +154,7 @@ def test_tests_read_the_cache_the_main_job_filled(tmp_path, mnist_path):
 def test_shift_augmentation_moves_whole_batches_by_a_seeded_random_offset():
     import torch
 
-    from bench.data import MAX_SHIFT, augmenter
+    from bench.data.mnist import MAX_SHIFT, augmenter
 
     assert augmenter("none", 0) is None
     x = torch.zeros(3, 1, 28, 28)

@@ -131,7 +131,7 @@ def test_a_killed_rank_ends_the_run_with_its_name(mnist_path, tmp_path):
 
 
 def test_launch_errors_are_named_before_anything_runs(mnist_path, tmp_path, capsys):
-    from bench.config import build_config
+    from bench.config.build import build_config
     from bench.distributed.launch import check
 
     cfg = build_config({"launcher": "torchrun", "backends": "cuda-fp32", "nproc_per_node": 2})
@@ -188,7 +188,7 @@ Root Cause (first observed failure):
 
 def test_the_rank_that_died_is_named_not_the_one_that_aborted_after_it():
     """torchrun's "first observed failure" can be a rank that aborted because its peer vanished."""
-    from bench.config import build_config
+    from bench.config.build import build_config
     from bench.distributed.launch import diagnose
 
     cfg = build_config({"launcher": "torchrun", "backends": "cpu-fp32", "nproc_per_node": 2})
@@ -199,7 +199,7 @@ def test_the_rank_that_died_is_named_not_the_one_that_aborted_after_it():
 
 
 def test_a_collective_timeout_says_a_peer_stopped_answering():
-    from bench.config import build_config
+    from bench.config.build import build_config
     from bench.distributed.launch import diagnose
 
     cfg = build_config({"launcher": "torchrun", "backends": "cpu-fp32", "nproc_per_node": 2, "dist_timeout_s": 5})
@@ -211,7 +211,7 @@ def test_a_collective_timeout_says_a_peer_stopped_answering():
 
 
 def test_a_rank_that_lost_its_peer_is_not_named_first():
-    from bench.config import build_config
+    from bench.config.build import build_config
     from bench.distributed.launch import diagnose
 
     cfg = build_config({"launcher": "torchrun", "backends": "cpu-fp32", "nproc_per_node": 2})
@@ -221,7 +221,7 @@ def test_a_rank_that_lost_its_peer_is_not_named_first():
 
 
 def test_a_rank_stopped_by_torchrun_is_named_after_the_one_that_aborted():
-    from bench.config import build_config
+    from bench.config.build import build_config
     from bench.distributed.launch import diagnose
 
     cfg = build_config({"launcher": "torchrun", "backends": "cpu-fp32", "nproc_per_node": 2})

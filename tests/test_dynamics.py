@@ -5,9 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.backends import get_backend
-from bench.config import TrainConfig
-from bench.data import make_split, resolve_mnist
+from bench.config.build import TrainConfig
+from bench.data.mnist import make_split, resolve_mnist
 from bench.dynamics.landscape import (
     LandscapeEvaluator,
     combine,
@@ -19,7 +18,8 @@ from bench.dynamics.landscape import (
 )
 from bench.dynamics.recording import DynamicsRecorder, flat_params
 from bench.engines import BackendOptions
-from bench.train import train_model
+from bench.engines.backends import get_backend
+from bench.training.train import train_model
 from models import build_model
 
 

@@ -2,17 +2,17 @@
 whole harness (probe, prepare, time, write, render) without any other file knowing them; and the
 packages import without cycles."""
 
-import ast
-from pathlib import Path
+import subprocess
+import sys
 
 import pytest
 import torch
 from torch import nn
 
 import models
-from bench.backends import BACKENDS, Backend, get_backend
-from bench.config import build_config
+from bench.config.build import build_config
 from bench.engines import ENGINES, BackendOptions, Prepared
+from bench.engines.backends import BACKENDS, Backend, get_backend
 from bench.scheduling.runner import Runner
 from bench.storage.results import read_run
 from reports.html import render_report
@@ -144,56 +144,14 @@ def test_int8_rows_have_parity_and_quantization_figures(mnist_path, tmp_path):
     assert export.loc["onnxruntime-int8-static", "calibration_images"] == 512
 
 
-# -- no import cycles ---------------------------------------------------------------------------
-
-PACKAGES = ("bench", "models", "reports")
+# -- import contracts ----------------------------------------------------------------------------
 
 
-def _module_name(path: Path) -> str:
-    parts = path.relative_to(ROOT).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def _imports(path: Path, known: set[str]) -> set[str]:
-    """Project modules imported anywhere in the file (lazy imports too; TYPE_CHECKING blocks aside)."""
-    tree = ast.parse(path.read_text())
-    skip = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
-            for child in node.body for n in ast.walk(child)}
-    found = set()
-    for node in ast.walk(tree):
-        if id(node) in skip:
-            continue
-        if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [f"{node.module}.{a.name}" for a in node.names] + [node.module]
-        else:
-            continue
-        for name in names:
-            while name and name not in known:
-                name = name.rpartition(".")[0]
-            if name:
-                found.add(name)
-    return found
-
-
-def test_no_import_cycles_among_the_packages():
-    files = {_module_name(p): p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")}
-    graph = {m: _imports(p, set(files)) - {m} for m, p in files.items()}
-    # a package's __init__ runs before its submodules: importing a parent is not a cycle edge
-    graph = {m: {t for t in ts if not m.startswith(t + ".")} for m, ts in graph.items()}
-    assert graph["bench.scheduling.runner"] >= {"bench.cells", "bench.storage.results"}  # the walk sees real edges
-    state: dict[str, int] = {}
-
-    def visit(m: str, path: list[str]) -> None:
-        state[m] = 1
-        for t in sorted(graph[m]):
-            if state.get(t) == 1:
-                pytest.fail("import cycle: " + " -> ".join(path[path.index(t):] + [t]))
-            if t not in state:
-                visit(t, path + [t])
-        state[m] = 2
-
-    for m in sorted(graph):
-        if m not in state:
-            visit(m, [m])
+def test_import_contracts_hold():
+    """The layers, no circles and plugin-free reports, as declared in .importlinter (also run by CI's
+    lint step as ``lint-imports``)."""
+    pytest.importorskip("importlinter")
+    proc = subprocess.run([sys.executable, "-c", "from importlinter.cli import lint_imports_command; "
+                           "lint_imports_command()"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert "0 broken" in proc.stdout

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from bench.backends import BACKENDS, get_backend
+from bench.engines.backends import BACKENDS, get_backend
 from bench.measure.cost import model_cost
 from models import build_model, model_names
 

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bench.analysis.paired import ranked_backends
 from bench.cli import main
 from bench.commands import print_results
 from bench.measure.metrics import METRICS
@@ -15,7 +16,6 @@ from bench.storage import run_index as history
 from bench.storage.results import read_run
 from reports.blocks import si
 from reports.charts import backend_color
-from reports.paired import ranked_backends
 from reports.summary import planned_max_batch, summary_frame
 from reports.verdict_section import glance_table
 
@@ -117,7 +117,7 @@ def test_one_colour_per_backend_in_every_chart(tiny_run):
 
 
 def test_backend_colours_are_fixed_and_distinct():
-    from bench.backends import backend_names
+    from bench.engines.backends import backend_names
 
     colors = [backend_color(b) for b in backend_names()]
     assert len(set(colors)) == len(colors)

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from bench import BenchError
-from bench.config import build_config
+from bench.config.build import build_config
 from bench.measure import process_state
 from bench.measure.machine import PROCESS_COUNTERS, Machine
 

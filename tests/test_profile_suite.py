@@ -80,7 +80,7 @@ def test_hta_breakdown_reaches_the_report(monkeypatch, tmp_path):
 
     import pandas as pd
 
-    from bench.profiling import hta_breakdown
+    from bench.training.profiling import hta_breakdown
 
     trace = tmp_path / "cnn_cuda-fp32.1.pt.trace.json"
     trace.write_text('{"traceEvents": []}')

@@ -365,7 +365,7 @@ def test_a_damaged_raw_file_beside_a_good_gz_is_named(mnist_path, tmp_path, caps
     import gzip
     import shutil
 
-    from bench.data import MNIST_FILES, load_dir
+    from bench.data.mnist import MNIST_FILES, load_dir
 
     for name in MNIST_FILES:  # the .gz files (made from the raw ones where the folder has only those)
         if (mnist_path / f"{name}.gz").exists():
@@ -381,8 +381,8 @@ def test_a_damaged_raw_file_beside_a_good_gz_is_named(mnist_path, tmp_path, caps
 @pytest.mark.slow
 def test_when_the_reference_training_fails_every_planned_cell_still_gets_a_row(mnist_path, tmp_path, monkeypatch,
                                                                               capsys):
-    import bench.cells as cells
-    from bench.scheduling.plan import missing_cells
+    import bench.scheduling.cells as cells
+    from bench.storage.meta import missing_cells
 
     def broken(*a, **k):
         raise RuntimeError("training exploded")
@@ -396,7 +396,7 @@ def test_when_the_reference_training_fails_every_planned_cell_still_gets_a_row(m
     assert s.loc[("cpu-fp32", "train"), "status"] == "error"  # the reference for the exported model
     assert s.loc[("onnxruntime-cpu", "export"), "reason"] == "no trained model to prepare"
     meta = next(iter(rt.meta.values()))
-    assert missing_cells(meta["config"], set(rt["summary"].cell_id)) == []
+    assert missing_cells(meta, set(rt["summary"].cell_id)) == []
 
 
 def test_a_read_only_file_system_is_one_line(tiny_run, tmp_path, monkeypatch, capsys):

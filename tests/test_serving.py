@@ -71,7 +71,7 @@ def test_the_trace_gives_each_sample_and_skips_the_lines_that_are_not_json(tmp_p
 
 
 def _served(mnist_path, n=600, delay_s=0.0, fail=False):
-    from bench.data import make_split, resolve_mnist
+    from bench.data.mnist import make_split, resolve_mnist
 
     m = resolve_mnist(mnist_path, fill_cache=False)
     test = make_split(m.test_images, m.test_labels, "minmax", "cpu", n)

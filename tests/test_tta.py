@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from bench.tta import mlperf_time, tta_figures, validation_splits
+from bench.training.tta import mlperf_time, tta_figures, validation_splits
 
 
 def test_mlperf_drops_the_fastest_and_the_slowest_seed():
@@ -34,7 +34,7 @@ def _fingerprints(x):
 
 def test_the_validation_split_is_held_out_from_training(mnist_path):
     from bench import ConfigError
-    from bench.data import make_split, resolve_mnist
+    from bench.data.mnist import make_split, resolve_mnist
 
     m = resolve_mnist(mnist_path, fill_cache=False)
     train, val = validation_splits(m, "minmax", "cpu", None, 5000)
@@ -68,7 +68,7 @@ def _tta_tables(times: dict[str, list[float]]):
 
 
 def test_the_verdict_ranks_backends_by_time_to_accuracy_paired_by_seed():
-    from reports.paired import ranked_backends
+    from bench.analysis.paired import ranked_backends
     from reports.verdict_section import verdict_lines
 
     nan = float("nan")
@@ -122,9 +122,9 @@ def test_run_seeds_writes_a_tta_cell_per_training_backend(mnist_path, tmp_path, 
 def test_label_smoothing_and_the_shift_reach_the_training_step():
     import torch.nn.functional as F
 
-    from bench.backends import get_backend
-    from bench.data import augmenter
-    from bench.train import make_train_step
+    from bench.data.mnist import augmenter
+    from bench.engines.backends import get_backend
+    from bench.training.train import make_train_step
 
     b = get_backend("cpu-fp32")
     x, y = torch.randn(8, 1, 28, 28), torch.arange(8) % 10

@@ -27,15 +27,22 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from bench.backends import Backend
-from bench.config import TrainConfig
-from bench.data import Split, augmenter
+from bench.config.build import TrainConfig
+from bench.data.mnist import Split, augmenter
 from bench.engines import BackendOptions
+from bench.engines.backends import Backend
 from bench.measure.clocks import clock_for
 from bench.measure.rounds import headline_rate
 from bench.measure.stats import bootstrap_ci
-from bench.step_loop import StepHooks, StepLoop
-from bench.train import block_steps_for, build_optimizer, build_trainable, evaluate, make_train_step, warmup_steps_for
+from bench.training.step_loop import StepHooks, StepLoop
+from bench.training.train import (
+    block_steps_for,
+    build_optimizer,
+    build_trainable,
+    evaluate,
+    make_train_step,
+    warmup_steps_for,
+)
 
 
 class AllReduceTimer:
@@ -95,7 +102,7 @@ def rank_layout() -> dict:
 
 def ddp_train(model_name: str, backend: Backend, cfg: TrainConfig, per_rank_batch: int, train: Split, test: Split,
               seed: int, options: BackendOptions) -> tuple[dict, torch.nn.Module] | None:
-    """Train on this rank through the one step loop (``bench.step_loop``), every step synchronized
+    """Train on this rank through the one step loop (``bench.training.step_loop``), every step synchronized
     so that its exposed all-reduce time is its own; every rank returns its own records, rank 0 gets
     them all gathered: (tables, model) on rank 0, None on the others."""
     rank, world = dist.get_rank(), dist.get_world_size()

@@ -19,11 +19,11 @@ import pandas as pd
 import torch
 
 from bench import ConfigError
-from bench.backends import get_backend, probe
-from bench.config import RunConfig
-from bench.data import resolve_mnist
+from bench.config.build import RunConfig
+from bench.data.mnist import resolve_mnist
+from bench.engines.backends import get_backend, probe
 from bench.plumbing import console
-from bench.scheduling.signals import graceful_stop
+from bench.plumbing.signals import graceful_stop
 from bench.storage.results import cell_id
 from bench.storage.run_folder import close_run, open_run
 

@@ -20,11 +20,11 @@ import torch
 import torch.distributed as dist
 
 from bench import BenchError
-from bench.backends import get_backend
-from bench.config import config_from_dict
-from bench.data import make_split, resolve_mnist
+from bench.config.build import config_from_dict
+from bench.data.mnist import make_split, resolve_mnist
 from bench.distributed.ddp import ddp_train
 from bench.distributed.launch import per_rank_batch
+from bench.engines.backends import get_backend
 from bench.storage.results import RunWriter, write_json
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
-from bench.config_types import DynamicsConfig
-from bench.data import Split
+from bench.config.types import DynamicsConfig
+from bench.data.mnist import Split
 from bench.dynamics.landscape import (
     LandscapeEvaluator,
     filter_normalized_direction,

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.backends import get_backend
-from bench.data import Mnist, make_split
+from bench.data.mnist import Mnist, make_split
 from bench.dynamics.analyses import ANALYSES, DynamicsConfig, analyse
 from bench.dynamics.recording import load_checkpoints
+from bench.engines.backends import get_backend
 from bench.plumbing import console
 from bench.storage.results import RunWriter
 

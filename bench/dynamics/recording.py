@@ -1,5 +1,5 @@
 """Optimization dynamics recorded during training (``--dynamics``; off by default, and with it
-off nothing here runs). Called by ``bench.train`` outside every timed region.
+off nothing here runs). Called by ``bench.training.train`` outside every timed region.
 
 Per layer and recorded step: gradient norm, mean and max |grad|, weight norm, and the
 update-to-weight ratio ||Δθ|| / ||θ|| from the *actual* parameter change (right for Adam,

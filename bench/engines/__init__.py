@@ -1,6 +1,6 @@
 """Engines as plug-ins: each module implements ``bench.engines.base.Engine``; ``ENGINES`` maps
 the names used in backend rows to engine objects. A new engine is one module plus one line here;
-a new backend of an existing engine is one row in ``bench.backends``."""
+a new backend of an existing engine is one row in ``bench.engines.backends``."""
 
 from __future__ import annotations
 

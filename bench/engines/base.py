@@ -19,7 +19,7 @@ from bench.plumbing.lazy import torch
 from bench.plumbing.options import BACKEND, option
 
 if TYPE_CHECKING:
-    from bench.backends import Backend
+    from bench.engines.backends import Backend
 
 ORT_OPT_LEVELS = ("disable", "basic", "extended", "all")
 

@@ -77,8 +77,8 @@ class SlowedEngine(EagerEngine):
 def registered(slowdown: float | None = None):
     """Register ``cpu-fp32-twin`` and ``cpu-fp32-slowed`` (``slowdown`` times slower; None: as
     ``SlowedEngine`` reads it) for the duration of a block, in this process only."""
-    from bench.backends import BACKENDS, Backend
     from bench.engines import ENGINES
+    from bench.engines.backends import BACKENDS, Backend
 
     added = {"cpu-fp32-twin": Backend("cpu-fp32-twin", TwinEngine(), "cpu", "fp32"),
              "cpu-fp32-slowed": Backend("cpu-fp32-slowed", SlowedEngine(slowdown), "cpu", "fp32")}

@@ -6,7 +6,7 @@ ONNX Runtime backend. The backend row's ``quantization`` option picks the method
   provider runs far slower than its fp32 convolution, so the CNN is slower with it, not faster.
 - ``static`` (``quantize_static``, QDQ format): int8 weights per output channel, int8 activations with
   scales calibrated ahead of time (MinMax) on a fixed subset of the training images: the first
-  ``bench.cells.CALIBRATION_IMAGES`` (512), normalized as in training, fed in batches of 64.
+  ``bench.scheduling.cells.CALIBRATION_IMAGES`` (512), normalized as in training, fed in batches of 64.
 
 Both start from ``quant_pre_process`` (shape inference and graph optimization) of the fp32 export.
 The quantization time is reported as ``quantize_s``, apart from the export time."""

@@ -16,7 +16,7 @@ import torch
 from bench import BenchError
 from bench.measure.clocks import clock_for, time_calls, timestamp, wall_time
 from bench.measure.stats import balanced_orders, block_value, paired_ratio, resolution
-from bench.scheduling.signals import check as check_stop
+from bench.plumbing.signals import check as check_stop
 
 
 @dataclass

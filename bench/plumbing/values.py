@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from bench import ConfigError
@@ -84,3 +85,13 @@ def typed(cls, values: dict[str, Any]):
             v = boolean(k, v)
         out[k] = v
     return cls(**out)
+
+
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def check_name(name: str) -> str:
+    if not NAME_PATTERN.fullmatch(name or ""):
+        raise ConfigError(f"run name {name!r} is not legal: 1-64 letters, digits, '.', '_' or '-', starting with "
+                          "a letter or digit")
+    return name

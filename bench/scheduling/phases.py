@@ -1,160 +1,163 @@
-"""The Runner's phases for one model, each a function of the Runner (its configuration, writer,
-splits and machine): training in interleaved blocks, preparing each backend for inference, timing
-one batch size in interleaved rounds, and profiling."""
+"""A model's phases, each a function of the phase context (its configuration, writer, splits and
+machine: ``bench.scheduling.context``), never of the Runner: training in interleaved blocks,
+preparing each backend for inference, timing one batch size in interleaved rounds, and profiling."""
 
 from __future__ import annotations
 
 import copy
 import io
 import sys
-from typing import TYPE_CHECKING
 
 import torch
 
-from bench.backends import REFERENCE, Backend, get_backend
-from bench.cells import failure_of, guarded, infer_tables, memory_pass, prepare_cell, prepare_measured, train_cell
-from bench.config_types import ProfileConfig
+from bench.config.types import ProfileConfig
 from bench.dynamics.recording import DynamicsRecorder
+from bench.engines.backends import REFERENCE, Backend, get_backend
 from bench.measure.latency import input_batch
 from bench.measure.rounds import Contender, interleave, measure_rounds
-from bench.profiling import profile_cell
+from bench.scheduling.cells import (
+    failure_of,
+    guarded,
+    infer_tables,
+    memory_pass,
+    prepare_cell,
+    prepare_measured,
+    train_cell,
+)
+from bench.scheduling.context import PhaseContext
 from bench.storage.keys import MachineGroup
-
-if TYPE_CHECKING:
-    from bench.scheduling.runner import Runner
+from bench.training.profiling import profile_cell
 
 
-def train_backends(r: Runner, model: str, trainers: list[Backend], reason: str = "") -> dict[str, torch.nn.Module]:
+def train_backends(ctx: PhaseContext, model: str, trainers: list[Backend], reason: str = ""
+                   ) -> dict[str, torch.nn.Module]:
     """Train ``trainers`` in interleaved blocks of steps; writes their cells, returns the trained models."""
-    cfg, runs, recorders = r.cfg.train_for(model), {}, {}
+    cfg, runs, recorders = ctx.cfg.train_for(model), {}, {}
     for b in trainers:
-        train, test = r.splits(model, b.device)
-        if r.cfg.dynamics and model not in r.recorded:  # the first backend that trains each model
-            r.recorded.add(model)
+        train, test = ctx.splits(model, b.device)
+        if ctx.cfg.dynamics and model not in ctx.recorded:  # the first backend that trains each model
+            ctx.recorded.add(model)
             recorders[b.name] = DynamicsRecorder(cfg.epochs * train.train_steps(cfg.batch_size),
-                                                 r.cfg.dynamics_every)
-        runs[b.name] = train_cell(model, b, cfg, train, test, r.cfg.seed, r.cfg.backend_options,
-                                  b.configure(r.cfg.backend_options), r.mnist.test_images[: len(test)],
-                                  recorders.get(b.name), r.progress, interleaved=len(trainers) > 1)
+                                                 ctx.cfg.dynamics_every)
+        runs[b.name] = train_cell(model, b, cfg, train, test, ctx.cfg.seed, ctx.cfg.backend_options,
+                                  b.configure(ctx.cfg.backend_options), ctx.mnist.test_images[: len(test)],
+                                  recorders.get(b.name), ctx.progress, interleaved=len(trainers) > 1)
     states: list[dict] = []
     group = MachineGroup(model, "train")
-    results = interleave(runs, on_round=lambda i: states.append(r.machine.round(group.name, i)))
-    r.machine.close()
-    r.record_machine(group, states)
+    results = interleave(runs, on_round=lambda i: states.append(ctx.machine.round(group.name, i)))
+    ctx.machine.close()
+    ctx.record_machine(group, states)
     trained = {}
     for b in trainers:
         result = results[b.name]
         if isinstance(result, Exception):
             status, why = failure_of(result)
             print(f"warning: {model} {b.name} train: {status}: {why}", file=sys.stderr)
-            r.writer.write_status(model, b, "train", status, why)
+            ctx.writer.write_status(model, b, "train", status, why)
             continue
         tables, model_obj, prepared = result
         if tables["summary"].iloc[0].get("status") != "diverged":
             trained[b.name] = model_obj
             if prepared is not None:
-                r.prepared_in_training[model, b.name] = prepared
+                ctx.prepared_in_training[model, b.name] = prepared
         recorder = recorders.get(b.name)
         weights = io.BytesIO()
         torch.save({k: v.cpu() for k, v in model_obj.state_dict().items()}, weights)
         files = {"model.pt": weights.getvalue(), **(recorder.checkpoint_files() if recorder else {})}
-        r.writer.write(model, b, "train", tables, files=files, reason=reason)
+        ctx.writer.write(model, b, "train", tables, files=files, reason=reason)
     return trained
 
 
-
-def prepare_backend(r: Runner, model: str, b: Backend, redo: list[int], todo, trained: dict, source, prepared: dict,
-             weights: dict) -> None:
-    """Prepare one backend's trained model for inference (export, compile, quantize), or write why not."""
+def prepare_backend(ctx: PhaseContext, model: str, b: Backend, redo: list[int], todo, trained: dict, source
+                    ) -> tuple[object | None, torch.nn.Module | None]:
+    """Prepare one backend's trained model for inference (export, compile, quantize), or write why
+    not. Returns the prepared model (None when there is none) and the weights it was prepared from."""
     export = not b.trains and todo(b, "export")
-    serving = bool(r.cfg.serve.scenarios) and todo(b, "serve")  # a missing serve cell needs the prepared model
+    serving = bool(ctx.cfg.serve.scenarios) and todo(b, "serve")  # a missing serve cell needs the prepared model
     if not redo and not export and not serving:
-        return
+        return None, None
     if b.trains and b.name not in trained:
         for bs in redo:  # its training failed or diverged: its row says which
-            r.writer.write_status(model, b, "infer", "skipped", "no trained model (training did not "
-                                     "end ok)", bs)
-        return
-    train, test = r.splits(model, b.device)
-    settings = b.configure(r.cfg.backend_options)
-    weights[b.name] = trained.get(b.name, source)
-    if b.trains and (model, b.name) in r.prepared_in_training:
-        prepared[b.name] = r.prepared_in_training.pop((model, b.name))
+            ctx.writer.write_status(model, b, "infer", "skipped", "no trained model (training did not end ok)", bs)
+        return None, None
+    train, test = ctx.splits(model, b.device)
+    settings = b.configure(ctx.cfg.backend_options)
+    weights, prepared = trained.get(b.name, source), None
+    if b.trains and (model, b.name) in ctx.prepared_in_training:
+        prepared = ctx.prepared_in_training.pop((model, b.name))
     elif b.trains or (source is not None and not export):
-        prepared[b.name] = guarded(r.writer, model, b, "export", lambda: prepare_measured(
-            b, weights[b.name], r.cfg.backend_options, train, test.x))
+        prepared = guarded(ctx.writer, model, b, "export", lambda: prepare_measured(
+            b, weights, ctx.cfg.backend_options, train, test.x))
     elif source is not None:
-        prepared[b.name] = guarded(r.writer, model, b, "export", lambda: _written(r,
-            model, b, "export", *prepare_cell(b, copy.deepcopy(source).cpu(), r.cfg.backend_options, settings,
-                                              train, test)))
-    if prepared.get(b.name) is None:
+        prepared = guarded(ctx.writer, model, b, "export", lambda: _written(ctx, model, b, "export", *prepare_cell(
+            b, copy.deepcopy(source).cpu(), ctx.cfg.backend_options, settings, train, test)))
+    if prepared is None:
         why = "preparing the model failed" if source is not None or b.trains else "no trained model to prepare"
         if export and source is None:
-            r.writer.write_status(model, b, "export", "skipped", why)
+            ctx.writer.write_status(model, b, "export", "skipped", why)
         for bs in redo:
-            r.writer.write_status(model, b, "infer", "skipped", why, bs)
+            ctx.writer.write_status(model, b, "infer", "skipped", why, bs)
+    return prepared, weights
 
 
-
-def time_batch_size(r: Runner, model: str, bs: int, backends: list[Backend], prepared: dict,
+def time_batch_size(ctx: PhaseContext, model: str, bs: int, backends: list[Backend], prepared: dict,
                  measured: tuple | None = None) -> None:
     """Time every prepared backend at one batch size in interleaved rounds (in this process, or
     ``measured`` already by worker processes); one cell each. Memory is measured after the rounds:
     its heap trim would otherwise reset the allocator's history the rounds then run in."""
-    cfg = r.cfg
+    cfg = ctx.cfg
     if measured is None:
-        contenders, states = rounds_here(r, model, bs, backends, prepared, cfg.infer)
+        contenders, states = rounds_here(ctx, model, bs, backends, prepared, cfg.infer)
     else:
         contenders, states = measured
-    inputs = _batch_inputs(r, model, bs, backends, prepared)
-    r.record_machine(MachineGroup(model, "infer", bs), states)
+    inputs = _batch_inputs(ctx, model, bs, backends, prepared)
+    ctx.record_machine(MachineGroup(model, "infer", bs), states)
     memory = {}
     for c in contenders:
         b = get_backend(c.name)
         if c.failure is None:
-            memory[b.name] = guarded(r.writer, model, b, "infer", lambda: memory_pass(
+            memory[b.name] = guarded(ctx.writer, model, b, "infer", lambda: memory_pass(
                 prepared[b.name], inputs[b.name], b.engine.memory_device(b)), bs)
             if memory[b.name] is None:
                 continue
         if c.failure is not None:
             print(f"warning: {model} {b.name} infer bs={bs}: {c.failure[0]}: {c.failure[1]}", file=sys.stderr)
-            r.writer.write_status(model, b, "infer", *c.failure, batch_size=bs)
+            ctx.writer.write_status(model, b, "infer", *c.failure, batch_size=bs)
         else:
             tables = infer_tables(model, c, bs, cfg.infer, b.configure(cfg.backend_options), memory[b.name])
-            r.writer.write(model, b, "infer", tables, bs)
+            ctx.writer.write(model, b, "infer", tables, bs)
 
 
-def rounds_here(r: Runner, model: str, bs: int, backends: list[Backend], prepared: dict, infer_cfg
+def rounds_here(ctx: PhaseContext, model: str, bs: int, backends: list[Backend], prepared: dict, infer_cfg
                 ) -> tuple[list[Contender], list[dict]]:
     """Interleaved rounds of every prepared backend at one batch size, in this process (all of a
     cell's rounds, or the first share of them under ``--processes``)."""
-    inputs = _batch_inputs(r, model, bs, backends, prepared)
+    inputs = _batch_inputs(ctx, model, bs, backends, prepared)
     contenders = [Contender(b.name, lambda p=prepared[b.name], x=inputs[b.name]: p.predict(x),
                             prepared[b.name].clock_device) for b in backends]
-    states = measure_rounds(contenders, bs, infer_cfg, r.machine, group=MachineGroup(model, "infer", bs).name,
+    states = measure_rounds(contenders, bs, infer_cfg, ctx.machine, group=MachineGroup(model, "infer", bs).name,
                             reference=REFERENCE)
     return contenders, states
 
 
-def _batch_inputs(r: Runner, model: str, bs: int, backends: list[Backend], prepared: dict) -> dict:
+def _batch_inputs(ctx: PhaseContext, model: str, bs: int, backends: list[Backend], prepared: dict) -> dict:
     """Each backend's input for one batch size: the first ``bs`` test images in its own form."""
-    return {b.name: prepared[b.name].to_input(input_batch(r.splits(model, b.device)[1].x, bs)) for b in backends}
+    return {b.name: prepared[b.name].to_input(input_batch(ctx.splits(model, b.device)[1].x, bs)) for b in backends}
 
 
-def profile_backend(r: Runner, model: str, b: Backend, reason: str | None, pcfg: ProfileConfig) -> None:
+def profile_backend(ctx: PhaseContext, model: str, b: Backend, reason: str | None, pcfg: ProfileConfig) -> None:
     if reason or not b.trains:
         why = reason or f"{b.engine.name} does not train, and profile covers training steps"
         if reason is None:  # an unavailable backend was named when it was probed
             print(f"warning: {model} {b.name} profile: skipped: {why}", file=sys.stderr)
-        r.writer.write_status(model, b, "profile", "skipped", why)
+        ctx.writer.write_status(model, b, "profile", "skipped", why)
         return
-    bs, settings = r.cfg.train_for(model).batch_size, b.configure(r.cfg.backend_options)
-    guarded(r.writer, model, b, "profile", lambda: r.writer.write(model, b, "profile", profile_cell(
-        model, b, r.splits(model, b.device)[0], bs, r.cfg.seed, r.cfg.backend_options, settings,
-        pcfg, r.writer.run_dir / "profile"), bs), bs)
+    bs, settings = ctx.cfg.train_for(model).batch_size, b.configure(ctx.cfg.backend_options)
+    guarded(ctx.writer, model, b, "profile", lambda: ctx.writer.write(model, b, "profile", profile_cell(
+        model, b, ctx.splits(model, b.device)[0], bs, ctx.cfg.seed, ctx.cfg.backend_options, settings,
+        pcfg, ctx.writer.run_dir / "profile"), bs), bs)
 
 
-
-def _written(r: Runner, model: str, b: Backend, phase: str, tables: dict, value=None):
-    r.writer.write(model, b, phase, tables)
+def _written(ctx: PhaseContext, model: str, b: Backend, phase: str, tables: dict, value=None):
+    ctx.writer.write(model, b, phase, tables)
     return value

@@ -3,7 +3,7 @@ of an unfinished run lists as missing."""
 
 from __future__ import annotations
 
-from bench.backends import BACKENDS
+from bench.engines.backends import BACKENDS
 from bench.storage.results import cell_id
 
 

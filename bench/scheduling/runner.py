@@ -8,32 +8,34 @@ error (or oom) row and the run goes on."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from bench.backends import REFERENCE, Backend, get_backend, probe
-from bench.cells import (
+from bench.config.build import RunConfig
+from bench.config.types import DynamicsConfig, ProfileConfig
+from bench.data.mnist import resolve_mnist
+from bench.dynamics.cell import dynamics_cell
+from bench.engines.backends import REFERENCE, Backend, catalog, get_backend, probe
+from bench.measure import process_state
+from bench.measure.machine import warnings_for
+from bench.plumbing import console
+from bench.plumbing.signals import StopRequested, graceful_stop
+from bench.scheduling.cells import (
     calibration_images,
     guarded,
 )
-from bench.config import RunConfig
-from bench.config_types import DynamicsConfig, ProfileConfig
-from bench.data import Split, make_split, resolve_mnist
-from bench.dynamics.cell import dynamics_cell
-from bench.measure import process_state
-from bench.measure.machine import Machine, warnings_for
-from bench.plumbing import console
+from bench.scheduling.context import MachineLog, PhaseContext, Splits
 from bench.scheduling.phases import prepare_backend, profile_backend, rounds_here, time_batch_size, train_backends
+from bench.scheduling.plan import planned_cells
 from bench.scheduling.serve_phase import serve_backends
-from bench.scheduling.signals import StopRequested, graceful_stop
 from bench.scheduling.timing_workers import rounds_in_workers
 from bench.scheduling.tta_phase import tta_backends
-from bench.storage.keys import MachineGroup
-from bench.storage.results import cell_id, check_writable, write_cell
+from bench.storage.results import cell_id, check_writable
 from bench.storage.run_folder import close_run, open_run
-from bench.train import build_trainable
+from bench.training.train import build_trainable
 
 
 class Runner:
@@ -41,10 +43,7 @@ class Runner:
                  resume: Path | None = None) -> None:
         """``resume``: a run folder whose missing cells this run completes (``cfg`` is its stored one)."""
         self.cfg, self.argv, self.progress, self.resume = cfg, argv, progress, resume
-        self._splits: dict[tuple, tuple[Split, Split]] = {}
-        self.recorded: set[str] = set()  # models whose dynamics are recorded
-        self._machine_rows: list[dict] = []
-        self.prepared_in_training: dict[tuple[str, str], object] = {}  # parity's prepared models, reused
+        self.ctx: PhaseContext | None = None  # made when the run folder opens
 
     def run(self) -> Path:
         """The whole matrix; returns the run folder. SIGINT and SIGTERM stop it between cells
@@ -64,19 +63,10 @@ class Runner:
         def body() -> None:
             with console.stage(f"profile {model}", len(probed), "backend") as st:
                 for b, reason in probed:
-                    profile_backend(self, model, b, reason, pcfg)
+                    profile_backend(self.ctx, model, b, reason, pcfg)
                     st.update(note=b.name)
 
         return self._finish(body)
-
-    def splits(self, model: str, device: str) -> tuple[Split, Split]:
-        t = self.cfg.train_for(model)
-        key = (device, t.normalization, t.limit_train, t.limit_test)
-        if key not in self._splits:
-            m = self.mnist
-            self._splits[key] = (make_split(m.train_images, m.train_labels, t.normalization, device, t.limit_train),
-                                 make_split(m.test_images, m.test_labels, t.normalization, device, t.limit_test))
-        return self._splits[key]
 
     def _start(self) -> list[tuple[Backend, str | None]]:
         cfg = self.cfg
@@ -86,8 +76,11 @@ class Runner:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.mnist = resolve_mnist(cfg.data_dir)
-        self.writer, self.meta = open_run(cfg, self.argv, self.mnist, self.resume)
-        self.machine = Machine()
+        stored = {"catalog": catalog(), "plan": [list(c) for c in planned_cells(asdict(cfg))]}
+        self.writer, self.meta = open_run(cfg, self.argv, self.mnist, self.resume, stored)
+        self.plan = [tuple(c) for c in stored["plan"]]
+        self.ctx = PhaseContext(cfg, self.writer, self.mnist, Splits(cfg, self.mnist), MachineLog(self.writer),
+                                self.progress)
         return probed
 
     def _finish(self, body) -> Path:
@@ -99,65 +92,58 @@ class Runner:
             stop.run_dir, extra = self.writer.run_dir, {"stopped_by": stop.name}
             raise
         finally:
-            close_run(self.writer, self.meta, status, warnings_for(pd.DataFrame(self._machine_rows)), **extra)
+            close_run(self.writer, self.meta, status, warnings_for(self.ctx.machine_log.frame()), **extra)
         return self.writer.run_dir
-
-    def record_machine(self, group: MachineGroup, rows: list[dict]) -> None:
-        if rows:
-            self._machine_rows += rows
-            write_cell(self.writer.run_dir, group.folder, {"machine": pd.DataFrame(rows)})
 
     def _run_model(self, model: str, probed) -> None:
         cfg, sizes = self.cfg, self.cfg.infer.batch_sizes
         present = {p.name for p in (self.writer.run_dir / "cells").glob("*") if not p.name.startswith(".")}
         todo = lambda b, phase, bs=None: cell_id(model, b.name, phase, bs) not in present  # noqa: E731
         available = [b for b, reason in probed if reason is None]
-        for b, reason in probed:
-            if reason:
-                for phase, bs in [("train" if b.trains else "export", None)] + [("infer", bs) for bs in sizes] + (
-                        [("serve", None)] if cfg.serve.scenarios else []) + (
-                        [("tta", None)] if cfg.seeds > 1 and b.trains else []):
-                    if todo(b, phase, bs):
-                        self.writer.write_status(model, b, phase, "skipped", reason, bs)
+        unavailable = {b.name: (b, reason) for b, reason in probed if reason}
+        for _, name, phase, bs in (c for c in self.plan if c[0] == model and c[1] in unavailable):
+            b, reason = unavailable[name]
+            if todo(b, phase, bs):
+                self.writer.write_status(model, b, phase, "skipped", reason, bs)
         trainers = [b for b in available if b.trains]
         trained = {b.name: m for b in trainers if not todo(b, "train") and (m := self._load_trained(model, b))}
-        trained.update(train_backends(self, model, [b for b in trainers if todo(b, "train")]))
+        trained.update(train_backends(self.ctx, model, [b for b in trainers if todo(b, "train")]))
         self._dynamics(model, [b for b in trainers if b.name in trained])
         if cfg.seeds > 1:
-            tta_backends(self, model, [b for b in trainers if todo(b, "tta")])
+            tta_backends(self.ctx, model, [b for b in trainers if todo(b, "tta")])
         # the non-training backends run the fp32 reference's weights when it trained, else the first trained
         source = next((trained[b.name] for b in available if b.name in trained and b.is_reference),
                       next(iter(trained.values()), None))
         if source is None and any(not b.trains for b in available):
             ref = get_backend(REFERENCE)
-            source = self._load_trained(model, ref) if not todo(ref, "train") else train_backends(self,
+            source = self._load_trained(model, ref) if not todo(ref, "train") else train_backends(self.ctx,
                 model, [ref], "reference for the non-training backends").get(REFERENCE)
         # a batch size with any cell missing is measured again whole, so its backends stay paired by round
         redo = [bs for bs in sizes if any(todo(b, "infer", bs) for b in available)]
         prepared, weights = {}, {}  # weights: the trained model each backend was prepared from
         with console.stage(f"prepare {model} (export, compile, quantize)", len(available), "backend") as st:
             for b in available:
-                prepare_backend(self, model, b, redo, todo, trained, source, prepared, weights)
+                prepared[b.name], weights[b.name] = prepare_backend(self.ctx, model, b, redo, todo, trained, source)
                 st.update(note=b.name)
         ready = [b for b in available if prepared.get(b.name) is not None]
         measured = {}
         plural = "" if len(ready) == 1 else "s"
         if cfg.processes > 1 and ready and redo:
-            train, test = self.splits(model, "cpu")
+            train, test = self.ctx.splits(model, "cpu")
             with console.stage(f"time {model} ({len(ready)} backend{plural}, interleaved rounds in {cfg.processes} "
                                "processes)", cfg.processes, "process") as st:
                 measured = rounds_in_workers(model, ready, weights, test.x, calibration_images(train), cfg,
-                                             lambda bs, part: rounds_here(self, model, bs, ready, prepared, part),
+                                             lambda bs, part: rounds_here(self.ctx, model, bs, ready, prepared, part),
                                              on_process=lambda p: st.update(note=f"process {p}"))
         if ready and redo:
             what = "memory" if measured else "interleaved rounds"
             with console.stage(f"infer {model} ({len(ready)} backend{plural}, {what})", len(redo),
                                "batch size") as st:
                 for bs in redo:
-                    time_batch_size(self, model, bs, ready, prepared, measured.get(bs))
+                    time_batch_size(self.ctx, model, bs, ready, prepared, measured.get(bs))
                     st.update(note=f"bs={bs}")
         if cfg.serve.scenarios:
-            serve_backends(self, model, [b for b in ready if todo(b, "serve")], prepared)
+            serve_backends(self.ctx, model, [b for b in ready if todo(b, "serve")], prepared)
 
     def _dynamics(self, model: str, trainers: list[Backend]) -> None:
         """Landscape analyses of each training cell that recorded dynamics and has none yet (also on resume)."""

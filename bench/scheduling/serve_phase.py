@@ -1,55 +1,52 @@
-"""The Runner's serving phase: each prepared inference backend of a model served to MLPerf LoadGen's
+"""The serving phase: each prepared inference backend of a model served to MLPerf LoadGen's
 scenarios (``bench.serving``), one ``serve`` cell per backend with LoadGen's logs in it."""
 
 from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from bench.backends import Backend
-from bench.cells import guarded
+from bench.engines.backends import Backend
 from bench.plumbing import console
+from bench.scheduling.cells import guarded
+from bench.scheduling.context import PhaseContext
 
-if TYPE_CHECKING:
-    from bench.scheduling.runner import Runner
 
-
-def serve_backends(r: Runner, model: str, backends: list[Backend], prepared: dict) -> None:
+def serve_backends(ctx: PhaseContext, model: str, backends: list[Backend], prepared: dict) -> None:
     from bench.serving.loadgen import unavailable_reason
 
-    reason, scenarios = unavailable_reason(), ", ".join(r.cfg.serve.scenarios)
+    reason, scenarios = unavailable_reason(), ", ".join(ctx.cfg.serve.scenarios)
     with console.stage(f"serve {model} (MLPerf LoadGen: {scenarios})", len(backends), "backend") as st:
         for b in backends:
             if reason is not None:
-                r.writer.write_status(model, b, "serve", "skipped", reason)
+                ctx.writer.write_status(model, b, "serve", "skipped", reason)
             else:
-                guarded(r.writer, model, b, "serve", lambda b=b: serve_backend(r, model, b, prepared[b.name]))
+                guarded(ctx.writer, model, b, "serve", lambda b=b: serve_backend(ctx, model, b, prepared[b.name]))
             st.update(note=b.name)
 
 
-def serve_backend(r: Runner, model: str, b: Backend, prepared) -> None:
+def serve_backend(ctx: PhaseContext, model: str, b: Backend, prepared) -> None:
     from bench.serving.scenarios import ServePlan, serve_tables
     from bench.serving.sut import ServedModel
     from models import get_spec
 
-    cfg = r.cfg.serve
-    test = r.splits(model, b.device)[1]
+    cfg = ctx.cfg.serve
+    test = ctx.splits(model, b.device)[1]
     plan = ServePlan(cfg.scenarios, cfg.scenario_seconds, cfg.latency_bound_ms or get_spec(model).latency_bound_ms,
-                     cfg.max_batch, cfg.batch_timeout_us, cfg.server_steps, offline_batch=_fastest_batch(r, model, b))
+                     cfg.max_batch, cfg.batch_timeout_us, cfg.server_steps, offline_batch=_fastest_batch(ctx, model, b))
     with tempfile.TemporaryDirectory() as tmp:
         tables = serve_tables(ServedModel(prepared, test.x), test.y, plan, Path(tmp) / "loadgen")
         files = {str(p.relative_to(tmp)): p.read_bytes() for p in sorted(Path(tmp).rglob("*")) if p.is_file()}
-    r.writer.write(model, b, "serve", tables, files=files)
+    ctx.writer.write(model, b, "serve", tables, files=files)
 
 
-def _fastest_batch(r: Runner, model: str, b: Backend) -> int:
+def _fastest_batch(ctx: PhaseContext, model: str, b: Backend) -> int:
     """The batch size of the backend's fastest inference cell (samples/s) in this run: the Offline
     SUT's batch; the largest planned batch when none ended ok."""
-    best, batch = -1.0, max(r.cfg.infer.batch_sizes)
-    for path in (r.writer.run_dir / "cells").glob(f"{model}__{b.name}__infer_bs*/summary.parquet"):
+    best, batch = -1.0, max(ctx.cfg.infer.batch_sizes)
+    for path in (ctx.writer.run_dir / "cells").glob(f"{model}__{b.name}__infer_bs*/summary.parquet"):
         try:
             row = pd.read_parquet(path).iloc[0]
         except (OSError, ValueError, IndexError):

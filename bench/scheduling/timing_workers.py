@@ -19,12 +19,12 @@ from pathlib import Path
 
 import torch
 
-from bench.backends import BACKENDS, REFERENCE
+from bench.engines.backends import BACKENDS, REFERENCE
 from bench.measure.latency import input_batch
 from bench.measure.machine import Machine
 from bench.measure.rounds import Contender, measure_rounds
 from bench.storage.keys import MachineGroup
-from bench.train import build_trainable
+from bench.training.train import build_trainable
 
 
 def run_spec(spec: dict) -> dict[str, list[dict]]:

@@ -1,4 +1,4 @@
-"""The Runner's time-to-accuracy phase (``run --seeds N``, ``bench.tta``): every training backend
+"""The time-to-accuracy phase (``run --seeds N``, ``bench.training.tta``): every training backend
 trained N times, seeds and backends interleaved by blocks of steps, each run stopped at the target
 on the validation split; one ``tta`` cell per backend with its per-seed table."""
 
@@ -6,31 +6,28 @@ from __future__ import annotations
 
 import sys
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from bench.backends import Backend
-from bench.cells import failure_of
+from bench.engines.backends import Backend
 from bench.measure.rounds import interleave
 from bench.plumbing import console
-from bench.train import train_blocks
-from bench.tta import seed_row, tta_figures, validation_splits
+from bench.scheduling.cells import failure_of
+from bench.scheduling.context import PhaseContext
+from bench.training.train import train_blocks
+from bench.training.tta import seed_row, tta_figures, validation_splits
 
-if TYPE_CHECKING:
-    from bench.scheduling.runner import Runner
 
-
-def tta_backends(r: Runner, model: str, backends: list[Backend]) -> None:
+def tta_backends(ctx: PhaseContext, model: str, backends: list[Backend]) -> None:
     if not backends:
         return
-    cfg = r.cfg
+    cfg = ctx.cfg
     t = replace(cfg.train_for(model), stop_at_target=True)
     splits: dict[str, tuple] = {}
     runs, runs_of = {}, {}
     for b in backends:
         if b.device not in splits:
-            splits[b.device] = validation_splits(r.mnist, t.normalization, b.device, t.limit_train,
+            splits[b.device] = validation_splits(ctx.mnist, t.normalization, b.device, t.limit_train,
                                                  cfg.validation_images)
         train, val = splits[b.device]
         for seed in range(cfg.seed, cfg.seed + cfg.seeds):
@@ -41,7 +38,7 @@ def tta_backends(r: Runner, model: str, backends: list[Backend]) -> None:
         results = interleave(runs)
         st.update()
     for b in backends:
-        test = r.splits(model, b.device)[1]
+        test = ctx.splits(model, b.device)[1]
         rows, failure = [], None
         for seed, name in runs_of[b.name]:
             result = results[name]
@@ -51,7 +48,7 @@ def tta_backends(r: Runner, model: str, backends: list[Backend]) -> None:
             rows.append(seed_row(seed, result, test, b))
         if failure is not None:
             print(f"warning: {model} {b.name} tta: {failure[0]}: {failure[1]}", file=sys.stderr)
-            r.writer.write_status(model, b, "tta", *failure)
+            ctx.writer.write_status(model, b, "tta", *failure)
             continue
         seeds = pd.DataFrame(rows)
         summary = {**tta_figures(seeds), "target_accuracy": t.target_accuracy, "validation_images":
@@ -59,4 +56,4 @@ def tta_backends(r: Runner, model: str, backends: list[Backend]) -> None:
                    "schedule": t.schedule, "lr": t.lr, "max_epochs": t.epochs, "dropout": t.dropout,
                    "label_smoothing": t.label_smoothing, "augment": t.augment, "normalization": t.normalization,
                    "evals_per_epoch": t.evals_per_epoch, "channels_last": cfg.backend_options.channels_last}
-        r.writer.write(model, b, "tta", {"summary": pd.DataFrame([summary]), "seeds": seeds})
+        ctx.writer.write(model, b, "tta", {"summary": pd.DataFrame([summary]), "seeds": seeds})

@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench import BenchError
+from bench.storage import catalog
 from bench.storage.keys import CellKey
 
 SCHEMA = {
@@ -92,7 +93,7 @@ class RunWriter:
     @staticmethod
     def header(model: str, backend, phase: str, batch_size: int | None = None, status: str = "ok",
                reason: str = "") -> dict:
-        """``backend``: a ``bench.backends.Backend`` (name, device, precision, engine)."""
+        """``backend``: a ``bench.engines.backends.Backend`` (name, device, precision, engine)."""
         if status not in STATUSES:
             raise ValueError(f"status must be one of {', '.join(STATUSES)}; got {status!r}")
         return {"model": model, "backend": backend.name, "device": backend.device, "precision": backend.precision,
@@ -278,6 +279,7 @@ def read_run(run_dir: Path, only: set[str] | None = None) -> RunTables:
         raise BenchError(f"{run_dir} is not a results folder (no meta.json)")
     problems: list[str] = []
     meta = _read_meta(run_dir, problems)
+    catalog.learn(meta.get("catalog"))
     run_id = str(meta.get("run_id") or run_dir.name)
     frames: dict[str, list[pd.DataFrame]] = {}
     cells = run_dir / "cells"

@@ -13,18 +13,22 @@ from bench.storage.meta import collect_metadata, now_iso
 from bench.storage.results import RESULTS_SCHEMA_VERSION, RunWriter, new_run_id, write_json, write_samples
 
 
-def open_run(cfg, argv: list[str] | None, mnist, resume: Path | None = None) -> tuple[RunWriter, dict]:
+def open_run(cfg, argv: list[str] | None, mnist, resume: Path | None = None, stored: dict | None = None
+             ) -> tuple[RunWriter, dict]:
     """A new run folder under ``cfg.out``, or ``resume`` reopened (its unfinished cells cleared);
     returns its writer and its meta.json, written at status "running" with this process's pid.
     A new folder appears whole: it is filled under a hidden name (``.new-<run id>``) and renamed,
-    so a process killed while creating it leaves no run folder without its meta.json."""
+    so a process killed while creating it leaves no run folder without its meta.json. ``stored``:
+    what the run keeps of the registries and its plan (``catalog``, ``plan``); a resumed run keeps
+    its own where it has them."""
+    stored = stored or {}
     if resume is None:
         run_id = new_run_id() + (f"-{cfg.name}" if cfg.name else "")
         staging = cfg.out / f".new-{run_id}"
         staging.mkdir(parents=True)
         meta = {**collect_metadata(cfg, argv), "run_id": run_id, "data_source": mnist.source,
                 "start_time": now_iso(), "status": "running", "pid": os.getpid(), "name": cfg.name,
-                "schema_version": RESULTS_SCHEMA_VERSION}
+                "schema_version": RESULTS_SCHEMA_VERSION, **stored}
         write_samples(staging, mnist)
         write_json(staging / "meta.json", meta)
         os.rename(staging, cfg.out / run_id)
@@ -32,7 +36,7 @@ def open_run(cfg, argv: list[str] | None, mnist, resume: Path | None = None) -> 
     else:
         writer = RunWriter(Path(resume))
         old = json.loads((writer.run_dir / "meta.json").read_text(encoding="utf-8"))
-        meta = {**old, "status": "running", "pid": os.getpid(), "hostname": collect_metadata()["hostname"],
+        meta = {**stored, **old, "status": "running", "pid": os.getpid(), "hostname": collect_metadata()["hostname"],
                 "resumed": [*old.get("resumed", []), {"at": now_iso(), "from_status": old.get("status")}]}
         for unfinished in (writer.run_dir / "cells").glob(".tmp-*"):
             shutil.rmtree(unfinished, ignore_errors=True)

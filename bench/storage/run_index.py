@@ -4,16 +4,16 @@ and commits. The Parquet files stay the truth: the index is rebuilt from them at
 
 from __future__ import annotations
 
-import re
 import sqlite3
 import sys
 from contextlib import closing
 from pathlib import Path
 
 from bench import BenchError, ConfigError
-from bench.backends import REFERENCE
 from bench.measure.metrics import METRICS, metric
 from bench.plumbing.lazy import LazyModule
+from bench.plumbing.values import NAME_PATTERN
+from bench.storage import catalog
 
 pd = LazyModule("pandas")  # imported on first use: --help and name checks stay fast
 
@@ -28,16 +28,6 @@ CREATE TABLE IF NOT EXISTS figures (
     value REAL, low REAL, high REAL);
 CREATE INDEX IF NOT EXISTS figures_key ON figures (metric, model, backend, phase, batch_size);
 """
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-
-
-def check_name(name: str) -> str:
-    if not NAME_PATTERN.fullmatch(name or ""):
-        raise ConfigError(f"run name {name!r} is not legal: 1-64 letters, digits, '.', '_' or '-', starting with "
-                          "a letter or digit")
-    return name
-
-
 def db_path(root: Path) -> Path:
     return Path(root) / DB_NAME
 
@@ -136,7 +126,7 @@ def list_runs(root: Path) -> pd.DataFrame:
     out = pd.DataFrame({"run": runs.name.where(runs.name.notna() & (runs.name != ""), runs.run_id),
                         "started": runs.start_time.str[:16].str.replace("T", " "), "status": runs.status,
                         "commit": runs.git_commit.str[:8], "preset": runs.preset, "host": runs.hostname})
-    ref = figs[(figs.backend == REFERENCE) & (figs.phase == "train") & (figs.metric == "train_samples_per_s")]
+    ref = figs[(figs.backend == catalog.reference()) & (figs.phase == "train") & (figs.metric == "train_samples_per_s")]
     for model in dict.fromkeys(figs.model):
         out[f"{model} train samples/s"] = runs.run_id.map(ref[ref.model == model].set_index("run_id").value)
     return out

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import pytest
 
-from bench.backends import backend_names, get_backend
-from bench.config_types import InferConfig, TrainConfig, field_default
+from bench.config.types import InferConfig, TrainConfig, field_default
+from bench.engines.backends import backend_names, get_backend
 from models import model_names
 
 DEFAULT_BACKENDS = ",".join(backend_names())
 DEFAULT_MODELS = ",".join(model_names())
-# the run's own defaults (bench.config_types), so the suite and a run time the same batches
+# the run's own defaults (bench.config.types), so the suite and a run time the same batches
 DEFAULT_BATCH_SIZES = ",".join(map(str, field_default(InferConfig, "batch_sizes")))
 DEFAULT_TRAIN_BATCH = field_default(TrainConfig, "batch_size")
 
@@ -58,7 +58,7 @@ def pytest_generate_tests(metafunc):
 
 @pytest.fixture(scope="session")
 def mnist():
-    from bench.data import resolve_mnist
+    from bench.data.mnist import resolve_mnist
 
     return resolve_mnist()
 

@@ -7,16 +7,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.backends import get_backend
-from bench.cells import calibration_images
-from bench.config import TrainConfig
-from bench.data import make_split
+from bench.config.build import TrainConfig
+from bench.data.mnist import make_split
 from bench.engines import BackendOptions
+from bench.engines.backends import get_backend
 from bench.measure.clocks import clock_for, time_calls
 from bench.measure.cost import model_cost
 from bench.measure.latency import input_batch
 from bench.measure.memory import CellMemory
-from bench.train import build_optimizer, build_trainable, make_train_step
+from bench.scheduling.cells import calibration_images
+from bench.training.train import build_optimizer, build_trainable, make_train_step
 
 
 def _available(backend_name: str):

@@ -24,7 +24,7 @@ AUGMENTS = ("none", "shift")
 PRESETS = ("quick", "full")
 LAUNCHERS = ("none", "torchrun")
 SCALING_BATCH = ("global", "per-rank")
-AUTO = "auto"  # the backends value that picks every backend available here (bench.backends.auto_backends)
+AUTO = "auto"  # the backends value that picks every backend available here (bench.engines.backends.auto_backends)
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -244,7 +244,7 @@ def _all_models() -> tuple[str, ...]:
 
 
 def _auto_backends() -> tuple[str, ...]:
-    from bench.backends import auto_backends
+    from bench.engines.backends import auto_backends
 
     return auto_backends()
 

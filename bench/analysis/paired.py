@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bench.backends import REFERENCE
 from bench.measure.between_processes import between_process_sigma, widened_once
 from bench.measure.stats import (
     calibrated_ratio,
@@ -21,9 +20,10 @@ from bench.measure.stats import (
     walsh_interval,
     widened,
 )
+from bench.storage import catalog
+from bench.storage.catalog import DEFAULT_REFERENCE, model_rank
 from bench.storage.keys import group_names
 from bench.storage.results import RunTables
-from reports.summary import model_rank
 
 KEYS = ["model", "phase", "batch_size"]
 
@@ -58,7 +58,7 @@ def cell_rounds(rt: RunTables, normalize: bool = False) -> pd.DataFrame:
     return v
 
 
-def rank_backends(values: pd.DataFrame, baseline: str | None = REFERENCE) -> pd.DataFrame:
+def rank_backends(values: pd.DataFrame, baseline: str | None = DEFAULT_REFERENCE) -> pd.DataFrame:
     """Within each run, model, phase and batch size: backends ranked by their median round value,
     each with its paired ratio to the fastest and to ``baseline`` (time ratios: > 1 is slower) and
     the verdict in words. A backend whose interval against the fastest contains 1 ties with it.
@@ -252,7 +252,7 @@ def _pooled_sigma(entries: list[dict]) -> tuple[float, int]:
 RELATIVE_KEYS = ["model", "phase", "batch_size", "backend"]
 
 
-def compare_relative(values: pd.DataFrame, baseline_run: str, reference: str = REFERENCE,
+def compare_relative(values: pd.DataFrame, baseline_run: str, reference: str | None = None,
                      calibration: dict[str, dict] | None = None) -> pd.DataFrame:
     """Cells matched across runs by what each run measured side by side: a backend's time relative
     to ``reference`` in the same run (a ratio whose machine drift cancels within the run), in each
@@ -269,6 +269,7 @@ def compare_relative(values: pd.DataFrame, baseline_run: str, reference: str = R
     so one run a side backs the comparison; else "rounds"."""
     rows = []
     calibration = calibration or {}
+    reference = reference or catalog.reference()
     spreads = process_spreads(values, reference)
     series = {k: d.set_index("round").value.to_dict()
               for k, d in values.groupby(["run_id", *RELATIVE_KEYS], dropna=False, sort=False)}
@@ -347,11 +348,11 @@ def ranked_backends(rt: RunTables) -> pd.DataFrame:
     """Backends ranked per model, phase and batch size with their paired intervals (one bootstrap
     per report: the glance, the verdict, the terminal and the exports all read this). Each row's
     samples/s is its cell's own headline figure from the summary, so it is one value everywhere."""
-    ranked = rank_backends(cell_rounds(rt), baseline=REFERENCE)
+    ranked = rank_backends(cell_rounds(rt), baseline=catalog.reference())
     s = rt["summary"]
     if ranked.empty or s.empty:
         return _with_tta(ranked, rt)
-    from reports.summary import with_metric_columns
+    from bench.analysis.columns import with_metric_columns
 
     s = with_metric_columns(s)
     if "world_size" in s:
@@ -389,7 +390,7 @@ def _with_tta(ranked: pd.DataFrame, rt: RunTables) -> pd.DataFrame:
     values = values.merge(reached[["run_id", "model", "backend"]].drop_duplicates())
     if values.empty:
         return ranked
-    tta = rank_backends(values, baseline=REFERENCE).assign(samples_per_s=np.nan)
+    tta = rank_backends(values, baseline=catalog.reference()).assign(samples_per_s=np.nan)
     s = rt["summary"]
     own = s[(s.phase == "tta") & (s.status == "ok")][["run_id", "model", "backend", "tta_median_s"]]
     tta = tta.merge(own, on=["run_id", "model", "backend"], how="left")

@@ -21,12 +21,12 @@ import torch
 import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile, record_function, schedule
 
-from bench.backends import Backend
-from bench.config_types import ProfileConfig, TrainConfig
-from bench.data import Split
+from bench.config.types import ProfileConfig, TrainConfig
+from bench.data.mnist import Split
 from bench.engines import BackendOptions
+from bench.engines.backends import Backend
 from bench.plumbing import console
-from bench.train import build_optimizer, build_trainable
+from bench.training.train import build_optimizer, build_trainable
 
 PHASES = ("data", "forward", "backward", "optimizer")
 os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # keep the profiler library's own logging off the terminal

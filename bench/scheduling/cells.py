@@ -14,10 +14,10 @@ import torch
 from torch import nn
 
 from bench import BenchError
-from bench.backends import Backend
-from bench.config import InferConfig, TrainConfig
-from bench.data import Split
+from bench.config.build import InferConfig, TrainConfig
+from bench.data.mnist import Split
 from bench.engines import BackendOptions, Prepared
+from bench.engines.backends import Backend
 from bench.engines.base import load_runtime
 from bench.measure.accuracy import classification_tables, misclassified, parity
 from bench.measure.cost import model_cost, training_utilization
@@ -25,9 +25,9 @@ from bench.measure.latency import call_figures
 from bench.measure.memory import CellMemory
 from bench.measure.rounds import Contender, round_stats
 from bench.plumbing import console
-from bench.scheduling.signals import check as check_stop
+from bench.plumbing.signals import check as check_stop
 from bench.storage.results import RunWriter
-from bench.train import predict_logits, train_blocks
+from bench.training.train import predict_logits, train_blocks
 
 Tables = dict[str, pd.DataFrame]
 CALIBRATION_IMAGES = 512  # engines that calibrate (static int8) see the first N training images, normalized

@@ -13,10 +13,10 @@ import pandas as pd
 import torch
 
 from bench import ConfigError
-from bench.backends import Backend
-from bench.data import Split, make_split
+from bench.data.mnist import Split, make_split
+from bench.engines.backends import Backend
 from bench.measure.stats import bootstrap_ci
-from bench.train import evaluate
+from bench.training.train import evaluate
 
 VALIDATION_SEED = 0  # the held-out images are one fixed draw, the same for every seed, backend and run
 

@@ -142,6 +142,12 @@ def backend_names() -> list[str]:
     return list(BACKENDS)
 
 
+def catalog() -> dict:
+    """What a report needs of this registry (``bench.storage.catalog``), stored with every run."""
+    facts = (c for e in ENGINES.values() for c in getattr(e, "fact_columns", ()))
+    return {"backends": backend_names(), "fact_columns": list(dict.fromkeys(facts)), "reference": REFERENCE}
+
+
 def get_backend(name: str) -> Backend:
     return BACKENDS[name]
 

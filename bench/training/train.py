@@ -13,13 +13,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.backends import Backend
-from bench.config import TrainConfig
-from bench.data import Split, augmenter
+from bench.config.build import TrainConfig
+from bench.data.mnist import Split, augmenter
 from bench.engines import BackendOptions
+from bench.engines.backends import Backend
 from bench.measure.clocks import clock_for
 from bench.plumbing import console
-from bench.step_loop import StepHooks, StepLoop
+from bench.training.step_loop import StepHooks, StepLoop
 from models import build_model, get_spec
 
 EVAL_BATCH = 1000
@@ -52,7 +52,7 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig, steps_total: int):
 def make_train_step(forward, backend: Backend, opt, sched=None, scaler=None, label_smoothing: float = 0.0,
                     augment=None):
     """One optimisation step on a batch; returns the detached loss (no host sync). ``augment``
-    (``bench.data.augmenter``) transforms the batch first; ``label_smoothing`` applies to this loss only."""
+    (``bench.data.mnist.augmenter``) transforms the batch first; ``label_smoothing`` applies to this loss only."""
 
     def train_step(x, y):
         if augment is not None:
@@ -102,7 +102,7 @@ class TrainResult:
     curve: pd.DataFrame
     test_logits: torch.Tensor  # final model, eager, under the backend's autocast
     blocks: pd.DataFrame  # one row per steady-state step, ``round`` its timed block (the raw training timings)
-    diverged: str | None = None  # why training stopped early (bench.step_loop.diverged)
+    diverged: str | None = None  # why training stopped early (bench.training.step_loop.diverged)
 
     @property
     def test_preds(self) -> torch.Tensor:
@@ -150,7 +150,7 @@ def train_blocks(name: str, backend: Backend, train: Split, test: Split, cfg: Tr
                  block_steps: int | None = None) -> Generator[dict, None, TrainResult]:
     """Train and time, yielding after every block of ``block_steps`` steps (its timing row; default
     ``block_steps_for``), so that several backends can train in interleaved blocks; returns the
-    TrainResult. The step loop is ``bench.step_loop``; ``recorder`` (optimization dynamics) is
+    TrainResult. The step loop is ``bench.training.step_loop``; ``recorder`` (optimization dynamics) is
     called outside the timed regions."""
     model = build_trainable(name, backend, options, seed, cfg.dropout)
     steps_per_epoch = train.train_steps(cfg.batch_size)

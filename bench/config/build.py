@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import ConfigError
-from bench.config_types import (
+from bench.config.types import (
     AUTO,
     MAX_SEED,
     PRESETS,
@@ -30,7 +30,7 @@ from bench.config_types import (
 )
 from bench.engines.base import BackendOptions
 from bench.measure.process_state import ALLOCATORS
-from bench.plumbing.values import boolean, integer, name_list, split, typed
+from bench.plumbing.values import boolean, check_name, integer, name_list, split, typed
 
 __all__ = ["AUTO", "PRESETS", "DistConfig", "DynamicsConfig", "InferConfig", "ProfileConfig", "RunConfig",
            "TrainConfig", "build_config", "config_from_dict", "resume_config", "with_train"]
@@ -168,7 +168,7 @@ def _all_models() -> tuple[str, ...]:
 
 def _backends(value: Any) -> tuple[tuple[str, ...], bool]:
     """The backends a value names (auto: every backend available here), and whether they were named."""
-    from bench.backends import auto_backends, backend_names
+    from bench.engines.backends import auto_backends, backend_names
 
     if value == AUTO or split(value) == [AUTO]:
         return auto_backends(), False
@@ -193,15 +193,13 @@ def _train_config(model: str, preset: str, values: dict[str, Any]) -> TrainConfi
 def _run_name(name: Any) -> str | None:
     if name is None:
         return None
-    from bench.storage.run_index import check_name
-
     return check_name(str(name))
 
 
 def _trainers_only(backends: tuple[str, ...], explicit: bool) -> tuple[str, ...]:
     """Data-parallel runs train: auto keeps its training backends; a named one that does not train
     is refused."""
-    from bench.backends import BACKENDS
+    from bench.engines.backends import BACKENDS
 
     idle = [b for b in backends if not BACKENDS[b].trains]
     if idle and explicit:
@@ -280,7 +278,7 @@ def default_texts() -> dict[str, str]:
     presets and the models' recipes differ."""
     from dataclasses import asdict
 
-    from bench.backends import REFERENCE
+    from bench.engines.backends import REFERENCE
 
     presets = {p: build_config({"preset": p, "backends": REFERENCE}) for p in PRESETS}
     out: dict[str, str] = {}
@@ -315,7 +313,7 @@ def defaults_toml() -> str:
     import json
 
     texts, preset = default_texts(), field_default(RunConfig, "preset")
-    from bench.backends import REFERENCE
+    from bench.engines.backends import REFERENCE
 
     quick = build_config({"preset": preset, "backends": REFERENCE})
     lines = [f"# mnist-bench run options at their defaults (preset {preset}); give any of them to --config"]

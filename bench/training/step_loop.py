@@ -1,4 +1,4 @@
-"""The one training step loop. The single-process training cell (``bench.train``) and every rank
+"""The one training step loop. The single-process training cell (``bench.training.train``) and every rank
 of a data-parallel job (``bench.distributed.ddp``) drive it; what differs between them comes in as
 parameters and hooks: where each epoch's batches come from (a shuffled split, a rank's shard),
 whether every step is synchronized (DDP: to time its all-reduce), what else a step records, and
