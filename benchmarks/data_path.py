@@ -20,7 +20,7 @@ from bench.data.mnist import make_split, resolve_mnist
 from bench.engines import BackendOptions
 from bench.engines.backends import get_backend
 from bench.measure.clocks import wall_time
-from bench.training.train import train_model
+from bench.training.train import TrainJob, train_model
 from models import build_model
 
 
@@ -57,7 +57,7 @@ def main() -> None:
     ratios = []
     for r in range(args.rounds):
         loader_s = dataloader_epoch(args.model, args.root, args.batch_size, r, args.workers)
-        result = train_model(args.model, get_backend("cpu-fp32"), train, test, cfg, r, BackendOptions())
+        result = train_model(TrainJob(args.model, get_backend("cpu-fp32"), train, test, cfg, r, BackendOptions()))
         # the harness drops the partial last batch: scale its time to the full 60,000 images
         harness_s = result.summary["train_s"] * len(train) / (train.train_steps(args.batch_size) * args.batch_size)
         ratios.append(loader_s / harness_s)

@@ -19,7 +19,7 @@ from bench.data.mnist import make_split, resolve_mnist
 from bench.engines import BackendOptions
 from bench.engines.backends import get_backend
 from bench.measure.clocks import wall_time
-from bench.training.train import train_model
+from bench.training.train import TrainJob, train_model
 from models import build_model
 
 
@@ -43,7 +43,7 @@ def minimal_epoch(name, train, batch_size, seed) -> float:
 
 def harness_epoch(name, train, test, batch_size, seed) -> float:
     cfg = TrainConfig(epochs=1, batch_size=batch_size, evals_per_epoch=1, warmup_steps=0)
-    r = train_model(name, get_backend("cpu-fp32"), train, test, cfg, seed, BackendOptions())
+    r = train_model(TrainJob(name, get_backend("cpu-fp32"), train, test, cfg, seed, BackendOptions()))
     return train.train_steps(batch_size) * batch_size / r.summary["train_s"]
 
 

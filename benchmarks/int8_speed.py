@@ -23,7 +23,7 @@ from bench.engines import BackendOptions
 from bench.engines.backends import get_backend
 from bench.measure.latency import benchmark_call, input_batch
 from bench.scheduling.cells import calibration_images
-from bench.training.train import train_model
+from bench.training.train import TrainJob, train_model
 
 BACKENDS = ("onnxruntime-cpu", "onnxruntime-int8-dynamic", "onnxruntime-int8-static")
 
@@ -64,7 +64,7 @@ def main() -> None:
         t = cfg.train_for(name)
         train = make_split(m.train_images, m.train_labels, t.normalization, "cpu", t.limit_train)
         test = make_split(m.test_images, m.test_labels, t.normalization, "cpu")
-        model = train_model(name, get_backend("cpu-fp32"), train, test, t, 0, BackendOptions()).model.eval()
+        model = train_model(TrainJob(name, get_backend("cpu-fp32"), train, test, t, 0, BackendOptions())).model.eval()
         prepared = {}
         for bname in BACKENDS:
             b = get_backend(bname)

@@ -27,7 +27,7 @@ from bench.config.build import TrainConfig
 from bench.data.mnist import make_split, resolve_mnist
 from bench.engines import BackendOptions
 from bench.engines.backends import get_backend
-from bench.training.train import evaluate, train_model
+from bench.training.train import TrainJob, evaluate, train_model
 from bench.training.tta import mlperf_time, validation_splits
 
 TARGETS = {"cnn": 0.99, "mlp": 0.98}
@@ -89,7 +89,7 @@ def run(model: str, name: str, seed: int, mnist) -> dict:
     b = get_backend(backend)
     cfg = TrainConfig(**fields, target_accuracy=TARGETS[model], stop_at_target=True, warmup_steps=0)
     train, val, test = splits(mnist, cfg.normalization)
-    r = train_model(model, b, train, val, cfg, seed, BackendOptions(channels_last=nhwc))
+    r = train_model(TrainJob(model, b, train, val, cfg, seed, BackendOptions(channels_last=nhwc)))
     s = r.summary
     return {"recipe": name, "seed": seed, "tta_s": s["time_to_accuracy_s"], "train_s": s["train_s"],
             "epochs": s["epochs_run"], "validation_accuracy": s["test_accuracy"],

@@ -36,7 +36,7 @@ from bench.measure.latency import benchmark_call
 from bench.scheduling.cells import calibration_images
 from bench.serving.scenarios import BackendScenarios, ServePlan, max_valid_qps
 from bench.serving.sut import ServedModel
-from bench.training.train import train_model
+from bench.training.train import TrainJob, train_model
 from models import get_spec
 from reports.serving_section import latency_bands
 
@@ -47,7 +47,7 @@ def prepared_backend(model: str, backend: str):
     t = cfg.train_for(model)
     train = make_split(mnist.train_images, mnist.train_labels, t.normalization, "cpu", t.limit_train)
     test = make_split(mnist.test_images, mnist.test_labels, t.normalization, "cpu", None)
-    net = train_model(model, get_backend("cpu-fp32"), train, test, t, 0, BackendOptions()).model.eval()
+    net = train_model(TrainJob(model, get_backend("cpu-fp32"), train, test, t, 0, BackendOptions())).model.eval()
     b = get_backend(backend)
     return b.engine.prepare(net, b, BackendOptions(), calibration_images(train)), test
 

@@ -14,7 +14,7 @@ from bench.config.build import build_config, with_train
 from bench.data.mnist import make_split, resolve_mnist
 from bench.engines import BackendOptions
 from bench.engines.backends import get_backend
-from bench.training.train import train_model
+from bench.training.train import TrainJob, train_model
 
 
 def main() -> None:
@@ -48,7 +48,7 @@ def main() -> None:
         for label, cfg, b in (("baseline", baseline, baseline_backend), ("recipe", recipe, backend)):
             train = make_split(m.train_images, m.train_labels, cfg.normalization, b.device)
             test = make_split(m.test_images, m.test_labels, cfg.normalization, b.device)
-            r = train_model("cnn", b, train, test, cfg, seed, BackendOptions()).summary
+            r = train_model(TrainJob("cnn", b, train, test, cfg, seed, BackendOptions())).summary
             times[label] = r["time_to_accuracy_s"]
             print(f"seed {seed} {label} on {b.name}: time to {cfg.target_accuracy:.0%} = "
                   f"{r['time_to_accuracy_s']:.2f} s training time, final accuracy {r['test_accuracy']:.4f}, "

@@ -19,7 +19,7 @@ from bench.config.build import TrainConfig
 from bench.data.mnist import make_split, resolve_mnist
 from bench.engines import BackendOptions
 from bench.engines.backends import get_backend
-from bench.training.train import evaluate, train_model
+from bench.training.train import TrainJob, evaluate, train_model
 from bench.training.tta import validation_splits
 from benchmarks.recipe_search import _settings
 
@@ -50,7 +50,7 @@ def main() -> None:
         for draw in ("last", "random"):
             train, val = splits(mnist, draw, cfg.normalization)
             for seed in range(a.seeds):
-                r = train_model(model, b, train, val, cfg, seed, BackendOptions(channels_last=nhwc))
+                r = train_model(TrainJob(model, b, train, val, cfg, seed, BackendOptions(channels_last=nhwc)))
                 rows.append({"model": model, "held_out": draw, "seed": seed,
                              "validation_accuracy": evaluate(r.model, val, b)[1],
                              "test_accuracy": evaluate(r.model, test, b)[1]})

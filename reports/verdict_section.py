@@ -83,6 +83,18 @@ def _memory_cell(cost: pd.Series | None, big_bs) -> tuple[str, float]:
     return ("–" if set(parts) == {"–"} else " · ".join(parts)), cost.weights_bytes
 
 
+def _accuracy_cell(g: pd.DataFrame, base_acc: float) -> tuple[str, float]:
+    """A backend's test accuracy: its own training's, or the reference's plus its parity delta."""
+    t = g[(g.phase == "train") & (g.status == "ok")]
+    delta = g["parity_accuracy_delta_pts"].dropna() if "parity_accuracy_delta_pts" in g else pd.Series()
+    if len(t) and t.test_accuracy.notna().any():
+        return f"{t.test_accuracy.iloc[0] * 100:.2f}%", t.test_accuracy.iloc[0]
+    if len(delta) and base_acc == base_acc:
+        acc = base_acc * 100 + delta.iloc[0]
+        return f"{acc:.2f}% (Δ {delta.iloc[0]:+.2f} pts)", acc / 100
+    return "–", float("nan")
+
+
 def glance_table(rt: RunTables, ranked: pd.DataFrame, run_id: str, model: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per backend of one model: training and inference (batch 1 and the largest batch) against the
     fastest, accuracy, what it costs in memory and what did not end ok; with each cell's sort key."""
@@ -122,14 +134,7 @@ def glance_table(rt: RunTables, ranked: pd.DataFrame, run_id: str, model: str) -
                 row[label], key[label] = f"{si(done[figure].iloc[0])}/s{mark}", done[figure].iloc[0]
             elif len(cell) and (cell.status != "ok").any():
                 row[label] = str(cell.status.iloc[0])
-        t = g[(g.phase == "train") & (g.status == "ok")]
-        delta = g["parity_accuracy_delta_pts"].dropna() if "parity_accuracy_delta_pts" in g else pd.Series()
-        row["accuracy"], key["accuracy"] = "–", float("nan")
-        if len(t) and t.test_accuracy.notna().any():
-            row["accuracy"], key["accuracy"] = f"{t.test_accuracy.iloc[0] * 100:.2f}%", t.test_accuracy.iloc[0]
-        elif len(delta) and base_acc == base_acc:
-            acc = base_acc * 100 + delta.iloc[0]
-            row["accuracy"], key["accuracy"] = f"{acc:.2f}% (Δ {delta.iloc[0]:+.2f} pts)", acc / 100
+        row["accuracy"], key["accuracy"] = _accuracy_cell(g, base_acc)
         memory = f"memory: weights · preparation · one call{f' at batch {int(sizes[-1])}' if sizes else ''}"
         row[memory], key[memory] = _memory_cell(memory_row(costs, run_id, model, backend),
                                                 sizes[-1] if sizes else None)

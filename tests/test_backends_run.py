@@ -11,7 +11,7 @@ from bench.measure.accuracy import parity
 from bench.measure.memory import CellMemory
 from bench.scheduling.runner import Runner
 from bench.storage.results import read_run
-from bench.training.train import train_model
+from bench.training.train import TrainJob, train_model
 
 from .conftest import TINY
 
@@ -30,8 +30,8 @@ def test_compile_on_cpu_cold_start_apart(small):
         pytest.skip(b.unavailable_reason())
     train, test = small
     cfg = TrainConfig(epochs=1, batch_size=64, evals_per_epoch=1, warmup_steps=2)
-    compiled = train_model("mlp", b, train, test, cfg, 0, BackendOptions()).summary
-    eager = train_model("mlp", get_backend("cpu-fp32"), train, test, cfg, 0, BackendOptions()).summary
+    compiled = train_model(TrainJob("mlp", b, train, test, cfg, 0, BackendOptions())).summary
+    eager = train_model(TrainJob("mlp", get_backend("cpu-fp32"), train, test, cfg, 0, BackendOptions())).summary
     # the first compiled step (compilation) is reported apart: the steady rate leaves the warm-up out
     # (a structural check; how much slower the cold step is depends on the machine's load)
     steady = (compiled["steps"] - compiled["warmup_steps"]) * 64

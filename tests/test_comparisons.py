@@ -455,16 +455,16 @@ def test_interleaved_training_gives_the_same_weights_as_training_alone(mnist_pat
     from bench.dynamics.recording import flat_params
     from bench.engines import BackendOptions
     from bench.engines.backends import get_backend
-    from bench.training.train import train_blocks, train_model
+    from bench.training.train import TrainJob, train_blocks, train_model
 
     m = resolve_mnist(mnist_path)
     train = make_split(m.train_images, m.train_labels, "minmax", "cpu", 640)
     test = make_split(m.test_images, m.test_labels, "minmax", "cpu", 200)
     cfg, b, opts = TrainConfig(epochs=1, batch_size=32, evals_per_epoch=1, warmup_steps=2), get_backend("cpu-fp32"), \
         BackendOptions()
-    alone = train_model("mlp", b, train, test, cfg, 3, opts).model
-    runs = {"mlp": train_blocks("mlp", b, train, test, cfg, 3, opts, block_steps=4),
-            "cnn": train_blocks("cnn", b, train, test, cfg, 5, opts, block_steps=3)}
+    alone = train_model(TrainJob("mlp", b, train, test, cfg, 3, opts)).model
+    runs = {"mlp": train_blocks(TrainJob("mlp", b, train, test, cfg, 3, opts), block_steps=4),
+            "cnn": train_blocks(TrainJob("cnn", b, train, test, cfg, 5, opts), block_steps=3)}
     together = interleave(runs)
     blocks = together["mlp"].blocks  # one row per steady step (20 steps less 2 of warm-up), in blocks of 4
     assert len(blocks) == 18 and blocks.groupby("round").size().tolist() == [4, 4, 4, 4, 2]

@@ -19,7 +19,7 @@ from bench.dynamics.landscape import (
 from bench.dynamics.recording import DynamicsRecorder, flat_params
 from bench.engines import BackendOptions
 from bench.engines.backends import get_backend
-from bench.training.train import train_model
+from bench.training.train import TrainJob, train_model
 from models import build_model
 
 
@@ -116,9 +116,9 @@ def test_recording_does_not_change_training(data):
     train, test = data
     cfg = TrainConfig(epochs=1, batch_size=64, evals_per_epoch=1, schedule="onecycle")
     b = get_backend("cpu-fp32")
-    plain = train_model("mlp", b, train, test, cfg, 3, BackendOptions()).model
+    plain = train_model(TrainJob("mlp", b, train, test, cfg, 3, BackendOptions())).model
     rec = DynamicsRecorder(total_steps=8)
-    recorded = train_model("mlp", b, train, test, cfg, 3, BackendOptions(), recorder=rec).model
+    recorded = train_model(TrainJob("mlp", b, train, test, cfg, 3, BackendOptions()), recorder=rec).model
     assert torch.equal(flat_params(plain), flat_params(recorded))
     tables = rec.tables()
     layers = tables["dynamics_layers"]
@@ -128,7 +128,7 @@ def test_recording_does_not_change_training(data):
     assert torch.equal(rec.checkpoints[-1][1], flat_params(recorded))
     assert torch.equal(unflatten(recorded, rec.checkpoints[-1][1])["1.weight"], recorded[1].weight.detach())
     sparse = DynamicsRecorder(total_steps=8, every=3)
-    again = train_model("mlp", b, train, test, cfg, 3, BackendOptions(), recorder=sparse).model
+    again = train_model(TrainJob("mlp", b, train, test, cfg, 3, BackendOptions()), recorder=sparse).model
     assert torch.equal(flat_params(again), flat_params(plain))
     assert sorted(set(sparse.tables()["dynamics_layers"].step)) == [0, 3, 6]
 

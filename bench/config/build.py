@@ -79,8 +79,9 @@ def load_toml(path: Path) -> dict[str, Any]:
     return values
 
 
-def build_config(values: dict[str, Any]) -> RunConfig:
-    """Build and validate a RunConfig from flat key/value pairs (CLI names or TOML keys)."""
+def _given(values: dict[str, Any]) -> dict[str, Any]:
+    """The values given, under their TOML names, a config file's under the command line's; an
+    unknown key is refused with the legal ones."""
     values = {k.replace("-", "_"): v for k, v in values.items() if v is not None}
     if "config" in values:
         file_values = {k.replace("-", "_"): v for k, v in load_toml(Path(values.pop("config"))).items()}
@@ -91,7 +92,12 @@ def build_config(values: dict[str, Any]) -> RunConfig:
     unknown = sorted(set(values) - set(LEGAL_KEYS))
     if unknown:
         raise ConfigError(f"unknown config key(s) {', '.join(unknown)}; legal keys: {', '.join(LEGAL_KEYS)}")
+    return values
 
+
+def build_config(values: dict[str, Any]) -> RunConfig:
+    """Build and validate a RunConfig from flat key/value pairs (CLI names or TOML keys)."""
+    values = _given(values)
     default = lambda key: field_default(RunConfig, key)  # noqa: E731 - RunConfig's own default
     preset = values.get("preset", default("preset"))
     one_of_presets(preset)

@@ -27,15 +27,13 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from bench.config.build import TrainConfig
-from bench.data.mnist import Split, augmenter
-from bench.engines import BackendOptions
-from bench.engines.backends import Backend
+from bench.data.mnist import augmenter
 from bench.measure.clocks import clock_for
 from bench.measure.rounds import headline_rate
 from bench.measure.stats import bootstrap_ci
 from bench.training.step_loop import StepHooks, StepLoop
 from bench.training.train import (
+    TrainJob,
     block_steps_for,
     build_optimizer,
     build_trainable,
@@ -100,13 +98,13 @@ def rank_layout() -> dict:
             "cuda_max_allocated_bytes": torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None}
 
 
-def ddp_train(model_name: str, backend: Backend, cfg: TrainConfig, per_rank_batch: int, train: Split, test: Split,
-              seed: int, options: BackendOptions) -> tuple[dict, torch.nn.Module] | None:
+def ddp_train(job: TrainJob, per_rank_batch: int) -> tuple[dict, torch.nn.Module] | None:
     """Train on this rank through the one step loop (``bench.training.step_loop``), every step synchronized
     so that its exposed all-reduce time is its own; every rank returns its own records, rank 0 gets
     them all gathered: (tables, model) on rank 0, None on the others."""
     rank, world = dist.get_rank(), dist.get_world_size()
-    model = build_trainable(model_name, backend, options, seed, cfg.dropout)
+    model_name, backend, train, test, cfg, seed = job.model, job.backend, job.train, job.test, job.cfg, job.seed
+    model = build_trainable(model_name, backend, job.options, seed, cfg.dropout)
     torch.manual_seed(seed + rank)  # dropout: each rank its own (seeded) masks
     device_ids = [torch.cuda.current_device()] if backend.device == "cuda" else None
     ddp = DistributedDataParallel(model, device_ids=device_ids)

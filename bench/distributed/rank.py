@@ -26,6 +26,7 @@ from bench.distributed.ddp import ddp_train
 from bench.distributed.launch import per_rank_batch
 from bench.engines.backends import get_backend
 from bench.storage.results import RunWriter, write_json
+from bench.training.train import TrainJob
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
                 b = get_backend(name)
                 settings = b.configure(cfg.backend_options)
                 batch = per_rank_batch(cfg, model, dist.get_world_size())
-                out = ddp_train(model, b, tcfg, batch, train, test, cfg.seed, cfg.backend_options)
+                out = ddp_train(TrainJob(model, b, train, test, tcfg, cfg.seed, cfg.backend_options), batch)
                 if out is not None:
                     tables, net = out
                     tables["summary"] = tables["summary"].assign(

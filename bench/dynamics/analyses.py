@@ -8,6 +8,8 @@ first ``sharpness_subset`` training images for the Hessian. Models are in eval m
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import pandas as pd
 import torch
 
@@ -28,83 +30,112 @@ ANALYSES = 5  # interpolation, surface, pca_surface, perturbation, sharpness
 
 def analyse(model_name: str, steps: list[int], checkpoints: torch.Tensor, train: Split, test: Split,
             cfg: DynamicsConfig, on_analysis=None) -> tuple[pd.DataFrame, dict]:
+    """The five analyses of one recorded training, in order (one seeded generator draws every random
+    direction, so the order is part of the result): rows of every analysis and each one's seconds."""
     device = train.x.device
     model = build_model(model_name).to(device).eval()
     x, y = train.x[: cfg.subset], train.y[: cfg.subset]
-    ev = LandscapeEvaluator(model, x, y)
-    final = unflatten(model, checkpoints[-1].to(device))
-    init = unflatten(model, checkpoints[0].to(device))
-    g = torch.Generator().manual_seed(cfg.seed)
-    rows: list[dict] = []
-    timings: dict[str, float] = {}
+    run = _Analyses(model, LandscapeEvaluator(model, x, y), unflatten(model, checkpoints[-1].to(device)),
+                    unflatten(model, checkpoints[0].to(device)), cfg, on_analysis)
+    run.interpolation()
+    run.surface()
+    run.pca(steps, checkpoints)
+    run.perturbation(test)
+    run.sharpness(steps, checkpoints, train)
+    return pd.DataFrame(run.rows), run.timings
 
-    def timed(name, fn):
-        with Stopwatch(device.type) as sw:
+
+@dataclass
+class _Analyses:
+    model: torch.nn.Module
+    ev: LandscapeEvaluator  # the training subset's loss and accuracy
+    final: dict
+    init: dict
+    cfg: DynamicsConfig
+    on_analysis: object = None
+    rows: list[dict] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.device = next(iter(self.final.values())).device
+        self.g = torch.Generator().manual_seed(self.cfg.seed)
+
+    def timed(self, name, fn):
+        with Stopwatch(self.device.type) as sw:
             out = fn()
-        timings[f"{name}_s"] = sw.seconds
-        if on_analysis is not None:
-            on_analysis(name)
+        self.timings[f"{name}_s"] = sw.seconds
+        if self.on_analysis is not None:
+            self.on_analysis(name)
         return out
 
-    # 1D interpolation init -> final: theta(a) = init + a * (final - init)
-    alphas = torch.linspace(-0.25, 1.25, cfg.interp_points)
-    delta = {k: final[k] - init[k] for k in final}
-    loss, acc = timed("interpolation", lambda: ev.evaluate_plane(init, delta, None, alphas, torch.zeros_like(alphas)))
-    rows += [{"analysis": "interpolation", "x": a, "loss": lo, "accuracy": ac}
-             for a, lo, ac in zip(alphas.tolist(), loss.tolist(), acc.tolist())]
+    def _grid_rows(self, analysis: str, gx, gy, loss, acc) -> None:
+        self.rows += [{"analysis": analysis, "x": a, "y": b, "loss": lo, "accuracy": ac}
+                      for a, b, lo, ac in zip(gx.reshape(-1).tolist(), gy.reshape(-1).tolist(),
+                                              loss.reshape(-1).tolist(), acc.reshape(-1).tolist())]
 
-    # 2D surface on a random filter-normalized plane around the final weights
-    d1 = filter_normalized_direction(final, g)
-    d2 = filter_normalized_direction(final, g)
-    axis = torch.linspace(-cfg.span, cfg.span, cfg.grid)
-    gx, gy, loss, acc = timed("surface", lambda: ev.surface(final, d1, d2, axis, axis))
-    timings["surface_points"] = gx.numel()
-    rows += [{"analysis": "surface", "x": a, "y": b, "loss": lo, "accuracy": ac}
-             for a, b, lo, ac in zip(gx.reshape(-1).tolist(), gy.reshape(-1).tolist(), loss.reshape(-1).tolist(),
-                                     acc.reshape(-1).tolist())]
+    def interpolation(self) -> None:
+        """1D interpolation init -> final: theta(a) = init + a * (final - init)."""
+        alphas = torch.linspace(-0.25, 1.25, self.cfg.interp_points)
+        delta = {k: self.final[k] - self.init[k] for k in self.final}
+        loss, acc = self.timed("interpolation", lambda: self.ev.evaluate_plane(self.init, delta, None, alphas,
+                                                                               torch.zeros_like(alphas)))
+        self.rows += [{"analysis": "interpolation", "x": a, "loss": lo, "accuracy": ac}
+                      for a, lo, ac in zip(alphas.tolist(), loss.tolist(), acc.tolist())]
 
-    # PCA plane of the trajectory, with the loss contours in that plane
-    v1, v2, ratio, coords = pca_directions(checkpoints, checkpoints[-1])
-    rows += [{"analysis": "pca_variance", "x": i + 1, "value": r} for i, r in enumerate(ratio.tolist())]
-    p1, p2 = unflatten(model, v1.to(device)), unflatten(model, v2.to(device))
-    lo_x, hi_x = _padded(coords[:, 0])
-    lo_y, hi_y = _padded(coords[:, 1])
-    gx, gy, loss, acc = timed("pca_surface", lambda: ev.surface(
-        final, p1, p2, torch.linspace(lo_x, hi_x, cfg.grid), torch.linspace(lo_y, hi_y, cfg.grid)))
-    rows += [{"analysis": "pca_surface", "x": a, "y": b, "loss": lo, "accuracy": ac}
-             for a, b, lo, ac in zip(gx.reshape(-1).tolist(), gy.reshape(-1).tolist(), loss.reshape(-1).tolist(),
-                                     acc.reshape(-1).tolist())]
-    loss, acc = ev.evaluate_points([unflatten(model, c.to(device)) for c in checkpoints])
-    rows += [{"analysis": "pca_path", "x": c[0], "y": c[1], "step": s, "loss": lo, "accuracy": ac}
-             for c, s, lo, ac in zip(coords.tolist(), steps, loss.tolist(), acc.tolist())]
+    def surface(self) -> None:
+        """2D surface on a random filter-normalized plane around the final weights."""
+        d1 = filter_normalized_direction(self.final, self.g)
+        d2 = filter_normalized_direction(self.final, self.g)
+        axis = torch.linspace(-self.cfg.span, self.cfg.span, self.cfg.grid)
+        gx, gy, loss, acc = self.timed("surface", lambda: self.ev.surface(self.final, d1, d2, axis, axis))
+        self.timings["surface_points"] = gx.numel()
+        self._grid_rows("surface", gx, gy, loss, acc)
 
-    # accuracy under weight perturbation (test subset), several directions
-    test_ev = LandscapeEvaluator(model, test.x[: cfg.perturb_test], test.y[: cfg.perturb_test])
-    scales = torch.tensor(cfg.perturb_scales)
+    def pca(self, steps: list[int], checkpoints: torch.Tensor) -> None:
+        """PCA plane of the trajectory, with the loss contours in that plane and the path itself."""
+        model, device, grid = self.model, self.device, self.cfg.grid
+        v1, v2, ratio, coords = pca_directions(checkpoints, checkpoints[-1])
+        self.rows += [{"analysis": "pca_variance", "x": i + 1, "value": r} for i, r in enumerate(ratio.tolist())]
+        p1, p2 = unflatten(model, v1.to(device)), unflatten(model, v2.to(device))
+        lo_x, hi_x = _padded(coords[:, 0])
+        lo_y, hi_y = _padded(coords[:, 1])
+        gx, gy, loss, acc = self.timed("pca_surface", lambda: self.ev.surface(
+            self.final, p1, p2, torch.linspace(lo_x, hi_x, grid), torch.linspace(lo_y, hi_y, grid)))
+        self._grid_rows("pca_surface", gx, gy, loss, acc)
+        loss, acc = self.ev.evaluate_points([unflatten(model, c.to(device)) for c in checkpoints])
+        self.rows += [{"analysis": "pca_path", "x": c[0], "y": c[1], "step": s, "loss": lo, "accuracy": ac}
+                      for c, s, lo, ac in zip(coords.tolist(), steps, loss.tolist(), acc.tolist())]
 
-    def perturb():
-        for k in range(cfg.perturb_directions):
-            d = filter_normalized_direction(final, g)
-            loss, acc = test_ev.evaluate_plane(final, d, None, scales, torch.zeros_like(scales))
-            rows.extend({"analysis": "perturbation", "x": s, "y": k, "loss": lo, "accuracy": ac}
-                        for s, lo, ac in zip(scales.tolist(), loss.tolist(), acc.tolist()))
+    def perturbation(self, test: Split) -> None:
+        """Accuracy under weight perturbation (test subset), several directions."""
+        cfg = self.cfg
+        test_ev = LandscapeEvaluator(self.model, test.x[: cfg.perturb_test], test.y[: cfg.perturb_test])
+        scales = torch.tensor(cfg.perturb_scales)
 
-    timed("perturbation", perturb)
+        def perturb():
+            for k in range(cfg.perturb_directions):
+                d = filter_normalized_direction(self.final, self.g)
+                loss, acc = test_ev.evaluate_plane(self.final, d, None, scales, torch.zeros_like(scales))
+                self.rows.extend({"analysis": "perturbation", "x": s, "y": k, "loss": lo, "accuracy": ac}
+                                 for s, lo, ac in zip(scales.tolist(), loss.tolist(), acc.tolist()))
 
-    # sharpness: top Hessian eigenvalue of the training loss at a few checkpoints
-    picks = sorted({round(i * (len(steps) - 1) / max(1, cfg.sharpness_checkpoints - 1))
-                    for i in range(cfg.sharpness_checkpoints)})
-    xs, ys = train.x[: cfg.sharpness_subset], train.y[: cfg.sharpness_subset]
+        self.timed("perturbation", perturb)
 
-    def sharpness():
-        for i in picks:
-            est = top_hessian_eigenvalue(model, unflatten(model, checkpoints[i].to(device)), xs, ys,
-                                         cfg.sharpness_iters, cfg.seed)
-            rows.extend({"analysis": "sharpness", "x": it + 1, "step": steps[i], "value": e}
-                        for it, e in enumerate(est))
+    def sharpness(self, steps: list[int], checkpoints: torch.Tensor, train: Split) -> None:
+        """Sharpness: the top Hessian eigenvalue of the training loss at a few checkpoints."""
+        cfg, model = self.cfg, self.model
+        picks = sorted({round(i * (len(steps) - 1) / max(1, cfg.sharpness_checkpoints - 1))
+                        for i in range(cfg.sharpness_checkpoints)})
+        xs, ys = train.x[: cfg.sharpness_subset], train.y[: cfg.sharpness_subset]
 
-    timed("sharpness", sharpness)
-    return pd.DataFrame(rows), timings
+        def sharpness():
+            for i in picks:
+                est = top_hessian_eigenvalue(model, unflatten(model, checkpoints[i].to(self.device)), xs, ys,
+                                             cfg.sharpness_iters, cfg.seed)
+                self.rows.extend({"analysis": "sharpness", "x": it + 1, "step": steps[i], "value": e}
+                                 for it, e in enumerate(est))
+
+        self.timed("sharpness", sharpness)
 
 
 def _padded(v: torch.Tensor, pad: float = 0.25) -> tuple[float, float]:

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from bench import BenchError
-from bench.config.build import InferConfig, TrainConfig
+from bench.config.build import InferConfig
 from bench.data.mnist import Split
 from bench.engines import BackendOptions, Prepared
 from bench.engines.backends import Backend
@@ -27,7 +27,7 @@ from bench.measure.rounds import Contender, round_stats
 from bench.plumbing import console
 from bench.plumbing.signals import check as check_stop
 from bench.storage.results import RunWriter
-from bench.training.train import predict_logits, train_blocks
+from bench.training.train import TrainJob, predict_logits, train_blocks
 
 Tables = dict[str, pd.DataFrame]
 CALIBRATION_IMAGES = 512  # engines that calibrate (static int8) see the first N training images, normalized
@@ -58,30 +58,29 @@ def prepare_measured(b: Backend, model: nn.Module, options: BackendOptions, trai
     return prepared
 
 
-def train_cell(model_name: str, b: Backend, cfg: TrainConfig, train: Split, test: Split, seed: int,
-               options: BackendOptions, settings: dict, test_images: torch.Tensor, recorder=None,
-               progress: bool = False, interleaved: bool = False
-               ) -> Generator[dict, None, tuple[Tables, nn.Module, Prepared | None]]:
+def train_cell(job: TrainJob, settings: dict, test_images: torch.Tensor, recorder=None, progress: bool = False,
+               interleaved: bool = False) -> Generator[dict, None, tuple[Tables, nn.Module, Prepared | None]]:
     """Train and time one model on one backend, yielding after each timed block of steps (so
     backends can train in interleaved blocks); returns its tables, the trained model, and the
     engine's prepared model when parity needed one (None for the reference), for reuse.
     ``test_images``: the uint8 test images behind ``test`` (for the misclassified table)."""
-    cost = model_cost(model_name)
+    b, cfg, train, test = job.backend, job.cfg, job.train, job.test
+    cost = model_cost(job.model)
     with CellMemory(b.device) as mem:
-        result = yield from train_blocks(model_name, b, train, test, cfg, seed, options, progress, recorder)
+        result = yield from train_blocks(job, progress, recorder)
     memory = {**mem.values, "rss_scope": "interleaved"} if interleaved else mem.values
     speed = round_stats(result.blocks, "train")
     row = {**settings, **cost, **result.summary, **memory, **speed,
            **training_utilization(cost["train_flops_per_sample"], speed.get("train_samples_per_s", float("nan")),
                                   b.device, b.precision),
-           "epochs": cfg.epochs, "optimizer": cfg.optimizer, "schedule": cfg.schedule, "lr": cfg.lr, "seed": seed,
-           "normalization": cfg.normalization, "interleaved": interleaved}
+           "epochs": cfg.epochs, "optimizer": cfg.optimizer, "schedule": cfg.schedule, "lr": cfg.lr,
+           "seed": job.seed, "normalization": cfg.normalization, "interleaved": interleaved}
     prepared = None
     if result.diverged:
         row.update(status="diverged", reason=result.diverged)
     elif not b.is_reference:
         reference = predict_logits(result.model.eval(), test)
-        prepared = prepare_measured(b, result.model, options, train, test.x)
+        prepared = prepare_measured(b, result.model, job.options, train, test.x)
         row.update(parity(reference, prepared.logits(test.x), test.y))
     row["weights_bytes"] = weights_bytes(result.model)
     tables = {

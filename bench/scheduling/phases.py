@@ -1,5 +1,5 @@
 """A model's phases, each a function of the phase context (its configuration, writer, splits and
-machine: ``bench.scheduling.context``), never of the Runner: training in interleaved blocks,
+machine: ``bench.scheduling.context``), never of the scheduler itself: training in interleaved blocks,
 preparing each backend for inference, timing one batch size in interleaved rounds, and profiling."""
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from bench.scheduling.cells import (
 from bench.scheduling.context import PhaseContext
 from bench.storage.keys import MachineGroup
 from bench.training.profiling import profile_cell
+from bench.training.train import TrainJob
 
 
 def train_backends(ctx: PhaseContext, model: str, trainers: list[Backend], reason: str = ""
@@ -39,8 +40,8 @@ def train_backends(ctx: PhaseContext, model: str, trainers: list[Backend], reaso
             ctx.recorded.add(model)
             recorders[b.name] = DynamicsRecorder(cfg.epochs * train.train_steps(cfg.batch_size),
                                                  ctx.cfg.dynamics_every)
-        runs[b.name] = train_cell(model, b, cfg, train, test, ctx.cfg.seed, ctx.cfg.backend_options,
-                                  b.configure(ctx.cfg.backend_options), ctx.mnist.test_images[: len(test)],
+        job = TrainJob(model, b, train, test, cfg, ctx.cfg.seed, ctx.cfg.backend_options)
+        runs[b.name] = train_cell(job, b.configure(ctx.cfg.backend_options), ctx.mnist.test_images[: len(test)],
                                   recorders.get(b.name), ctx.progress, interleaved=len(trainers) > 1)
     states: list[dict] = []
     group = MachineGroup(model, "train")
@@ -64,7 +65,10 @@ def train_backends(ctx: PhaseContext, model: str, trainers: list[Backend], reaso
         weights = io.BytesIO()
         torch.save({k: v.cpu() for k, v in model_obj.state_dict().items()}, weights)
         files = {"model.pt": weights.getvalue(), **(recorder.checkpoint_files() if recorder else {})}
-        ctx.writer.write(model, b, "train", tables, files=files, reason=reason)
+        if reason and not (isinstance(tables["summary"].iloc[0].get("reason"), str)
+                           and tables["summary"].iloc[0].get("reason")):
+            tables = {**tables, "summary": tables["summary"].assign(reason=reason)}  # why it trained
+        ctx.writer.write(model, b, "train", tables, files=files)
     return trained
 
 
@@ -152,10 +156,10 @@ def profile_backend(ctx: PhaseContext, model: str, b: Backend, reason: str | Non
             print(f"warning: {model} {b.name} profile: skipped: {why}", file=sys.stderr)
         ctx.writer.write_status(model, b, "profile", "skipped", why)
         return
-    bs, settings = ctx.cfg.train_for(model).batch_size, b.configure(ctx.cfg.backend_options)
+    tcfg, settings = ctx.cfg.train_for(model), b.configure(ctx.cfg.backend_options)
+    job = TrainJob(model, b, *ctx.splits(model, b.device), tcfg, ctx.cfg.seed, ctx.cfg.backend_options)
     guarded(ctx.writer, model, b, "profile", lambda: ctx.writer.write(model, b, "profile", profile_cell(
-        model, b, ctx.splits(model, b.device)[0], bs, ctx.cfg.seed, ctx.cfg.backend_options, settings,
-        pcfg, ctx.writer.run_dir / "profile"), bs), bs)
+        job, settings, pcfg, ctx.writer.run_dir / "profile"), tcfg.batch_size), tcfg.batch_size)
 
 
 def _written(ctx: PhaseContext, model: str, b: Backend, phase: str, tables: dict, value=None):

@@ -132,7 +132,8 @@ class Runner:
             train, test = self.ctx.splits(model, "cpu")
             with console.stage(f"time {model} ({len(ready)} backend{plural}, interleaved rounds in {cfg.processes} "
                                "processes)", cfg.processes, "process") as st:
-                measured = rounds_in_workers(model, ready, weights, test.x, calibration_images(train), cfg,
+                timed_weights = {b.name: weights[b.name] for b in ready}
+                measured = rounds_in_workers(model, timed_weights, test.x, calibration_images(train), cfg,
                                              lambda bs, part: rounds_here(self.ctx, model, bs, ready, prepared, part),
                                              on_process=lambda p: st.update(note=f"process {p}"))
         if ready and redo:

@@ -56,20 +56,21 @@ def run_spec(spec: dict) -> dict[str, list[dict]]:
     return out
 
 
-def rounds_in_workers(model: str, backends: list, weights: dict, test_images: torch.Tensor,
+def rounds_in_workers(model: str, weights: dict[str, torch.nn.Module], test_images: torch.Tensor,
                       calibration: torch.Tensor, cfg, here: Callable[[int, object], tuple[list[Contender], list[dict]]],
                       on_process: Callable[[int], None] = lambda p: None
                       ) -> dict[int, tuple[list[Contender], list[dict]]]:
     """``run --processes N``: every batch size's rounds spread over N processes, one after another
     (``cfg`` is the RunConfig): this one first (``here(batch_size, infer_cfg)`` times its share and
     returns its contenders and machine states), then N - 1 fresh workers, which prepare every
-    backend again from the same weights. Returns per batch size its contenders (with their timed
+    backend again from the same weights (``weights``: the model each timed backend was prepared
+    from, by backend name, in the rounds' order). Returns per batch size its contenders (with their timed
     calls, rounds numbered across processes) and the machine's state per round."""
     infer = cfg.infer
     sizes = infer.batch_sizes
     shares = [infer.rounds // cfg.processes + (p < infer.rounds % cfg.processes) for p in range(cfg.processes)]
-    out = {bs: ([Contender(b.name, None, "cpu") for b in backends], []) for bs in sizes}
-    state = {b.name: {k: v.cpu() for k, v in weights[b.name].state_dict().items()} for b in backends}
+    out = {bs: ([Contender(name, None, "cpu") for name in weights], []) for bs in sizes}
+    state = {name: {k: v.cpu() for k, v in net.state_dict().items()} for name, net in weights.items()}
     first = 0
     with tempfile.TemporaryDirectory() as tmp:
         for p, share in enumerate(s for s in shares if s):

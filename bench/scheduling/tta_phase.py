@@ -14,7 +14,7 @@ from bench.measure.rounds import interleave
 from bench.plumbing import console
 from bench.scheduling.cells import failure_of
 from bench.scheduling.context import PhaseContext
-from bench.training.train import train_blocks
+from bench.training.train import TrainJob, train_blocks
 from bench.training.tta import seed_row, tta_figures, validation_splits
 
 
@@ -31,7 +31,7 @@ def tta_backends(ctx: PhaseContext, model: str, backends: list[Backend]) -> None
                                                  cfg.validation_images)
         train, val = splits[b.device]
         for seed in range(cfg.seed, cfg.seed + cfg.seeds):
-            runs[f"{b.name} seed {seed}"] = train_blocks(model, b, train, val, t, seed, cfg.backend_options)
+            runs[f"{b.name} seed {seed}"] = train_blocks(TrainJob(model, b, train, val, t, seed, cfg.backend_options))
             runs_of.setdefault(b.name, []).append((seed, f"{b.name} seed {seed}"))
     with console.stage(f"time to accuracy {model} ({len(backends)} backends x {cfg.seeds} seeds, interleaved)",
                        1, "phase") as st:

@@ -101,13 +101,13 @@ class RunWriter:
                 "reason": reason}
 
     def write(self, model: str, backend, phase: str, tables: dict[str, pd.DataFrame], batch_size: int | None = None,
-              files: dict[str, bytes] | None = None, reason: str = "", suffix: str = "") -> Path:
+              files: dict[str, bytes] | None = None, suffix: str = "") -> Path:
         """Write a completed cell; its ``summary`` table (one row of metrics) gets the row header. A
         cell that ended otherwise than ok (a diverged training) says so in its row's status and reason."""
         summary = tables.get("summary", pd.DataFrame([{}]))
         row = summary.iloc[0] if len(summary) else pd.Series(dtype=object)
         status = row.get("status", "ok") if isinstance(row.get("status", "ok"), str) else "ok"
-        reason = row.get("reason") if isinstance(row.get("reason"), str) and row.get("reason") else reason
+        reason = row.get("reason") if isinstance(row.get("reason"), str) and row.get("reason") else ""
         head = pd.DataFrame([self.header(model, backend, phase, batch_size, status, reason)] * len(summary))
         metrics = summary.drop(columns=[c for c in ROW_HEADER if c in summary.columns]).reset_index(drop=True)
         tables = {**tables, "summary": pd.concat([head, metrics], axis=1)}

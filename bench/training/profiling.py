@@ -23,19 +23,18 @@ from torch.profiler import ProfilerActivity, profile, record_function, schedule
 
 from bench.config.types import ProfileConfig, TrainConfig
 from bench.data.mnist import Split
-from bench.engines import BackendOptions
-from bench.engines.backends import Backend
 from bench.plumbing import console
-from bench.training.train import build_optimizer, build_trainable
+from bench.training.train import TrainJob, build_optimizer, build_trainable
 
 PHASES = ("data", "forward", "backward", "optimizer")
 os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # keep the profiler library's own logging off the terminal
 
 
-def profile_training(model_name: str, backend: Backend, train: Split, batch_size: int, seed: int,
-                     options: BackendOptions, pcfg: ProfileConfig, trace_dir: Path) -> dict[str, pd.DataFrame]:
-    """Profile ``pcfg.steps`` training steps; returns the tables ``profile_ops`` and ``profile_phases``."""
-    model = build_trainable(model_name, backend, options, seed)
+def profile_training(job: TrainJob, pcfg: ProfileConfig, trace_dir: Path) -> dict[str, pd.DataFrame]:
+    """Profile ``pcfg.steps`` training steps at ``job.cfg.batch_size`` (with the default optimizer of
+    that batch size); returns the tables ``profile_ops`` and ``profile_phases``."""
+    model_name, backend, train, batch_size, seed = job.model, job.backend, job.train, job.cfg.batch_size, job.seed
+    model = build_trainable(model_name, backend, job.options, seed)
     steps_per_epoch = train.train_steps(batch_size)
     opt, _ = build_optimizer(model, TrainConfig(batch_size=batch_size), max(steps_per_epoch, pcfg.steps))
     scaler = backend.grad_scaler()
@@ -98,11 +97,9 @@ def hta_breakdown(trace: Path) -> pd.DataFrame:
     return pd.DataFrame(df).reset_index(drop=True).assign(trace=trace.name)
 
 
-def profile_cell(model_name: str, backend: Backend, train: Split, batch_size: int, seed: int,
-                 options: BackendOptions, settings: dict, pcfg: ProfileConfig,
-                 trace_dir: Path) -> dict[str, pd.DataFrame]:
+def profile_cell(job: TrainJob, settings: dict, pcfg: ProfileConfig, trace_dir: Path) -> dict[str, pd.DataFrame]:
     """The profile cell: the operator and phase tables plus a summary row of the profiler's settings."""
-    tables = profile_training(model_name, backend, train, batch_size, seed, options, pcfg, trace_dir)
+    tables = profile_training(job, pcfg, trace_dir)
     row = {**settings, "profile_steps_active": pcfg.active, "profile_steps_wait": pcfg.wait,
            "profile_steps_warmup": pcfg.warmup, "record_shapes": pcfg.record_shapes,
            "profile_memory": pcfg.profile_memory, "with_stack": pcfg.with_stack}

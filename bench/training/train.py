@@ -94,6 +94,19 @@ def evaluate(model: nn.Module, split: Split, backend: Backend) -> tuple[float, f
     return loss, (logits.argmax(1) == split.y).float().mean().item(), logits
 
 
+@dataclass(frozen=True)
+class TrainJob:
+    """One model trained on one backend: everything training reads."""
+
+    model: str
+    backend: Backend
+    train: Split
+    test: Split
+    cfg: TrainConfig
+    seed: int
+    options: BackendOptions
+
+
 @dataclass
 class TrainResult:
     model: nn.Module
@@ -134,10 +147,9 @@ def block_steps_for(total_steps: int, warmup_steps: int = 0) -> int:
     return max(1, min(50, steady // TRAIN_BLOCKS))
 
 
-def train_model(name: str, backend: Backend, train: Split, test: Split, cfg: TrainConfig, seed: int,
-                options: BackendOptions, progress: bool = False, recorder=None) -> TrainResult:
+def train_model(job: TrainJob, progress: bool = False, recorder=None) -> TrainResult:
     """Train and time, alone (``train_blocks`` run to its end)."""
-    blocks = train_blocks(name, backend, train, test, cfg, seed, options, progress, recorder)
+    blocks = train_blocks(job, progress, recorder)
     while True:
         try:
             next(blocks)
@@ -145,14 +157,14 @@ def train_model(name: str, backend: Backend, train: Split, test: Split, cfg: Tra
             return done.value
 
 
-def train_blocks(name: str, backend: Backend, train: Split, test: Split, cfg: TrainConfig, seed: int,
-                 options: BackendOptions, progress: bool = False, recorder=None,
-                 block_steps: int | None = None) -> Generator[dict, None, TrainResult]:
+def train_blocks(job: TrainJob, progress: bool = False, recorder=None, block_steps: int | None = None
+                 ) -> Generator[dict, None, TrainResult]:
     """Train and time, yielding after every block of ``block_steps`` steps (its timing row; default
     ``block_steps_for``), so that several backends can train in interleaved blocks; returns the
     TrainResult. The step loop is ``bench.training.step_loop``; ``recorder`` (optimization dynamics) is
     called outside the timed regions."""
-    model = build_trainable(name, backend, options, seed, cfg.dropout)
+    name, backend, train, test, cfg, seed = job.model, job.backend, job.train, job.test, job.cfg, job.seed
+    model = build_trainable(name, backend, job.options, seed, cfg.dropout)
     steps_per_epoch = train.train_steps(cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
     opt, sched = build_optimizer(model, cfg, total)
