@@ -19,6 +19,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 
     groups = {g: p.add_argument_group(g) for g in GROUPS}
     for o in run_options():
+        if o.group not in groups:  # an engine's own options
+            groups[o.group] = p.add_argument_group(o.group)
         flag = f"--{o.key.replace('_', '-')}"
         if o.flag:
             groups[o.group].add_argument(flag, action="store_true", default=None, help=o.help.replace("%", "%%"))

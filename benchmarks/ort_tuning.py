@@ -16,16 +16,17 @@ from bench.config.build import InferConfig
 from bench.data.mnist import make_split, resolve_mnist
 from bench.engines import BackendOptions
 from bench.engines.backends import get_backend
+from bench.engines.onnxruntime import OrtOptions
 from bench.measure.latency import benchmark_call, input_batch
 from bench.scheduling.cells import calibration_images
 from models import build_model
 
 VARIANTS = {
     "default (all, threads 0/0)": BackendOptions(),
-    "basic, threads 0/0": BackendOptions(ort_opt_level="basic"),
-    "all, intra 1": BackendOptions(ort_intra_threads=1),
-    "all, intra 2, inter 1": BackendOptions(ort_intra_threads=2, ort_inter_threads=1),
-    "all, intra 4": BackendOptions(ort_intra_threads=4),
+    "basic, threads 0/0": BackendOptions().with_engine(OrtOptions(ort_opt_level="basic")),
+    "all, intra 1": BackendOptions().with_engine(OrtOptions(ort_intra_threads=1)),
+    "all, intra 2, inter 1": BackendOptions().with_engine(OrtOptions(ort_intra_threads=2, ort_inter_threads=1)),
+    "all, intra 4": BackendOptions().with_engine(OrtOptions(ort_intra_threads=4)),
 }
 
 

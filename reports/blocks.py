@@ -87,6 +87,13 @@ _UNIT_FORMATS = {"samples/s": si, "ms": lambda v: duration(v / 1e3), "s": durati
                  "fraction": percent}
 
 
+def in_unit(v: float, unit: str) -> str:
+    """A value printed in a declared metric's unit (``bench.measure.metrics.UNITS``)."""
+    if v != v:
+        return "–"
+    return _UNIT_FORMATS[unit](v) + ("/s" if unit == "samples/s" else "")
+
+
 def unit_for(column: str):
     """The formatter a column's name asks for (None: plain number): a declared metric's unit, by its
     name or its label (``"p50 latency, batch 1"``), else the unit its name ends with."""

@@ -13,6 +13,7 @@ import pandas as pd
 from bench.storage.results import RunTables, atomic_write_text
 from reports import (
     dynamics_section,
+    metrics_section,
     profile_section,
     run_sections,
     scaling_section,
@@ -29,6 +30,7 @@ SECTIONS: list[Section] = [
     verdict_section.GLANCE,
     run_sections.PROBLEMS,
     verdict_section.VERDICT,
+    metrics_section.SECTION,
     run_sections.ENVIRONMENT_SECTION,
     run_sections.SUMMARY,
     run_sections.TRAINING,

@@ -59,3 +59,49 @@ def test_a_new_section_is_one_object_in_one_list(tiny_run, tmp_path, monkeypatch
     assert main(["export", str(tiny_run), "--format", "csv", "--output", str(tmp_path / "x")]) == 0
     exported = pd.read_csv(tmp_path / "x" / "best-accuracy.csv")
     assert set(exported.model) == {"mlp", "cnn"}
+
+
+def _summary(values: dict[str, list[float]], column: str) -> pd.DataFrame:
+    """A summary of one run: per backend, inference at batch 1 and 32 with ``column``'s values."""
+    rows = []
+    for backend, per_batch in values.items():
+        for bs, v in zip((1, 32), per_batch):
+            rows.append({"run_id": "r", "cell_id": f"mlp__{backend}__infer_bs{bs}", "model": "mlp",
+                         "backend": backend, "phase": "infer", "batch_size": bs, "status": "ok", column: v})
+    return pd.DataFrame(rows)
+
+
+def test_a_metric_declared_better_higher_is_ranked_in_the_verdict_with_no_other_edit(monkeypatch):
+    """Declared with better="higher", a metric is ranked best-first by its value (and flips with
+    better="lower"): in the analysis and in the report's verdict by every metric."""
+    from bench.analysis.ranking import best_by_metric
+    from bench.measure import metrics
+    from bench.storage.results import RunTables
+    from reports import metrics_section
+    from reports.section import ReportContext
+
+    new = metrics.Metric("samples_per_joule", "samples per joule", "samples/s", "higher", "infer",
+                         "inference samples per joule of package energy")
+    monkeypatch.setitem(metrics.METRICS, new.name, new)
+    summary = _summary({"cpu-fp32": [10.0, 400.0], "cpu-bf16": [7.0, 900.0], "onnxruntime-cpu": [30.0, 500.0]},
+                       new.name)
+    ranked = best_by_metric(summary).set_index(["metric", "batch_size"])
+    assert ranked.loc[("samples_per_joule", 1), "best"] == "onnxruntime-cpu"
+    assert ranked.loc[("samples_per_joule", 1), "runner_up"] == "cpu-fp32"
+    assert ranked.loc[("samples_per_joule", 1), "best_by"] == 3.0
+    assert ranked.loc[("samples_per_joule", 32), "best"] == "cpu-bf16"
+    ctx = ReportContext(RunTables(tables={"summary": summary}))
+    section = metrics_section.SECTION
+    html = section.render(ctx, section.frame(ctx))
+    assert "samples per joule" in html and "onnxruntime-cpu (30/s)" in html
+    monkeypatch.setitem(metrics.METRICS, new.name, metrics.Metric(
+        "samples_per_joule", "samples per joule", "samples/s", "lower", "infer", "the same, read the other way"))
+    assert best_by_metric(summary).set_index(["metric", "batch_size"]).loc[("samples_per_joule", 1), "best"] \
+        == "cpu-bf16"
+
+
+def test_each_phase_that_pairs_rounds_declares_the_figure_it_is_shown_in():
+    from bench.measure.metrics import paired_metric
+
+    assert [paired_metric(p) for p in ("train", "infer", "tta")] == ["train_samples_per_s", "samples_per_s",
+                                                                      "tta_median_s"]

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from bench.measure.between_processes import between_process_sigma, widened_once
+from bench.measure.metrics import paired_metric
 from bench.measure.stats import (
     calibrated_ratio,
     mann_whitney_u,
@@ -358,7 +359,7 @@ def ranked_backends(rt: RunTables) -> pd.DataFrame:
     if "world_size" in s:
         s = s[s.world_size.isna()]
     s = s[s.status == "ok"]
-    head = s.assign(headline=s.train_samples_per_s.where(s.phase == "train", s.samples_per_s),
+    head = s.assign(headline=s[paired_metric("train")].where(s.phase == "train", s[paired_metric("infer")]),
                     batch_size=s.batch_size.where(s.phase != "train"))
     head = head[["run_id", "model", "backend", "phase", "batch_size", "headline"]].astype({"batch_size": float})
     out = ranked.astype({"batch_size": float}).merge(head, on=["run_id", "model", "backend", "phase", "batch_size"],
@@ -392,6 +393,6 @@ def _with_tta(ranked: pd.DataFrame, rt: RunTables) -> pd.DataFrame:
         return ranked
     tta = rank_backends(values, baseline=catalog.reference()).assign(samples_per_s=np.nan)
     s = rt["summary"]
-    own = s[(s.phase == "tta") & (s.status == "ok")][["run_id", "model", "backend", "tta_median_s"]]
+    own = s[(s.phase == "tta") & (s.status == "ok")][["run_id", "model", "backend", paired_metric("tta")]]
     tta = tta.merge(own, on=["run_id", "model", "backend"], how="left")
     return pd.concat([ranked, tta], ignore_index=True) if not ranked.empty else tta

@@ -26,6 +26,7 @@ from bench.config.types import (
     RunConfig,
     ServeConfig,
     TrainConfig,
+    engine_option_classes,
     field_default,
 )
 from bench.engines.base import BackendOptions
@@ -53,11 +54,21 @@ _PRESET_OPTIONS = {"quick": {}, "full": {"channels_last": True}}
 
 _TRAIN_KEYS = {f.name for f in fields(TrainConfig)}
 _INFER_KEYS = {f.name for f in fields(InferConfig)}
-_OPTION_KEYS = {f.name for f in fields(BackendOptions)}
+_OPTION_KEYS = {f.name for f in fields(BackendOptions) if "help" in f.metadata}  # every engine's
 _DIST_KEYS = {f.name for f in fields(DistConfig)}
 _SERVE_KEYS = {f.name for f in fields(ServeConfig)}
 _RUN_KEYS = {f.name for f in fields(RunConfig) if "help" in f.metadata}
-LEGAL_KEYS = sorted(_TRAIN_KEYS | _INFER_KEYS | _OPTION_KEYS | _DIST_KEYS | _SERVE_KEYS | _RUN_KEYS | {"config"})
+
+
+def _engine_keys() -> dict[str, type]:
+    """Each engine's own option (``Engine.options``) by key: the class that declares it."""
+    return {f.name: cls for cls in engine_option_classes() for f in fields(cls) if "help" in f.metadata}
+
+
+def legal_keys() -> list[str]:
+    """Every configuration key (TOML), plugins' engines' options included."""
+    return sorted(_TRAIN_KEYS | _INFER_KEYS | _OPTION_KEYS | _DIST_KEYS | _SERVE_KEYS | _RUN_KEYS | {"config"}
+                  | set(_engine_keys()))
 
 
 def load_toml(path: Path) -> dict[str, Any]:
@@ -89,9 +100,10 @@ def _given(values: dict[str, Any]) -> dict[str, Any]:
     if "profile" in values:  # the key's earlier name; "profile" now means torch.profiler only
         print("warning: 'profile' is renamed 'preset' (--preset quick|full)", file=sys.stderr)
         values.setdefault("preset", values.pop("profile"))
-    unknown = sorted(set(values) - set(LEGAL_KEYS))
+    legal = legal_keys()
+    unknown = sorted(set(values) - set(legal))
     if unknown:
-        raise ConfigError(f"unknown config key(s) {', '.join(unknown)}; legal keys: {', '.join(LEGAL_KEYS)}")
+        raise ConfigError(f"unknown config key(s) {', '.join(unknown)}; legal keys: {', '.join(legal)}")
     return values
 
 
@@ -146,10 +158,25 @@ def build_config(values: dict[str, Any]) -> RunConfig:
         subset=integer("subset", values.get("subset", default("subset")), minimum=1),
         name=_run_name(values.get("name", default("name"))),
         train=train, infer=typed(InferConfig, infer_values),
-        backend_options=typed(BackendOptions, {**_PRESET_OPTIONS[preset],
-                                               **{k: values[k] for k in _OPTION_KEYS if k in values}}),
+        backend_options=_backend_options(values, preset, backends),
         distributed=distributed, serve=serve,
     )
+
+
+def _backend_options(values: dict[str, Any], preset: str, backends: tuple[str, ...]) -> BackendOptions:
+    """The switches shared by every backend, and each engine's own options. An engine option given
+    for a run none of whose backends runs that engine is ignored with a warning naming those that do."""
+    from bench.engines.backends import engine_option_sets
+
+    shared = typed(BackendOptions, {**_PRESET_OPTIONS[preset], **{k: values[k] for k in _OPTION_KEYS if k in values}})
+    sets = []
+    for cls, applies in engine_option_sets().items():
+        given = {f.name: values[f.name] for f in fields(cls) if f.name in values}
+        sets.append(typed(cls, given))
+        if given and not set(applies) & set(backends):
+            print(f"warning: {', '.join(given)} applies to {', '.join(applies)}, none of which this run has; "
+                  "ignored", file=sys.stderr)
+    return shared.with_engine(*sets)
 
 
 def _serve_config(values: dict[str, Any]) -> ServeConfig:
@@ -225,13 +252,25 @@ def config_from_dict(d: dict) -> RunConfig:
             data_dir=Path(d["data_dir"]) if d.get("data_dir") else None,
             train={m: TrainConfig(**t) for m, t in d["train"].items()},
             infer=InferConfig(**{**d["infer"], "batch_sizes": tuple(d["infer"]["batch_sizes"])}),
-            backend_options=BackendOptions(**d["backend_options"]),
+            backend_options=_stored_backend_options(d["backend_options"]),
             serve=ServeConfig(**{**d.get("serve", {}), "scenarios": tuple(d.get("serve", {}).get("scenarios", ()))}),
 
             distributed=DistConfig(**{**d.get("distributed", {}),
                                       "scaling": tuple(d.get("distributed", {}).get("scaling", ()))}))
     except (KeyError, TypeError, AttributeError) as e:
         raise ConfigError(f"the stored configuration cannot be read ({type(e).__name__}: {e})") from None
+
+
+def _stored_backend_options(d: dict) -> BackendOptions:
+    """BackendOptions as meta.json stores them: the shared switches and each engine's set (runs made
+    before engines declared their own options stored those beside the shared ones)."""
+    shared = {k: v for k, v in d.items() if k in _OPTION_KEYS}
+    stored = d.get("engine_options") or {}
+    sets = []
+    for cls in engine_option_classes():
+        own = {f.name for f in fields(cls)}
+        sets.append(cls(**{**{k: v for k, v in d.items() if k in own}, **(stored.get(cls.key) or {})}))
+    return BackendOptions(**shared).with_engine(*sets)
 
 
 def resume_config(run_dir: Path, given: dict[str, Any]) -> RunConfig:
@@ -267,6 +306,8 @@ def _field(cfg: RunConfig, key: str) -> Any:
         return getattr(cfg.infer, key)
     if key in _OPTION_KEYS:
         return getattr(cfg.backend_options, key)
+    if key in _engine_keys():
+        return getattr(cfg.backend_options.of(_engine_keys()[key]), key)
     if key in _DIST_KEYS:
         return getattr(cfg.distributed, key)
     if key in _SERVE_KEYS:
@@ -299,9 +340,9 @@ def default_texts() -> dict[str, str]:
             out[key] = "; ".join(f"{p}: " + (_shown(next(iter(d.values()))) if len(set(d.values())) == 1 else
                                             ", ".join(f"{m} {_shown(v)}" for m, v in d.items()))
                                  for p, d in per.items())
-    for part, keys in (("infer", _INFER_KEYS), ("backend_options", _OPTION_KEYS)):
+    for keys in (_INFER_KEYS, _OPTION_KEYS, set(_engine_keys())):
         for key in keys:
-            values = {p: getattr(getattr(c, part), key) for p, c in presets.items()}
+            values = {p: _field(c, key) for p, c in presets.items()}
             out[key] = _shown(values["quick"]) if len(set(values.values())) == 1 else \
                 "; ".join(f"{p}: {_shown(v)}" for p, v in values.items())
     for key, value in {**asdict(DistConfig()), **asdict(ServeConfig())}.items():
@@ -323,7 +364,7 @@ def defaults_toml() -> str:
 
     quick = build_config({"preset": preset, "backends": REFERENCE})
     lines = [f"# mnist-bench run options at their defaults (preset {preset}); give any of them to --config"]
-    for key in sorted(LEGAL_KEYS):
+    for key in legal_keys():
         if key == "config":
             continue
         value = _value_of(quick, key)

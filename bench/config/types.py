@@ -311,12 +311,20 @@ class RunOption:
     owner: type  # the dataclass whose field it is
 
 
+def engine_option_classes() -> list[type]:
+    """The engines' own option classes (``Engine.options``), in the backend registry's order."""
+    from bench.engines.backends import engine_option_sets
+
+    return list(engine_option_sets())
+
+
 def run_options() -> list[RunOption]:
-    """Every run option, grouped as --help lists them."""
+    """Every run option, grouped as --help lists them: the configuration's own groups, then each
+    engine's options in a group of its own."""
     out = [RunOption(f.name, f.metadata["help"], f.metadata["group"], f.metadata["flag"],
                      f.metadata["choices"], cls)
-           for cls in OPTION_CLASSES for f in fields(cls) if "help" in f.metadata]
-    return sorted(out, key=lambda o: GROUPS.index(o.group))
+           for cls in (*OPTION_CLASSES, *engine_option_classes()) for f in fields(cls) if "help" in f.metadata]
+    return sorted(out, key=lambda o: GROUPS.index(o.group) if o.group in GROUPS else len(GROUPS))
 
 
 def field_default(cls: type, name: str) -> Any:

@@ -142,6 +142,17 @@ def backend_names() -> list[str]:
     return list(BACKENDS)
 
 
+def engine_option_sets() -> dict[type, list[str]]:
+    """Each engine's own options class (``Engine.options``) with the backends it applies to, in the
+    registry's order (plugins' engines included)."""
+    out: dict[type, list[str]] = {}
+    for b in BACKENDS.values():
+        cls = getattr(b.engine, "options", None)
+        if cls is not None:
+            out.setdefault(cls, []).append(b.name)
+    return out
+
+
 def catalog() -> dict:
     """What a report needs of this registry (``bench.storage.catalog``), stored with every run."""
     facts = (c for e in ENGINES.values() for c in getattr(e, "fact_columns", ()))

@@ -14,41 +14,39 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from bench import ConfigError
 from bench.plumbing.lazy import torch
 from bench.plumbing.options import BACKEND, option
 
 if TYPE_CHECKING:
     from bench.engines.backends import Backend
 
-ORT_OPT_LEVELS = ("disable", "basic", "extended", "all")
-
-
 @dataclass(frozen=True)
 class BackendOptions:
-    """Switches that apply across backends (each engine records the ones it uses)."""
+    """Switches that apply across backends (each engine records the ones it uses), and each engine's
+    own options (``engine_options``: an engine's ``options`` dataclass by its ``key``)."""
 
     tf32: bool = option(False, group=BACKEND, flag=True, help="allow TF32 matmul/conv in CUDA fp32 backends")
     cudnn_benchmark: bool = option(False, group=BACKEND, flag=True, help="enable cudnn.benchmark autotuning (CUDA)")
     channels_last: bool = option(False, group=BACKEND, flag=True, help="NHWC memory format for the models whose "
                                                                        "registry entry allows it (the CNN)")
-    ort_opt_level: str = option("all", group=BACKEND, choices=ORT_OPT_LEVELS,
-                                help="ONNX Runtime graph optimization: disable | basic | extended | all")
-    ort_intra_threads: int = option(0, group=BACKEND, help="ONNX Runtime intra-op threads; 0 leaves the choice to it")
-    ort_inter_threads: int = option(0, group=BACKEND, help="ONNX Runtime inter-op threads; 0 leaves the choice to it")
-    # ONNX Runtime's intra-op threads spin between runs by default; beside torch's OpenMP threads on
-    # a few cores that spinning made the next PyTorch block ~2x slower (CNN, batch 32, 2 cores), so
-    # interleaved rounds measured the interference, not the backends. off: they sleep between runs.
-    ort_spinning: bool = option(False, group=BACKEND, help="on | off: ONNX Runtime's threads spin between runs (off: "
-                                                           "their spinning slows the PyTorch backends interleaved "
-                                                           "with them)")
+    engine_options: dict[str, Any] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        if self.ort_opt_level not in ORT_OPT_LEVELS:
-            raise ConfigError(f"ort_opt_level must be one of {', '.join(ORT_OPT_LEVELS)}; got {self.ort_opt_level!r}")
-        for name in ("ort_intra_threads", "ort_inter_threads"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+    def of(self, cls: type):
+        """This run's values of an engine's options (``cls``: its ``options`` dataclass); its
+        defaults where the run gave none."""
+        found = self.engine_options.get(cls.key)
+        return found if isinstance(found, cls) else cls()
+
+    def with_engine(self, *sets: Any) -> BackendOptions:
+        """A copy with these engine option sets (each under its class's ``key``)."""
+        from dataclasses import replace
+
+        return replace(self, engine_options={**self.engine_options, **{type(s).key: s for s in sets}})
+
+
+def engine_option_group(cls: type) -> str:
+    """The --help group of an engine's own options."""
+    return f"{cls.key} options"
 
 
 @dataclass
@@ -85,6 +83,10 @@ class Engine(Protocol):
     test_marks: tuple[str, ...]  # pytest markers of its rows in the benchmark suite (besides the device's)
     # Optional: ``fact_columns``, the summary columns of its preparation's own figures and settings
     # (``Prepared.facts``, ``settings``), shown in the report's Export and preparation section.
+    # Optional: ``options``, a frozen dataclass of the engine's own run options (a ``key`` ClassVar
+    # naming the set; fields declared with ``bench.plumbing.options.option``): they become command
+    # line flags and TOML keys of their own --help group, apply to this engine's backends only and
+    # reach it as ``options.of(ThatClass)``.
 
     def probe(self, backend: Backend) -> str | None:
         """Why ``backend`` cannot run on this machine, or None when it can."""

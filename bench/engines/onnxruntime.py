@@ -12,17 +12,51 @@ import io
 import tempfile
 import warnings
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
+from bench import ConfigError
 from bench.engines.base import BackendOptions, Prepared, missing_module
 from bench.measure.clocks import Stopwatch
 from bench.measure.memory import current_rss_bytes
 from bench.plumbing.lazy import torch
+from bench.plumbing.options import option
 
 _OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
                "all": "ORT_ENABLE_ALL"}
+
+ORT_OPT_LEVELS = tuple(_OPT_LEVELS)
+
+
+@dataclass(frozen=True)
+class OrtOptions:
+    """ONNX Runtime's own options: flags of its backends only (onnxruntime-*, the int8 ones too)."""
+
+    key: ClassVar[str] = "onnxruntime"
+    ort_opt_level: str = option("all", group="onnxruntime options", choices=ORT_OPT_LEVELS,
+                                help="ONNX Runtime graph optimization: disable | basic | extended | all")
+    ort_intra_threads: int = option(0, group="onnxruntime options",
+                                    help="ONNX Runtime intra-op threads; 0 leaves the choice to it")
+    ort_inter_threads: int = option(0, group="onnxruntime options",
+                                    help="ONNX Runtime inter-op threads; 0 leaves the choice to it")
+    # ONNX Runtime's intra-op threads spin between runs by default; beside torch's OpenMP threads on
+    # a few cores that spinning made the next PyTorch block ~2x slower (CNN, batch 32, 2 cores), so
+    # interleaved rounds measured the interference, not the backends. off: they sleep between runs.
+    ort_spinning: bool = option(False, group="onnxruntime options",
+                                help="on | off: ONNX Runtime's threads spin between runs (off: their spinning slows "
+                                     "the PyTorch backends interleaved with them)")
+
+    def __post_init__(self) -> None:
+        if self.ort_opt_level not in ORT_OPT_LEVELS:
+            raise ConfigError(f"ort_opt_level must be one of {', '.join(ORT_OPT_LEVELS)}; got {self.ort_opt_level!r}")
+        for name in ("ort_intra_threads", "ort_inter_threads"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+
 
 
 def export_onnx(model: torch.nn.Module, path: Path, input_shape: tuple[int, ...] = (1, 28, 28)) -> dict:
@@ -85,11 +119,12 @@ class OrtSession:
                  input_shape: tuple[int, ...] = (1, 28, 28)) -> None:
         import onnxruntime as ort
 
+        own = options.of(OrtOptions)
         so = ort.SessionOptions()
-        so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _OPT_LEVELS[options.ort_opt_level])
-        so.intra_op_num_threads = options.ort_intra_threads
-        so.inter_op_num_threads = options.ort_inter_threads
-        if not options.ort_spinning:
+        so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _OPT_LEVELS[own.ort_opt_level])
+        so.intra_op_num_threads = own.ort_intra_threads
+        so.inter_op_num_threads = own.ort_inter_threads
+        if not own.ort_spinning:
             so.add_session_config_entry("session.intra_op.allow_spinning", "0")
             so.add_session_config_entry("session.inter_op.allow_spinning", "0")
         so.log_severity_level = 3
@@ -133,6 +168,7 @@ class OnnxRuntimeEngine:
     trains = False
     reference = False
     test_marks: tuple[str, ...] = ("onnx",)
+    options = OrtOptions
     fact_columns: tuple[str, ...] = ("opset", "export_s", "onnx_bytes", "session_create_s", "first_inference_s",
                                      "ort_session_rss_bytes", "ort_opt_level", "ort_intra_threads",
                                      "ort_inter_threads")
@@ -148,8 +184,7 @@ class OnnxRuntimeEngine:
         return None
 
     def settings(self, options: BackendOptions) -> dict:
-        return {"ort_opt_level": options.ort_opt_level, "ort_intra_threads": options.ort_intra_threads,
-                "ort_inter_threads": options.ort_inter_threads, "ort_spinning": options.ort_spinning}
+        return asdict(options.of(OrtOptions))
 
     def training_forward(self, model: torch.nn.Module, backend) -> Callable:
         raise TypeError(f"{self.name} runs models trained by a PyTorch backend; it does not train")

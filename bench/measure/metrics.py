@@ -24,6 +24,10 @@ class Metric:
     # batch1 (the inference cell at batch 1) | largest (the inference cell at the largest batch)
     summary: str = ""
     in_table: bool = True  # shown in its phase's table (Training or Inference)
+    # the figure its phase's paired rounds are ranked in and shown as (the verdict's samples/s or
+    # seconds): one per phase that pairs rounds (train, infer, tta). Every metric, paired or not, is
+    # also ranked on its own by its better direction (bench.analysis.ranking).
+    paired: bool = False
 
     def __post_init__(self) -> None:
         if self.unit not in UNITS or self.better not in ("higher", "lower") or self.summary not in SUMMARY_AT \
@@ -42,7 +46,8 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
            "top-1 accuracy on the test split after training", summary="train"),
     Metric("train_samples_per_s", "train samples/s", "samples/s", "higher", "train",
            "steady-state training speed: 1 / the median over blocks of steps of each block's median seconds per "
-           "sample (warm-up excluded)", ("train_samples_per_s_ci_low", "train_samples_per_s_ci_high"), summary="train"),
+           "sample (warm-up excluded)", ("train_samples_per_s_ci_low", "train_samples_per_s_ci_high"), summary="train",
+           paired=True),
     Metric("time_to_accuracy_s", "time to target", "s", "lower", "train",
            "training seconds (evaluation excluded) until a check first reached the target accuracy", summary="train"),
     Metric("p50_latency_ms", "p50 latency", "ms", "lower", "infer",
@@ -50,7 +55,7 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
            ("round_p50_ci_low_ms", "round_p50_ci_high_ms"), summary="batch1"),
     Metric("samples_per_s", "infer samples/s", "samples/s", "higher", "infer",
            "inference speed: 1 / the median over rounds of each round's median seconds per sample",
-           ("samples_per_s_ci_low", "samples_per_s_ci_high"), summary="largest"),
+           ("samples_per_s_ci_low", "samples_per_s_ci_high"), summary="largest", paired=True),
     Metric("mfu", "train MFU", "fraction", "higher", "train",
            "model FLOP utilization: achieved training FLOP/s over the measured peak matmul FLOP/s", summary="train"),
     Metric("weights_bytes", "weights", "bytes", "lower", "infer",
@@ -84,8 +89,16 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
            "when any seed did not reach the target"),
     Metric("tta_median_s", "time to target, median", "s", "lower", "tta",
            "the median over the seeds that reached the target, with its 95% bootstrap interval",
-           ("tta_median_ci_low_s", "tta_median_ci_high_s")),
+           ("tta_median_ci_low_s", "tta_median_ci_high_s"), paired=True),
 )}
+
+
+def paired_metric(phase: str) -> str:
+    """The column a phase's paired ranking is shown in (``Metric.paired``)."""
+    found = [m.name for m in METRICS.values() if m.paired and m.phase == phase]
+    if len(found) != 1:
+        raise ValueError(f"phase {phase}: {len(found)} metrics declared paired=True; one is needed")
+    return found[0]
 
 
 def metric(name: str) -> Metric:
