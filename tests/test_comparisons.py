@@ -288,8 +288,9 @@ def test_raw_timings_round_trip(tmp_path):
     write_json(tmp_path / "meta.json", {"run_id": "r"})
     timings = pd.DataFrame({"round": [0, 0, 1], "process": 0, "position": [0, 0, 1], "call": [0, 1, 0],
                             "timestamp_s": [1.0, 1.1, 2.0], "seconds": [0.01, 0.012, 0.011], "samples": 32})
-    write_cell(tmp_path, "mlp__cpu-fp32__infer_bs32", {"summary": pd.DataFrame([{"model": "mlp"}]),
-                                                       "timings": timings})
+    summary = pd.DataFrame([{"model": "mlp", "backend": "cpu-fp32", "phase": "infer", "batch_size": 32,
+                             "status": "ok"}])
+    write_cell(tmp_path, "mlp__cpu-fp32__infer_bs32", {"summary": summary, "timings": timings})
     back = read_run(tmp_path)["timings"].drop(columns=["run_id", "cell_id"])
     pd.testing.assert_frame_equal(back, timings)
 

@@ -16,7 +16,6 @@ from typing import Any
 from bench import ConfigError
 from bench.config.types import (
     AUTO,
-    MAX_SEED,
     PRESETS,
     SCENARIOS,
     DistConfig,
@@ -30,8 +29,7 @@ from bench.config.types import (
     field_default,
 )
 from bench.engines.base import BackendOptions
-from bench.measure.process_state import ALLOCATORS
-from bench.plumbing.values import boolean, check_name, integer, name_list, split, typed
+from bench.plumbing.values import name_list, read_fields, split, typed
 
 __all__ = ["AUTO", "PRESETS", "DistConfig", "DynamicsConfig", "InferConfig", "ProfileConfig", "RunConfig",
            "TrainConfig", "build_config", "config_from_dict", "resume_config", "with_train"]
@@ -108,59 +106,29 @@ def _given(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_config(values: dict[str, Any]) -> RunConfig:
-    """Build and validate a RunConfig from flat key/value pairs (CLI names or TOML keys)."""
+    """Build and validate a RunConfig from flat key/value pairs (CLI names or TOML keys): each value
+    read by its field's annotation (``bench.plumbing.values.read_value``), each part then checks
+    itself; the presets' and the models' recipes go under the values given."""
     values = _given(values)
-    default = lambda key: field_default(RunConfig, key)  # noqa: E731 - RunConfig's own default
-    preset = values.get("preset", default("preset"))
+    preset = values.get("preset", field_default(RunConfig, "preset"))
     one_of_presets(preset)
-    models = name_list("models", values.get("models", default("models")), list(_all_models()))
+    models = name_list("models", values.get("models", field_default(RunConfig, "models")), list(_all_models()))
     backends, explicit = _backends(values.get("backends", AUTO))
-    seed = integer("seed", values.get("seed", default("seed")), minimum=0)
-    if seed > MAX_SEED:
-        raise ConfigError(f"seed must be in [0, {MAX_SEED}], got {seed}")
-    threads = values.get("threads", default("threads"))
-    threads = None if threads is None else integer("threads", threads, minimum=1)
-    train = {m: _train_config(m, preset, values) for m in models}
-    infer_values = {**_PRESET_INFER[preset], **{k: values[k] for k in _INFER_KEYS if k in values}}
-    if "batch_sizes" in infer_values:
-        infer_values["batch_sizes"] = tuple(integer("batch_sizes", b, minimum=1)
-                                            for b in split(infer_values["batch_sizes"]))
-    dist_values = {k: values[k] for k in _DIST_KEYS if k in values}
-    if "scaling" in dist_values:
-        dist_values["scaling"] = tuple(integer("scaling", n, minimum=1) for n in split(dist_values["scaling"]))
-    distributed = typed(DistConfig, dist_values)
-    serve = _serve_config(values)
-    dynamics = boolean("dynamics", values.get("dynamics", default("dynamics")))
-    processes = integer("processes", values.get("processes", default("processes")), minimum=1)
-    allocator = values.get("allocator", default("allocator"))
-    if allocator not in ALLOCATORS:
-        raise ConfigError(f"allocator must be one of {', '.join(ALLOCATORS)}; got {allocator!r}")
+    own = read_fields(RunConfig, {k: values[k] for k in _RUN_KEYS - {"models", "backends"} if k in values})
+    distributed = typed(DistConfig, {k: values[k] for k in _DIST_KEYS if k in values})
     if distributed.enabled:
         backends = _trainers_only(backends, explicit)
-        for key, asked in (("dynamics", dynamics), ("processes", "processes" in values and processes != 1)):
+        for key, asked in (("dynamics", own.get("dynamics")), ("processes", own.get("processes", 1) != 1)):
             if asked:
                 raise ConfigError(f"{key} applies to single-process runs; a torchrun run measures data-parallel "
                                   "training only (leave it out, or run without --launcher torchrun)")
-        processes = 1
-    for key in ("out", "data_dir"):
-        if key in values and not isinstance(values[key], (str, Path)):
-            raise ConfigError(f"{key} must be a folder path (a string), got {values[key]!r}")
-    data_dir = values.get("data_dir", default("data_dir"))
+        own["processes"] = 1
     return RunConfig(
-        models=models, backends=backends, preset=preset, seed=seed, threads=threads, processes=processes,
-        allocator=allocator,
-        out=Path(values.get("out", default("out"))), data_dir=Path(data_dir) if data_dir else None,
-        dynamics=dynamics, seeds=integer("seeds", values.get("seeds", default("seeds")), minimum=1),
-        validation_images=integer("validation_images", values.get("validation_images", default("validation_images")),
-                                  minimum=1),
-        dynamics_every=integer("dynamics_every", values.get("dynamics_every", default("dynamics_every")), minimum=1),
-        grid=integer("grid", values.get("grid", default("grid")), minimum=2),
-        subset=integer("subset", values.get("subset", default("subset")), minimum=1),
-        name=_run_name(values.get("name", default("name"))),
-        train=train, infer=typed(InferConfig, infer_values),
-        backend_options=_backend_options(values, preset, backends),
-        distributed=distributed, serve=serve,
-    )
+        **own, models=models, backends=backends,
+        train={m: _train_config(m, preset, values) for m in models},
+        infer=typed(InferConfig, {**_PRESET_INFER[preset], **{k: values[k] for k in _INFER_KEYS if k in values}}),
+        backend_options=_backend_options(values, preset, backends), distributed=distributed,
+        serve=_serve_config(values))
 
 
 def _backend_options(values: dict[str, Any], preset: str, backends: tuple[str, ...]) -> BackendOptions:
@@ -223,12 +191,6 @@ def _train_config(model: str, preset: str, values: dict[str, Any]) -> TrainConfi
     return typed(TrainConfig, merged)
 
 
-def _run_name(name: Any) -> str | None:
-    if name is None:
-        return None
-    return check_name(str(name))
-
-
 def _trainers_only(backends: tuple[str, ...], explicit: bool) -> tuple[str, ...]:
     """Data-parallel runs train: auto keeps its training backends; a named one that does not train
     is refused."""
@@ -244,19 +206,13 @@ def _trainers_only(backends: tuple[str, ...], explicit: bool) -> tuple[str, ...]
 
 def config_from_dict(d: dict) -> RunConfig:
     """The RunConfig stored in a run folder's meta.json (``asdict``), rebuilt and validated again."""
+    parts = ("train", "infer", "backend_options", "serve", "distributed")
     try:
         return RunConfig(
-            **{k: v for k, v in d.items() if k not in ("train", "infer", "backend_options", "out", "data_dir", "serve",
-                                                      "models", "backends", "distributed")},
-            models=tuple(d["models"]), backends=tuple(d["backends"]), out=Path(d["out"]),
-            data_dir=Path(d["data_dir"]) if d.get("data_dir") else None,
-            train={m: TrainConfig(**t) for m, t in d["train"].items()},
-            infer=InferConfig(**{**d["infer"], "batch_sizes": tuple(d["infer"]["batch_sizes"])}),
+            **read_fields(RunConfig, {k: v for k, v in d.items() if k not in parts}),
+            train={m: typed(TrainConfig, t) for m, t in d["train"].items()}, infer=typed(InferConfig, d["infer"]),
             backend_options=_stored_backend_options(d["backend_options"]),
-            serve=ServeConfig(**{**d.get("serve", {}), "scenarios": tuple(d.get("serve", {}).get("scenarios", ()))}),
-
-            distributed=DistConfig(**{**d.get("distributed", {}),
-                                      "scaling": tuple(d.get("distributed", {}).get("scaling", ()))}))
+            serve=typed(ServeConfig, d.get("serve", {})), distributed=typed(DistConfig, d.get("distributed", {})))
     except (KeyError, TypeError, AttributeError) as e:
         raise ConfigError(f"the stored configuration cannot be read ({type(e).__name__}: {e})") from None
 

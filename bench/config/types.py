@@ -12,7 +12,7 @@ from bench import ConfigError
 from bench.engines.base import BackendOptions
 from bench.measure.process_state import ALLOCATORS, DEFAULT_ALLOCATOR
 from bench.plumbing.options import DIST, DYNAMICS, GROUPS, INFER, OUTPUT, SERVE, TRAIN, WHAT, option
-from bench.plumbing.values import one_of, positive
+from bench.plumbing.values import check_name, one_of, positive
 
 MNIST_TRAIN_IMAGES = 60_000
 MAX_LR = 10.0  # a learning rate above this cannot train these models to a meaningful figure
@@ -94,8 +94,10 @@ class InferConfig:
         if not self.batch_sizes:
             raise ConfigError("batch_sizes must name at least one batch size")
         for bs in self.batch_sizes:
-            if not isinstance(bs, int) or bs <= 0:
+            if not isinstance(bs, int) or isinstance(bs, bool):
                 raise ConfigError(f"batch_sizes must be positive integers, got {bs!r}")
+            if bs < 1:
+                raise ConfigError(f"batch_sizes must be >= 1, got {bs}")
         positive(self, "rounds", "min_repeats", "max_repeats")
         if self.warmup_calls < 0:
             raise ConfigError(f"warmup_calls must be >= 0, got {self.warmup_calls}")
@@ -171,8 +173,9 @@ class DistConfig:
         positive(self, "nproc_per_node", "nnodes")
         if not self.dist_timeout_s > 0:
             raise ConfigError(f"dist_timeout_s must be > 0, got {self.dist_timeout_s}")
-        if any(n < 1 for n in self.scaling):
-            raise ConfigError(f"scaling must list world sizes >= 1, got {','.join(map(str, self.scaling))}")
+        for n in self.scaling:
+            if n < 1:
+                raise ConfigError(f"scaling must be >= 1, got {n} (world sizes)")
         if self.rdzv_endpoint is not None:
             host, _, port = self.rdzv_endpoint.rpartition(":")
             if not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -292,6 +295,21 @@ class RunConfig:
     backend_options: BackendOptions = field(default_factory=BackendOptions)
     distributed: DistConfig = field(default_factory=DistConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
+
+    def __post_init__(self) -> None:
+        one_of("preset", self.preset, PRESETS)
+        one_of("allocator", self.allocator, ALLOCATORS)
+        if self.seed < 0:
+            raise ConfigError(f"seed must be >= 0, got {self.seed}")
+        if self.seed > MAX_SEED:
+            raise ConfigError(f"seed must be in [0, {MAX_SEED}], got {self.seed}")
+        for key, least in (("threads", 1), ("processes", 1), ("seeds", 1), ("validation_images", 1),
+                           ("dynamics_every", 1), ("grid", 2), ("subset", 1)):
+            value = getattr(self, key)
+            if value is not None and value < least:
+                raise ConfigError(f"{key} must be >= {least}, got {value}")
+        if self.name is not None:
+            check_name(self.name)
 
     def train_for(self, model: str) -> TrainConfig:
         return self.train[model]

@@ -24,6 +24,7 @@ from bench.data.mnist import resolve_mnist
 from bench.engines.backends import get_backend, probe
 from bench.plumbing import console
 from bench.plumbing.signals import graceful_stop
+from bench.storage.keys import CellKey
 from bench.storage.results import cell_id
 from bench.storage.run_folder import close_run, open_run
 
@@ -172,10 +173,10 @@ def run_distributed(cfg: RunConfig, argv: list[str] | None) -> tuple[Path, list[
 def rank_layout(run_dir: Path) -> dict[str, list[dict]]:
     """Per world size: every rank's host, node, local rank and pid, from the cells rank 0 wrote."""
     layout = {}
-    for ranks in sorted((run_dir / "cells").glob("*_ws*/ranks.parquet")):
-        world = ranks.parent.name.rsplit("_ws", 1)[1]
+    for ranks in sorted((run_dir / "cells").glob("*/ranks.parquet")):
+        world = CellKey.parse(ranks.parent.name).suffix  # ws<N>
         rows = pd.read_parquet(ranks, columns=["rank", "node_rank", "local_rank", "host", "pid"])
-        layout.setdefault(f"ws{world}", rows.to_dict("records"))
+        layout.setdefault(world, rows.to_dict("records"))
     return layout
 
 

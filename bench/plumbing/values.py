@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+import types
+import typing
+from pathlib import Path
 from typing import Any
 
 from bench import ConfigError
@@ -69,22 +72,40 @@ def one_of(key: str, value: Any, legal: tuple[str, ...]) -> None:
         raise ConfigError(f"{key} must be one of {', '.join(legal)}; got {value!r}")
 
 
-def typed(cls, values: dict[str, Any]):
-    """``cls`` built from ``values`` read by each field's type (int, float, bool; the rest as given)."""
-    from dataclasses import fields
+def read_value(key: str, value: Any, hint: Any) -> Any:
+    """``value`` (a command-line string or a TOML value) as the annotation ``hint`` asks: int, float,
+    bool, str, Path, an optional one (None stays None), or a tuple of one of these (a comma-separated
+    string or a list); any other type as given (its dataclass validates it)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType) and type(None) in args:
+        inner = [a for a in args if a is not type(None)]
+        return None if value is None else read_value(key, value, inner[0])
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        return tuple(read_value(key, v, args[0]) for v in split(value))
+    if hint is int:
+        return integer(key, value)
+    if hint is float:
+        return number(key, value)
+    if hint is bool:
+        return boolean(key, value)
+    if hint is Path:
+        if not isinstance(value, (str, Path)):
+            raise ConfigError(f"{key} must be a folder path (a string), got {value!r}")
+        return Path(value)
+    if hint is str:
+        return value if isinstance(value, str) else str(value)
+    return value
 
-    out = {}
-    hints = {f.name: str(f.type) for f in fields(cls)}
-    for k, v in values.items():
-        hint = hints[k]
-        if hint.startswith("int"):
-            v = integer(k, v)
-        elif hint.startswith("float"):
-            v = number(k, v)
-        elif hint.startswith("bool"):
-            v = boolean(k, v)
-        out[k] = v
-    return cls(**out)
+
+def read_fields(cls, values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` read by the annotations of ``cls``'s fields (``read_value``)."""
+    hints = typing.get_type_hints(cls)
+    return {k: read_value(k, v, hints[k]) for k, v in values.items()}
+
+
+def typed(cls, values: dict[str, Any]):
+    """``cls`` built from ``values`` read by its fields' annotations; its own checks then run."""
+    return cls(**read_fields(cls, values))
 
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")

@@ -130,6 +130,7 @@ def time_batch_size(ctx: PhaseContext, model: str, bs: int, backends: list[Backe
         else:
             tables = infer_tables(model, c, bs, cfg.infer, b.configure(cfg.backend_options), memory[b.name])
             ctx.writer.write(model, b, "infer", tables, bs)
+            ctx.infer_speeds[model, b.name, bs] = float(tables["summary"].iloc[0].get("samples_per_s", float("nan")))
 
 
 def rounds_here(ctx: PhaseContext, model: str, bs: int, backends: list[Backend], prepared: dict, infer_cfg

@@ -6,12 +6,12 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-import pandas as pd
-
 from bench.engines.backends import Backend
 from bench.plumbing import console
 from bench.scheduling.cells import guarded
 from bench.scheduling.context import PhaseContext
+from bench.storage.keys import CellKey
+from bench.storage.results import stored_summary_row
 
 
 def serve_backends(ctx: PhaseContext, model: str, backends: list[Backend], prepared: dict) -> None:
@@ -46,11 +46,11 @@ def _fastest_batch(ctx: PhaseContext, model: str, b: Backend) -> int:
     """The batch size of the backend's fastest inference cell (samples/s) in this run: the Offline
     SUT's batch; the largest planned batch when none ended ok."""
     best, batch = -1.0, max(ctx.cfg.infer.batch_sizes)
-    for path in (ctx.writer.run_dir / "cells").glob(f"{model}__{b.name}__infer_bs*/summary.parquet"):
-        try:
-            row = pd.read_parquet(path).iloc[0]
-        except (OSError, ValueError, IndexError):
-            continue
-        if row.get("status") == "ok" and row.get("samples_per_s", -1) > best:
-            best, batch = float(row["samples_per_s"]), int(row["batch_size"])
+    for bs in ctx.cfg.infer.batch_sizes:
+        speed = ctx.infer_speeds.get((model, b.name, bs))
+        if speed is None:  # timed before a --resume: its cell says
+            row = stored_summary_row(ctx.writer.run_dir, CellKey(model, b.name, "infer", bs))
+            speed = float(row.get("samples_per_s", -1)) if row is not None and row.get("status") == "ok" else None
+        if speed is not None and speed > best:
+            best, batch = speed, bs
     return batch

@@ -4,16 +4,38 @@ Every id is built here and nowhere else; readers compare keys, never split strin
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+from bench.storage.schema import PHASES
+
+_CELL = re.compile(r"(?P<model>[^_]+(?:_[^_]+)*?)__(?P<backend>.+?)__(?P<phase>[a-z]+)"
+                   r"(?:_bs(?P<batch_size>\d+))?(?:_(?P<suffix>[A-Za-z0-9]+))?")
+
+
+MACHINE = "machine"  # the backend part of a machine group's folder (``MachineGroup.folder``)
 
 
 @dataclass(frozen=True)
 class CellKey:
     model: str
     backend: str
-    phase: str  # train | export | infer | dynamics | profile
+    phase: str  # one of bench.storage.schema.Phase
     batch_size: int | None = None  # inference cells
     suffix: str = ""  # a variant of the same cell, such as a data-parallel world size (``ws2``)
+
+    def __post_init__(self) -> None:
+        if self.phase not in PHASES and self.backend != MACHINE:
+            raise ValueError(f"phase must be one of {', '.join(PHASES)}; got {self.phase!r}")
+
+    @classmethod
+    def parse(cls, cell_id: str) -> CellKey:
+        """The key of a cell folder's name (``id``'s inverse); a ValueError for any other name."""
+        m = _CELL.fullmatch(cell_id)
+        if m is None or (m["phase"] not in PHASES and m["backend"] != MACHINE):
+            raise ValueError(f"{cell_id!r} is not a cell id")
+        return cls(m["model"], m["backend"], m["phase"], int(m["batch_size"]) if m["batch_size"] else None,
+                   m["suffix"] or "")
 
     @property
     def id(self) -> str:
@@ -39,7 +61,7 @@ class MachineGroup:
     @property
     def folder(self) -> str:
         """The folder the group's machine rows are written to."""
-        return f"{self.model}__machine__{self.phase}" + (f"_bs{self.batch_size}" if self.phase == "infer" else "")
+        return CellKey(self.model, MACHINE, self.phase, self.batch_size if self.phase == "infer" else None).id
 
 
 def group_names(models, phases, batch_sizes) -> list[str]:

@@ -24,58 +24,15 @@ import pandas as pd
 from bench import BenchError
 from bench.storage import catalog
 from bench.storage.keys import CellKey
+from bench.storage.schema import STATUSES, TABLES
 
-SCHEMA = {
-    "summary": "one row per cell: model, backend, device, precision, engine, phase (train | infer | export), "
-               "batch_size, status (ok | skipped | error | oom | diverged), reason, then that phase's metrics "
-               "(train_samples_per_s, time_to_accuracy_s, test_accuracy, p50_latency_ms, samples_per_s, cv, "
-               "unstable, peak_rss_bytes, params, *_flops_per_sample, mfu, parity_*, ...)",
-    "timings": "train and infer: every timed call (inference) or block of steady-state steps (training), kept "
-               "so any statistic can be recomputed: round, process, position (in the round's order), call, "
-               "timestamp_s (epoch seconds), seconds (the device clock), wall_seconds (inference), samples",
-    "machine": "per model and phase (batch size): one row per round: group, round, timestamp_s, control_ms and "
-               "control_min_ms (median and fastest of 5 calls of a fixed 384x384 fp32 matmul: the machine's speed "
-               "index), loadavg_1m, cpu_mhz, steal_frac, "
-               "gpu_clock_mhz, gpu_temp_c",
-    "epochs": "training: one row per epoch: wall_s, train_s, eval_s, data_s, compute_s, samples_per_s, "
-              "train_loss, test_accuracy",
-    "curve": "training: one row per test-set check: epoch, step, epoch_progress, train_s, wall_s, "
-             "train_loss, test_loss, test_accuracy",
-    "classes": "training: one row per class: precision, recall, f1, support",
-    "confusion": "training: one row per (true, pred) pair: count",
-    "misclassified": "training: first misclassified test images: index, label, pred, pixels (784 uint8 bytes)",
-    "scenarios": "--scenarios: one row per MLPerf LoadGen test: scenario (single-stream | multi-stream | server | "
-                 "offline), batching (dynamic batching on), step and target_qps (the Server search), valid, "
-                 "loadgen_reason, achieved_qps, scheduled_qps, p50_ms, p90_ms, p99_ms, max_ms (MultiStream: per "
-                 "query of 8 samples), queries, log (its folder of LoadGen logs in the cell)",
-    "served": "--scenarios: one row per served query of a Server test (no batching) at the highest VALID rate: "
-              "latency_ms (LoadGen), issue_delay_ms (LoadGen: scheduled arrival to issue), handover_ms, call_ms, "
-              "answer_ms (the harness's clock), other_ms, stalled_call",
-    "seeds": "--seeds: one row per seed of a time-to-accuracy cell: seed, reached, time_to_accuracy_s (training "
-             "seconds to the target on the validation split), train_s, eval_s, epochs_run, steps, "
-             "validation_accuracy, test_accuracy, diverged",
-    "dynamics_layers": "--dynamics: one row per (step, layer): grad_norm, grad_abs_mean, grad_abs_max, "
-                       "weight_norm, update_ratio",
-    "dynamics_steps": "--dynamics: one row per step: loss, lr",
-    "landscape": "--dynamics analyses, one row per evaluated point: analysis (interpolation: x=alpha; "
-                 "surface / pca_surface: x, y plane coordinates; pca_path: x, y, step of a checkpoint; "
-                 "pca_variance: x=component, value=explained-variance ratio; perturbation: x=scale, "
-                 "y=direction; sharpness: x=power iteration, step=checkpoint, value=eigenvalue estimate), "
-                 "loss, accuracy",
-    "profile_ops": "profile: one row per operator: name, calls, self_cpu_time_us, cpu_time_total_us, "
-                   "self_device_time_us, device_time_total_us, flops (over the active steps)",
-    "profile_phases": "profile: one row per phase of a training step (data, forward, backward, optimizer): "
-                      "cpu_ms_per_step, device_ms_per_step",
-    "ranks": "data-parallel training: one row per rank: rank, local_rank, node_rank, host, pid, steady_s, samples, "
-             "allreduce_s, compute_s, samples_per_s, allreduce_share, steps",
-    "profile_hta": "profile of a CUDA backend: HolisticTraceAnalysis's temporal breakdown of GPU time (idle, "
-                   "compute, non-compute, in ns and %) with the trace's name, or one row with a note why not",
-}
+# Every table's declared columns, kinds and legal values: bench.storage.schema. Here by name, with
+# what each holds.
+SCHEMA = {name: table.description for name, table in TABLES.items()}
 
 
 RESULTS_SCHEMA_VERSION = 2  # of a run folder (meta.json and the tables above); 1: before the version was written
 ROW_HEADER = ("model", "backend", "device", "precision", "engine", "phase", "batch_size", "status", "reason")
-STATUSES = ("ok", "skipped", "error", "oom", "diverged")
 
 
 def cell_id(model: str, backend: str, phase: str, batch_size: int | None = None, suffix: str = "") -> str:
@@ -156,9 +113,13 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def write_cell(run_dir: Path, cell_id: str, tables: dict[str, pd.DataFrame],
                files: dict[str, bytes] | None = None) -> Path:
-    unknown = [name for name in tables if name not in SCHEMA]
+    unknown = [name for name in tables if name not in TABLES]
     if unknown:
         raise ValueError(f"table {unknown[0]!r} is not in the results schema")
+    for name, df in tables.items():
+        wrong = TABLES[name].problems(df)
+        if wrong:
+            raise ValueError(f"cell {cell_id}: its {name} table breaks the results schema: {'; '.join(wrong)}")
     cells = run_dir / "cells"
     tmp = cells / f".tmp-{cell_id}"
     final = cells / cell_id
@@ -179,6 +140,15 @@ def write_cell(run_dir: Path, cell_id: str, tables: dict[str, pd.DataFrame],
         raise BenchError(f"cannot write the results cell {final}: {e.strerror or e} "
                          "(completed cells are kept)") from None
     return final
+
+
+def stored_summary_row(run_dir: Path, key: CellKey) -> pd.Series | None:
+    """The summary row of one completed cell of a run folder, or None when it has none (yet)."""
+    try:
+        df = pd.read_parquet(Path(run_dir) / "cells" / key.id / "summary.parquet")
+    except (OSError, ValueError):
+        return None
+    return df.iloc[0] if len(df) else None
 
 
 def write_samples(run_dir: Path, mnist, count: int = 16) -> None:
@@ -218,15 +188,6 @@ class RunTables:
         return df.merge(summary[keys + [c for c in columns if c in summary and c not in df]], on=keys)
 
 
-# Columns a table must have to be read as this tool's; a file without them is named and skipped.
-REQUIRED_COLUMNS = {
-    "summary": ("model", "backend", "phase", "status"),
-    "timings": ("round", "seconds", "samples"),
-    "machine": ("group", "round"),
-    "curve": ("wall_s", "test_accuracy"),
-}
-
-
 def _read_parquet(path: Path, problems: list[str]) -> pd.DataFrame | None:
     try:
         df = pd.read_parquet(path)
@@ -234,9 +195,9 @@ def _read_parquet(path: Path, problems: list[str]) -> pd.DataFrame | None:
         detail = str(e).splitlines()[0][:160] if str(e) else ""
         problems.append(f"{path}: damaged, not read ({type(e).__name__}: {detail})")
         return None
-    missing = [c for c in REQUIRED_COLUMNS.get(path.stem, ()) if c not in df.columns]
-    if missing:
-        problems.append(f"{path}: not this tool's {path.stem} table (no {', '.join(missing)} column), not read")
+    wrong = TABLES[path.stem].problems(df) if path.stem in TABLES else []
+    if wrong:
+        problems.append(f"{path}: not this tool's {path.stem} table ({'; '.join(wrong)}), not read")
         return None
     return df
 
