@@ -11,7 +11,7 @@ import pandas as pd
 from bench.measure.metrics import METRICS
 from bench.measure.process_state import summary_line
 from bench.storage import catalog
-from bench.storage.meta import missing_cells
+from bench.storage.plan import missing_cells
 from reports import charts
 from reports.blocks import cols, img, table, warn
 from reports.section import ReportContext, Section
@@ -220,7 +220,8 @@ def _problems(ctx: ReportContext, _frame=None) -> str:
                               f"mnist-bench run --resume <its folder>"))
         missing = missing_cells(meta, present) if status != "complete" else []
         if missing:
-            rows = pd.DataFrame(missing, columns=["model", "backend", "phase", "batch_size"]).assign(run=run_id)
+            rows = pd.DataFrame([(k.model, k.backend, str(k.phase), k.batch_size) for k in missing],
+                                columns=["model", "backend", "phase", "batch_size"]).assign(run=run_id)
             parts.append(table(rows, f"missing-{run_id}"))
     return "\n".join(parts)
 

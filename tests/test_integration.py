@@ -118,3 +118,15 @@ def test_result_tables_keep_their_shape(tiny_run):
     recorded in tests/data/tiny_shape.json (regenerate it only for an intended change)."""
     expected = json.loads((Path(__file__).parent / "data" / "tiny_shape.json").read_text())
     assert json.loads(json.dumps(table_shape(tiny_run), sort_keys=True)) == expected
+
+
+def test_the_tiny_run_holds_exactly_its_plan(tiny_run):
+    """Every planned cell has its folder, every cell folder is planned (machine rows aside), and
+    closing the run found nothing to warn about against the plan; the catalog is stored with it."""
+    from bench.storage.plan import missing_cells, unplanned_cells
+
+    meta = json.loads((tiny_run / "meta.json").read_text())
+    present = {p.name for p in (tiny_run / "cells").iterdir()}
+    assert meta["plan"] and missing_cells(meta, present) == [] and unplanned_cells(meta, present) == []
+    assert not [w for w in meta.get("warnings", []) if "plan" in w]
+    assert meta["catalog"]["reference"] == "cpu-fp32" and "onnxruntime-cpu" in meta["catalog"]["backends"]

@@ -99,6 +99,7 @@ def test_a_failed_cell_gives_exit_code_4_and_the_others_complete(mnist_path, tmp
         raise RuntimeError("exporter exploded")
 
     monkeypatch.setattr(ort_engine, "export_onnx", broken)
+    monkeypatch.setattr(ort_engine, "_EXPORTS", {})  # an earlier test's export of the same weights is not reused
     assert main(_tiny(tmp_path, mnist_path, "--models", "mlp", "--backends", "cpu-fp32,onnxruntime-cpu")) == 4
     assert "1 error" in capsys.readouterr().err
 
@@ -382,7 +383,7 @@ def test_a_damaged_raw_file_beside_a_good_gz_is_named(mnist_path, tmp_path, caps
 def test_when_the_reference_training_fails_every_planned_cell_still_gets_a_row(mnist_path, tmp_path, monkeypatch,
                                                                               capsys):
     import bench.scheduling.cells as cells
-    from bench.storage.meta import missing_cells
+    from bench.storage.plan import missing_cells
 
     def broken(*a, **k):
         raise RuntimeError("training exploded")

@@ -21,11 +21,11 @@ import torch
 from bench import ConfigError
 from bench.config.build import RunConfig
 from bench.data.mnist import resolve_mnist
-from bench.engines.backends import get_backend, probe
+from bench.engines.backends import REFERENCE, catalog, get_backend, probe, trainers
 from bench.plumbing import console
 from bench.plumbing.signals import graceful_stop
 from bench.storage.keys import CellKey
-from bench.storage.results import cell_id
+from bench.storage.plan import plan
 from bench.storage.run_folder import close_run, open_run
 
 DIST_FAILED_EXIT = 4
@@ -138,7 +138,8 @@ def run_distributed(cfg: RunConfig, argv: list[str] | None) -> tuple[Path, list[
                               f"{'; '.join(missing)}")
         check(cfg)
         mnist = resolve_mnist(cfg.data_dir)  # verified (and cached) once, before the ranks read it
-        writer, meta = open_run(cfg, argv, mnist)
+        planned = plan(cfg, trainers(), REFERENCE)
+        writer, meta = open_run(cfg, argv, mnist, stored={"catalog": catalog(), "plan": [k.id for k in planned]})
         meta["distributed"] = {"launcher": "torchrun", "nnodes": cfg.distributed.nnodes,
                                "nproc_per_node": cfg.distributed.nproc_per_node,
                                "rdzv_endpoint": cfg.distributed.rdzv_endpoint,
@@ -152,13 +153,11 @@ def run_distributed(cfg: RunConfig, argv: list[str] | None) -> tuple[Path, list[
                 failure = _launch(cfg, writer.run_dir, world)
                 if failure:
                     failures.append(failure)
-                    cells = writer.run_dir / "cells"
-                    for model in cfg.models:
-                        for name in cfg.backends:
-                            if not (cells / cell_id(model, name, "train", None, f"ws{world}")).exists():
-                                row = {"status": "error", "reason": failure, "world_size": world}
-                                writer.write(model, get_backend(name), "train", {"summary": pd.DataFrame([row])},
-                                             suffix=f"ws{world}")
+                    for key in (k for k in planned if k.suffix == f"ws{world}"):
+                        if not (writer.run_dir / "cells" / key.id).exists():
+                            row = {"status": "error", "reason": failure, "world_size": world}
+                            writer.write(key.model, get_backend(key.backend), key.phase,
+                                         {"summary": pd.DataFrame([row])}, suffix=key.suffix)
                     break
             status = "complete"
         finally:

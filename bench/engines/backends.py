@@ -142,6 +142,11 @@ def backend_names() -> list[str]:
     return list(BACKENDS)
 
 
+def trainers() -> set[str]:
+    """The backends that train (the others run a model trained by one of them)."""
+    return {name for name, b in BACKENDS.items() if b.trains}
+
+
 def engine_option_sets() -> dict[type, list[str]]:
     """Each engine's own options class (``Engine.options``) with the backends it applies to, in the
     registry's order (plugins' engines included)."""

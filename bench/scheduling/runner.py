@@ -8,7 +8,6 @@ error (or oom) row and the run goes on."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
@@ -18,7 +17,7 @@ from bench.config.build import RunConfig
 from bench.config.types import DynamicsConfig, ProfileConfig
 from bench.data.mnist import resolve_mnist
 from bench.dynamics.cell import dynamics_cell
-from bench.engines.backends import REFERENCE, Backend, catalog, get_backend, probe
+from bench.engines.backends import REFERENCE, Backend, catalog, get_backend, probe, trainers
 from bench.measure import process_state
 from bench.measure.machine import warnings_for
 from bench.plumbing import console
@@ -29,10 +28,10 @@ from bench.scheduling.cells import (
 )
 from bench.scheduling.context import MachineLog, PhaseContext, Splits
 from bench.scheduling.phases import prepare_backend, profile_backend, rounds_here, time_batch_size, train_backends
-from bench.scheduling.plan import planned_cells
 from bench.scheduling.serve_phase import serve_backends
 from bench.scheduling.timing_workers import rounds_in_workers
 from bench.scheduling.tta_phase import tta_backends
+from bench.storage.plan import plan
 from bench.storage.results import cell_id, check_writable
 from bench.storage.run_folder import close_run, open_run
 from bench.training.train import build_trainable
@@ -76,9 +75,9 @@ class Runner:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.mnist = resolve_mnist(cfg.data_dir)
-        stored = {"catalog": catalog(), "plan": [list(c) for c in planned_cells(asdict(cfg))]}
+        self.plan = plan(cfg, trainers(), REFERENCE)
+        stored = {"catalog": catalog(), "plan": [k.id for k in self.plan]}
         self.writer, self.meta = open_run(cfg, self.argv, self.mnist, self.resume, stored)
-        self.plan = [tuple(c) for c in stored["plan"]]
         self.ctx = PhaseContext(cfg, self.writer, self.mnist, Splits(cfg, self.mnist), MachineLog(self.writer),
                                 self.progress)
         return probed
@@ -101,10 +100,10 @@ class Runner:
         todo = lambda b, phase, bs=None: cell_id(model, b.name, phase, bs) not in present  # noqa: E731
         available = [b for b, reason in probed if reason is None]
         unavailable = {b.name: (b, reason) for b, reason in probed if reason}
-        for _, name, phase, bs in (c for c in self.plan if c[0] == model and c[1] in unavailable):
-            b, reason = unavailable[name]
-            if todo(b, phase, bs):
-                self.writer.write_status(model, b, phase, "skipped", reason, bs)
+        for key in (k for k in self.plan if k.model == model and k.backend in unavailable):
+            b, reason = unavailable[key.backend]
+            if todo(b, key.phase, key.batch_size):
+                self.writer.write_status(model, b, key.phase, "skipped", reason, key.batch_size)
         trainers = [b for b in available if b.trains]
         trained = {b.name: m for b in trainers if not todo(b, "train") and (m := self._load_trained(model, b))}
         trained.update(train_backends(self.ctx, model, [b for b in trainers if todo(b, "train")]))

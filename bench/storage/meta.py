@@ -87,12 +87,3 @@ def _jsonable(obj):
     if isinstance(obj, Path):
         return str(obj)
     return obj
-
-
-def missing_cells(meta: dict, present: set[str]) -> list[tuple[str, str, str, int | None]]:
-    """(model, backend, phase, batch size) of the cells the run planned (meta.json's ``plan``,
-    written when it started) that ``present`` (cell ids) lacks."""
-    from bench.storage.keys import CellKey
-
-    planned = [(str(m), str(b), str(p), None if bs is None else int(bs)) for m, b, p, bs in meta.get("plan") or []]
-    return [c for c in planned if CellKey(*c).id not in present]

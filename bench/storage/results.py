@@ -24,7 +24,7 @@ import pandas as pd
 from bench import BenchError
 from bench.storage import catalog
 from bench.storage.keys import CellKey
-from bench.storage.schema import STATUSES, TABLES
+from bench.storage.schema import PHASES, STATUSES, TABLES
 
 # Every table's declared columns, kinds and legal values: bench.storage.schema. Here by name, with
 # what each holds.
@@ -51,10 +51,11 @@ class RunWriter:
     def header(model: str, backend, phase: str, batch_size: int | None = None, status: str = "ok",
                reason: str = "") -> dict:
         """``backend``: a ``bench.engines.backends.Backend`` (name, device, precision, engine)."""
-        if status not in STATUSES:
-            raise ValueError(f"status must be one of {', '.join(STATUSES)}; got {status!r}")
+        if status not in STATUSES or phase not in PHASES:
+            raise ValueError(f"status must be one of {', '.join(STATUSES)} and phase one of {', '.join(PHASES)}; "
+                             f"got {status!r} and {phase!r}")
         return {"model": model, "backend": backend.name, "device": backend.device, "precision": backend.precision,
-                "engine": backend.engine.name, "phase": phase, "batch_size": batch_size, "status": status,
+                "engine": backend.engine.name, "phase": str(phase), "batch_size": batch_size, "status": status,
                 "reason": reason}
 
     def write(self, model: str, backend, phase: str, tables: dict[str, pd.DataFrame], batch_size: int | None = None,

@@ -44,8 +44,26 @@ def open_run(cfg, argv: list[str] | None, mnist, resume: Path | None = None, sto
     return writer, meta
 
 
+def _against_plan(meta: dict, present: set[str], status: str) -> list[str]:
+    """The run's cells checked against its plan: a complete run that lacks a planned cell, or holds
+    one the plan does not name, says so."""
+    from bench.storage.plan import missing_cells, unplanned_cells
+
+    if status != "complete" or not meta.get("plan"):
+        return []
+    out = []
+    missing, unplanned = missing_cells(meta, present), unplanned_cells(meta, present)
+    if missing:
+        out.append(f"{len(missing)} planned cell(s) have no results: {', '.join(k.id for k in missing[:5])}")
+    if unplanned:
+        out.append(f"{len(unplanned)} cell(s) outside the run's plan: {', '.join(unplanned[:5])}")
+    return out
+
+
 def close_run(writer: RunWriter, meta: dict, status: str, warnings: list[str], **extra) -> None:
     """meta.json at its final status (complete | interrupted), with the run's warnings, printed too."""
+    present = {p.name for p in (writer.run_dir / "cells").glob("*") if not p.name.startswith(".")}
+    warnings = [*warnings, *_against_plan(meta, present, status)]
     meta.update(status=status, end_time=now_iso(), warnings=warnings, **extra)
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)

@@ -1,0 +1,40 @@
+"""The plan: the cells a configuration asks for, as typed keys, stored with the run and read back."""
+
+import json
+
+from bench.config.build import build_config
+from bench.engines.backends import REFERENCE, trainers
+from bench.storage.keys import CellKey
+from bench.storage.plan import missing_cells, plan, stored_plan, unplanned_cells
+
+
+def _ids(values: dict) -> list[str]:
+    return [k.id for k in plan(build_config(values), trainers(), REFERENCE)]
+
+
+def test_a_run_plans_each_phase_its_configuration_asks_for():
+    assert _ids({"models": "mlp", "backends": "cpu-fp32,onnxruntime-cpu", "batch_sizes": "1,8", "seeds": 3,
+                 "scenarios": "server"}) == [
+        "mlp__cpu-fp32__train", "mlp__cpu-fp32__infer_bs1", "mlp__cpu-fp32__infer_bs8", "mlp__cpu-fp32__tta",
+        "mlp__cpu-fp32__serve", "mlp__onnxruntime-cpu__export", "mlp__onnxruntime-cpu__infer_bs1",
+        "mlp__onnxruntime-cpu__infer_bs8", "mlp__onnxruntime-cpu__serve"]
+
+
+def test_without_a_training_backend_the_reference_is_planned_to_train():
+    assert _ids({"models": "cnn", "backends": "onnxruntime-cpu", "batch_sizes": "4"})[:2] == [
+        "cnn__cpu-fp32__train", "cnn__onnxruntime-cpu__export"]
+
+
+def test_a_torchrun_run_plans_one_training_cell_per_world_size():
+    assert _ids({"models": "mlp", "backends": "cpu-fp32", "launcher": "torchrun", "scaling": "1,2"}) == [
+        "mlp__cpu-fp32__train_ws1", "mlp__cpu-fp32__train_ws2"]
+
+
+def test_the_stored_plan_reads_back_and_checks_the_cells_on_disk():
+    keys = plan(build_config({"models": "mlp", "backends": "cpu-fp32", "batch_sizes": "1"}), trainers(), REFERENCE)
+    meta = json.loads(json.dumps({"plan": [k.id for k in keys]}))
+    assert stored_plan(meta) == keys and all(isinstance(k, CellKey) for k in keys)
+    present = {"mlp__cpu-fp32__train", "mlp__machine__infer_bs1", "mlp__cpu-fp32__dynamics", "cnn__cpu-fp32__train"}
+    assert [k.id for k in missing_cells(meta, present)] == ["mlp__cpu-fp32__infer_bs1"]
+    # machine rows and analyses are not cells of the plan
+    assert unplanned_cells(meta, present) == ["cnn__cpu-fp32__train"]
