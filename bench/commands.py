@@ -207,14 +207,8 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from bench import REGRESSION_EXIT, ConfigError
-    from reports.compare_page import (
-        compare,
-        compare_file,
-        regressions,
-        render_compare,
-        text_table,
-        unjudged,
-    )
+    from bench.analysis.comparison import compare, regressions, unjudged
+    from reports.compare_page import compare_file, render_compare, text_table
 
     if args.fail_above is not None and not args.fail_above >= 0:
         raise ConfigError(f"--fail-above must be a percentage >= 0, got {args.fail_above}")

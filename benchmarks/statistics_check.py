@@ -37,13 +37,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.analysis.comparison import compare
 from bench.analysis.paired import cell_rounds, rank_backends
 from bench.config.build import build_config
 from bench.engines.control import SLOWDOWN, registered
 from bench.scheduling.runner import Runner
 from bench.storage.catalog import DEFAULT_REFERENCE as REFERENCE
 from bench.storage.results import read_run
-from reports.compare_page import compare
 
 
 def run(values: dict, out: Path) -> Path:

@@ -11,10 +11,10 @@ from pathlib import Path
 import pandas as pd
 
 from bench import ConfigError
+from bench.storage.load import load_paths
 from bench.storage.results import atomic_write_text
 from reports.blocks import cell_text, unit_for
 from reports.html import section_frames
-from reports.load import load_paths
 from reports.section import ReportContext
 from reports.verdict_section import verdict_table
 

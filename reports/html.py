@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.storage.load import load_paths
 from bench.storage.results import RunTables, atomic_write_text
 from reports import (
     dynamics_section,
@@ -21,7 +22,6 @@ from reports import (
     tta_section,
     verdict_section,
 )
-from reports.load import load_paths
 from reports.page import page
 from reports.section import ReportContext, Section, frames_of, rendered
 

@@ -9,8 +9,8 @@ import html
 import pandas as pd
 
 from bench.measure.metrics import METRICS
-from bench.measure.process_state import summary_line
 from bench.storage import catalog
+from bench.storage.meta import environment
 from bench.storage.plan import missing_cells
 from reports import charts
 from reports.blocks import cols, img, table, warn
@@ -42,21 +42,6 @@ def infer_columns() -> list[str]:
 def export_columns() -> list[str]:
     """What a backend prepared from a trained model is, then each engine's own figures and settings."""
     return list(dict.fromkeys(["model", "backend", "precision", *catalog.fact_columns()]))
-ENVIRONMENT = ["start_time", "end_time", "status", "hostname", "cpu_model", "cpu_count", "gpu_name", "torch_threads",
-               "process_state",
-               "python", "torch", "torchvision", "onnxruntime", "numpy", "cuda_version", "seed", "git_commit",
-               "data_source", "command_line"]
-
-
-def environment(meta: dict[str, dict]) -> pd.DataFrame:
-    def shown(m: dict, k: str) -> str:
-        if k == "process_state" and isinstance(m.get(k), dict):
-            return summary_line(m[k])
-        return str(m.get(k, "–" if k != "process_state" else "not recorded"))
-
-    return pd.DataFrame([{"field": k, **{rid: shown(m, k) for rid, m in meta.items()}} for k in ENVIRONMENT])
-
-
 def _summary_frame(ctx: ReportContext) -> pd.DataFrame | None:
     s = ctx.summary
     if s.empty:

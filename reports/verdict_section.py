@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from bench.analysis.columns import with_metric_columns
+from bench.measure.metrics import paired_metric
 from bench.measure.stats import resolution
 from bench.storage import catalog
 from bench.storage.catalog import backend_rank, model_rank
@@ -17,6 +18,8 @@ from reports.blocks import img, nbytes, si, table, warn
 from reports.charts import to_image
 from reports.section import Section
 from reports.summary import memory_frame, memory_row
+
+TTA = paired_metric("tta")  # the column time to accuracy is ranked and shown in (a declaration)
 
 
 def _share(r) -> str:
@@ -43,7 +46,7 @@ def verdict_table(ranked: pd.DataFrame) -> pd.DataFrame:
         rows.append({"model": r.model, "phase": r.phase,
                      "batch": "–" if pd.isna(r.batch_size) else int(r.batch_size), "backend": r.backend,
                      "standing": mark, "samples/s": r.samples_per_s,
-                     **({"time to target (s)": getattr(r, "tta_median_s", float("nan"))} if tta else {}),
+                     **({"time to target (s)": getattr(r, TTA, float("nan"))} if tta else {}),
                      "speed × fastest [95% CI]": "1" if r.standing == "fastest" else _share(r),
                      f"against {catalog.reference()}": _against_baseline(r),
                      "rounds": r.rounds, **({"run": r.run_id} if ranked.run_id.nunique() > 1 else {})})
@@ -62,12 +65,12 @@ def _speed_cell(r) -> tuple[str, float]:
 def _tta_cell(r, cell: pd.DataFrame) -> tuple[str, float]:
     """One glance cell for time to accuracy: the median seconds over seeds, ★ or its speed as a
     share of the fastest's with the interval over seeds, and the seeds that missed the target."""
-    text = f"{r.tta_median_s:.3g} s"
+    text = f"{getattr(r, TTA):.3g} s"
     text += " ★" if r.standing == "fastest" else f" · {_share(r)}" + (" = tie" if r.standing == "tie with fastest"
                                                                       else "")
     if len(cell) and "seeds_reached" in cell and cell.seeds_reached.iloc[0] < cell.seeds.iloc[0]:
         text += f" ({int(cell.seeds_reached.iloc[0])}/{int(cell.seeds.iloc[0])} seeds reached it)"
-    return text, r.tta_median_s
+    return text, getattr(r, TTA)
 
 
 def _memory_cell(cost: pd.Series | None, big_bs) -> tuple[str, float]:
@@ -118,7 +121,7 @@ def glance_table(rt: RunTables, ranked: pd.DataFrame, run_id: str, model: str) -
             hit = r[(r.backend == backend) & (r.phase == phase) & ((r.batch_size == bs) if bs else True)]
             cell = g[(g.phase == phase) & ((g.batch_size == bs) if bs else True)]
             done = cell[cell.status == "ok"] if len(cell) else cell
-            figure = "train_samples_per_s" if phase == "train" else "samples_per_s"
+            figure = paired_metric(phase)
             row[label], key[label] = "–", float("nan")
             if len(hit):
                 row[label], key[label] = (_tta_cell(hit.iloc[0], done) if phase == "tta" else
@@ -263,7 +266,7 @@ def verdict_frame(ranked: pd.DataFrame) -> pd.DataFrame:
         out = out.assign(speed_vs_baseline=1 / out.time_vs_baseline,
                          speed_vs_baseline_low=1 / out.time_vs_baseline_high,
                          speed_vs_baseline_high=1 / out.time_vs_baseline_low)
-    keep = ["run_id", "model", "phase", "batch_size", "backend", "standing", "samples_per_s", "tta_median_s",
+    keep = ["run_id", "model", "phase", "batch_size", "backend", "standing", "samples_per_s", TTA,
             "speed_vs_fastest",
             "speed_vs_fastest_low", "speed_vs_fastest_high", "speed_vs_baseline", "speed_vs_baseline_low",
             "speed_vs_baseline_high", "vs_baseline", "rounds"]
@@ -292,7 +295,7 @@ def verdict_lines(ranked: pd.DataFrame) -> list[str]:
             for r in d.itertuples():
                 mark = "★" if r.standing == "fastest" else "=" if r.standing == "tie with fastest" else " "
                 words = _against_baseline(r)
-                figure = f"{r.tta_median_s:>7.3g} s" if phase == "tta" else f"{si(r.samples_per_s):>6}/s"
+                figure = f"{getattr(r, TTA):>7.3g} s" if phase == "tta" else f"{si(r.samples_per_s):>6}/s"
                 lines.append(f"  {mark} {r.backend:<{width}}  {figure}  {words}")
     return lines
 

@@ -343,7 +343,7 @@ def test_compare_of_uncalibrated_runs_says_it_cannot_tell(two_runs, tmp_path, ca
     assert "verdict [95% CI]" in out and "geometric-mean speedup" in out and "unjudged" in out
     html = (tmp_path / "c.html").read_text()
     assert "compare-table" in html and "data:image/svg+xml;base64," in html and "Environment differences" in html
-    from reports.compare_page import compare
+    from bench.analysis.comparison import compare
 
     m = compare([first, second], calibration_files=[]).matched
     assert len(m) == 5  # train + 2 batch sizes x (cpu-fp32) + 2 x (onnxruntime-cpu)
@@ -404,7 +404,7 @@ def test_fail_above_exits_3_on_a_significant_slowdown_and_on_unjudged_cells(two_
 
 @pytest.mark.slow
 def test_calibrated_compare_of_identical_runs_makes_no_claim_beyond_the_variation(two_runs, tmp_path):
-    from reports.compare_page import compare
+    from bench.analysis.comparison import compare
 
     calibration = _calibrate_from(two_runs, tmp_path)
     m = compare(list(two_runs), calibration_files=[calibration]).matched

@@ -145,8 +145,8 @@ def test_benchmark_json_ingested_into_report(mnist_path, tmp_path, tiny_run):
     groups = {b["group"] for b in json.loads(out.read_text())["benchmarks"]}
     assert groups == {"mlp train", "mlp infer bs1", "mlp infer bs32"}  # model x phase (x batch size)
 
+    from bench.storage.load import load_paths
     from reports.html import render_report
-    from reports.load import load_paths
 
     rt = load_paths([out])
     s = rt["summary"]
@@ -158,7 +158,7 @@ def test_benchmark_json_ingested_into_report(mnist_path, tmp_path, tiny_run):
     html = render_report([out, tiny_run], tmp_path / "mixed.html").read_text()
     assert "pytest-benchmark:bench" in html and "summary-table" in html
     # compare matches the suite's cells with a run's: each pytest-benchmark round is a round
-    from reports.compare_page import compare
+    from bench.analysis.comparison import compare
 
     matched = compare([tiny_run, out], calibration_files=[]).matched
     infer = matched[matched.phase == "infer"]

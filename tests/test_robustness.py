@@ -171,7 +171,7 @@ def test_damaged_files_are_named_and_the_rest_renders(tiny_run, tmp_path, capsys
 def test_a_pytest_benchmark_file_gives_one_row_per_benchmark_of_this_suite(tmp_path):
     """A well-formed file: each benchmark of this suite is one summary row with its own figures;
     a benchmark of another suite (no backend in extra_info) is left out."""
-    from reports.pytest_benchmark import read_benchmark_json
+    from bench.storage.pytest_benchmark import read_benchmark_json
 
     def bench(name, info, data):
         stats = {"rounds": len(data), "mean": sum(data) / len(data), "stddev": 0.0, "min": min(data),
@@ -201,7 +201,7 @@ def test_a_pytest_benchmark_file_gives_one_row_per_benchmark_of_this_suite(tmp_p
                     max_leaves=20))
 def test_any_json_shape_is_read_or_named_in_one_line(tmp_path_factory, doc):
     from bench import BenchError
-    from reports.pytest_benchmark import read_benchmark_json
+    from bench.storage.pytest_benchmark import read_benchmark_json
 
     path = tmp_path_factory.mktemp("json") / "bench.json"
     path.write_text(json.dumps(doc))

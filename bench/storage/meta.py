@@ -11,7 +11,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
-import torch
+from bench.plumbing.lazy import torch  # imported on first use: reading a meta.json needs no torch
 
 
 def _version(dist: str) -> str | None:
@@ -87,3 +87,23 @@ def _jsonable(obj):
     if isinstance(obj, Path):
         return str(obj)
     return obj
+
+
+ENVIRONMENT = ["start_time", "end_time", "status", "hostname", "cpu_model", "cpu_count", "gpu_name", "torch_threads",
+               "process_state",
+               "python", "torch", "torchvision", "onnxruntime", "numpy", "cuda_version", "seed", "git_commit",
+               "data_source", "command_line"]
+
+
+def environment(meta: dict[str, dict]):
+    """Per environment field, its value in each run (``meta``: run id -> meta.json)."""
+    import pandas as pd
+
+    from bench.measure.process_state import summary_line
+
+    def shown(m: dict, k: str) -> str:
+        if k == "process_state" and isinstance(m.get(k), dict):
+            return summary_line(m[k])
+        return str(m.get(k, "–" if k != "process_state" else "not recorded"))
+
+    return pd.DataFrame([{"field": k, **{rid: shown(m, k) for rid, m in meta.items()}} for k in ENVIRONMENT])

@@ -21,13 +21,13 @@ def saved_benchmarks(path: Path) -> list[Path]:
 def load_one(path: Path) -> RunTables:
     path = Path(path)
     if saved := saved_benchmarks(path):
-        from reports.pytest_benchmark import read_benchmark_json
+        from bench.storage.pytest_benchmark import read_benchmark_json
 
         return _merge_readable(saved, read_benchmark_json)
     if path.is_dir():
         return read_run(path)
     if path.is_file() and path.suffix == ".json":
-        from reports.pytest_benchmark import read_benchmark_json
+        from bench.storage.pytest_benchmark import read_benchmark_json
 
         return read_benchmark_json(path)
     if not path.exists():
