@@ -25,6 +25,7 @@ from bench.data.mnist import make_split, resolve_mnist
 from bench.distributed.ddp import ddp_train
 from bench.distributed.launch import per_rank_batch
 from bench.engines.backends import get_backend
+from bench.storage.plan import stored_plan
 from bench.storage.results import RunWriter, write_json
 from bench.training.train import TrainJob
 
@@ -47,11 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         mnist = resolve_mnist(cfg.data_dir, fill_cache=False)
         writer = RunWriter(args.run_dir)
-        for model in cfg.models:
+        cells = [k for k in stored_plan(meta) if k.suffix == args.suffix]  # this world size's, from the plan
+        for model in dict.fromkeys(k.model for k in cells):
             tcfg = cfg.train_for(model)
             train = make_split(mnist.train_images, mnist.train_labels, tcfg.normalization, device, tcfg.limit_train)
             test = make_split(mnist.test_images, mnist.test_labels, tcfg.normalization, device, tcfg.limit_test)
-            for name in cfg.backends:
+            for name in (k.backend for k in cells if k.model == model):
                 b = get_backend(name)
                 settings = b.configure(cfg.backend_options)
                 batch = per_rank_batch(cfg, model, dist.get_world_size())
