@@ -13,6 +13,7 @@ import pandas as pd
 from bench.storage.load import load_paths
 from bench.storage.results import RunTables, atomic_write_text
 from reports import (
+    breakdown_section,
     dynamics_section,
     metrics_section,
     profile_section,
@@ -31,6 +32,7 @@ SECTIONS: list[Section] = [
     run_sections.PROBLEMS,
     verdict_section.VERDICT,
     metrics_section.SECTION,
+    breakdown_section.SECTION,
     run_sections.ENVIRONMENT_SECTION,
     run_sections.SUMMARY,
     run_sections.TRAINING,

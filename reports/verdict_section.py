@@ -41,6 +41,7 @@ def _against_baseline(r) -> str:
 def verdict_table(ranked: pd.DataFrame) -> pd.DataFrame:
     rows = []
     tta = "phase" in ranked and (ranked.phase == "tta").any()
+    explained = "why" in ranked and (ranked.why.fillna("") != "").any()
     for r in ranked.itertuples():
         mark = {"fastest": "★ fastest", "tie with fastest": "= tie with fastest"}.get(r.standing, "slower")
         rows.append({"model": r.model, "phase": r.phase,
@@ -49,6 +50,7 @@ def verdict_table(ranked: pd.DataFrame) -> pd.DataFrame:
                      **({"time to target (s)": getattr(r, TTA, float("nan"))} if tta else {}),
                      "speed × fastest [95% CI]": "1" if r.standing == "fastest" else _share(r),
                      f"against {catalog.reference()}": _against_baseline(r),
+                     **({"where the gap goes": getattr(r, "why", "") or "–"} if explained else {}),
                      "rounds": r.rounds, **({"run": r.run_id} if ranked.run_id.nunique() > 1 else {})})
     return pd.DataFrame(rows).astype(object).fillna("–")  # object: a dash in a column of numbers
 
@@ -269,7 +271,7 @@ def verdict_frame(ranked: pd.DataFrame) -> pd.DataFrame:
     keep = ["run_id", "model", "phase", "batch_size", "backend", "standing", "samples_per_s", TTA,
             "speed_vs_fastest",
             "speed_vs_fastest_low", "speed_vs_fastest_high", "speed_vs_baseline", "speed_vs_baseline_low",
-            "speed_vs_baseline_high", "vs_baseline", "rounds"]
+            "speed_vs_baseline_high", "vs_baseline", "why", "rounds"]
     out = out[[c for c in keep if c in out]]
     return out if out.run_id.nunique() > 1 else out.drop(columns="run_id")
 
@@ -297,6 +299,9 @@ def verdict_lines(ranked: pd.DataFrame) -> list[str]:
                 words = _against_baseline(r)
                 figure = f"{getattr(r, TTA):>7.3g} s" if phase == "tta" else f"{si(r.samples_per_s):>6}/s"
                 lines.append(f"  {mark} {r.backend:<{width}}  {figure}  {words}")
+                because = getattr(r, "why", "")
+                if isinstance(because, str) and because:
+                    lines.append(f"      where the gap goes: {because}")
     return lines
 
 

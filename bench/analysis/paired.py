@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from bench.analysis.breakdown import explanations
 from bench.measure.between_processes import between_process_sigma, widened_once
 from bench.measure.metrics import paired_metric
 from bench.measure.stats import (
@@ -348,7 +349,8 @@ def geomean_speedup(matched: pd.DataFrame) -> pd.DataFrame:
 def ranked_backends(rt: RunTables) -> pd.DataFrame:
     """Backends ranked per model, phase and batch size with their paired intervals (one bootstrap
     per report: the glance, the verdict, the terminal and the exports all read this). Each row's
-    samples/s is its cell's own headline figure from the summary, so it is one value everywhere."""
+    samples/s is its cell's own headline figure from the summary, so it is one value everywhere;
+    ``why``: an inference verdict against the reference explained by its time breakdown."""
     ranked = rank_backends(cell_rounds(rt), baseline=catalog.reference())
     s = rt["summary"]
     if ranked.empty or s.empty:
@@ -364,8 +366,8 @@ def ranked_backends(rt: RunTables) -> pd.DataFrame:
     head = head[["run_id", "model", "backend", "phase", "batch_size", "headline"]].astype({"batch_size": float})
     out = ranked.astype({"batch_size": float}).merge(head, on=["run_id", "model", "backend", "phase", "batch_size"],
                                                      how="left")
-    out = out.assign(samples_per_s=out.headline.fillna(out.samples_per_s)).drop(columns="headline")
-    return _with_tta(out, rt)
+    out = _with_tta(out.assign(samples_per_s=out.headline.fillna(out.samples_per_s)).drop(columns="headline"), rt)
+    return out.assign(why=explanations(out, rt, catalog.reference()))  # where the time goes
 
 
 def seed_rounds(rt: RunTables) -> pd.DataFrame:

@@ -89,6 +89,9 @@ class InferConfig:
                                                           "against the fastest) until its 95% interval is within "
                                                           "+-PCT% (0: fixed rounds)")
     max_time_s: float = option(4.0, group=INFER, help="seconds per batch size the added rounds may take at most")
+    breakdown: bool = option(True, group=INFER, help="on | off: after the timing, where each call's time goes "
+                                                     "(the engine's profiler: operators by category, framework "
+                                                     "overhead), the time_breakdown table")
 
     def __post_init__(self) -> None:
         if not self.batch_sizes:

@@ -68,6 +68,9 @@ class Prepared:
     # hands memory the engine keeps for reuse back to the system (ONNX Runtime's arena), so a
     # memory measurement that follows starts from the model alone
     release: Callable[[], None] = lambda: None
+    # per operator, its seconds and its records per call over ``calls`` calls on an input, from the
+    # engine's own profiler, and the profiled call's seconds (bench.measure.breakdown); None: torch.profiler
+    operators: Callable[[Any, int], tuple[dict[str, tuple[float, float]], float]] | None = None
 
     def logits(self, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
         """fp32 CPU logits for ``images``, in order."""

@@ -119,7 +119,22 @@ class OrtSession:
                  input_shape: tuple[int, ...] = (1, 28, 28)) -> None:
         import onnxruntime as ort
 
-        own = options.of(OrtOptions)
+        self.options, self.model = options, Path(path).read_bytes()  # kept for a profiling session
+        rss0 = current_rss_bytes()
+        with Stopwatch("cpu") as create:
+            self.session = self._session(device)
+        self.device = device
+        self._ort = ort
+        self._one = np.zeros((1, *input_shape), np.float32)
+        with Stopwatch("cpu") as first:
+            self.run(self._one)
+        self.facts = {"session_create_s": create.seconds, "first_inference_s": first.seconds,
+                      "ort_session_rss_bytes": current_rss_bytes() - rss0}
+
+    def _session(self, device: str, profile_prefix: str | None = None):
+        import onnxruntime as ort
+
+        own = self.options.of(OrtOptions)
         so = ort.SessionOptions()
         so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _OPT_LEVELS[own.ort_opt_level])
         so.intra_op_num_threads = own.ort_intra_threads
@@ -128,17 +143,37 @@ class OrtSession:
             so.add_session_config_entry("session.intra_op.allow_spinning", "0")
             so.add_session_config_entry("session.inter_op.allow_spinning", "0")
         so.log_severity_level = 3
+        if profile_prefix is not None:
+            so.enable_profiling, so.profile_file_prefix = True, profile_prefix
         providers = ["CUDAExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
-        rss0 = current_rss_bytes()
-        with Stopwatch("cpu") as create:
-            self.session = ort.InferenceSession(str(path), so, providers=providers)
-        self.device = device
-        self._ort = ort
-        self._one = np.zeros((1, *input_shape), np.float32)
-        with Stopwatch("cpu") as first:
-            self.run(self._one)
-        self.facts = {"session_create_s": create.seconds, "first_inference_s": first.seconds,
-                      "ort_session_rss_bytes": current_rss_bytes() - rss0}
+        return ort.InferenceSession(self.model, so, providers=providers)
+
+    def operators(self, x: np.ndarray, calls: int) -> tuple[dict[str, tuple[float, float]], float]:
+        """Per node type, its kernels' seconds per call and its records per call over ``calls``
+        runs, from ONNX Runtime's own profiler, in a second session of the same model and options
+        (a session profiles from its creation on; the first run, a warm-up, is left out), and the
+        profiled run's wall seconds."""
+        import json
+        import time
+
+        with tempfile.TemporaryDirectory() as tmp:
+            session = self._session(self.device, str(Path(tmp) / "ort"))
+            session.run(["logits"], {"input": x})
+            start = time.perf_counter()
+            for _ in range(calls):
+                session.run(["logits"], {"input": x})
+            profiled = (time.perf_counter() - start) / calls
+            events = json.loads(Path(session.end_profiling()).read_text())
+        runs = sorted(e["ts"] for e in events if e.get("cat") == "Session" and e.get("name") == "model_run")
+        start = runs[1] if len(runs) > 1 else 0
+        out: dict[str, tuple[float, float]] = {}
+        runs_kept = max(1, len(runs) - 1)
+        for e in events:
+            if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time") and e["ts"] >= start:
+                op = e.get("args", {}).get("op_name", e["name"])
+                seconds, count = out.get(op, (0.0, 0.0))
+                out[op] = (seconds + e["dur"] / 1e6 / runs_kept, count + 1 / runs_kept)
+        return out, profiled
 
     def release(self) -> None:
         """Shrink the session's memory arena to its first chunk (it otherwise keeps what its largest
@@ -204,7 +239,7 @@ class OnnxRuntimeEngine:
         facts.update(session.facts)
         # ORT's run() returns only when its outputs are ready, so the host clock is the right one.
         return Prepared(session.run, "cpu", to_input=lambda x: x.cpu().numpy(), to_logits=_to_logits, facts=facts,
-                        release=session.release)
+                        release=session.release, operators=session.operators if backend.device != "cuda" else None)
 
     def memory_device(self, backend) -> str:
         return "cpu"

@@ -13,6 +13,7 @@ import torch
 from bench.config.types import ProfileConfig
 from bench.dynamics.recording import DynamicsRecorder
 from bench.engines.backends import REFERENCE, Backend, get_backend
+from bench.measure.breakdown import breakdown
 from bench.measure.latency import input_batch
 from bench.measure.rounds import Contender, interleave, measure_rounds
 from bench.scheduling.cells import (
@@ -129,6 +130,11 @@ def time_batch_size(ctx: PhaseContext, model: str, bs: int, backends: list[Backe
             ctx.writer.write_status(model, b, "infer", *c.failure, batch_size=bs)
         else:
             tables = infer_tables(model, c, bs, cfg.infer, b.configure(cfg.backend_options), memory[b.name])
+            if cfg.infer.breakdown:  # after the rounds and the memory pass: never inside a timed round
+                timed_s = float(tables["summary"].iloc[0]["p50_latency_ms"]) / 1e3
+                found = _breakdown(prepared[b.name], inputs[b.name], timed_s, f"{model} {b.name} infer bs={bs}")
+                if found is not None:
+                    tables["time_breakdown"] = found
             ctx.writer.write(model, b, "infer", tables, bs)
             ctx.infer_speeds[model, b.name, bs] = float(tables["summary"].iloc[0].get("samples_per_s", float("nan")))
 
@@ -166,3 +172,13 @@ def profile_backend(ctx: PhaseContext, model: str, b: Backend, reason: str | Non
 def _written(ctx: PhaseContext, model: str, b: Backend, phase: str, tables: dict, value=None):
     ctx.writer.write(model, b, phase, tables)
     return value
+
+
+def _breakdown(prepared, x, timed_s: float, where: str):
+    """The call's time breakdown, or None with a warning: a profiler that fails costs the cell its
+    breakdown, never its timing."""
+    try:
+        return breakdown(prepared, x, timed_s)
+    except Exception as e:  # noqa: BLE001 - the engine's profiler: its failure is a note
+        print(f"warning: {where}: no time breakdown ({type(e).__name__}: {str(e)[:200]})", file=sys.stderr)
+        return None

@@ -3,8 +3,8 @@ through them. It is made once when the run starts and stored with it (``meta.jso
 cell ids). The runner takes its work from it (a cell is still to run when it is planned and its
 folder is missing: the same test serves a fresh run and ``--resume``), an unavailable backend's
 skipped rows are its planned cells, torchrun's ranks train the cells planned for their world size
-and a failed world size writes an error row for each of them, closing a run checks the cells on disk against it, and a report of an
-unfinished run lists the planned cells it lacks."""
+and a failed world size writes an error row for each of them, closing a run checks the cells on
+disk against it, and a report of an unfinished run lists the planned cells it lacks."""
 
 from __future__ import annotations
 

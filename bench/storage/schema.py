@@ -158,6 +158,16 @@ _TABLES = (
     Table("ranks", "data-parallel training: one row per rank",
           _cols("rank:int local_rank:int node_rank:int host:str pid:int steady_s:float samples:int "
                 "allreduce_s:float compute_s:float samples_per_s:float allreduce_share:float steps:int", "rank")),
+    Table("time_breakdown", "infer: where one call's time goes, from a pass after the timing: a row per category "
+          "(kind category: matmul & conv, elementwise & activation, casts & layout, memory, other operators, "
+          "framework overhead = the call's wall time less its operators) and per top operator by self time (kind "
+          "operator), seconds per call (the profiler's own cost per record taken off) and share of the plain call; "
+          "the pass's plain call (wall_s_per_call), its profiled call, the profiler's cost per record, the rounds' "
+          "median call (timed_s_per_call), the plain call over the timed one, the page faults per call",
+          (Column("kind", "str", True, ("category", "operator")),
+           *_cols("name:str category:str seconds_per_call:float share:float calls:int wall_s_per_call:float "
+                  "profiled_s_per_call:float profiler_s_per_operator:float timed_s_per_call:float "
+                  "wall_vs_timed:float page_faults_per_call:float", "name category seconds_per_call"))),
     Table("profile_hta", "profile of a CUDA backend: HolisticTraceAnalysis's temporal breakdown of GPU time (idle, "
           "compute, non-compute, in ns and %) with the trace's name, or one row with a note why not", ()),
 )
