@@ -8,6 +8,7 @@ import html
 
 import pandas as pd
 
+from bench.analysis.stability import FACTOR
 from bench.measure.metrics import METRICS
 from bench.storage import catalog
 from bench.storage.meta import environment
@@ -34,7 +35,8 @@ def train_columns() -> list[str]:
 
 def infer_columns() -> list[str]:
     return list(dict.fromkeys(["model", "backend", "batch_size", *_metric_columns("infer"), "rounds",
-                               "between_round_cv", "unstable", "p90_latency_ms", "p99_latency_ms", "iqr_latency_ms",
+                               "between_round_cv", "unstable", "unstable_why", "p90_latency_ms", "p99_latency_ms",
+                               "iqr_latency_ms",
                                "cv", "cold_first_call_ms", "n_samples", "event_wall_gap", "host_bound",
                                "peak_rss_bytes"]))
 
@@ -124,9 +126,10 @@ def _inference(ctx: ReportContext, frame) -> str:
             "Samples/s at the largest batch per backend; whiskers from the p90 call to the best call."),
         img(charts.latency_vs_batch(ctx.summary), "latency vs batch size",
             "Median latency per call against batch size; whiskers from the fastest call to p99."),
-        f'<p class="warn">{n_unstable} cell(s) unstable (their median moved by more than 10% between rounds, CV): '
-        "marked in the table. Their single figures are uncertain; the paired ratios of the Verdict are measured "
-        "side by side and carry their own intervals.</p>" if n_unstable else "",
+        f'<p class="warn">{n_unstable} cell(s) unstable for this machine (their rounds moved by more than 10% '
+        f"and more than {FACTOR:g}× this run's typical cell, CV; why: the unstable_why column): marked in the "
+        "table. Their single figures are uncertain; the paired ratios of the Verdict are measured side by side "
+        "and carry their own intervals.</p>" if n_unstable else "",
         table(frame, "infer-table")])
 
 

@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from bench.analysis.columns import with_metric_columns
+from bench.analysis.stability import with_stability
 from bench.measure.metrics import paired_metric
 from bench.measure.stats import resolution
 from bench.storage import catalog
@@ -16,6 +17,7 @@ from bench.storage.catalog import backend_rank, model_rank
 from bench.storage.results import RunTables
 from reports.blocks import img, nbytes, si, table, warn
 from reports.charts import to_image
+from reports.forest import forest_chart
 from reports.section import Section
 from reports.summary import memory_frame, memory_row
 
@@ -182,11 +184,12 @@ def trust_text(rt: RunTables, ranked: pd.DataFrame) -> str:
     elif not machine.empty:
         parts.append("The machine kept its speed during the run (no steal, drift or stall warnings).")
     parts += _across_runs(rt)
-    unstable = rt["summary"].unstable.fillna(False).astype(bool).sum() if "unstable" in rt["summary"] else 0
+    stable = with_stability(rt["summary"])
+    unstable = stable.unstable.fillna(False).astype(bool).sum() if "unstable" in stable else 0
     if unstable:
-        parts.append(f"{int(unstable)} cell(s) moved by more than 10% between rounds (marked 'unstable' in the "
-                     "Training and Inference tables): their single figure is uncertain, their paired ratio is "
-                     "not made less so.")
+        parts.append(f"{int(unstable)} cell(s) moved between rounds far more than this run's typical cell (marked "
+                     "'unstable' in the Training and Inference tables, with why): their single figure is "
+                     "uncertain, their paired ratio is not made less so.")
     if ranked.empty and not rt["summary"].empty:
         when = "; ".join(f"run {rid}: {str(m.get('start_time', '?'))[:10]}, torch {m.get('torch', '?')}, "
                          f"{m.get('gpu_name') or m.get('cpu_model') or 'unknown machine'}"
@@ -227,6 +230,11 @@ def _across_runs(rt: RunTables) -> list[str]:
     return out
 
 
+def _forest(ranked: pd.DataFrame, run_id: str, model: str, several: bool) -> str:
+    title = f"{model}{f' · run {run_id}' if several else ''}: each backend's speed against the fastest"
+    return img(forest_chart(ranked[(ranked.run_id == run_id) & (ranked.model == model)], title), title)
+
+
 def render_glance(rt: RunTables, ranked: pd.DataFrame) -> str:
     """The first screen: per model, every backend's training and inference speed against the
     fastest (with intervals), accuracy, memory cost and marks, under a line that says how far to
@@ -238,16 +246,17 @@ def render_glance(rt: RunTables, ranked: pd.DataFrame) -> str:
         ranked = pd.DataFrame(columns=["run_id", "model", "phase", "batch_size", "backend", "standing",
                                        "time_vs_fastest_low", "time_vs_fastest_high"])
     s = s[s.phase.isin(["train", "infer", "export"])]
-    parts = [f'<p class="trust"><b>How sure:</b> {html.escape(trust_text(rt, ranked))}</p>',
+    several = s.run_id.nunique() > 1
+    groups = s[["run_id", "model"]].drop_duplicates()
+    groups = groups.iloc[sorted(range(len(groups)), key=lambda i: (groups.run_id.iloc[i] if several else "",
+                                                                    model_rank(groups.model.iloc[i])))]
+    parts = [_forest(ranked, run_id, model, several) for run_id, model in groups.itertuples(index=False)]
+    parts += [f'<p class="trust"><b>How sure:</b> {html.escape(trust_text(rt, ranked))}</p>',
              '<p class="note">Speeds in samples/s (training: steady state; inference: per call at that batch '
              "size). ★ the fastest backend of a column; the others: their speed as a share of its speed, with the "
              "95% interval of the paired ratio (= tie: the interval holds 1). Memory: the weights, what preparing "
              "the backend added to the process, what one call at the largest batch added. Details in the Verdict "
              "below.</p>"]
-    several = s.run_id.nunique() > 1
-    groups = s[["run_id", "model"]].drop_duplicates()
-    groups = groups.iloc[sorted(range(len(groups)), key=lambda i: (groups.run_id.iloc[i] if several else "",
-                                                                    model_rank(groups.model.iloc[i])))]
     for run_id, model in groups.itertuples(index=False):
         heading = f"{model}" + (f" · run {run_id}" if several else "")
         shown, keys = glance_table(rt, ranked, run_id, model)

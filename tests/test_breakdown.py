@@ -18,6 +18,7 @@ from bench.measure.breakdown import CATEGORIES, OVERHEAD, breakdown, category_of
     ("MaxPool", "elementwise & activation"),
     ("aten::_to_copy", "casts & layout"), ("aten::copy_", "casts & layout"), ("DequantizeLinear", "casts & layout"),
     ("Reshape", "casts & layout"), ("aten::empty", "memory"), ("Torch-Compiled Region: 0/2", OVERHEAD),
+    ("TorchDynamo Cache Lookup", OVERHEAD), ("## Call CompiledFxGraph fx5e ##", "elementwise & activation"),
     ("SomethingNew", "other operators")])
 def test_operators_fall_into_named_categories(op, category):
     assert category_of(op) == category

@@ -40,16 +40,30 @@ def test_report_renders_in_chromium(browser, tiny_run):
 
 
 def test_report_reads_at_a_glance(browser, tiny_run):
-    """First screen: the verdict per model; contents that link to every section; a table that
-    sorts on click; nothing wider than a 1280 px window."""
+    """First screen: the verdict per model as a picture (each backend's speed against the fastest,
+    with intervals), above the tables; contents that link to every section; a table that sorts on
+    click; nothing wider than a 1280 px window, no picture over another element."""
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto((tiny_run / "report.html").resolve().as_uri())
     page.wait_for_load_state("load")
+    charts = page.locator("#at-a-glance ~ * img[alt$=\"speed against the fastest\"]")
+    assert charts.count() == 2  # one per model
+    first = charts.nth(0).bounding_box()
+    assert first["y"] < 900 and first["y"] + first["height"] * 0.5 < 900  # the picture leads the first screen
     glance = page.locator("#glance-mlp")
-    assert glance.is_visible() and glance.bounding_box()["y"] < 900  # on the first screen
+    assert glance.is_visible() and glance.bounding_box()["y"] > charts.nth(1).bounding_box()["y"]  # tables after
     assert "★" in glance.inner_text() and "backend" in glance.inner_text()
-    assert "How sure:" in page.inner_text("p.trust")  # how far to trust it, on the first screen
-    assert page.locator("p.trust").bounding_box()["y"] < 900
+    assert "How sure:" in page.inner_text("p.trust")  # how far to trust it, right after the pictures
+    boxes = page.eval_on_selector_all("h1, h2, h3, p, img, table, nav", "els => els.map(e => {"
+                                      "const r = e.getBoundingClientRect(); return [e.tagName, r.x, r.y, r.width, "
+                                      "r.height]})")
+    images = [b for b in boxes if b[0] == "IMG"]
+    for tag, x, y, w, h in boxes:  # no picture lies over another block (nested blocks aside)
+        for _, ix, iy, iw, ih in images:
+            if (x, y, w, h) != (ix, iy, iw, ih) and tag != "P":
+                overlap_x = min(x + w, ix + iw) - max(x, ix)
+                overlap_y = min(y + h, iy + ih) - max(y, iy)
+                assert overlap_x <= 1 or overlap_y <= 1, (tag, x, y, w, h, ix, iy, iw, ih)
     # no header breaks inside a word: every header's words fit its width
     broken = page.eval_on_selector_all("table.t th", "hs => hs.filter(h => h.scrollWidth > h.clientWidth + 1)"
                                                      ".map(h => h.textContent)")

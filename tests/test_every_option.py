@@ -46,7 +46,7 @@ SINGLE = {
     "max_repeats": ("900", 900, 900),
     "resolution_pct": ("2.5", 2.5, 2.5),
     "max_time_s": ("2", 2.0, 2.0),
-    "breakdown": ("off", False, False),
+    "breakdown": ("all", "all", "all"),
     "scenarios": ("server,offline", ["server", "offline"], ("server", "offline")),
     "scenario_seconds": ("0.25", 0.25, 0.25),
     "latency_bound_ms": ("12.5", 12.5, 12.5),

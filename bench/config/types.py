@@ -24,6 +24,7 @@ AUGMENTS = ("none", "shift")
 PRESETS = ("quick", "full")
 LAUNCHERS = ("none", "torchrun")
 SCALING_BATCH = ("global", "per-rank")
+BREAKDOWNS = ("ends", "all", "off")
 AUTO = "auto"  # the backends value that picks every backend available here (bench.engines.backends.auto_backends)
 
 @dataclass(frozen=True)
@@ -89,9 +90,10 @@ class InferConfig:
                                                           "against the fastest) until its 95% interval is within "
                                                           "+-PCT% (0: fixed rounds)")
     max_time_s: float = option(4.0, group=INFER, help="seconds per batch size the added rounds may take at most")
-    breakdown: bool = option(True, group=INFER, help="on | off: after the timing, where each call's time goes "
-                                                     "(the engine's profiler: operators by category, framework "
-                                                     "overhead), the time_breakdown table")
+    breakdown: str = option("ends", choices=BREAKDOWNS, group=INFER,
+                            help="after the timing, where each call's time goes (the engine's profiler: operators by "
+                                 "category, framework overhead; the time_breakdown table) at ends: the smallest and "
+                                 "the largest batch size | all: every batch size | off")
 
     def __post_init__(self) -> None:
         if not self.batch_sizes:
@@ -108,6 +110,7 @@ class InferConfig:
             raise ConfigError(f"budget_s must be > 0, got {self.budget_s}")
         if not 0 <= self.resolution_pct < 100:
             raise ConfigError(f"resolution_pct must be a percentage in [0, 100), got {self.resolution_pct}")
+        one_of("breakdown", self.breakdown, BREAKDOWNS)
         if not self.max_time_s >= 0:
             raise ConfigError(f"max_time_s must be >= 0 seconds, got {self.max_time_s}")
 

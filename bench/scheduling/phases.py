@@ -130,7 +130,7 @@ def time_batch_size(ctx: PhaseContext, model: str, bs: int, backends: list[Backe
             ctx.writer.write_status(model, b, "infer", *c.failure, batch_size=bs)
         else:
             tables = infer_tables(model, c, bs, cfg.infer, b.configure(cfg.backend_options), memory[b.name])
-            if cfg.infer.breakdown:  # after the rounds and the memory pass: never inside a timed round
+            if _broken_down(cfg.infer, bs):  # after the rounds and the memory pass: never inside a timed round
                 timed_s = float(tables["summary"].iloc[0]["p50_latency_ms"]) / 1e3
                 found = _breakdown(prepared[b.name], inputs[b.name], timed_s, f"{model} {b.name} infer bs={bs}")
                 if found is not None:
@@ -172,6 +172,12 @@ def profile_backend(ctx: PhaseContext, model: str, b: Backend, reason: str | Non
 def _written(ctx: PhaseContext, model: str, b: Backend, phase: str, tables: dict, value=None):
     ctx.writer.write(model, b, phase, tables)
     return value
+
+
+def _broken_down(infer, bs: int) -> bool:
+    """Whether ``--breakdown`` asks for this batch size's breakdown."""
+    return infer.breakdown == "all" or (infer.breakdown == "ends" and bs in (min(infer.batch_sizes),
+                                                                            max(infer.batch_sizes)))
 
 
 def _breakdown(prepared, x, timed_s: float, where: str):
