@@ -98,7 +98,7 @@ def print_results(run_dir: Path):
     from reports.summary import planned_max_batch, summary_table
     from reports.verdict_section import verdict_lines
 
-    rt = read_run(run_dir, only={"summary", "timings", "seeds"})
+    rt = read_run(run_dir, only={"summary", "timings", "seeds", "time_breakdown"})
     if console.level() != "quiet":
         print(summary_table(rt["summary"], planned_max_batch(rt.meta)))
     ranked = ranked_backends(rt)
