@@ -40,6 +40,11 @@ def _against_baseline(r) -> str:
     return words if isinstance(words, str) else "–"
 
 
+def _why(r) -> str:
+    because = getattr(r, "why", None)
+    return because if isinstance(because, str) and because else "–"
+
+
 def verdict_table(ranked: pd.DataFrame) -> pd.DataFrame:
     rows = []
     tta = "phase" in ranked and (ranked.phase == "tta").any()
@@ -52,7 +57,7 @@ def verdict_table(ranked: pd.DataFrame) -> pd.DataFrame:
                      **({"time to target (s)": getattr(r, TTA, float("nan"))} if tta else {}),
                      "speed × fastest [95% CI]": "1" if r.standing == "fastest" else _share(r),
                      f"against {catalog.reference()}": _against_baseline(r),
-                     **({"where the gap goes": getattr(r, "why", "") or "–"} if explained else {}),
+                     **({"where the gap goes": _why(r)} if explained else {}),
                      "rounds": r.rounds, **({"run": r.run_id} if ranked.run_id.nunique() > 1 else {})})
     return pd.DataFrame(rows).astype(object).fillna("–")  # object: a dash in a column of numbers
 

@@ -51,8 +51,8 @@ def why(other: pd.DataFrame, base: pd.DataFrame, timed_ratio: float) -> str:
 
 def explanations(ranked: pd.DataFrame, rt: RunTables, reference: str) -> pd.Series:
     """Per ranked row (its index): the words explaining an inference verdict against ``reference``
-    (empty where there is no breakdown, for the reference itself and for other phases)."""
-    out = pd.Series("", index=ranked.index, dtype=object)
+    (missing where there is no breakdown, for ties, the reference itself and other phases)."""
+    out = pd.Series(None, index=ranked.index, dtype=object)  # missing where there is nothing to explain
     b = breakdown_frame(rt)
     if b.empty or ranked.empty:
         return out

@@ -23,6 +23,6 @@ def with_stability(summary: pd.DataFrame) -> pd.DataFrame:
     base = pd.Series([typical.get((r, p), float("nan")) for r, p in zip(s.run_id, s.phase)], index=s.index)
     flag = ok & (cv > UNSTABLE_CV) & (cv > FACTOR * base)
     s["unstable"] = flag
-    s["unstable_why"] = [f"rounds moved {c:.0%} (CV), {c / t:.1f}× this run's typical {t:.0%}" if f else ""
-                         for f, c, t in zip(flag, cv, base)]
+    s["unstable_why"] = [f"rounds moved {c:.0%} (CV), {c / t:.1f}× this run's typical {t:.0%}" if f else None
+                         for f, c, t in zip(flag, cv, base)]  # missing where not unstable
     return s
