@@ -13,6 +13,8 @@ import struct
 import numpy as np
 import pandas as pd
 
+from bench.plumbing.units import duration
+
 
 def img(data: bytes | None, alt: str, caption: str = "") -> str:
     """A figure from SVG or PNG bytes (a 2x PNG is shown at half its pixel width: sharp on high-DPI)."""
@@ -46,17 +48,6 @@ def si(v: float) -> str:
         if a >= div:
             return f"{v / div:.3g}{suffix}"
     return f"{v:.3g}"
-
-
-def duration(seconds: float) -> str:
-    a = abs(seconds)
-    if a == 0:
-        return "0"
-    if a < 1e-3:
-        return f"{seconds * 1e6:.3g} µs"
-    if a < 1:
-        return f"{seconds * 1e3:.3g} ms"
-    return f"{seconds:,.3g} s" if a < 1000 else f"{seconds:,.0f} s"
 
 
 def nbytes(v: float) -> str:

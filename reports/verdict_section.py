@@ -313,9 +313,8 @@ def verdict_lines(ranked: pd.DataFrame) -> list[str]:
                 words = _against_baseline(r)
                 figure = f"{getattr(r, TTA):>7.3g} s" if phase == "tta" else f"{si(r.samples_per_s):>6}/s"
                 lines.append(f"  {mark} {r.backend:<{width}}  {figure}  {words}")
-                because = getattr(r, "why", "")
-                if isinstance(because, str) and because:
-                    lines.append(f"      where the gap goes: {because}")
+                if _why(r) != "–":
+                    lines.append(f"      where the gap goes: {_why(r)}")
     return lines
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pandas as pd
 
 from bench.measure.breakdown import AGREEMENT
+from bench.plumbing.units import duration
 from bench.storage.results import RunTables
 
 KEYS = ["run_id", "model", "batch_size", "backend"]
@@ -23,9 +24,8 @@ def breakdown_frame(rt: RunTables) -> pd.DataFrame:
 
 
 def _us(seconds: float) -> str:
-    a = abs(seconds)
-    text = f"{a * 1e3:.3g} ms" if a >= 1e-3 else f"{a * 1e6:.3g} µs"
-    return ("+" if seconds >= 0 else "−") + text
+    """A signed duration: "+41 µs", "−2.1 ms"."""
+    return ("+" if seconds >= 0 else "−") + duration(abs(seconds))
 
 
 def why(other: pd.DataFrame, base: pd.DataFrame, timed_ratio: float) -> str:

@@ -262,8 +262,9 @@ def _field(cfg: RunConfig, key: str) -> Any:
         return getattr(cfg.infer, key)
     if key in _OPTION_KEYS:
         return getattr(cfg.backend_options, key)
-    if key in _engine_keys():
-        return getattr(cfg.backend_options.of(_engine_keys()[key]), key)
+    owner = _engine_keys().get(key)
+    if owner is not None:
+        return getattr(cfg.backend_options.of(owner), key)
     if key in _DIST_KEYS:
         return getattr(cfg.distributed, key)
     if key in _SERVE_KEYS:

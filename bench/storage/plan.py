@@ -8,7 +8,7 @@ disk against it, and a report of an unfinished run lists the planned cells it la
 
 from __future__ import annotations
 
-from bench.storage.keys import CellKey
+from bench.storage.keys import MACHINE, CellKey
 from bench.storage.schema import Phase
 
 
@@ -64,6 +64,6 @@ def unplanned_cells(meta: dict, present: set[str]) -> list[str]:
         except ValueError:
             out.append(cell)
             continue
-        if key.backend != "machine" and key.phase not in (Phase.DYNAMICS, Phase.PROFILE):
+        if key.backend != MACHINE and key.phase not in (Phase.DYNAMICS, Phase.PROFILE):
             out.append(cell)
     return out
