@@ -151,8 +151,16 @@ def table(df: pd.DataFrame, table_id: str = "", raw: bool = False, keys: pd.Data
             tds.append(f"<td{attr}{cls}>{html.escape(shown)}</td>")
         rows.append("<tr>" + "".join(tds) + "</tr>")
     tid = f' id="{html.escape(table_id, quote=True)}"' if table_id else ""
-    return (f'<div class="tw"><table class="t sortable"{tid}><thead><tr>{head}</tr></thead>'
-            f'<tbody>{"".join(rows)}</tbody></table></div>')
+    out = (f'<div class="tw"><table class="t sortable"{tid}><thead><tr>{head}</tr></thead>'
+           f'<tbody>{"".join(rows)}</tbody></table></div>')
+    if len(df) <= LONG_TABLE_ROWS:
+        return out
+    return (f'<details class="long"><summary>The table: {len(df)} rows × {len(df.columns)} columns (the figures '
+            "behind the picture and the words above; click to open, click a header to sort)</summary>"
+            f"{out}</details>")
+
+
+LONG_TABLE_ROWS = 12  # a longer table is collapsed behind a one-line summary: the page reads as pictures first
 
 
 def _header(column: str) -> str:

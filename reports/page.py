@@ -23,6 +23,8 @@ nav.toc ol{display:flex;flex-wrap:wrap;gap:.2em 1.4em;margin:.2em 0 0;padding:0;
 .card{display:flex;gap:2em;flex-wrap:wrap} figure{margin:1em 0} figcaption{font-size:13px;color:#555;max-width:900px}
 img{max-width:100%;height:auto} .note{font-size:13px;color:#555} .warn{color:#b35900}
 .trust{background:#fff8e6;border-left:4px solid #e0a000;padding:.5em .8em;font-size:14px}
+details.long{margin:.4em 0 1em} details.long>summary{cursor:pointer;font-size:13px;color:#335;padding:.2em 0}
+@media print{details.long>summary{display:none}}
 """
 
 

@@ -132,3 +132,13 @@ def test_the_metrics_page_states_each_declared_metric():
             if line.startswith("| `") and line.count(" | ") == 4}
     for m in METRICS.values():
         assert rows.get(m.name) == f"| `{m.name}` | {m.label} | {m.unit} | {m.better} | {m.definition} |", m.name
+
+
+def test_a_long_table_is_collapsed_behind_a_one_line_summary_and_a_short_one_is_not():
+    from reports.blocks import LONG_TABLE_ROWS, table
+
+    short = table(pd.DataFrame({"x": range(LONG_TABLE_ROWS)}), "short")
+    long = table(pd.DataFrame({"x": range(LONG_TABLE_ROWS + 1), "y": 1.0}), "long")
+    assert "<details" not in short and short.count("<tr>") == LONG_TABLE_ROWS + 1
+    assert long.startswith('<details class="long"><summary>The table: 13 rows × 2 columns')
+    assert long.count("<tr>") == LONG_TABLE_ROWS + 2 and 'id="long"' in long  # every row is still there
