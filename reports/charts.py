@@ -81,29 +81,49 @@ def run_tags(run_ids: pd.Series) -> pd.Series:
     return run_ids.map(dict(zip(runs, short)))
 
 
-def training_curves(curve: pd.DataFrame, summary: pd.DataFrame) -> bytes | None:
+def training_curves(curve: pd.DataFrame, summary: pd.DataFrame, timings: pd.DataFrame | None = None
+                    ) -> bytes | None:
+    """Per model: the training loss against the step (each timed block's mean step loss, from the raw
+    timings; the checks' running mean where a run recorded no step losses) and the test accuracy at
+    each check of the test split."""
     if curve.empty:
         return None
     meta = summary[summary.phase == "train"][["cell_id", "run_id", "model", "backend"]]
     df = curve.merge(meta, on=["cell_id", "run_id"])
     df["series"] = _label(df)
+    loss = _block_losses(timings, meta)
+    if loss.empty:
+        loss = df[["model", "series", "step", "train_loss"]]
     palette = series_palette(df)
     models = sorted(df.model.unique())
     fig, axes = plt.subplots(2, len(models), figsize=(6 * len(models), 7), squeeze=False, sharex="col",
                              layout="constrained")
     for j, model in enumerate(models):
         d = df[df.model == model]
-        sns.lineplot(d, x="wall_s", y="train_loss", hue="series", marker="o", ax=axes[0, j], palette=palette)
+        sns.lineplot(loss[loss.model == model], x="step", y="train_loss", hue="series", ax=axes[0, j],
+                     palette=palette, lw=1.2)
         axes[0, j].legend(title="backend", fontsize=8)
-        sns.lineplot(d, x="wall_s", y="test_accuracy", hue="series", marker="o", ax=axes[1, j], legend=False,
+        sns.lineplot(d, x="step", y="test_accuracy", hue="series", marker="o", ax=axes[1, j], legend=False,
                      palette=palette)
-        axes[0, j].set(title=f"{model}: training loss", ylabel="train loss", yscale="log")
-        axes[1, j].set(title=f"{model}: test accuracy", xlabel="wall time (s, incl. evaluation)",
-                       ylabel="test accuracy")
+        axes[0, j].set(title=f"{model}: training loss", ylabel="train loss (mean of a block of steps)",
+                       yscale="log")
+        axes[1, j].set(title=f"{model}: test accuracy", xlabel="training step", ylabel="test accuracy")
         target = summary[(summary.model == model) & (summary.phase == "train")].get("target_accuracy")
         if target is not None and target.notna().any():
             axes[1, j].axhline(target.dropna().iloc[0], ls="--", c="grey", lw=1)
     return to_image(fig)
+
+
+def _block_losses(timings: pd.DataFrame | None, meta: pd.DataFrame) -> pd.DataFrame:
+    """Each training cell's mean step loss per timed block, at the block's last step."""
+    if timings is None or timings.empty or "loss" not in timings or "step" not in timings:
+        return pd.DataFrame()
+    t = timings.dropna(subset=["loss", "step"]).merge(meta, on=["cell_id", "run_id"])
+    if t.empty:
+        return pd.DataFrame()
+    t["series"] = _label(t)
+    keys = ["model", "series", "round"] + (["process"] if "process" in t else [])
+    return t.groupby(keys, dropna=False).agg(step=("step", "max"), train_loss=("loss", "mean")).reset_index()
 
 
 def training_throughput(summary: pd.DataFrame) -> bytes | None:

@@ -111,9 +111,11 @@ def _training(ctx: ReportContext, frame) -> str:
     return "\n".join([
         img(charts.training_throughput(ctx.summary), "training throughput",
             "Steady-state training samples/s per backend; whiskers: the 95% interval over blocks of steps."),
-        img(charts.training_curves(ctx.rt["curve"], ctx.summary), "training curves",
-            "Training loss and test accuracy against wall time (evaluation included in wall time, excluded from "
-            "train_s). The dashed line is the target accuracy."),
+        img(charts.training_curves(ctx.rt["curve"], ctx.summary, ctx.rt["timings"]), "training curves",
+            "Training loss (the mean step loss of each timed block of steps, from the end of the warm-up) and test "
+            "accuracy at each check of "
+            "the test split, against the training step: the backends saw the same batches in the same order. "
+            "The dashed line is the target accuracy; time to it is in the Time to accuracy section."),
         table(frame, "train-table")])
 
 

@@ -19,6 +19,8 @@ from bench.measure.breakdown import CATEGORIES, OVERHEAD, breakdown, category_of
     ("aten::_to_copy", "casts & layout"), ("aten::copy_", "casts & layout"), ("DequantizeLinear", "casts & layout"),
     ("Reshape", "casts & layout"), ("aten::empty", "memory"), ("Torch-Compiled Region: 0/2", OVERHEAD),
     ("TorchDynamo Cache Lookup", OVERHEAD), ("## Call CompiledFxGraph fx5e ##", "elementwise & activation"),
+    ("Optimizer.step#Adam.step", OVERHEAD), ("AddmmBackward0", OVERHEAD), ("aten::sqrt", "elementwise & activation"),
+    ("aten::_foreach_lerp_", "elementwise & activation"), ("aten::bernoulli_", "elementwise & activation"),
     ("SomethingNew", "other operators")])
 def test_operators_fall_into_named_categories(op, category):
     assert category_of(op) == category
@@ -62,10 +64,54 @@ def test_an_onnxruntime_call_is_broken_down_by_its_own_profiler():
     assert ops & {"Gemm", "FusedGemm", "MatMul"}  # ONNX Runtime's node types, not torch's operators
 
 
+@pytest.mark.parametrize("backend", ["cpu-fp32", "cpu-bf16"])
+def test_a_training_step_is_broken_down_by_phase_and_the_trained_state_is_put_back(backend):
+    from bench.training.breakdown import PHASES, step_breakdown
+    from bench.training.train import make_train_step
+
+    b = get_backend(backend)
+    model = _model().train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-3, total_steps=2)  # refuses a third step
+    step = make_train_step(model, b, opt, sched)
+    x, y = torch.rand(16, 1, 28, 28), torch.arange(16) % 10
+    step(x, y)
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    moments = opt.state_dict()["state"][0]["exp_avg"].clone()
+    rng = torch.get_rng_state()
+    table = step_breakdown(step, model, iter(lambda: (x, y), None), "cpu", timed_s=1e-3)
+    cats = _checked(table)
+    phases = table[table.kind == "phase"]
+    assert list(phases.name) == list(PHASES) and (phases.seconds_per_call > 0).all()
+    assert phases.seconds_per_call.sum() == pytest.approx(cats.wall_s_per_call.iloc[0], rel=0.5)  # medians
+    assert (table.compiled_regions_per_call == 0).all() and (table.graphs_compiled_in_pass == 0).all()
+    assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items())  # the trained model is back
+    assert torch.equal(opt.state_dict()["state"][0]["exp_avg"], moments)
+    assert torch.equal(torch.get_rng_state(), rng)
+    step(x, y)  # the schedule was not stepped by the pass: its one step left still runs
+
+
+def test_the_framework_s_own_records_are_counted_once_within_the_overhead():
+    from bench.measure.breakdown import category_rows
+
+    ops = {"Torch-Compiled Region: 0/0": 10e-6, "aten::addmm": 20e-6, "aten::relu": 5e-6}
+    rows, total = category_rows(ops, wall=50e-6, common={})
+    cats = {r["name"]: r["seconds_per_call"] for r in rows if r["kind"] == "category"}
+    assert total == 50e-6 and sum(cats.values()) == pytest.approx(50e-6)
+    assert cats[OVERHEAD] == pytest.approx(25e-6)  # the call less its operators; the region's record lies within
+
+
 def _cells(seconds: dict[str, float]) -> pd.DataFrame:
     total = sum(seconds.values())
-    return pd.DataFrame([{"name": c, "seconds_per_call": seconds.get(c, 0.0), "wall_s_per_call": total}
-                         for c in CATEGORIES])
+    return pd.DataFrame([{"kind": "category", "name": c, "seconds_per_call": seconds.get(c, 0.0),
+                          "wall_s_per_call": total} for c in CATEGORIES])
+
+
+def _step(phases: dict[str, float], categories: dict[str, float], regions: float = 0.0) -> pd.DataFrame:
+    rows = _cells(categories).assign(wall_s_per_call=sum(phases.values()))
+    steps = pd.DataFrame([{"kind": "phase", "name": p, "seconds_per_call": s, "wall_s_per_call": sum(phases.values())}
+                          for p, s in phases.items()])
+    return pd.concat([rows, steps]).assign(compiled_regions_per_call=regions, graphs_compiled_in_pass=0)
 
 
 def test_a_gap_is_explained_by_the_categories_that_make_it():
@@ -73,6 +119,16 @@ def test_a_gap_is_explained_by_the_categories_that_make_it():
     other = _cells({"matmul & conv": 12e-6, "casts & layout": 41e-6, OVERHEAD: 10e-6})
     words = why(other, base, timed_ratio=63 / 15)
     assert words == "casts & layout +41 µs; framework overhead +5 µs: +48 µs per call in all"
+
+
+def test_a_training_gap_is_explained_by_the_phases_of_the_step_then_by_kind():
+    base = _step({"data": 0.1e-3, "forward": 6e-3, "backward": 6e-3, "optimizer": 1e-3},
+                 {"matmul & conv": 6e-3, "elementwise & activation": 5e-3, OVERHEAD: 2.1e-3})
+    other = _step({"data": 0.1e-3, "forward": 12e-3, "backward": 8.5e-3, "optimizer": 1e-3},
+                  {"matmul & conv": 5.5e-3, "elementwise & activation": 14e-3, OVERHEAD: 2.1e-3}, regions=1.0)
+    words = why(other, base, timed_ratio=21.6 / 13.1)
+    assert words == ("forward +6 ms; backward +2.5 ms — by kind: elementwise & activation +9 ms: +8.5 ms per step "
+                     "in all (compiled: one graph entered per step, no graph break; none recompiled in the pass)")
 
 
 def test_a_breakdown_that_disagrees_with_the_timing_says_so_instead():

@@ -54,7 +54,8 @@ def test_report_reads_at_a_glance(browser, tiny_run):
     assert glance.is_visible() and glance.bounding_box()["y"] > charts.nth(1).bounding_box()["y"]  # tables after
     assert "★" in glance.inner_text() and "backend" in glance.inner_text()
     assert "How sure:" in page.inner_text("p.trust")  # how far to trust it, right after the pictures
-    boxes = page.eval_on_selector_all("h1, h2, h3, p, img, table, nav", "els => els.map(e => {"
+    boxes = page.eval_on_selector_all("h1, h2, h3, p, img, table, nav", "els => els.filter(e => e.checkVisibility())"
+                                      ".map(e => {"  # a collapsed table is laid out but not shown
                                       "const r = e.getBoundingClientRect(); return [e.tagName, r.x, r.y, r.width, "
                                       "r.height]})")
     images = [b for b in boxes if b[0] == "IMG"]
@@ -86,6 +87,12 @@ def test_report_reads_at_a_glance(browser, tiny_run):
         idx = page.eval_on_selector_all(f"#{table} thead th", f"hs => hs.findIndex(h => h.title == '{header}')")
         return page.eval_on_selector_all(f"#{table} tbody tr", f"rs => rs.map(r => r.cells[{idx}].dataset.v)")
 
+    folded = page.eval_on_selector_all("details.long", "ds => ds.map(d => [d.open, d.querySelectorAll('tbody tr')"
+                                                       ".length, d.getBoundingClientRect().height])")
+    assert all(not is_open and rows > 12 and height < 60 for is_open, rows, height in folded), folded
+    summary = page.locator("details.long:has(#infer-table) > summary")
+    if summary.count():  # a long table opens from its one-line summary
+        summary.click()
     page.click("#infer-table thead th[title='p50_latency_ms']")
     values = [float(v) for v in column("infer-table", "p50_latency_ms")]
     assert values == sorted(values) and len(values) >= 4
@@ -93,6 +100,7 @@ def test_report_reads_at_a_glance(browser, tiny_run):
     assert [float(v) for v in column("infer-table", "p50_latency_ms")] == sorted(values, reverse=True)
     shown = page.inner_text("#infer-table tbody")
     assert "µs" in shown or " ms" in shown  # latency in human units
+    page.evaluate("document.querySelectorAll('details.long').forEach(d => d.open = true)")  # every table shown
     width = page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
     assert width[0] <= width[1], width
     wide = page.eval_on_selector_all("div.tw", "els => els.filter(e => e.scrollWidth > e.clientWidth + 1)"

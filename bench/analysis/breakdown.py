@@ -1,6 +1,7 @@
 """Verdicts explained by where the time goes: for a backend against the reference at one batch
 size, the categories of ``time_breakdown`` (bench.measure.breakdown) that account for the gap
-between their calls, in seconds per call and as a share of the gap. The breakdown is a pass of its
+between their calls, in seconds per call; for training, the phases of the step (data, forward,
+backward, optimizer: bench.training.breakdown) and then the categories. The breakdown is a pass of its
 own after the timing: where the ratio of the two calls in that pass disagrees with the timed ratio
 by more than ``AGREEMENT``, the words say so instead of explaining."""
 
@@ -12,15 +13,19 @@ from bench.measure.breakdown import AGREEMENT
 from bench.plumbing.units import duration
 from bench.storage.results import RunTables
 
-KEYS = ["run_id", "model", "batch_size", "backend"]
+KEYS = ["run_id", "model", "phase", "batch_size", "backend"]
 
 
-def breakdown_frame(rt: RunTables) -> pd.DataFrame:
-    """The category rows of every inference cell's breakdown, with the cell's model, backend and batch size."""
+def breakdown_frame(rt: RunTables, kinds: tuple[str, ...] = ("category",)) -> pd.DataFrame:
+    """The rows of ``kinds`` of every cell's breakdown (inference calls and training steps), with the
+    cell's model, backend, phase and batch size (none for a training step: its verdicts pair
+    across batch settings)."""
     b = rt.with_cells("time_breakdown", ("model", "backend", "phase", "batch_size"))
     if b.empty or "kind" not in b:
         return pd.DataFrame()
-    return b[b.kind == "category"].reset_index(drop=True)
+    b = b[b.kind.isin(kinds)].reset_index(drop=True)
+    b["batch_size"] = b.batch_size.astype(float).where(b.phase != "train")
+    return b
 
 
 def _us(seconds: float) -> str:
@@ -28,42 +33,71 @@ def _us(seconds: float) -> str:
     return ("+" if seconds >= 0 else "−") + duration(abs(seconds))
 
 
+def _largest(other: pd.DataFrame, base: pd.DataFrame, gap: float, kind: str) -> tuple[list[tuple[str, float]], float]:
+    """The (up to) two rows of ``kind`` whose differences go the gap's way, largest first, and the rest."""
+    o = other[other.kind == kind].set_index("name").seconds_per_call
+    b = base[base.kind == kind].set_index("name").seconds_per_call
+    diffs = (o - b.reindex(o.index).fillna(0.0)).sort_values(ascending=gap < 0)
+    picked = [(name, float(d)) for name, d in diffs.items() if d * gap > 0][:2]
+    return picked, float(diffs.sum()) - sum(d for _, d in picked)
+
+
+def _listed(picked: list[tuple[str, float]], rest: float, gap: float) -> str:
+    words = "; ".join(f"{name} {_us(d)}" for name, d in picked)
+    return words + (f"; the rest {_us(rest)}" if abs(rest) >= 0.1 * abs(gap) else "")
+
+
+def _compiled(other: pd.DataFrame) -> str:
+    """A compiled step's regions and recompilations, in words ("" where nothing was compiled)."""
+    regions = float(other.get("compiled_regions_per_call", pd.Series([0.0])).fillna(0).iloc[0])
+    if regions <= 0:
+        return ""
+    graphs = int(other.get("graphs_compiled_in_pass", pd.Series([0])).fillna(0).iloc[0])
+    breaks = "one graph entered per step, no graph break" if regions <= 1 else (
+        f"{regions:g} graphs entered per step: graph breaks")
+    again = "none recompiled in the pass" if graphs == 0 else f"{graphs} compiled again during the pass"
+    return f" (compiled: {breaks}; {again})"
+
+
 def why(other: pd.DataFrame, base: pd.DataFrame, timed_ratio: float) -> str:
-    """Words for one backend's gap to the baseline from their category rows (one cell each)."""
-    o, b = other.set_index("name"), base.set_index("name")
-    total_o, total_b = float(o.wall_s_per_call.iloc[0]), float(b.wall_s_per_call.iloc[0])
+    """Words for one backend's gap to the baseline from their breakdown rows (one cell each): by
+    category for an inference call; for a training step, by phase of the step, then by category."""
+    total_o, total_b = float(other.wall_s_per_call.iloc[0]), float(base.wall_s_per_call.iloc[0])
     ratio = total_o / total_b if total_b > 0 else float("nan")
     if not (abs(ratio / timed_ratio - 1) <= AGREEMENT):
         return (f"not explained: in the breakdown's pass the ratio was {ratio:.2f}×, timed {timed_ratio:.2f}× "
                 "(the two calls ran in another state than in the rounds)")
     gap = total_o - total_b
-    diffs = (o.seconds_per_call - b.seconds_per_call.reindex(o.index).fillna(0.0)).sort_values(
-        ascending=gap < 0)
-    picked = [(name, d) for name, d in diffs.items() if d * gap > 0][:2]
-    if not picked:
+    unit = "step" if (other.kind == "phase").any() else "call"
+    by_kind, rest = _largest(other, base, gap, "category")
+    if unit == "step":
+        by_phase, phase_rest = _largest(other, base, gap, "phase")
+        if not by_phase:
+            return f"no phase of the step accounts for the gap of {_us(gap)} per step"
+        kinds = f" — by kind: {_listed(by_kind, rest, gap)}" if by_kind else ""
+        return f"{_listed(by_phase, phase_rest, gap)}{kinds}: {_us(gap)} per step in all{_compiled(other)}"
+    if not by_kind:
         return f"no category accounts for the gap of {_us(gap)} per call"
-    rest = gap - sum(d for _, d in picked)
-    words = "; ".join(f"{name} {_us(d)}" for name, d in picked)
-    if abs(rest) >= 0.1 * abs(gap):
-        words += f"; the rest {_us(rest)}"
-    return f"{words}: {_us(gap)} per call in all"
+    return f"{_listed(by_kind, rest, gap)}: {_us(gap)} per call in all"
 
 
 def explanations(ranked: pd.DataFrame, rt: RunTables, reference: str) -> pd.Series:
-    """Per ranked row (its index): the words explaining an inference verdict against ``reference``
-    (missing where there is no breakdown, for ties, the reference itself and other phases)."""
+    """Per ranked row (its index): the words explaining an inference or training verdict against
+    ``reference`` (missing where there is no breakdown, for ties, the reference itself and other phases)."""
     out = pd.Series(None, index=ranked.index, dtype=object)  # missing where there is nothing to explain
-    b = breakdown_frame(rt)
+    b = breakdown_frame(rt, ("category", "phase"))
     if b.empty or ranked.empty:
         return out
+    b = b.assign(batch_size=b.batch_size.fillna(0.0))  # a training step: no batch size (NaN never equals itself)
     cells = {k: g for k, g in b.groupby(KEYS, dropna=False)}
     for i, r in ranked.iterrows():
-        if r.phase != "infer" or r.backend == reference or pd.isna(r.get("time_vs_baseline")):
+        if r.phase not in ("infer", "train") or r.backend == reference or pd.isna(r.get("time_vs_baseline")):
             continue
         if r.get("time_vs_baseline_low", 2) <= 1 <= r.get("time_vs_baseline_high", 0):
             continue  # a tie: no gap to explain
-        other = cells.get((r.run_id, r.model, float(r.batch_size), r.backend))
-        base = cells.get((r.run_id, r.model, float(r.batch_size), reference))
+        bs = float(r.batch_size) if r.phase == "infer" else 0.0
+        other = cells.get((r.run_id, r.model, r.phase, bs, r.backend))
+        base = cells.get((r.run_id, r.model, r.phase, bs, reference))
         if other is not None and base is not None:
             out[i] = why(other, base, float(r.time_vs_baseline))
     return out

@@ -29,6 +29,7 @@ from bench.plumbing.lazy import torch
 MATMUL, ELEMENTWISE, CASTS, MEMORY, OTHER, OVERHEAD = (
     "matmul & conv", "elementwise & activation", "casts & layout", "memory", "other operators", "framework overhead")
 CATEGORIES = (MATMUL, ELEMENTWISE, CASTS, MEMORY, OTHER, OVERHEAD)
+STEP_PHASES = ("data", "forward", "backward", "optimizer")  # a training step's (bench.training.breakdown)
 AGREEMENT = 0.15  # the pass's call within +-15% of the timed call: the breakdown describes that call
 TOP_OPERATORS = 5
 PASS_BUDGET_S = 0.08  # seconds of calls each way (plain, profiled) per cell, at least MIN_CALLS calls
@@ -36,17 +37,20 @@ MIN_CALLS, MAX_CALLS = 5, 400
 
 _RULES = [  # (category, pattern on the operator's name without its namespace, lower case), first match wins
     # torch.compile: the compiled graph's own kernels (inductor's fused loops; its matmuls stay aten
-    # operators) are recorded as one "Call CompiledFxGraph" record; its entry and guards are overhead
+    # operators) are recorded as one "Call CompiledFxGraph" record; its entry and guards are overhead.
+    # Autograd's nodes ("AddmmBackward0", "evaluate_function: ...") and an optimizer's step record hold
+    # the engine's and Python's own time around the operators they call: overhead too.
     (ELEMENTWISE, r"compiledfxgraph"),
-    (OVERHEAD, r"torch-compiled region|dynamo|cache lookup|pregraph|profilerstep|record_function"),
+    (OVERHEAD, r"torch-compiled region|dynamo|cache lookup|pregraph|profilerstep|record_function|^optimizer\."
+               r"|evaluate_function|backward0$"),
     (CASTS, r"^(to|_to_copy|copy_|cast|contiguous|reshape|view|_reshape_alias|flatten|unflatten|permute|transpose"
-            r"|t|expand|as_strided|unsqueeze|squeeze|clone|_unsafe_view|identity|quantizelinear|dequantizelinear"
-            r"|dynamicquantizelinear|quantize_per_tensor|dequantize|reorder.*)$"),
-    (MEMORY, r"^(empty|empty_strided|empty_like|resize_|zeros|zeros_like|fill_|zero_|new_empty.*|memcpy.*"
+            r"|t|expand|as_strided_?|unsqueeze|squeeze|clone|_unsafe_view|identity|quantizelinear|dequantizelinear"
+            r"|dynamicquantizelinear|quantize_per_tensor|dequantize|reorder.*|detach|alias|resolve_conj|resolve_neg)$"),
+    (MEMORY, r"^(empty|empty_strided|empty_like|resize_|zeros|zeros_like|ones_like|fill_|zero_|new_empty.*|memcpy.*"
              r"|memset.*)$"),
     (MATMUL, r"addmm|^mm$|matmul|linear|conv|bmm|gemm|qlinear|integer|mkldnn"),
     (ELEMENTWISE, r"relu|add|mul|pool|dropout|softmax|sigmoid|tanh|gelu|fused|clamp|sub|div|norm|max|mean|sum"
-                  r"|exp|log|where|threshold"),
+                  r"|exp|log|where|threshold|sqrt|lerp|pow|neg|reciprocal|bernoulli|loss|scatter|foreach|sign|abs"),
 ]
 
 
@@ -55,17 +59,19 @@ def category_of(operator: str) -> str:
     return next((category for category, pattern in _RULES if re.search(pattern, name)), OTHER)
 
 
-def torch_operators(predict: Callable, x, calls: int, device: str) -> tuple[dict[str, tuple[float, float]], float]:
-    """Per operator, its self seconds per call and its records per call over ``calls`` calls under
-    ``torch.profiler`` (on CUDA the kernels' device time), and the profiled call's wall seconds."""
+def torch_operators(run: Callable[[], object], calls: int, device: str
+                    ) -> tuple[dict[str, tuple[float, float]], float]:
+    """Per operator, its self seconds per call and its records per call over ``calls`` calls of
+    ``run`` under ``torch.profiler`` (on CUDA the kernels' device time), and the profiled call's wall
+    seconds."""
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
-    predict(x)
+    run()
     with console.quiet_stdio(), profile(activities=activities) as prof:  # kineto writes to fd 2 itself
         start = time.perf_counter()
         for _ in range(calls):
-            predict(x)
+            run()
         if device == "cuda":
             torch.cuda.synchronize()
         profiled = (time.perf_counter() - start) / calls
@@ -77,8 +83,44 @@ def torch_operators(predict: Callable, x, calls: int, device: str) -> tuple[dict
     return out, profiled
 
 
-def _calls_for(timed_s: float) -> int:
-    return int(min(MAX_CALLS, max(MIN_CALLS, PASS_BUDGET_S / max(timed_s, 1e-7))))
+def calls_for(timed_s: float, budget_s: float = PASS_BUDGET_S, most: int = MAX_CALLS) -> int:
+    """Calls each way for a call of ``timed_s``: ``budget_s`` of them, MIN_CALLS to ``most``."""
+    return int(min(most, max(MIN_CALLS, budget_s / max(timed_s, 1e-7))))
+
+
+def attributed(recorded: dict[str, tuple[float, float]], profiled: float, wall: float
+               ) -> tuple[dict[str, float], float]:
+    """Each recorded operator's seconds per call with the profiler's own cost taken off (what the
+    profiled call took beyond the plain one ``wall``, spread evenly over the records), and that cost
+    per record."""
+    records = sum(n for _, n in recorded.values())
+    cost = max(0.0, profiled - wall) / records if records else 0.0
+    ops = {name: max(0.0, s - n * cost) for name, (s, n) in recorded.items()}
+    return {name: s for name, s in ops.items() if s > 0}, cost
+
+
+def category_rows(ops: dict[str, float], wall: float, common: dict) -> tuple[list[dict], float]:
+    """Rows per category (``kind`` "category"; framework overhead: ``wall`` less the operators) and
+    per top operator by self time (``kind`` "operator"), each with ``common``; and the call's total
+    (``wall``, or the operators' sum where that is larger)."""
+    per_category = dict.fromkeys(CATEGORIES, 0.0)
+    for name, s in ops.items():
+        per_category[category_of(name)] += s
+    # the overhead is what the other operators leave of the call (the records of the framework's own
+    # regions, such as a compiled region's entry, lie within it: counted once, there)
+    operators_s = sum(v for k, v in per_category.items() if k != OVERHEAD)
+    total = max(wall, operators_s)
+    per_category[OVERHEAD] = total - operators_s
+
+    def share(s: float) -> float:
+        return s / total if total > 0 else float("nan")
+
+    rows = [{"kind": "category", "name": c, "category": c, "seconds_per_call": s, "share": share(s), **common}
+            for c, s in per_category.items()]
+    top = sorted(ops.items(), key=lambda kv: -kv[1])[:TOP_OPERATORS]
+    rows += [{"kind": "operator", "name": n, "category": category_of(n), "seconds_per_call": s, "share": share(s),
+              **common} for n, s in top]
+    return rows, total
 
 
 def breakdown(prepared, x, timed_s: float) -> pd.DataFrame:
@@ -86,7 +128,7 @@ def breakdown(prepared, x, timed_s: float) -> pd.DataFrame:
     per category (``kind`` "category", seconds per call and share of the call) and the top
     operators by self time (``kind`` "operator"), each with the pass's figures."""
     device = prepared.clock_device
-    calls = _calls_for(timed_s)
+    calls = calls_for(timed_s)
     predict = prepared.predict
     for _ in range(3):  # warm again: the memory pass before this one handed the engine's caches back
         predict(x)
@@ -95,23 +137,10 @@ def breakdown(prepared, x, timed_s: float) -> pd.DataFrame:
     faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / calls
     wall = statistics.median(seconds)
     hook = getattr(prepared, "operators", None)
-    recorded, profiled = hook(x, calls) if hook is not None else torch_operators(predict, x, calls, device)
-    records = sum(n for _, n in recorded.values())
-    cost = max(0.0, profiled - wall) / records if records else 0.0  # the profiler's, per record
-    ops = {name: max(0.0, s - n * cost) for name, (s, n) in recorded.items()}
-    ops = {name: s for name, s in ops.items() if s > 0}
-    per_category = dict.fromkeys(CATEGORIES, 0.0)
-    for name, s in ops.items():
-        per_category[category_of(name)] += s
-    operators_s = sum(v for k, v in per_category.items() if k != OVERHEAD)
-    total = max(wall, operators_s)
-    per_category[OVERHEAD] += total - operators_s
-    common = {"calls": calls, "wall_s_per_call": total, "profiled_s_per_call": profiled,
-              "profiler_s_per_operator": cost, "timed_s_per_call": timed_s,
-              "wall_vs_timed": total / timed_s if timed_s > 0 else float("nan"), "page_faults_per_call": faults}
-    rows = [{"kind": "category", "name": c, "category": c, "seconds_per_call": s,
-             "share": s / total if total > 0 else float("nan"), **common} for c, s in per_category.items()]
-    top = sorted(ops.items(), key=lambda kv: -kv[1])[:TOP_OPERATORS]
-    rows += [{"kind": "operator", "name": n, "category": category_of(n), "seconds_per_call": s,
-              "share": s / total if total > 0 else float("nan"), **common} for n, s in top]
-    return pd.DataFrame(rows)
+    recorded, profiled = hook(x, calls) if hook is not None else torch_operators(lambda: predict(x), calls, device)
+    ops, cost = attributed(recorded, profiled, wall)
+    common = {"calls": calls, "profiled_s_per_call": profiled, "profiler_s_per_operator": cost,
+              "timed_s_per_call": timed_s, "page_faults_per_call": faults}
+    rows, total = category_rows(ops, wall, common)
+    frame = pd.DataFrame(rows)
+    return frame.assign(wall_s_per_call=total, wall_vs_timed=total / timed_s if timed_s > 0 else float("nan"))

@@ -27,6 +27,7 @@ from bench.measure.rounds import Contender, round_stats
 from bench.plumbing import console
 from bench.plumbing.signals import check as check_stop
 from bench.storage.results import RunWriter
+from bench.training.breakdown import step_breakdown
 from bench.training.train import TrainJob, predict_logits, train_blocks
 
 Tables = dict[str, pd.DataFrame]
@@ -59,11 +60,13 @@ def prepare_measured(b: Backend, model: nn.Module, options: BackendOptions, trai
 
 
 def train_cell(job: TrainJob, settings: dict, test_images: torch.Tensor, recorder=None, progress: bool = False,
-               interleaved: bool = False) -> Generator[dict, None, tuple[Tables, nn.Module, Prepared | None]]:
+               interleaved: bool = False, breakdown: bool = False
+               ) -> Generator[dict, None, tuple[Tables, nn.Module, Prepared | None]]:
     """Train and time one model on one backend, yielding after each timed block of steps (so
     backends can train in interleaved blocks); returns its tables, the trained model, and the
     engine's prepared model when parity needed one (None for the reference), for reuse.
-    ``test_images``: the uint8 test images behind ``test`` (for the misclassified table)."""
+    ``test_images``: the uint8 test images behind ``test`` (for the misclassified table);
+    ``breakdown``: where a step's time goes, in a pass after the training (``time_breakdown``)."""
     b, cfg, train, test = job.backend, job.cfg, job.train, job.test
     cost = model_cost(job.model)
     with CellMemory(b.device) as mem:
@@ -75,6 +78,9 @@ def train_cell(job: TrainJob, settings: dict, test_images: torch.Tensor, recorde
                                   b.device, b.precision),
            "epochs": cfg.epochs, "optimizer": cfg.optimizer, "schedule": cfg.schedule, "lr": cfg.lr,
            "seed": job.seed, "normalization": cfg.normalization, "interleaved": interleaved}
+    found = None
+    if breakdown and not result.diverged:  # after the last timed block, before anything is prepared
+        found = _step_breakdown(result, job, speed.get("train_samples_per_s", float("nan")))
     prepared = None
     if result.diverged:
         row.update(status="diverged", reason=result.diverged)
@@ -93,7 +99,21 @@ def train_cell(job: TrainJob, settings: dict, test_images: torch.Tensor, recorde
     }
     if recorder is not None:
         tables.update(recorder.tables())
+    if found is not None:
+        tables["time_breakdown"] = found
     return tables, result.model, prepared
+
+
+def _step_breakdown(result, job: TrainJob, samples_per_s: float) -> pd.DataFrame | None:
+    """The training step's time breakdown, or None with a warning: a profiler that fails costs the
+    cell its breakdown, never its training."""
+    timed_s = job.cfg.batch_size / samples_per_s if samples_per_s > 0 else float("nan")
+    try:
+        return step_breakdown(result.step, result.model, result.more_batches, job.backend.device, timed_s)
+    except Exception as e:  # noqa: BLE001 - the profiler's failure is a note
+        print(f"warning: {job.model} {job.backend.name} train: no time breakdown ({type(e).__name__}: "
+              f"{str(e)[:200]})", file=sys.stderr)
+        return None
 
 
 def prepare_cell(b: Backend, reference: torch.nn.Module, options: BackendOptions, settings: dict, train: Split,

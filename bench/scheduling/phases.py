@@ -43,7 +43,8 @@ def train_backends(ctx: PhaseContext, model: str, trainers: list[Backend], reaso
                                                  ctx.cfg.dynamics_every)
         job = TrainJob(model, b, train, test, cfg, ctx.cfg.seed, ctx.cfg.backend_options)
         runs[b.name] = train_cell(job, b.configure(ctx.cfg.backend_options), ctx.mnist.test_images[: len(test)],
-                                  recorders.get(b.name), ctx.progress, interleaved=len(trainers) > 1)
+                                  recorders.get(b.name), ctx.progress, interleaved=len(trainers) > 1,
+                                  breakdown=ctx.cfg.infer.breakdown != "off")
     states: list[dict] = []
     group = MachineGroup(model, "train")
     results = interleave(runs, on_round=lambda i: states.append(ctx.machine.round(group.name, i)))

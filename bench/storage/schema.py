@@ -107,9 +107,10 @@ _TABLES = (
            Column("reason", "str"))),
     Table("timings", "train and infer: every timed call (inference) or block of steady-state steps (training), "
           "kept so any statistic can be recomputed: round, process, position (in the round's order), call, "
-          "timestamp_s (epoch seconds), seconds (the device clock), wall_seconds (inference), samples",
+          "timestamp_s (epoch seconds), seconds (the device clock), wall_seconds (inference), samples, loss (training: "
+          "that step's training loss)",
           _cols("round:int process:int position:int call:int step:int timestamp_s:float seconds:float "
-                "wall_seconds:float samples:int", "round seconds samples")),
+                "wall_seconds:float samples:int loss:float", "round seconds samples")),
     Table("machine", "per model and phase (batch size): one row per round: group, round, timestamp_s, control_ms "
           "and control_min_ms (median and fastest of 5 calls of a fixed 384x384 fp32 matmul: the machine's speed "
           "index), loadavg_1m, cpu_mhz, steal_frac, gpu_clock_mhz, gpu_temp_c",
@@ -158,16 +159,20 @@ _TABLES = (
     Table("ranks", "data-parallel training: one row per rank",
           _cols("rank:int local_rank:int node_rank:int host:str pid:int steady_s:float samples:int "
                 "allreduce_s:float compute_s:float samples_per_s:float allreduce_share:float steps:int", "rank")),
-    Table("time_breakdown", "infer: where one call's time goes, from a pass after the timing: a row per category "
-          "(kind category: matmul & conv, elementwise & activation, casts & layout, memory, other operators, "
-          "framework overhead = the call's wall time less its operators) and per top operator by self time (kind "
-          "operator), seconds per call (the profiler's own cost per record taken off) and share of the plain call; "
-          "the pass's plain call (wall_s_per_call), its profiled call, the profiler's cost per record, the rounds' "
-          "median call (timed_s_per_call), the plain call over the timed one, the page faults per call",
-          (Column("kind", "str", True, ("category", "operator")),
+    Table("time_breakdown", "infer and train: where one call (a training step) goes, from a pass after the timing: "
+          "a row per category (kind category: matmul & conv, elementwise & activation, casts & layout, memory, other "
+          "operators, framework overhead = the call's wall time less its operators), per top operator by self time "
+          "(kind operator) and, for a training step, per phase (kind phase: data, forward, backward, optimizer, each "
+          "its median over the pass's plain steps), seconds per call (the profiler's own cost per record taken off) "
+          "and share of the plain call; the pass's plain call (wall_s_per_call), its profiled call, the profiler's "
+          "cost per record, the rounds' median call (timed_s_per_call), the plain call over the timed one, the page "
+          "faults per call (inference); for a step, the compiled regions it enters and the graphs compiled during "
+          "the pass",
+          (Column("kind", "str", True, ("category", "operator", "phase")),
            *_cols("name:str category:str seconds_per_call:float share:float calls:int wall_s_per_call:float "
                   "profiled_s_per_call:float profiler_s_per_operator:float timed_s_per_call:float "
-                  "wall_vs_timed:float page_faults_per_call:float", "name category seconds_per_call"))),
+                  "wall_vs_timed:float page_faults_per_call:float compiled_regions_per_call:float "
+                  "graphs_compiled_in_pass:int", "name category seconds_per_call"))),
     Table("profile_hta", "profile of a CUDA backend: HolisticTraceAnalysis's temporal breakdown of GPU time (idle, "
           "compute, non-compute, in ns and %) with the trace's name, or one row with a note why not", ()),
 )

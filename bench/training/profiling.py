@@ -22,9 +22,8 @@ import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile, record_function, schedule
 
 from bench.config.types import ProfileConfig, TrainConfig
-from bench.data.mnist import Split
 from bench.plumbing import console
-from bench.training.train import TrainJob, build_optimizer, build_trainable
+from bench.training.train import TrainJob, build_optimizer, build_trainable, endless_batches
 
 PHASES = ("data", "forward", "backward", "optimizer")
 os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # keep the profiler library's own logging off the terminal
@@ -51,7 +50,7 @@ def profile_training(job: TrainJob, pcfg: ProfileConfig, trace_dir: Path) -> dic
         prof.export_chrome_trace(str(written[-1]))
 
     generator = torch.Generator().manual_seed(seed)
-    batches = _endless(train, batch_size, generator)
+    batches = endless_batches(train, batch_size, generator)
     model.train()
     plan = schedule(wait=pcfg.wait, warmup=pcfg.warmup, active=pcfg.active, repeat=1)
     with console.quiet_stdio(), profile(activities=activities, schedule=plan, on_trace_ready=on_ready,
@@ -104,11 +103,6 @@ def profile_cell(job: TrainJob, settings: dict, pcfg: ProfileConfig, trace_dir: 
            "profile_steps_warmup": pcfg.warmup, "record_shapes": pcfg.record_shapes,
            "profile_memory": pcfg.profile_memory, "with_stack": pcfg.with_stack}
     return {"summary": pd.DataFrame([row]), **tables}
-
-
-def _endless(split: Split, batch_size: int, generator: torch.Generator):
-    while True:
-        yield from split.batches(batch_size, generator)
 
 
 def operator_tables(averages, active_steps: int) -> dict[str, pd.DataFrame]:

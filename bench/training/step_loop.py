@@ -51,8 +51,9 @@ class StepLoop:
     hooks: StepHooks = field(default_factory=StepHooks)
 
     def __post_init__(self) -> None:
-        self.steps: list[dict] = []  # every step: step, epoch, samples, seconds, data_s, compute_s, warmup, ...
-        self.blocks: list[dict] = []  # steady steps by block: round, process, timestamp_s, step, samples, seconds
+        self.steps: list[dict] = []  # every step: step, epoch, samples, seconds, data_s, compute_s, warmup, loss...
+        self.blocks: list[dict] = []  # steady steps by block: round, process, timestamp_s, step, samples, seconds,
+        # loss (the training loss of that step: the loss curve between the test split's checks)
         self.curve: list[dict] = []
         self.epoch_rows: list[dict] = []
         self.totals = {"train_s": 0.0, "eval_s": 0.0, "cold_step_s": 0.0, "warmup_s": 0.0, "steady_s": 0.0,
@@ -107,7 +108,7 @@ class StepLoop:
         t1 = self.clock.mark()
         loss = self.train_step(x, y)
         t2 = self.clock.mark()
-        self._marks.append((t0, t1, t2, len(y)))
+        self._marks.append((t0, t1, t2, len(y), loss))
         self._block_losses.append(loss)
         if self.hooks.after_step is not None:
             self.hooks.after_step(self.global_step, loss)
@@ -121,12 +122,13 @@ class StepLoop:
         self.clock.sync()
         first = self.global_step - len(self._marks)
         now = timestamp()
-        for j, (a, b, c, n) in enumerate(self._marks):
+        losses = torch.stack([m[4] for m in self._marks]).float().tolist()  # one read, after the clock's sync
+        for j, (a, b, c, n, _) in enumerate(self._marks):
             data, compute = self.clock.seconds(a, b), self.clock.seconds(b, c)
             step, seconds = first + j, data + compute
             warmup = step < self.warmup_steps
             row = {"step": step, "epoch": epoch + 1, "samples": n, "seconds": seconds, "data_s": data,
-                   "compute_s": compute, "warmup": warmup, "timestamp_s": now}
+                   "compute_s": compute, "warmup": warmup, "timestamp_s": now, "loss": losses[j]}
             if self.sync_every_step and self.hooks.step_fields is not None:
                 row.update(self.hooks.step_fields())
             self.steps.append(row)
@@ -140,7 +142,7 @@ class StepLoop:
             else:
                 ep["steady_s"] += seconds
                 ep["steady_samples"] += n
-                self._block_rows.append({"step": step, "samples": n, "seconds": seconds})
+                self._block_rows.append({"step": step, "samples": n, "seconds": seconds, "loss": losses[j]})
         self._marks.clear()
 
     def _evaluate(self, epoch: int, i: int, ep: dict, train_loss: float) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Generator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 
 import pandas as pd
@@ -49,29 +49,54 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig, steps_total: int):
     return opt, sched
 
 
-def make_train_step(forward, backend: Backend, opt, sched=None, scaler=None, label_smoothing: float = 0.0,
-                    augment=None):
-    """One optimisation step on a batch; returns the detached loss (no host sync). ``augment``
-    (``bench.data.mnist.augmenter``) transforms the batch first; ``label_smoothing`` applies to this loss only."""
+@dataclass
+class TrainStep:
+    """One optimisation step on a batch, callable as ``step(x, y)`` (returns the detached loss, no
+    host sync) and in its parts, so that a breakdown (``bench.training.breakdown``) can time each:
+    ``prepare`` (``augment``: ``bench.data.mnist.augmenter``), ``forward`` (the loss under the
+    backend's autocast; ``label_smoothing`` applies to this loss only), ``backward`` (gradients
+    zeroed, then the backward pass, scaled when there is a scaler) and ``update`` (the optimizer's
+    step, then the schedule's when ``schedule``)."""
 
-    def train_step(x, y):
-        if augment is not None:
-            x = augment(x)
-        with backend.autocast():
-            loss = F.cross_entropy(forward(x), y, label_smoothing=label_smoothing)
-        opt.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
+    forward_fn: Callable
+    backend: Backend
+    opt: torch.optim.Optimizer
+    sched: object | None = None
+    scaler: object | None = None
+    label_smoothing: float = 0.0
+    augment: Callable | None = None
+
+    def prepare(self, x):
+        return self.augment(x) if self.augment is not None else x
+
+    def forward(self, x, y) -> torch.Tensor:
+        with self.backend.autocast():
+            return F.cross_entropy(self.forward_fn(x), y, label_smoothing=self.label_smoothing)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        self.opt.zero_grad(set_to_none=True)
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+
+    def update(self, schedule: bool = True) -> None:
+        if self.scaler is not None:
+            self.scaler.step(self.opt)
+            self.scaler.update()
         else:
-            loss.backward()
-            opt.step()
-        if sched is not None:
-            sched.step()
+            self.opt.step()
+        if schedule and self.sched is not None:
+            self.sched.step()
+
+    def __call__(self, x, y) -> torch.Tensor:
+        loss = self.forward(self.prepare(x), y)
+        self.backward(loss)
+        self.update()
         return loss.detach()
 
-    return train_step
+
+def make_train_step(forward, backend: Backend, opt, sched=None, scaler=None, label_smoothing: float = 0.0,
+                    augment=None) -> TrainStep:
+    """One optimisation step on a batch (``TrainStep``)."""
+    return TrainStep(forward, backend, opt, sched, scaler, label_smoothing, augment)
 
 
 @torch.no_grad()
@@ -116,6 +141,8 @@ class TrainResult:
     test_logits: torch.Tensor  # final model, eager, under the backend's autocast
     blocks: pd.DataFrame  # one row per steady-state step, ``round`` its timed block (the raw training timings)
     diverged: str | None = None  # why training stopped early (bench.training.step_loop.diverged)
+    step: TrainStep | None = None  # the run's own step, for a breakdown pass after the training
+    more_batches: Iterator | None = None  # endless further training batches for that pass (their own seed)
 
     @property
     def test_preds(self) -> torch.Tensor:
@@ -178,10 +205,11 @@ def train_blocks(job: TrainJob, progress: bool = False, recorder=None, block_ste
             recorder.after_step(model, step, loss, opt.param_groups[0]["lr"])
         bar.update()
 
+    step = make_train_step(forward, backend, opt, sched, backend.grad_scaler(), cfg.label_smoothing,
+                           augmenter(cfg.augment, seed))
     loop = StepLoop(
-        train_step=make_train_step(forward, backend, opt, sched, backend.grad_scaler(), cfg.label_smoothing,
-                                   augmenter(cfg.augment, seed)),
-        clock=clock_for(backend.device), batches=lambda epoch: train.batches(cfg.batch_size, generator),
+        train_step=step, clock=clock_for(backend.device),
+        batches=lambda epoch: train.batches(cfg.batch_size, generator),
         evaluate=lambda: evaluate(model, test, backend), epochs=cfg.epochs, steps_per_epoch=steps_per_epoch,
         eval_at=eval_steps(steps_per_epoch, cfg.evals_per_epoch), warmup_steps=warmup_steps,
         block_steps=block_steps or block_steps_for(total, warmup_steps), target_accuracy=cfg.target_accuracy,
@@ -198,4 +226,11 @@ def train_blocks(job: TrainJob, progress: bool = False, recorder=None, block_ste
     test_loss, test_acc, logits = loop.final_eval()
     summary = {**loop.figures, "test_loss": test_loss, "test_accuracy": test_acc}
     return TrainResult(model, summary, pd.DataFrame(loop.epoch_rows), pd.DataFrame(loop.curve), logits,
-                       pd.DataFrame(loop.blocks), loop.diverged)
+                       pd.DataFrame(loop.blocks), loop.diverged, step,
+                       endless_batches(train, cfg.batch_size, torch.Generator().manual_seed(seed + 1)))
+
+
+def endless_batches(split: Split, batch_size: int, generator: torch.Generator) -> Iterator:
+    """Shuffled batches of ``split``, epoch after epoch."""
+    while True:
+        yield from split.batches(batch_size, generator)

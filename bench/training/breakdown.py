@@ -1,0 +1,113 @@
+"""Where a training step's time goes: a pass of its own after a backend has trained (never inside a
+timed block). The step of the run itself (its compiled forward, its optimizer and scaler, its
+augmentation) runs again on further batches of the training split, timed plainly in its phases
+(data: fetching and augmenting the batch; forward: the loss; backward: zeroing the gradients and
+the backward pass; optimizer: the optimizer's step), then under ``torch.profiler``, whose operators
+are grouped into the categories of an inference call (``bench.measure.breakdown``). The weights,
+the optimizer's state and the random streams are put back afterwards, so the trained model is the
+one the run trained; the learning-rate schedule is not stepped (a one-cycle schedule refuses steps
+beyond its total, and its step costs microseconds).
+
+What a compiled step adds is measured too: the compiled regions it enters per step (one per graph:
+more than one for the forward means a graph break) and the graphs compiled during the pass (a
+recompilation in the steady state)."""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import sys
+from collections.abc import Iterator
+
+import pandas as pd
+import torch
+
+from bench.measure.breakdown import STEP_PHASES, attributed, calls_for, category_rows, torch_operators
+from bench.measure.clocks import clock_for
+
+PHASES = STEP_PHASES
+PASS_BUDGET_S = 0.25  # seconds of steps each way (plain, profiled), MIN_CALLS to MAX_STEPS steps
+MAX_STEPS = 30
+WARM_STEPS = 3
+_REGION = "torch-compiled region"
+
+
+def _compiled_graphs() -> int:
+    """Graphs torch.compile has compiled in this process so far (0 where it was never used)."""
+    if "torch._dynamo" not in sys.modules:
+        return 0
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"].get("unique_graphs", 0))
+
+
+def _plain(step, batches: Iterator, steps: int, device: str) -> dict[str, float]:
+    """Median seconds per step of each phase over ``steps`` plain steps (each mark synchronized on
+    CUDA, so a phase is its own device time)."""
+    clock = clock_for(device)
+    for _ in range(WARM_STEPS):  # warm again: whatever ran since the last timed block left its own caches behind
+        _whole_step(step, batches)()
+    marks = []
+    for _ in range(steps):
+        m = [clock.mark()]
+        x, y = next(batches)
+        x = step.prepare(x)
+        m.append(clock.mark())
+        loss = step.forward(x, y)
+        m.append(clock.mark())
+        step.backward(loss)
+        m.append(clock.mark())
+        step.update(schedule=False)
+        m.append(clock.mark())
+        marks.append(m)
+    clock.sync()
+    per_step = [[clock.seconds(a, b) for a, b in zip(m, m[1:])] for m in marks]
+    phases = {p: statistics.median(s[i] for s in per_step) for i, p in enumerate(PHASES)}
+    return {**phases, "step": statistics.median(sum(s) for s in per_step)}
+
+
+def _whole_step(step, batches: Iterator):
+    def run() -> None:
+        x, y = next(batches)
+        loss = step.forward(step.prepare(x), y)
+        step.backward(loss)
+        step.update(schedule=False)
+
+    return run
+
+
+def step_breakdown(step, model: torch.nn.Module, batches: Iterator, device: str, timed_s: float) -> pd.DataFrame:
+    """One training step of ``step`` (``bench.training.train.TrainStep``, ``model`` its weights)
+    broken down, ``timed_s`` the timed blocks' median step: rows per phase (``kind`` "phase"), per
+    category and per top operator (as an inference call's), each with the pass's figures. The
+    model's weights, the optimizer's state and the random streams are restored afterwards."""
+    saved = (copy.deepcopy(model.state_dict()), copy.deepcopy(step.opt.state_dict()),
+             copy.deepcopy(step.scaler.state_dict()) if step.scaler is not None else None,
+             torch.get_rng_state(), torch.cuda.get_rng_state() if device == "cuda" else None)
+    was_training = model.training
+    model.train()
+    try:
+        steps = calls_for(timed_s, PASS_BUDGET_S, MAX_STEPS)
+        graphs = _compiled_graphs()
+        phases = _plain(step, batches, steps, device)
+        recorded, profiled = torch_operators(_whole_step(step, batches), steps, device)
+        recompiled = _compiled_graphs() - graphs
+    finally:
+        model.load_state_dict(saved[0])
+        step.opt.load_state_dict(saved[1])
+        if saved[2] is not None:
+            step.scaler.load_state_dict(saved[2])
+        torch.set_rng_state(saved[3])
+        if saved[4] is not None:
+            torch.cuda.set_rng_state(saved[4])
+        model.train(was_training)
+    regions = sum(n for name, (_, n) in recorded.items() if name.lower().startswith(_REGION))
+    wall = phases["step"]
+    ops, cost = attributed(recorded, profiled, wall)
+    common = {"calls": steps, "profiled_s_per_call": profiled, "profiler_s_per_operator": cost,
+              "timed_s_per_call": timed_s, "compiled_regions_per_call": regions, "graphs_compiled_in_pass": recompiled}
+    rows, total = category_rows(ops, wall, common)
+    rows += [{"kind": "phase", "name": p, "category": p, "seconds_per_call": phases[p],
+              "share": phases[p] / total if total > 0 else float("nan"), **common} for p in PHASES]
+    frame = pd.DataFrame(rows)
+    return frame.assign(wall_s_per_call=total, wall_vs_timed=total / timed_s if timed_s > 0 else float("nan"))
