@@ -39,3 +39,31 @@ def test_cuda_backends_end_to_end(mnist_path, tmp_path):
     assert (amp.parity_argmax_agreement > 0.98).all()
     infer = s[s.phase == "infer"]
     assert infer.event_wall_gap.notna().all()
+
+
+@pytest.mark.parametrize("backend", ["cuda-fp32", "cuda-amp-fp16"])
+def test_a_cuda_call_and_step_are_broken_down_by_kernel_time(backend):
+    """The breakdown reads the kernels' device time on CUDA, for a call and for a training step (each
+    phase between two events), and its categories still sum to the call."""
+    from bench.engines.backends import get_backend
+    from bench.engines.base import BackendOptions
+    from bench.measure.breakdown import breakdown
+    from bench.training.breakdown import step_breakdown
+    from bench.training.train import make_train_step
+
+    b = get_backend(backend)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 256), torch.nn.ReLU(),
+                                torch.nn.Linear(256, 10)).cuda()
+    prepared = b.engine.prepare(model.eval(), b, BackendOptions(), torch.zeros(8, 1, 28, 28, device="cuda"))
+    table = breakdown(prepared, prepared.to_input(torch.rand(64, 1, 28, 28, device="cuda")), timed_s=1e-4)
+    cats = table[table.kind == "category"]
+    assert cats.seconds_per_call.sum() == pytest.approx(cats.wall_s_per_call.iloc[0], rel=1e-9)
+    assert cats.set_index("name").loc["matmul & conv", "seconds_per_call"] > 0
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    step = make_train_step(model, b, opt, scaler=b.grad_scaler())
+    x, y = torch.rand(64, 1, 28, 28, device="cuda"), torch.arange(64, device="cuda") % 10
+    steps = step_breakdown(step, model, iter(lambda: (x, y), None), "cuda", timed_s=1e-3)
+    phases = steps[steps.kind == "phase"].set_index("name").seconds_per_call
+    assert (phases[["forward", "backward", "optimizer"]] > 0).all()

@@ -93,7 +93,8 @@ class InferConfig:
     breakdown: str = option("ends", choices=BREAKDOWNS, group=INFER,
                             help="after the timing, where each call's time goes (the engine's profiler: operators by "
                                  "category, framework overhead; the time_breakdown table) at ends: the smallest and "
-                                 "the largest batch size | all: every batch size | off")
+                                 "the largest batch size | all: every batch size | off; unless off, each training "
+                                 "step's too (by phase: data, forward, backward, optimizer)")
 
     def __post_init__(self) -> None:
         if not self.batch_sizes:

@@ -26,8 +26,9 @@ from bench.measure.breakdown import STEP_PHASES, attributed, calls_for, category
 from bench.measure.clocks import clock_for
 
 PHASES = STEP_PHASES
-PASS_BUDGET_S = 0.25  # seconds of steps each way (plain, profiled), MIN_CALLS to MAX_STEPS steps
-MAX_STEPS = 30
+PASS_BUDGET_S = 0.12  # seconds of plain steps, MIN_CALLS to MAX_STEPS steps; at most PROFILED_STEPS profiled
+MAX_STEPS = 20
+PROFILED_STEPS = 8  # a profiled step records a few hundred operators: reading them back costs more than the step
 WARM_STEPS = 3
 _REGION = "torch-compiled region"
 
@@ -90,7 +91,7 @@ def step_breakdown(step, model: torch.nn.Module, batches: Iterator, device: str,
         steps = calls_for(timed_s, PASS_BUDGET_S, MAX_STEPS)
         graphs = _compiled_graphs()
         phases = _plain(step, batches, steps, device)
-        recorded, profiled = torch_operators(_whole_step(step, batches), steps, device)
+        recorded, profiled = torch_operators(_whole_step(step, batches), min(steps, PROFILED_STEPS), device)
         recompiled = _compiled_graphs() - graphs
     finally:
         model.load_state_dict(saved[0])
