@@ -44,11 +44,6 @@ class BackendOptions:
         return replace(self, engine_options={**self.engine_options, **{type(s).key: s for s in sets}})
 
 
-def engine_option_group(cls: type) -> str:
-    """The --help group of an engine's own options."""
-    return f"{cls.key} options"
-
-
 @dataclass
 class Prepared:
     """A trained model made ready by an engine: ``predict`` takes one batch in the engine's input

@@ -142,5 +142,11 @@ def breakdown(prepared, x, timed_s: float) -> pd.DataFrame:
     common = {"calls": calls, "profiled_s_per_call": profiled, "profiler_s_per_operator": cost,
               "timed_s_per_call": timed_s, "page_faults_per_call": faults}
     rows, total = category_rows(ops, wall, common)
-    frame = pd.DataFrame(rows)
-    return frame.assign(wall_s_per_call=total, wall_vs_timed=total / timed_s if timed_s > 0 else float("nan"))
+    return breakdown_table(rows, total, timed_s)
+
+
+def breakdown_table(rows: list[dict], total: float, timed_s: float) -> pd.DataFrame:
+    """The rows as the ``time_breakdown`` table: each with the pass's call (``wall_s_per_call``) and
+    that call over the timed one (``wall_vs_timed``)."""
+    return pd.DataFrame(rows).assign(wall_s_per_call=total,
+                                     wall_vs_timed=total / timed_s if timed_s > 0 else float("nan"))

@@ -22,7 +22,14 @@ from collections.abc import Iterator
 import pandas as pd
 import torch
 
-from bench.measure.breakdown import STEP_PHASES, attributed, calls_for, category_rows, torch_operators
+from bench.measure.breakdown import (
+    STEP_PHASES,
+    attributed,
+    breakdown_table,
+    calls_for,
+    category_rows,
+    torch_operators,
+)
 from bench.measure.clocks import clock_for
 
 PHASES = STEP_PHASES
@@ -47,7 +54,7 @@ def _plain(step, batches: Iterator, steps: int, device: str) -> dict[str, float]
     CUDA, so a phase is its own device time)."""
     clock = clock_for(device)
     for _ in range(WARM_STEPS):  # warm again: whatever ran since the last timed block left its own caches behind
-        _whole_step(step, batches)()
+        step(*next(batches), schedule=False)
     marks = []
     for _ in range(steps):
         m = [clock.mark()]
@@ -67,16 +74,6 @@ def _plain(step, batches: Iterator, steps: int, device: str) -> dict[str, float]
     return {**phases, "step": statistics.median(sum(s) for s in per_step)}
 
 
-def _whole_step(step, batches: Iterator):
-    def run() -> None:
-        x, y = next(batches)
-        loss = step.forward(step.prepare(x), y)
-        step.backward(loss)
-        step.update(schedule=False)
-
-    return run
-
-
 def step_breakdown(step, model: torch.nn.Module, batches: Iterator, device: str, timed_s: float) -> pd.DataFrame:
     """One training step of ``step`` (``bench.training.train.TrainStep``, ``model`` its weights)
     broken down, ``timed_s`` the timed blocks' median step: rows per phase (``kind`` "phase"), per
@@ -91,7 +88,8 @@ def step_breakdown(step, model: torch.nn.Module, batches: Iterator, device: str,
         steps = calls_for(timed_s, PASS_BUDGET_S, MAX_STEPS)
         graphs = _compiled_graphs()
         phases = _plain(step, batches, steps, device)
-        recorded, profiled = torch_operators(_whole_step(step, batches), min(steps, PROFILED_STEPS), device)
+        recorded, profiled = torch_operators(lambda: step(*next(batches), schedule=False),
+                                             min(steps, PROFILED_STEPS), device)
         recompiled = _compiled_graphs() - graphs
     finally:
         model.load_state_dict(saved[0])
@@ -110,5 +108,4 @@ def step_breakdown(step, model: torch.nn.Module, batches: Iterator, device: str,
     rows, total = category_rows(ops, wall, common)
     rows += [{"kind": "phase", "name": p, "category": p, "seconds_per_call": phases[p],
               "share": phases[p] / total if total > 0 else float("nan"), **common} for p in PHASES]
-    frame = pd.DataFrame(rows)
-    return frame.assign(wall_s_per_call=total, wall_vs_timed=total / timed_s if timed_s > 0 else float("nan"))
+    return breakdown_table(rows, total, timed_s)

@@ -18,12 +18,11 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile, record_function, schedule
 
 from bench.config.types import ProfileConfig, TrainConfig
 from bench.plumbing import console
-from bench.training.train import TrainJob, build_optimizer, build_trainable, endless_batches
+from bench.training.train import TrainJob, build_optimizer, build_trainable, endless_batches, make_train_step
 
 PHASES = ("data", "forward", "backward", "optimizer")
 os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # keep the profiler library's own logging off the terminal
@@ -36,8 +35,8 @@ def profile_training(job: TrainJob, pcfg: ProfileConfig, trace_dir: Path) -> dic
     model = build_trainable(model_name, backend, job.options, seed)
     steps_per_epoch = train.train_steps(batch_size)
     opt, _ = build_optimizer(model, TrainConfig(batch_size=batch_size), max(steps_per_epoch, pcfg.steps))
-    scaler = backend.grad_scaler()
-    forward = backend.engine.training_forward(model, backend)
+    step = make_train_step(backend.engine.training_forward(model, backend), backend, opt,
+                           scaler=backend.grad_scaler())
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if backend.device == "cuda" else [])
     trace_dir.mkdir(parents=True, exist_ok=True)
     worker = f"{model_name}_{backend.name}"
@@ -59,17 +58,12 @@ def profile_training(job: TrainJob, pcfg: ProfileConfig, trace_dir: Path) -> dic
         for _ in range(pcfg.steps):
             with record_function("step.data"):
                 x, y = next(batches)
-            with record_function("step.forward"), backend.autocast():
-                loss = F.cross_entropy(forward(x), y)
+            with record_function("step.forward"):
+                loss = step.forward(x, y)
             with record_function("step.backward"):
-                opt.zero_grad(set_to_none=True)
-                (scaler.scale(loss) if scaler else loss).backward()
+                step.backward(loss)
             with record_function("step.optimizer"):
-                if scaler:
-                    scaler.step(opt)
-                    scaler.update()
-                else:
-                    opt.step()
+                step.update()
             prof.step()
     tables = operator_tables(prof.key_averages(), pcfg.active)
     if backend.device == "cuda" and written:

@@ -56,7 +56,7 @@ class TrainStep:
     ``prepare`` (``augment``: ``bench.data.mnist.augmenter``), ``forward`` (the loss under the
     backend's autocast; ``label_smoothing`` applies to this loss only), ``backward`` (gradients
     zeroed, then the backward pass, scaled when there is a scaler) and ``update`` (the optimizer's
-    step, then the schedule's when ``schedule``)."""
+    step, then the schedule's when ``schedule``, as for the whole step)."""
 
     forward_fn: Callable
     backend: Backend
@@ -86,10 +86,10 @@ class TrainStep:
         if schedule and self.sched is not None:
             self.sched.step()
 
-    def __call__(self, x, y) -> torch.Tensor:
+    def __call__(self, x, y, schedule: bool = True) -> torch.Tensor:
         loss = self.forward(self.prepare(x), y)
         self.backward(loss)
-        self.update()
+        self.update(schedule)
         return loss.detach()
 
 
