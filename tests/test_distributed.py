@@ -98,30 +98,35 @@ def test_two_node_launch_over_loopback(mnist_path, tmp_path):
 
 @pytest.mark.slow
 def test_a_killed_rank_ends_the_run_with_its_name(mnist_path, tmp_path):
-    """Rank 1 is killed while the world-size-2 job trains: the run ends within the bound, names
-    the rank, keeps the world-size-1 cell and exits 4."""
+    """Rank 1 is killed while the world-size-2 job trains (after rank 0 has said its first epoch
+    ended, with three to go): the run ends within the bound, names the rank, keeps the
+    world-size-1 cell and exits 4."""
     timeout = 20
     proc = subprocess.Popen(_cli("run", "--launcher", "torchrun", "--scaling", "1,2", "--models", "mlp", "--backends",
-                                 "cpu-fp32", "--epochs", "3", "--limit-test", "300", "--threads", "1",
+                                 "cpu-fp32", "--epochs", "4", "--limit-test", "300", "--threads", "1",
                                  "--dist-timeout-s", str(timeout),
                                  "--data-dir", str(mnist_path), "--out", str(tmp_path), "--no-report"),
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    victim, deadline = None, time.time() + 180
-    while victim is None and time.time() < deadline and proc.poll() is None:
-        for pid in os.listdir("/proc"):
-            try:
-                env = (Path("/proc") / pid / "environ").read_bytes().split(b"\0")
-                cmdline = (Path("/proc") / pid / "cmdline").read_bytes()
-            except (OSError, ValueError):
-                continue
-            if b"LOCAL_RANK=1" in env and b"WORLD_SIZE=2" in env and str(tmp_path).encode() in cmdline:
-                victim = int(pid)
-        time.sleep(0.2)
-    assert victim is not None, proc.communicate()
-    time.sleep(4)  # loading the data and training
-    os.kill(victim, signal.SIGKILL)
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    said = []
+    for line in proc.stderr:  # the launcher echoes rank 0's lines as they come
+        said.append(line)
+        if line.startswith("rank 0: mlp cpu-fp32 x2: epoch 1/4"):
+            break
+    assert said and said[-1].startswith("rank 0: mlp cpu-fp32 x2: epoch 1/4"), "".join(said)
+    victims = []
+    for pid in os.listdir("/proc"):
+        try:
+            env = (Path("/proc") / pid / "environ").read_bytes().split(b"\0")
+            cmdline = (Path("/proc") / pid / "cmdline").read_bytes()
+        except (OSError, ValueError):
+            continue
+        if b"LOCAL_RANK=1" in env and b"WORLD_SIZE=2" in env and str(tmp_path).encode() in cmdline:
+            victims.append(int(pid))
+    assert len(victims) == 1, "".join(said)
+    os.kill(victims[0], signal.SIGKILL)
     killed_at = time.time()
-    out, err = proc.communicate(timeout=timeout + 60)
+    _, rest = proc.communicate(timeout=timeout + 60)
+    err = "".join(said) + rest
     assert time.time() - killed_at < timeout + 30
     assert proc.returncode == 4, err
     assert "rank 1 (local rank 1" in err and "killed by SIGKILL" in err

@@ -139,8 +139,10 @@ def ddp_train(job: TrainJob, per_rank_batch: int) -> tuple[dict, torch.nn.Module
         sync_every_step=True, check_divergence=False,  # ranks must stop together: only at a shared check
         hooks=StepHooks(step_fields=allreduce_fields))
     ddp.train()
+    shown = 0
     for _ in loop.run():
-        pass
+        shown = _epoch_lines(loop.epoch_rows, shown, rank, model_name, backend.name, world, cfg.epochs)
+    _epoch_lines(loop.epoch_rows, shown, rank, model_name, backend.name, world, cfg.epochs)
     gathered: list = [None] * world
     steps = [{"rank": rank, **row} for row in loop.steps]
     dist.all_gather_object(gathered, {"steps": steps, "layout": rank_layout()})
@@ -157,6 +159,17 @@ def ddp_train(job: TrainJob, per_rank_batch: int) -> tuple[dict, torch.nn.Module
     summary.update(tables.pop("figures"))
     return {"summary": pd.DataFrame([summary]), "epochs": pd.DataFrame(loop.epoch_rows),
             "curve": pd.DataFrame(loop.curve), **tables}, model
+
+
+def _epoch_lines(rows: list[dict], shown: int, rank: int, model: str, backend: str, world: int, epochs: int) -> int:
+    """Rank 0's progress: one line per finished epoch (the launcher shows lines starting with
+    "rank 0:"); returns how many epochs have been shown."""
+    if rank == 0:
+        for row in rows[shown:]:
+            print(f"rank 0: {model} {backend} x{world}: epoch {row['epoch']}/{epochs}, "
+                  f"{row['samples_per_s']:,.0f} samples/s per rank, test accuracy {row['test_accuracy']:.4f}",
+                  flush=True)
+    return len(rows)
 
 
 def rank_tables(gathered: list[dict], world: int, per_rank_batch: int, block_steps: int) -> dict:
