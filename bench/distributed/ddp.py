@@ -20,6 +20,7 @@ import os
 import resource
 import socket
 import time
+from itertools import chain
 
 import numpy as np
 import pandas as pd
@@ -139,10 +140,7 @@ def ddp_train(job: TrainJob, per_rank_batch: int) -> tuple[dict, torch.nn.Module
         sync_every_step=True, check_divergence=False,  # ranks must stop together: only at a shared check
         hooks=StepHooks(step_fields=allreduce_fields))
     ddp.train()
-    shown = 0
-    for _ in loop.run():
-        shown = _epoch_lines(loop.epoch_rows, shown, rank, model_name, backend.name, world, cfg.epochs)
-    _epoch_lines(loop.epoch_rows, shown, rank, model_name, backend.name, world, cfg.epochs)
+    _train(loop, f"{model_name} {backend.name} x{world}" if rank == 0 else None, cfg.epochs)
     gathered: list = [None] * world
     steps = [{"rank": rank, **row} for row in loop.steps]
     dist.all_gather_object(gathered, {"steps": steps, "layout": rank_layout()})
@@ -161,15 +159,16 @@ def ddp_train(job: TrainJob, per_rank_batch: int) -> tuple[dict, torch.nn.Module
             "curve": pd.DataFrame(loop.curve), **tables}, model
 
 
-def _epoch_lines(rows: list[dict], shown: int, rank: int, model: str, backend: str, world: int, epochs: int) -> int:
-    """Rank 0's progress: one line per finished epoch (the launcher shows lines starting with
-    "rank 0:"); returns how many epochs have been shown."""
-    if rank == 0:
-        for row in rows[shown:]:
-            print(f"rank 0: {model} {backend} x{world}: epoch {row['epoch']}/{epochs}, "
-                  f"{row['samples_per_s']:,.0f} samples/s per rank, test accuracy {row['test_accuracy']:.4f}",
-                  flush=True)
-    return len(rows)
+def _train(loop: StepLoop, label: str | None, epochs: int) -> None:
+    """Run the loop; with a label (rank 0's), one line per finished epoch, as it ends (the launcher
+    shows lines starting with "rank 0:")."""
+    shown = 0
+    for _ in chain(loop.run(), [None]):
+        if label is not None:
+            for row in loop.epoch_rows[shown:]:
+                print(f"rank 0: {label}: epoch {row['epoch']}/{epochs}, {row['samples_per_s']:,.0f} samples/s per "
+                      f"rank, test accuracy {row['test_accuracy']:.4f}", flush=True)
+        shown = len(loop.epoch_rows)
 
 
 def rank_tables(gathered: list[dict], world: int, per_rank_batch: int, block_steps: int) -> dict:
