@@ -76,6 +76,7 @@ def test_export_failure_is_an_error_row_and_run_goes_on(mnist_path, tmp_path, mo
         raise RuntimeError("exporter exploded")
 
     monkeypatch.setattr(ort_engine, "export_onnx", broken)
+    monkeypatch.setattr(ort_engine, "_EXPORTS", {})  # an earlier test's export of the same weights is not reused
     run_dir = Runner(_tiny_cfg(mnist_path, tmp_path, "cpu-fp32,onnxruntime-cpu"), progress=False).run()
     s = read_run(run_dir)["summary"].set_index(["backend", "phase", "batch_size"], drop=False)
     export = s[(s.backend == "onnxruntime-cpu") & (s.phase == "export")].iloc[0]
