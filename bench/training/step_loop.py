@@ -12,6 +12,7 @@ end of a block of ``block_steps`` steady-state steps, and at the end of the run.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,7 +63,7 @@ class StepLoop:
         self.last_eval: tuple = (-1, float("nan"), float("nan"), None)
         self._marks: list[tuple] = []
         self._block_rows: list[dict] = []
-        self._block_losses: list[torch.Tensor] = []
+        self._block_losses: list[float] = []  # read once per stretch, after the clock's sync
         self._first_loss: float | None = None
         self.wall_start = wall_time()
 
@@ -109,7 +110,6 @@ class StepLoop:
         loss = self.train_step(x, y)
         t2 = self.clock.mark()
         self._marks.append((t0, t1, t2, len(y), loss))
-        self._block_losses.append(loss)
         if self.hooks.after_step is not None:
             self.hooks.after_step(self.global_step, loss)
         self.global_step += 1
@@ -123,6 +123,7 @@ class StepLoop:
         first = self.global_step - len(self._marks)
         now = timestamp()
         losses = torch.stack([m[4] for m in self._marks]).float().tolist()  # one read, after the clock's sync
+        self._block_losses += losses
         for j, (a, b, c, n, _) in enumerate(self._marks):
             data, compute = self.clock.seconds(a, b), self.clock.seconds(b, c)
             step, seconds = first + j, data + compute
@@ -165,7 +166,7 @@ class StepLoop:
         sync, after the timing is closed), and the loop yields to whatever trains beside it."""
         self._close_stretch(epoch, ep)
         if self._first_loss is None and self._block_losses:
-            self._first_loss = float(self._block_losses[0])
+            self._first_loss = self._block_losses[0]
         if self.check_divergence and self._block_losses:
             self.diverged = diverged(self._block_losses, self._first_loss)
         self._block_losses = []
@@ -214,13 +215,11 @@ class StepLoop:
         }
 
 
-def diverged(losses: list[torch.Tensor], first_loss: float) -> str | None:
-    """Why the losses of a block mean training diverged, or None. Reads the losses (a host sync),
-    so it runs at a block's end, after its timing is closed."""
-    values = torch.stack(losses).float()
-    if not torch.isfinite(values).all():
+def diverged(losses: list[float], first_loss: float) -> str | None:
+    """Why the losses of a block (read at the ends of its stretches) mean training diverged, or None."""
+    if not all(math.isfinite(v) for v in losses):
         return "diverged: non-finite training loss"
-    worst = float(values.max())
+    worst = max(losses)
     if worst > DIVERGE_FACTOR * first_loss:
         return f"diverged: training loss {worst:.3g} grew past {DIVERGE_FACTOR:g}x the first step's ({first_loss:.3g})"
     return None
