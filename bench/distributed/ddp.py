@@ -20,7 +20,6 @@ import os
 import resource
 import socket
 import time
-from itertools import chain
 
 import numpy as np
 import pandas as pd
@@ -138,9 +137,11 @@ def ddp_train(job: TrainJob, per_rank_batch: int) -> tuple[dict, torch.nn.Module
         warmup_steps=warmup_steps, block_steps=block_steps_for(total, warmup_steps),
         target_accuracy=cfg.target_accuracy, stop_at_target=cfg.stop_at_target, device=backend.device,
         sync_every_step=True, check_divergence=False,  # ranks must stop together: only at a shared check
-        hooks=StepHooks(step_fields=allreduce_fields))
+        hooks=StepHooks(step_fields=allreduce_fields, after_epoch=_epoch_line(
+            f"{model_name} {backend.name} x{world}", cfg.epochs) if rank == 0 else None))
     ddp.train()
-    _train(loop, f"{model_name} {backend.name} x{world}" if rank == 0 else None, cfg.epochs)
+    for _ in loop.run():
+        pass
     gathered: list = [None] * world
     steps = [{"rank": rank, **row} for row in loop.steps]
     dist.all_gather_object(gathered, {"steps": steps, "layout": rank_layout()})
@@ -159,16 +160,15 @@ def ddp_train(job: TrainJob, per_rank_batch: int) -> tuple[dict, torch.nn.Module
             "curve": pd.DataFrame(loop.curve), **tables}, model
 
 
-def _train(loop: StepLoop, label: str | None, epochs: int) -> None:
-    """Run the loop; with a label (rank 0's), one line per finished epoch, as it ends (the launcher
-    shows lines starting with "rank 0:")."""
-    shown = 0
-    for _ in chain(loop.run(), [None]):
-        if label is not None:
-            for row in loop.epoch_rows[shown:]:
-                print(f"rank 0: {label}: epoch {row['epoch']}/{epochs}, {row['samples_per_s']:,.0f} samples/s per "
-                      f"rank, test accuracy {row['test_accuracy']:.4f}", flush=True)
-        shown = len(loop.epoch_rows)
+def _epoch_line(label: str, epochs: int):
+    """Rank 0's progress: one line per finished epoch, as it ends (the launcher shows lines starting
+    with "rank 0:")."""
+
+    def show(row: dict) -> None:
+        print(f"rank 0: {label}: epoch {row['epoch']}/{epochs}, {row['samples_per_s']:,.0f} samples/s per rank, "
+              f"test accuracy {row['test_accuracy']:.4f}", flush=True)
+
+    return show
 
 
 def rank_tables(gathered: list[dict], world: int, per_rank_batch: int, block_steps: int) -> dict:

@@ -13,6 +13,7 @@ end of a block of ``block_steps`` steady-state steps, and at the end of the run.
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,7 @@ class StepHooks:
     before_step: Callable[[], None] | None = None
     after_step: Callable[[int, torch.Tensor], None] | None = None  # (global step, loss): dynamics, progress
     step_fields: Callable[[], dict] | None = None  # after a synchronized step: its extra columns (all-reduce)
+    after_epoch: Callable[[dict], None] | None = None  # (the epoch's row, as it ends): progress lines
 
 
 @dataclass
@@ -79,18 +81,17 @@ class StepLoop:
     def _epoch(self, epoch: int) -> Generator[dict, None, bool]:
         wall0 = wall_time()
         ep = {"data_s": 0.0, "compute_s": 0.0, "steady_s": 0.0, "steady_samples": 0, "eval_s": 0.0}
-        losses: list[torch.Tensor] = []
+        since = len(self.steps)  # the steps whose training loss the next check reports
         batches = self.batches(epoch)
         stop = False
         for i in range(self.steps_per_epoch):
-            loss = self._step(epoch, batches)
-            losses.append(loss)
+            self._step(epoch, batches)
             if self.sync_every_step:
                 self._close_stretch(epoch, ep)
             if i in self.eval_at:
                 self._close_stretch(epoch, ep)
-                self._evaluate(epoch, i, ep, torch.stack(losses).float().mean().item())
-                losses = []
+                self._evaluate(epoch, i, ep, statistics.fmean(r["loss"] for r in self.steps[since:]))
+                since = len(self.steps)
                 stop = self.reached_at is not None and self.stop_at_target
             steady = self.global_step - self.warmup_steps
             last = epoch == self.epochs - 1 and i == self.steps_per_epoch - 1
@@ -191,6 +192,8 @@ class StepLoop:
             "train_loss": self.curve[-1]["train_loss"] if self.curve else float("nan"),
             "test_accuracy": self.curve[-1]["test_accuracy"] if self.curve else float("nan"),
         })
+        if self.hooks.after_epoch is not None:
+            self.hooks.after_epoch(self.epoch_rows[-1])
 
     def final_eval(self) -> tuple[float, float, torch.Tensor]:
         """Test loss, accuracy and logits of the final weights (evaluated again unless the last
