@@ -70,7 +70,8 @@ def test_an_onnxruntime_call_is_broken_down_by_its_own_profiler():
 
 @pytest.mark.parametrize("backend", ["cpu-fp32", "cpu-bf16"])
 def test_a_training_step_is_broken_down_by_phase_and_the_trained_state_is_put_back(backend):
-    from bench.training.breakdown import PHASES, step_breakdown
+    from bench.measure.breakdown import STEP_PHASES as PHASES
+    from bench.training.breakdown import step_breakdown
     from bench.training.train import make_train_step
 
     b = get_backend(backend)

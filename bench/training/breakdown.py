@@ -32,7 +32,6 @@ from bench.measure.breakdown import (
 )
 from bench.measure.clocks import clock_for
 
-PHASES = STEP_PHASES
 PASS_BUDGET_S = 0.12  # seconds of plain steps, MIN_CALLS to MAX_STEPS steps; at most PROFILED_STEPS profiled
 MAX_STEPS = 20
 PROFILED_STEPS = 8  # a profiled step records a few hundred operators: reading them back costs more than the step
@@ -70,7 +69,7 @@ def _plain(step, batches: Iterator, steps: int, device: str) -> dict[str, float]
         marks.append(m)
     clock.sync()
     per_step = [[clock.seconds(a, b) for a, b in zip(m, m[1:])] for m in marks]
-    phases = {p: statistics.median(s[i] for s in per_step) for i, p in enumerate(PHASES)}
+    phases = {p: statistics.median(s[i] for s in per_step) for i, p in enumerate(STEP_PHASES)}
     return {**phases, "step": statistics.median(sum(s) for s in per_step)}
 
 
@@ -107,5 +106,5 @@ def step_breakdown(step, model: torch.nn.Module, batches: Iterator, device: str,
               "timed_s_per_call": timed_s, "compiled_regions_per_call": regions, "graphs_compiled_in_pass": recompiled}
     rows, total = category_rows(ops, wall, common)
     rows += [{"kind": "phase", "name": p, "category": p, "seconds_per_call": phases[p],
-              "share": phases[p] / total if total > 0 else float("nan"), **common} for p in PHASES]
+              "share": phases[p] / total if total > 0 else float("nan"), **common} for p in STEP_PHASES]
     return breakdown_table(rows, total, timed_s)

@@ -21,10 +21,10 @@ import torch
 from torch.profiler import ProfilerActivity, profile, record_function, schedule
 
 from bench.config.types import ProfileConfig, TrainConfig
+from bench.measure.breakdown import STEP_PHASES
 from bench.plumbing import console
 from bench.training.train import TrainJob, build_optimizer, build_trainable, endless_batches, make_train_step
 
-PHASES = ("data", "forward", "backward", "optimizer")
 os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # keep the profiler library's own logging off the terminal
 
 
@@ -112,7 +112,7 @@ def operator_tables(averages, active_steps: int) -> dict[str, pd.DataFrame]:
             "flops": e.flops or 0,
         })
     ops = pd.DataFrame(rows)
-    phases = ops[ops.name.isin([f"step.{p}" for p in PHASES])].copy()
+    phases = ops[ops.name.isin([f"step.{p}" for p in STEP_PHASES])].copy()
     phases["phase"] = phases.name.str.removeprefix("step.")
     phases["cpu_ms_per_step"] = phases.cpu_time_total_us / 1e3 / active_steps
     phases["device_ms_per_step"] = phases.device_time_total_us / 1e3 / active_steps
