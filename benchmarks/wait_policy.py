@@ -27,8 +27,9 @@ def main() -> None:
     from bench.data.mnist import make_split, resolve_mnist
     from bench.engines import BackendOptions
     from bench.engines.backends import get_backend
+    from bench.measure.figures import headline_rate
     from bench.measure.latency import input_batch
-    from bench.measure.rounds import Contender, headline_rate, measure_rounds
+    from bench.measure.rounds import Contender, measure_rounds
     from bench.training.train import build_trainable
     from benchmarks.process_state import _independent
 

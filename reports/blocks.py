@@ -65,9 +65,13 @@ def fmt(v: float) -> str:
     a = abs(v)
     if a >= 1e4:
         return f"{v:,.0f}"
-    if 0 < a < 1e-3:
-        return f"{v:.2e}"
+    if 0 < a < 1e-3:  # a small pure number (a logit difference): 3.81×10⁻⁶, not 3.81e-06
+        mantissa, exponent = f"{v:.2e}".split("e")
+        return f"{mantissa}×10{str(int(exponent)).translate(_SUPERSCRIPT)}"
     return f"{v:,.4g}"
+
+
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 
 
 def percent(v: float) -> str:
@@ -101,7 +105,7 @@ def unit_for(column: str):
         return nbytes
     if c.endswith("_ms") or c.endswith("_ms_"):
         return lambda v: duration(v / 1e3)
-    if c.endswith("_s") and not c.endswith("per_s"):
+    if (c.endswith("_s") and not c.endswith("per_s")) or c.endswith(" (s)") or "_s_per_" in c:
         return duration
     if c.endswith("accuracy") or "accuracy (" in c:
         return percent

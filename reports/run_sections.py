@@ -8,7 +8,7 @@ import html
 
 import pandas as pd
 
-from bench.analysis.stability import FACTOR
+from bench.measure.figures import UNSTABLE_FACTOR as FACTOR
 from bench.measure.metrics import METRICS
 from bench.storage import catalog
 from bench.storage.meta import environment

@@ -71,7 +71,7 @@ def render(ctx: ReportContext, d: pd.DataFrame | None) -> str:
     ranks = ctx.rt.with_cells("ranks", ("model", "backend", "world_size"))
     if not ranks.empty:
         ranks = ranks[[c for c in ["model", "backend", "world_size", "rank", "node_rank", "local_rank", "host",
-                                   "steps", "samples_per_s", "steady_s", "allreduce_s", "compute_s",
+                                   "steps", "rank_samples_per_s", "steady_s", "allreduce_s", "compute_s",
                                    "allreduce_span_s", "allreduce_share", "peak_rss_bytes"] if c in ranks]]
     return "\n".join([
         '<p class="note">DistributedDataParallel training launched by torchrun, one job per world size, measured one '

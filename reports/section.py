@@ -31,7 +31,7 @@ class ReportContext:
     def summary(self) -> pd.DataFrame:
         """The summary with every metric's columns present (missing values where a cell lacks one)."""
         from bench.analysis.columns import with_metric_columns
-        from bench.analysis.stability import with_stability
+        from bench.measure.figures import with_stability
 
         s = self.rt["summary"]
         return s if s.empty else with_stability(with_metric_columns(s))

@@ -9,9 +9,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from bench.analysis.columns import with_metric_columns
-from bench.analysis.stability import with_stability
+from bench.measure.figures import resolution, speed_share, with_stability
 from bench.measure.metrics import paired_metric
-from bench.measure.stats import resolution
 from bench.storage import catalog
 from bench.storage.catalog import backend_rank, model_rank
 from bench.storage.results import RunTables
@@ -26,10 +25,7 @@ TTA = paired_metric("tta")  # the column time to accuracy is ranked and shown in
 
 def _share(r) -> str:
     """Speed as a share of the fastest's, with the interval: "0.63× [0.61, 0.65]"."""
-    ratio, low, high = r.time_vs_fastest, r.time_vs_fastest_low, r.time_vs_fastest_high
-    if not (low == low and high == high):
-        return f"{1 / ratio:.2f}× (no interval: too few rounds)"
-    return f"{1 / ratio:.2f}× [{1 / high:.2f}, {1 / low:.2f}]"
+    return speed_share(r.time_vs_fastest, r.time_vs_fastest_low, r.time_vs_fastest_high)
 
 
 def _against_baseline(r) -> str:

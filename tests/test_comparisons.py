@@ -12,6 +12,7 @@ import pytest
 
 from bench.cli import main
 from bench.measure.between_processes import between_process_sigma, widened_once
+from bench.measure.figures import ratio_words, resolution, time_ratio
 from bench.measure.rounds import Contender, interleave, measure_rounds
 from bench.measure.stats import (
     balanced_orders,
@@ -21,9 +22,7 @@ from bench.measure.stats import (
     paired_ratio,
     process_ratio,
     relative_ratio,
-    resolution,
     unpaired_ratio,
-    verdict,
     walsh_interval,
 )
 from bench.storage.results import read_run, write_cell, write_json
@@ -73,13 +72,13 @@ def test_bootstrap_interval_of_a_constant_is_the_constant_and_one_round_has_none
     assert bootstrap_ci([2.0] * 6) == (2.0, 2.0)
     one = paired_ratio([1.0], [1.2])
     assert one["ratio"] == pytest.approx(1.2) and np.isnan(one["ratio_low"])
-    assert verdict(one["ratio"], one["ratio_low"], one["ratio_high"]).startswith("unjudged: too few rounds")
+    assert ratio_words(one["ratio"], one["ratio_low"], one["ratio_high"], "x").startswith("unjudged: too few rounds")
 
 
 def test_verdict_words_state_the_resolution_of_a_tie():
-    assert verdict(0.8, 0.75, 0.85) == "faster by 25% [18%, 33%]"
-    assert verdict(1.1, 1.05, 1.2) == "slower by 10% [5%, 20%]"
-    assert verdict(1.01, 0.97, 1.04) == "no significant difference (any difference below 4.0%; 1.010 [0.970, 1.040])"
+    assert ratio_words(0.8, 0.75, 0.85, "a") == "1.25× faster than a [1.18, 1.33]"
+    assert ratio_words(1.1, 1.05, 1.2, "a") == "1.10× slower than a [1.05, 1.20]"
+    assert ratio_words(1.01, 0.97, 1.04, "a") == "tie with a (0.99× [0.96, 1.03]; any difference below 3.5% would show)"
     assert resolution(0.9, 1.1) == pytest.approx((1.1 / 0.9) ** 0.5 - 1) and np.isnan(resolution(np.nan, 1))
 
 
@@ -265,8 +264,7 @@ def test_added_rounds_go_to_the_pair_still_wider_than_the_resolution(monkeypatch
                       Contender("far", sampler(3e-3, 0.001), "cpu"))
     measure_rounds([ref, twin, far], 1, Cfg(), reference="ref")
     assert len(far.values) == 6 and len(twin.values) > 6 and set(twin.values) == set(ref.values)
-    shared = sorted(twin.values)
-    r = paired_ratio([ref.values[k] for k in shared], [twin.values[k] for k in shared])
+    r = time_ratio(ref.values, twin.values)
     assert resolution(r["ratio_low"], r["ratio_high"]) <= 0.01 and r["ratio_low"] <= 1.02 <= r["ratio_high"]
 
 

@@ -130,3 +130,20 @@ def test_the_tiny_run_holds_exactly_its_plan(tiny_run):
     assert meta["plan"] and missing_cells(meta, present) == [] and unplanned_cells(meta, present) == []
     assert not [w for w in meta.get("warnings", []) if "plan" in w]
     assert meta["catalog"]["reference"] == "cpu-fp32" and "onnxruntime-cpu" in meta["catalog"]["backends"]
+
+
+def test_every_table_number_is_in_human_units(tiny_run, tmp_path):
+    """No table of the report or of the Markdown export prints a number in scientific notation
+    (seconds as "1.49e-04"): durations, rates and sizes take their units."""
+    import re
+
+    from bench.cli import main
+
+    sci = re.compile(r"\d\.\d+e[-+]\d\d")
+    html = (tiny_run / "report.html").read_text()
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", html)
+    assert cells and not [c for c in cells if sci.search(c)]
+    assert main(["export", str(tiny_run), "--format", "markdown", "--output", str(tmp_path)]) == 0
+    for md in tmp_path.glob("*.md"):
+        rows = [line for line in md.read_text().splitlines() if line.startswith("|")]
+        assert rows and not [r for r in rows if sci.search(r)], md.name

@@ -1,11 +1,17 @@
 """The plan: the cells a configuration asks for, as typed keys, stored with the run and read back."""
 
 import json
+import shutil
+
+import pandas as pd
+import pytest
 
 from bench.config.build import build_config
 from bench.engines.backends import REFERENCE, trainers
 from bench.storage.keys import CellKey
 from bench.storage.plan import missing_cells, plan, stored_plan, unplanned_cells
+
+from .conftest import TINY
 
 
 def _ids(values: dict) -> list[str]:
@@ -38,3 +44,33 @@ def test_the_stored_plan_reads_back_and_checks_the_cells_on_disk():
     assert [k.id for k in missing_cells(meta, present)] == ["mlp__cpu-fp32__infer_bs1"]
     # machine rows and analyses are not cells of the plan
     assert unplanned_cells(meta, present) == ["cnn__cpu-fp32__train"]
+
+
+@pytest.mark.slow
+def test_a_resumed_two_process_run_times_only_the_batch_sizes_the_plan_lacks(mnist_path, tmp_path, monkeypatch):
+    """A run killed during inference (its bs32 cells gone, bs1 kept) resumed with --processes 2: the
+    rounds of this process and the worker's job cover bs32 alone, and the bs1 cells stay as written."""
+    import bench.scheduling.runner as runner_module
+    from bench.cli import main
+    from bench.scheduling import phases
+
+    args = ["--models", "mlp", "--backends", "cpu-fp32,cpu-bf16", "--data-dir", str(mnist_path),
+            "--out", str(tmp_path), "--no-report", *TINY[:-2], "--processes", "2"]
+    assert main(["run", *args]) == 0
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    cells = run_dir / "cells"
+    backends = ("cpu-fp32", "cpu-bf16")
+    kept = {b: (cells / f"mlp__{b}__infer_bs1" / "timings.parquet").read_bytes() for b in backends}
+    for b in backends:
+        shutil.rmtree(cells / f"mlp__{b}__infer_bs32")
+    timed, jobs = [], []
+    real_here, real_workers = phases.rounds_here, runner_module.rounds_in_workers
+    monkeypatch.setattr(runner_module, "rounds_here", lambda ctx, model, bs, *rest: timed.append(bs) or real_here(
+        ctx, model, bs, *rest))
+    monkeypatch.setattr(runner_module, "rounds_in_workers", lambda job, *rest, **kw: jobs.append(job.batch_sizes)
+                        or real_workers(job, *rest, **kw))
+    assert main(["run", "--resume", str(run_dir), "--no-report"]) == 0
+    assert timed == [32] and jobs == [[32]]
+    assert {b: (cells / f"mlp__{b}__infer_bs1" / "timings.parquet").read_bytes() for b in backends} == kept
+    t = pd.read_parquet(cells / "mlp__cpu-bf16__infer_bs32" / "timings.parquet")
+    assert t.process.nunique() == 2  # the missing batch size is timed in both processes again

@@ -9,16 +9,14 @@ import pandas as pd
 
 from bench.analysis.breakdown import explanations
 from bench.measure.between_processes import between_process_sigma, widened_once
+from bench.measure.figures import headline_rate, ratio_words, resolution, time_ratio
 from bench.measure.metrics import paired_metric
 from bench.measure.stats import (
     calibrated_ratio,
     mann_whitney_u,
-    median_ratio_interval,
     paired_ratio,
     process_ratio,
     relative_ratio,
-    resolution,
-    verdict,
     walsh_interval,
     widened,
 )
@@ -78,19 +76,19 @@ def rank_backends(values: pd.DataFrame, baseline: str | None = DEFAULT_REFERENCE
         fastest = min(medians, key=medians.get)
         spread = spreads.get((run_id, model, phase), _Spread())
         for b, series in by_backend.items():
-            vs_fast = spread(_consistent(by_backend[fastest], series, medians[b] / medians[fastest]))
+            vs_fast = spread(_consistent(by_backend[fastest], series))
             row = {"run_id": run_id, "model": model, "phase": phase, "batch_size": bs, "backend": b,
-                   "rounds": len(series), "samples_per_s": 1 / medians[b] if medians[b] > 0 else np.nan,
+                   "rounds": len(series), "samples_per_s": headline_rate(series),
                    "time_vs_fastest": vs_fast["ratio"], "time_vs_fastest_low": vs_fast["ratio_low"],
                    "time_vs_fastest_high": vs_fast["ratio_high"], "time_vs_fastest_paired": vs_fast["paired"],
                    "interval_from": spread.source}
             row["standing"] = ("fastest" if b == fastest else "tie with fastest"
                                if vs_fast["ratio_low"] <= 1 <= vs_fast["ratio_high"] else "slower")
             if baseline in by_backend and b != baseline:
-                vs_base = spread(_consistent(by_backend[baseline], series, medians[b] / medians[baseline]))
+                vs_base = spread(_consistent(by_backend[baseline], series))
                 row.update(time_vs_baseline=vs_base["ratio"], time_vs_baseline_low=vs_base["ratio_low"],
                            time_vs_baseline_high=vs_base["ratio_high"], time_vs_baseline_paired=vs_base["paired"],
-                           vs_baseline=speed_words(vs_base["ratio"], vs_base["ratio_low"], vs_base["ratio_high"],
+                           vs_baseline=ratio_words(vs_base["ratio"], vs_base["ratio_low"], vs_base["ratio_high"],
                                                    baseline))
             rows.append(row)
     out = pd.DataFrame(rows)
@@ -137,34 +135,17 @@ def process_spreads(values: pd.DataFrame, baseline: str | None) -> dict[tuple, _
     return out
 
 
-def speed_words(time_ratio: float, low: float, high: float, base: str) -> str:
-    """A time ratio (this / ``base``) and its interval in the words of speed: "2.60× faster than
-    cpu-fp32 [2.40, 2.90]", "1.61× slower than ...", a tie with the smallest difference its interval
-    could have shown, or unjudged without an interval."""
-    if not time_ratio == time_ratio:
-        return "–"
-    if not (low == low and high == high):
-        return f"unjudged: too few rounds for an interval ({1 / time_ratio:.2f}× the speed of {base})"
-    if high < 1:
-        return f"{1 / time_ratio:.2f}× faster than {base} [{1 / high:.2f}, {1 / low:.2f}]"
-    if low > 1:
-        return f"{time_ratio:.2f}× slower than {base} [{low:.2f}, {high:.2f}]"
-    return (f"tie with {base} ({1 / time_ratio:.2f}× [{1 / high:.2f}, {1 / low:.2f}]; any difference below "
-            f"{resolution(low, high):.1%} would show)")
-
-
-def _consistent(base: pd.Series, other: pd.Series, headline_ratio: float) -> dict:
-    """The time ratio of two backends as every table shows it: the ratio of their headline figures
-    (medians over rounds), so a share of the fastest is exactly the quotient of the samples/s shown.
-    Its interval is computed for that quotient (``median_ratio_interval``: a paired bootstrap over
-    the rounds measured side by side), so it surrounds the figure beside it. ``paired``: the
-    Hodges-Lehmann estimate of the per-round ratios, a second estimate kept with the result."""
+def _consistent(base: pd.Series, other: pd.Series) -> dict:
+    """The time ratio of two backends as every table shows it and the stopping rule judged it
+    (``figures.time_ratio``: the quotient of their median rounds, so a share of the fastest is
+    exactly the quotient of the samples/s shown, with its paired bootstrap interval). ``paired``:
+    the Hodges-Lehmann estimate of the per-round ratios, a second estimate kept with the result."""
     p = _paired(base, other)
     if np.isinf(base).any() or np.isinf(other).any():
         low, high = _censored_interval(base, other)
-    else:
-        low, high = median_ratio_interval(base.dropna().to_dict(), other.dropna().to_dict())
-    return {"ratio": headline_ratio, "ratio_low": low, "ratio_high": high, "paired": p["ratio"]}
+        return {"ratio": float(other.median() / base.median()), "ratio_low": low, "ratio_high": high,
+                "paired": p["ratio"]}
+    return {**time_ratio(base.dropna().to_dict(), other.dropna().to_dict()), "paired": p["ratio"]}
 
 
 def _censored_interval(base: pd.Series, other: pd.Series) -> tuple[float, float]:
@@ -193,6 +174,7 @@ def _paired(base: pd.Series, other: pd.Series) -> dict:
     return paired_ratio(joined.b.to_numpy(), joined.o.to_numpy())
 
 
+BASELINE_RUN = "the baseline run"  # what a comparison across runs is a ratio to
 CANNOT_TELL = "cannot tell across runs on an uncalibrated machine (ratio {ratio:.3f}; see 'mnist-bench calibrate')"
 
 
@@ -231,7 +213,7 @@ def compare_runs(values: pd.DataFrame, baseline_run: str, calibration: dict[str,
             # a U test of two runs' rounds assumes what an uncalibrated machine cannot back: none then
             p = mann_whitney_u(bv, ov)[1] if method != "none" else np.nan
             judged = bool(np.isfinite([r["ratio_low"], r["ratio_high"]]).all())
-            words = verdict(r["ratio"], r["ratio_low"], r["ratio_high"])
+            words = ratio_words(r["ratio"], r["ratio_low"], r["ratio_high"], BASELINE_RUN)
             if method == "none" and np.isfinite(r["ratio"]):
                 words = CANNOT_TELL.format(ratio=r["ratio"])
             rows.append({"run_id": run_id, "model": key[0], "backend": key[1], "phase": key[2], "batch_size": key[3],
@@ -299,7 +281,7 @@ def compare_relative(values: pd.DataFrame, baseline_run: str, reference: str | N
                      "relative_ratio_low": r["ratio_low"], "relative_ratio_high": r["ratio_high"],
                      "resolution": resolution(r["ratio_low"], r["ratio_high"]),
                      "significant": bool(r["ratio_low"] > 1 or r["ratio_high"] < 1),
-                     "verdict": verdict(r["ratio"], r["ratio_low"], r["ratio_high"])})
+                     "verdict": ratio_words(r["ratio"], r["ratio_low"], r["ratio_high"], BASELINE_RUN)})
     return pd.DataFrame(rows)
 
 
@@ -331,7 +313,7 @@ def conservative(plain: pd.DataFrame, normalized: pd.DataFrame) -> pd.DataFrame:
     out["judged"] = n.judged & p.judged
     out["significant"] = (out.time_ratio_low > 1) | (out.time_ratio_high < 1)
     out["resolution"] = [resolution(lo, hi) for lo, hi in zip(out.time_ratio_low, out.time_ratio_high)]
-    out["verdict"] = [verdict(r, lo, hi) if j else v for r, lo, hi, j, v in
+    out["verdict"] = [ratio_words(r, lo, hi, BASELINE_RUN) if j else v for r, lo, hi, j, v in
                       zip(out.time_ratio, out.time_ratio_low, out.time_ratio_high, out.judged, p.verdict)]
     return out.reset_index()
 

@@ -29,8 +29,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from bench.data.mnist import augmenter
 from bench.measure.clocks import clock_for
-from bench.measure.rounds import headline_rate
-from bench.measure.stats import bootstrap_ci
+from bench.measure.figures import speed_figures
 from bench.training.step_loop import StepHooks, StepLoop
 from bench.training.train import (
     TrainJob,
@@ -165,7 +164,7 @@ def _epoch_line(label: str, epochs: int):
     with "rank 0:")."""
 
     def show(row: dict) -> None:
-        print(f"rank 0: {label}: epoch {row['epoch']}/{epochs}, {row['samples_per_s']:,.0f} samples/s per rank, "
+        print(f"rank 0: {label}: epoch {row['epoch']}/{epochs}, {row['epoch_samples_per_s']:,.0f} samples/s per rank, "
               f"test accuracy {row['test_accuracy']:.4f}", flush=True)
 
     return show
@@ -189,7 +188,7 @@ def rank_tables(gathered: list[dict], world: int, per_rank_batch: int, block_ste
                                           allreduce_s=("allreduce_s", "sum"),
                                           allreduce_span_s=("allreduce_span_s", "sum"), steps=("step", "size"))
     per_rank["compute_s"] = per_rank.steady_s - per_rank.allreduce_s
-    per_rank["samples_per_s"] = per_rank.samples / per_rank.steady_s
+    per_rank["rank_samples_per_s"] = per_rank.samples / per_rank.steady_s
     per_rank["allreduce_share"] = per_rank.allreduce_s / per_rank.steady_s
     layout = pd.DataFrame([g["layout"] for g in gathered]).set_index("rank")
     ranks = per_rank.join(layout).reset_index()
@@ -197,14 +196,11 @@ def rank_tables(gathered: list[dict], world: int, per_rank_batch: int, block_ste
         figures_cuda = {"cuda_max_allocated_bytes": float(layout.cuda_max_allocated_bytes.max())}
     else:
         figures_cuda = {}
-    seconds_per_sample = (1 / block_rate).to_numpy()
-    low, high = bootstrap_ci(seconds_per_sample)
     total_s = float(per_rank.steady_s.max())
     figures = {
         "world_size": world, "per_rank_batch": per_rank_batch, "global_batch": per_rank_batch * world,
-        # the same definition as one process's training cell: 1 / median over blocks of seconds per sample
-        "train_samples_per_s": headline_rate(seconds_per_sample), "rounds": len(block_rate),
-        "train_samples_per_s_ci_low": 1 / high, "train_samples_per_s_ci_high": 1 / low,
+        # the same figures as one process's training cell, a block's value being the slowest rank's
+        **speed_figures((1 / block_rate).to_numpy(), "train"),
         "train_mean_samples_per_s": float(steady.groupby("rank").samples.sum().sum() / total_s),
         "allreduce_per_step_s": float(np.median(per_rank.allreduce_s / per_rank.steps)),
         "allreduce_span_per_step_s": float(np.median(per_rank.allreduce_span_s / per_rank.steps)),

@@ -9,7 +9,8 @@ from collections.abc import Callable
 import pandas as pd
 import torch
 
-from bench.measure.rounds import Contender, measure_rounds, round_stats
+from bench.measure.figures import cell_speed
+from bench.measure.rounds import Contender, measure_rounds
 from bench.measure.stats import relative_gap, summarize
 
 HOST_GAP_FLAG = 0.10  # event time vs host wall time disagreeing by more than this is flagged
@@ -26,7 +27,7 @@ def input_batch(images: torch.Tensor, batch_size: int) -> torch.Tensor:
 def call_figures(timings: pd.DataFrame, batch_size: int, clock_device: str) -> dict:
     """Statistics over every timed call of a cell (p50, p99, ...) and, on CUDA, how far the host's
     wall time and the device's event time disagree (``host_bound`` past HOST_GAP_FLAG)."""
-    row = summarize(timings.seconds, batch_size)
+    row = summarize(timings.seconds)
     if clock_device == "cuda":
         gap = relative_gap(float(timings.seconds.median()), float(timings.wall_seconds.median()))
         row.update(p50_wall_latency_ms=float(timings.wall_seconds.median()) * 1e3, event_wall_gap=gap,
@@ -43,5 +44,5 @@ def benchmark_call(call: Callable[[], object], device: str, cfg, batch_size: int
     if c.failure is not None:
         raise RuntimeError(f"{c.failure[0]}: {c.failure[1]}")
     timings = pd.DataFrame(c.rows)
-    return {**call_figures(timings, batch_size, device), **round_stats(timings, "infer"),
+    return {**call_figures(timings, batch_size, device), **cell_speed(timings, "infer"),
             "cold_first_call_ms": c.cold_first_call_ms, "warmup_calls": cfg.warmup_calls}

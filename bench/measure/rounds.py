@@ -10,12 +10,12 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 import torch
 
 from bench import BenchError
 from bench.measure.clocks import clock_for, time_calls, timestamp, wall_time
-from bench.measure.stats import balanced_orders, block_value, paired_ratio, resolution
+from bench.measure.figures import resolution, time_ratio
+from bench.measure.stats import balanced_orders
 from bench.plumbing.signals import check as check_stop
 
 
@@ -29,7 +29,7 @@ class Contender:
     rows: list[dict] = field(default_factory=list)  # the timed calls
     cold_first_call_ms: float = float("nan")
     failure: tuple[str, str] | None = None  # (status, reason) once a call raised
-    values: dict[int, float] = field(default_factory=dict)  # round -> its value for comparisons (block_value)
+    values: dict[int, float] = field(default_factory=dict)  # round -> its value (bench.measure.figures)
     typical_call_s: float = 0.0  # the median call of its last block (0: none yet)
 
 
@@ -117,12 +117,13 @@ def _block(c: Contender, r: int, position: int, spec: _BlockSpec) -> None:
         per_call.append(device_s[0])
         n += 1
     c.typical_call_s = float(np.median(per_call))
-    c.values[r] = block_value(np.asarray(per_call) / spec.batch_size)
+    c.values[r] = float(np.median(per_call)) / spec.batch_size  # figures.round_values of these rows
 
 
 def unresolved(contenders: list[Contender], target: float, reference: str | None) -> list[Contender]:
-    """The contenders in a pair (each against ``reference`` and against the fastest) whose paired
-    interval (``paired_ratio``, as reported) is still wider than +-``target``."""
+    """The contenders in a pair (each against ``reference`` and against the fastest) whose interval
+    (``figures.time_ratio``: the estimate and interval every table prints) is still wider than
+    +-``target``."""
     live = [c for c in contenders if c.failure is None and c.values]
     if len(live) < 2:
         return []
@@ -134,8 +135,7 @@ def unresolved(contenders: list[Contender], target: float, reference: str | None
         for a in anchors:
             if a is c:
                 continue
-            shared = sorted(set(a.values) & set(c.values))
-            r = paired_ratio([a.values[k] for k in shared], [c.values[k] for k in shared])
+            r = time_ratio(a.values, c.values)
             if not resolution(r["ratio_low"], r["ratio_high"]) <= target:  # NaN: not resolved
                 need |= {a.name, c.name}
     return [c for c in contenders if c.name in need]
@@ -179,44 +179,3 @@ def interleave(runs: dict[str, Generator], on_round: Callable[[int], None] | Non
                 results[name] = e
         r += 1
     return results
-
-
-def round_values(timings: pd.DataFrame) -> pd.Series:
-    """Each round's value for comparisons (``block_value``: a low quantile of its calls' or steps'
-    seconds per sample). The unit every ratio between backends is taken in."""
-    if timings.empty:
-        return pd.Series(dtype=float)
-    return (timings["seconds"] / timings["samples"]).groupby(timings["round"]).agg(block_value)
-
-
-def round_stats(timings: pd.DataFrame, phase: str) -> dict:
-    """A cell's headline speed and its round-level figures. The headline is one definition for
-    every phase: samples per second = 1 / the median over rounds of each round's median seconds
-    per sample (training: blocks of steps; inference: blocks of calls), with its 95% bootstrap
-    interval. The report's glance and verdict, the summary, the terminal, the exports and the
-    history all show this one figure. Also: the number of rounds, the between-round coefficient of
-    variation (the ``unstable`` flag) and, for inference, the median call latency over rounds."""
-    from bench.measure.stats import UNSTABLE_CV, bootstrap_ci
-
-    if timings.empty:
-        return {"rounds": 0}
-    # the headline figures keep every call: the median of each round, not the comparison's low quantile
-    per_sample = (timings["seconds"] / timings["samples"]).groupby(timings["round"]).median().to_numpy()
-    cv = float(np.std(per_sample, ddof=1) / np.mean(per_sample)) if per_sample.size > 1 else 0.0
-    out = {"rounds": int(per_sample.size), "between_round_cv": cv, "unstable": bool(cv > UNSTABLE_CV)}
-    rate = headline_rate(per_sample)
-    lo, hi = bootstrap_ci(per_sample)
-    name = "train_samples_per_s" if phase == "train" else "samples_per_s"
-    out.update({name: rate, f"{name}_ci_low": 1 / hi, f"{name}_ci_high": 1 / lo})
-    if phase == "train":
-        return out
-    batch = int(timings["samples"].iloc[0])
-    return {**out, "round_p50_ms": float(np.median(per_sample)) * batch * 1e3, "round_p50_ci_low_ms": lo * batch * 1e3,
-            "round_p50_ci_high_ms": hi * batch * 1e3}
-
-
-def headline_rate(seconds_per_sample) -> float:
-    """Samples per second from per-round seconds per sample: 1 / their median (the one definition
-    of a cell's speed; ``reports`` ranks backends by the same median)."""
-    m = float(np.median(np.asarray(seconds_per_sample, dtype=np.float64)))
-    return 1 / m if m > 0 else float("nan")

@@ -4,28 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-UNSTABLE_CV = 0.10  # a cell whose coefficient of variation exceeds this is flagged unstable
-# A round's value for comparisons: this quantile of its calls' (or steps') seconds per sample. A
-# burst of CPU steal or a descheduled thread lengthens some calls of a block; a low quantile is the
-# block's speed with those left out (latency percentiles are reported from every call, untouched).
-COMPARISON_QUANTILE = 0.2
 
-
-def block_value(seconds_per_sample) -> float:
-    """One round's value for comparisons: the ``COMPARISON_QUANTILE`` of its calls (seconds per sample)."""
-    return float(np.quantile(np.asarray(seconds_per_sample, dtype=np.float64), COMPARISON_QUANTILE))
-
-
-def resolution(low: float, high: float) -> float:
-    """The half-width of a ratio's interval as a fraction (sqrt(high / low) - 1): the smallest
-    difference that interval could tell from none. NaN without an interval."""
-    if not (np.isfinite(low) and np.isfinite(high)) or low <= 0:
-        return float("nan")
-    return float(np.sqrt(high / low) - 1)
-
-
-def summarize(samples_s, batch_size: int = 1) -> dict[str, float]:
-    """Latency statistics (milliseconds) and throughput for per-call samples in seconds."""
+def summarize(samples_s) -> dict[str, float]:
+    """Latency statistics (milliseconds) over per-call samples in seconds. A cell's speed is not
+    among them: it is a figure of its rounds (``bench.measure.figures``)."""
     a = np.asarray(samples_s, dtype=np.float64)
     if a.size == 0:
         raise ValueError("no samples to summarize")
@@ -43,8 +25,6 @@ def summarize(samples_s, batch_size: int = 1) -> dict[str, float]:
         "p99_latency_ms": float(p99) * 1e3,
         "iqr_latency_ms": float(q75 - q25) * 1e3,
         "cv": cv,
-        "unstable": bool(cv > UNSTABLE_CV),
-        "samples_per_s": batch_size / float(p50) if p50 > 0 else float("nan"),
     }
 
 
@@ -282,27 +262,6 @@ def _u_distribution(m: int, n: int) -> np.ndarray:
             row.append(d)
         prev = row
     return prev[n]
-
-
-def verdict(ratio: float, low: float, high: float) -> str:
-    """Words for a time ratio (other / base) and its interval: 'faster by 18% [12%, 25%]',
-    'slower by 10% [8%, 12%]' (takes 10% longer), or 'no significant difference' with the
-    smallest difference the interval could have shown ('any difference below 4%'). A ratio without
-    an interval is unjudged."""
-    if not np.isfinite(ratio):
-        return "no data"
-    if not np.isfinite([low, high]).all():
-        return f"unjudged: too few rounds for an interval (ratio {ratio:.3f})"
-    if high < 1:
-        return f"faster by {1 / ratio - 1:.0%} [{1 / high - 1:.0%}, {1 / low - 1:.0%}]"
-    if low > 1:
-        return f"slower by {ratio - 1:.0%} [{low - 1:.0%}, {high - 1:.0%}]"
-    below = max(high - 1, 1 / low - 1)
-    return f"no significant difference (any difference below {_pct(below)}; {ratio:.3f} [{low:.3f}, {high:.3f}])"
-
-
-def _pct(fraction: float) -> str:
-    return f"{fraction:.1%}" if fraction < 0.1 else f"{fraction:.0%}"
 
 
 def process_ratio(base, other, base_groups, other_groups) -> dict:

@@ -21,9 +21,10 @@ from bench.engines.backends import Backend
 from bench.engines.base import load_runtime
 from bench.measure.accuracy import classification_tables, misclassified, parity
 from bench.measure.cost import model_cost, training_utilization
+from bench.measure.figures import cell_speed
 from bench.measure.latency import call_figures
 from bench.measure.memory import CellMemory
-from bench.measure.rounds import Contender, round_stats
+from bench.measure.rounds import Contender
 from bench.plumbing import console
 from bench.plumbing.signals import check as check_stop
 from bench.storage.results import RunWriter
@@ -72,7 +73,7 @@ def train_cell(job: TrainJob, settings: dict, test_images: torch.Tensor, recorde
     with CellMemory(b.device) as mem:
         result = yield from train_blocks(job, progress, recorder)
     memory = {**mem.values, "rss_scope": "interleaved"} if interleaved else mem.values
-    speed = round_stats(result.blocks, "train")
+    speed = cell_speed(result.blocks, "train")
     row = {**settings, **cost, **result.summary, **memory, **speed,
            **training_utilization(cost["train_flops_per_sample"], speed.get("train_samples_per_s", float("nan")),
                                   b.device, b.precision),
@@ -144,11 +145,11 @@ def infer_tables(model_name: str, contender: Contender, batch_size: int, cfg: In
     the round-level figures with their interval, and the raw ``timings``."""
     cost = model_cost(model_name)
     timings = pd.DataFrame(contender.rows)
-    stats = call_figures(timings, batch_size, contender.clock_device)
-    row = {**settings, "params": cost["params"], "infer_flops_per_sample": cost["infer_flops_per_sample"], **stats,
-           **round_stats(timings, "infer"), **memory, "cold_first_call_ms": contender.cold_first_call_ms,
-           "warmup_calls": cfg.warmup_calls,
-           "achieved_flops_per_s": cost["infer_flops_per_sample"] * stats["samples_per_s"]}
+    speed = cell_speed(timings, "infer")
+    row = {**settings, "params": cost["params"], "infer_flops_per_sample": cost["infer_flops_per_sample"],
+           **call_figures(timings, batch_size, contender.clock_device), **speed, **memory,
+           "cold_first_call_ms": contender.cold_first_call_ms, "warmup_calls": cfg.warmup_calls,
+           "achieved_flops_per_s": cost["infer_flops_per_sample"] * speed.get("samples_per_s", float("nan"))}
     return {"summary": pd.DataFrame([row]), "timings": timings}
 
 

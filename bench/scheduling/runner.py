@@ -29,9 +29,9 @@ from bench.scheduling.cells import (
 from bench.scheduling.context import MachineLog, PhaseContext, Splits
 from bench.scheduling.phases import prepare_backend, profile_backend, rounds_here, time_batch_size, train_backends
 from bench.scheduling.serve_phase import serve_backends
-from bench.scheduling.timing_workers import rounds_in_workers
+from bench.scheduling.timing_workers import WorkerJob, rounds_in_workers
 from bench.scheduling.tta_phase import tta_backends
-from bench.storage.plan import plan
+from bench.storage.plan import plan, stored_plan
 from bench.storage.results import cell_id, check_writable
 from bench.storage.run_folder import close_run, open_run
 from bench.training.train import build_trainable
@@ -78,6 +78,7 @@ class Runner:
         self.plan = plan(cfg, trainers(), REFERENCE)
         stored = {"catalog": catalog(), "plan": [k.id for k in self.plan]}
         self.writer, self.meta = open_run(cfg, self.argv, self.mnist, self.resume, stored)
+        self.plan = stored_plan(self.meta) or self.plan  # a resumed run works through the plan it stored
         self.ctx = PhaseContext(cfg, self.writer, self.mnist, Splits(cfg, self.mnist), MachineLog(self.writer),
                                 self.progress)
         return probed
@@ -96,8 +97,8 @@ class Runner:
 
     def _run_model(self, model: str, probed) -> None:
         cfg, sizes = self.cfg, self.cfg.infer.batch_sizes
-        present = {p.name for p in (self.writer.run_dir / "cells").glob("*") if not p.name.startswith(".")}
-        todo = lambda b, phase, bs=None: cell_id(model, b.name, phase, bs) not in present  # noqa: E731
+        missing = self._missing()
+        todo = lambda b, phase, bs=None: cell_id(model, b.name, phase, bs) in missing  # noqa: E731
         available = [b for b, reason in probed if reason is None]
         unavailable = {b.name: (b, reason) for b, reason in probed if reason}
         for key in (k for k in self.plan if k.model == model and k.backend in unavailable):
@@ -131,9 +132,10 @@ class Runner:
             train, test = self.ctx.splits(model, "cpu")
             with console.stage(f"time {model} ({len(ready)} backend{plural}, interleaved rounds in {cfg.processes} "
                                "processes)", cfg.processes, "process") as st:
-                timed_weights = {b.name: weights[b.name] for b in ready}
-                measured = rounds_in_workers(model, timed_weights, test.x, calibration_images(train), cfg,
-                                             lambda bs, part: rounds_here(self.ctx, model, bs, ready, prepared, part),
+                job = WorkerJob(model, {b.name: weights[b.name] for b in ready}, redo, test.x,
+                                calibration_images(train), cfg)
+                measured = rounds_in_workers(job, lambda bs, part: rounds_here(self.ctx, model, bs, ready, prepared,
+                                                                               part),
                                              on_process=lambda p: st.update(note=f"process {p}"))
         if ready and redo:
             what = "memory" if measured else "interleaved rounds"
@@ -144,6 +146,11 @@ class Runner:
                     st.update(note=f"bs={bs}")
         if cfg.serve.scenarios:
             serve_backends(self.ctx, model, [b for b in ready if todo(b, "serve")], prepared)
+
+    def _missing(self) -> set[str]:
+        """The ids of the stored plan's cells that have no folder yet: the work left to do."""
+        present = {p.name for p in (self.writer.run_dir / "cells").glob("*") if not p.name.startswith(".")}
+        return {k.id for k in self.plan if k.id not in present}
 
     def _dynamics(self, model: str, trainers: list[Backend]) -> None:
         """Landscape analyses of each training cell that recorded dynamics and has none yet (also on resume)."""

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -56,18 +56,31 @@ def run_spec(spec: dict) -> dict[str, list[dict]]:
     return out
 
 
-def rounds_in_workers(model: str, weights: dict[str, torch.nn.Module], test_images: torch.Tensor,
-                      calibration: torch.Tensor, cfg, here: Callable[[int, object], tuple[list[Contender], list[dict]]],
+@dataclass(frozen=True)
+class WorkerJob:
+    """What the timing processes of one model share: ``weights``, the model each timed backend was
+    prepared from (by backend name, in the rounds' order); ``batch_sizes``, the ones the plan still
+    lacks (a resumed run times only those); ``cfg``, the RunConfig."""
+
+    model: str
+    weights: dict[str, torch.nn.Module]
+    batch_sizes: list[int]
+    test_images: torch.Tensor
+    calibration: torch.Tensor
+    cfg: object
+
+
+def rounds_in_workers(job: WorkerJob, here: Callable[[int, object], tuple[list[Contender], list[dict]]],
                       on_process: Callable[[int], None] = lambda p: None
                       ) -> dict[int, tuple[list[Contender], list[dict]]]:
-    """``run --processes N``: every batch size's rounds spread over N processes, one after another
-    (``cfg`` is the RunConfig): this one first (``here(batch_size, infer_cfg)`` times its share and
-    returns its contenders and machine states), then N - 1 fresh workers, which prepare every
-    backend again from the same weights (``weights``: the model each timed backend was prepared
-    from, by backend name, in the rounds' order). Returns per batch size its contenders (with their timed
-    calls, rounds numbered across processes) and the machine's state per round."""
+    """``run --processes N``: each of ``job.batch_sizes``' rounds spread over N processes, one after
+    another: this one first (``here(batch_size, infer_cfg)`` times its share and returns its
+    contenders and machine states), then N - 1 fresh workers, which prepare every backend again from
+    the same weights. Returns per batch size its contenders (with their timed calls, rounds numbered
+    across processes) and the machine's state per round."""
+    model, weights, test_images, calibration, cfg = job.model, job.weights, job.test_images, job.calibration, job.cfg
     infer = cfg.infer
-    sizes = infer.batch_sizes
+    sizes = list(job.batch_sizes)
     shares = [infer.rounds // cfg.processes + (p < infer.rounds % cfg.processes) for p in range(cfg.processes)]
     out = {bs: ([Contender(name, None, "cpu") for name in weights], []) for bs in sizes}
     state = {name: {k: v.cpu() for k, v in net.state_dict().items()} for name, net in weights.items()}

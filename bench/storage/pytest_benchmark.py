@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from bench import BenchError
+from bench.measure.figures import speed_figures
 from bench.measure.stats import summarize
 from bench.storage.results import RunTables
 
@@ -47,17 +48,17 @@ def _tables(path: Path, doc) -> RunTables:
         data = st.get("data")
         if data is not None:
             data = [float(t) for t in data]
-        row = summarize(data, bs) if data else {
+        row = summarize(data) if data else {
             "n_samples": st["rounds"], "mean_latency_ms": st["mean"] * 1e3, "std_latency_ms": st["stddev"] * 1e3,
             "min_latency_ms": st["min"] * 1e3, "p50_latency_ms": st["median"] * 1e3, "p90_latency_ms": np.nan,
-            "p99_latency_ms": np.nan, "iqr_latency_ms": st["iqr"] * 1e3, "cv": st["stddev"] / st["mean"],
-            "samples_per_s": bs / st["median"]}
-        row["unstable"] = bool(row["cv"] > 0.10)
-        if info.get("phase") == "train":
-            row["train_samples_per_s"] = row["samples_per_s"]
+            "p99_latency_ms": np.nan, "iqr_latency_ms": st["iqr"] * 1e3, "cv": st["stddev"] / st["mean"]}
+        phase = "train" if info.get("phase") == "train" else "infer"
+        # each pytest-benchmark round (one call) is a round: the cell's speed is the one definition's
+        row.update(speed_figures(np.asarray(data or [st["median"]], dtype=float) / bs, phase))
+        if phase == "train":
             row["step_p50_ms"] = row["p50_latency_ms"]
             # a training step is not an inference call: keep only its throughput in training columns
-            for k in ("p50_latency_ms", "p90_latency_ms", "p99_latency_ms", "samples_per_s"):
+            for k in ("p50_latency_ms", "p90_latency_ms", "p99_latency_ms"):
                 row.pop(k)
         # each pytest-benchmark round (one call) is a round of its own for compare
         timings += [{"run_id": run_id, "cell_id": b["name"], "round": i, "process": 0, "call": 0, "seconds": t,

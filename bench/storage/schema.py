@@ -117,8 +117,8 @@ _TABLES = (
           _cols("group:str round:int timestamp_s:float control_ms:float control_min_ms:float loadavg_1m:float "
                 "cpu_mhz:float steal_frac:float", "group round")),
     Table("epochs", "training: one row per epoch",
-          _cols("epoch:int wall_s:float train_s:float eval_s:float data_s:float compute_s:float samples_per_s:float "
-                "train_loss:float test_accuracy:float", "epoch")),
+          _cols("epoch:int wall_s:float train_s:float eval_s:float data_s:float compute_s:float "
+                "epoch_samples_per_s:float train_loss:float test_accuracy:float", "epoch")),
     Table("curve", "training: one row per test-set check",
           _cols("epoch:int step:int epoch_progress:float train_s:float wall_s:float train_loss:float "
                 "test_loss:float test_accuracy:float", "wall_s test_accuracy")),
@@ -158,7 +158,7 @@ _TABLES = (
           _cols("phase:str cpu_ms_per_step:float device_ms_per_step:float", "phase")),
     Table("ranks", "data-parallel training: one row per rank",
           _cols("rank:int local_rank:int node_rank:int host:str pid:int steady_s:float samples:int "
-                "allreduce_s:float compute_s:float samples_per_s:float allreduce_share:float steps:int", "rank")),
+                "allreduce_s:float compute_s:float rank_samples_per_s:float allreduce_share:float steps:int", "rank")),
     Table("time_breakdown", "infer and train: where one call (a training step) goes, from a pass after the timing: "
           "a row per category (kind category: matmul & conv, elementwise & activation, casts & layout, memory, other "
           "operators, framework overhead = the call's wall time less its operators), per top operator by self time "

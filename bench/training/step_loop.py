@@ -188,7 +188,7 @@ class StepLoop:
         self.epoch_rows.append({
             "epoch": epoch + 1, "wall_s": wall_time() - wall0, "train_s": ep["data_s"] + ep["compute_s"],
             "eval_s": ep["eval_s"], "data_s": ep["data_s"], "compute_s": ep["compute_s"],
-            "samples_per_s": ep["steady_samples"] / ep["steady_s"] if ep["steady_s"] > 0 else float("nan"),
+            "epoch_samples_per_s": ep["steady_samples"] / ep["steady_s"] if ep["steady_s"] > 0 else float("nan"),
             "train_loss": self.curve[-1]["train_loss"] if self.curve else float("nan"),
             "test_accuracy": self.curve[-1]["test_accuracy"] if self.curve else float("nan"),
         })
