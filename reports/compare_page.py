@@ -32,8 +32,7 @@ def text_table(c: Comparison) -> str:
     m = c.matched
     shown = pd.DataFrame({"run": m.run_id, "model": m.model, "backend": m.backend, "phase": m.phase,
                           "batch": [str(int(b)) if b == b else "–" for b in m.batch_size],
-                          "verdict [95% CI]": m.verdict,
-                          "U test p": [f"{p:.2g}" if p == p else "–" for p in m.u_test_p]})
+                          "verdict [95% CI]": m.verdict})
     bs = m.batch_size.fillna(0).to_numpy()
     order = sorted(range(len(m)), key=lambda i: (m.run_id.iloc[i], model_rank(m.model.iloc[i]),
                                                   m.phase.iloc[i] != "train", bs[i], m.backend.iloc[i]))
@@ -55,8 +54,7 @@ def text_table(c: Comparison) -> str:
     return "\n".join(lines)
 
 
-_WAYS = {"processes+calibration": "worker processes (Welch t) widened by this machine's run-to-run variation",
-         "calibration": "the in-run interval widened by this machine's run-to-run variation",
+_WAYS = {"calibration": "the in-run interval widened by this machine's run-to-run variation",
          "none": "nothing: unjudged"}
 
 
@@ -137,12 +135,10 @@ _RELATIVE_NOTE = (
 
 _SPEED_NOTE = (
     '<p class="note">time ratio = this run / the baseline run per matched cell (below 1: faster), the median over '
-    "rounds with a 95% interval that carries the variation between runs (interval_from): the in-run interval "
-    "(Welch's t over worker processes when both cells ran in two or more) widened by this machine's calibrated "
-    "run-to-run variation ('mnist-bench calibrate'); without a calibration the cell is unjudged ('cannot tell'). "
-    "No significant difference where the interval contains 1. u_test_p: Mann-Whitney U test of the two runs' "
-    "round values, for reference only (rounds of one run are not independent samples of the other), and left "
-    "empty where the cell is unjudged.</p>")
+    "rounds with a 95% interval that carries the variation between runs (interval_from): the in-run bootstrap "
+    "of each side's rounds widened by this machine's calibrated run-to-run variation ('mnist-bench calibrate'); "
+    "without a calibration the cell is unjudged ('cannot tell'). No significant difference where the interval "
+    "contains 1.</p>")
 
 # The compare page, top to bottom (its sections read the Comparison, not a run's tables).
 COMPARE_SECTIONS: list[Section] = [

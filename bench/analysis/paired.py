@@ -8,18 +8,10 @@ import numpy as np
 import pandas as pd
 
 from bench.analysis.breakdown import explanations
-from bench.measure.between_processes import between_process_sigma, widened_once
+from bench.measure.between_processes import between_process_sigma
 from bench.measure.figures import headline_rate, ratio_words, resolution, time_ratio
 from bench.measure.metrics import paired_metric
-from bench.measure.stats import (
-    calibrated_ratio,
-    mann_whitney_u,
-    paired_ratio,
-    process_ratio,
-    relative_ratio,
-    walsh_interval,
-    widened,
-)
+from bench.measure.stats import paired_ratio, relative_ratio, unpaired_ratio, walsh_interval, widened
 from bench.storage import catalog
 from bench.storage.catalog import DEFAULT_REFERENCE, model_rank
 from bench.storage.keys import group_names
@@ -108,7 +100,7 @@ class _Spread:
         self.source = "rounds+processes" if processes > 1 and df > 0 else "rounds"
 
     def __call__(self, r: dict) -> dict:
-        return widened_once(r, self.sigma, self.df, self.processes) if self.source != "rounds" else r
+        return widened(r, self.sigma, self.df, 1 / np.sqrt(self.processes)) if self.source != "rounds" else r
 
 
 def process_spreads(values: pd.DataFrame, baseline: str | None) -> dict[tuple, _Spread]:
@@ -183,13 +175,11 @@ def compare_runs(values: pd.DataFrame, baseline_run: str, calibration: dict[str,
     baseline run's, with a 95% interval that carries the variation between runs, and the verdict.
     Rounds of two runs were not measured side by side. The machine's speed moves between runs, and
     that move is shared by every process of a run, so no run can measure it alone (A/A runs with
-    ``--processes 5`` here: 8 of 26 cells called different on Welch's t over processes). So the
-    interval needs both runs' machines calibrated (``calibration``: run_id -> its machine's
-    per-phase run-to-run variation, from ``mnist-bench calibrate``): the inside interval (Welch's t
-    over worker processes when both cells ran in three or more, else the in-run bootstrap: two
-    processes a side leave Welch's t about 2 degrees of freedom, an interval of 0.17-5.8 for an
-    A/A cell here) widened by that variation. Otherwise the cell is unjudged ("cannot tell"), never a verdict its data
-    cannot back."""
+    ``--processes 5`` here: 8 of 26 cells called different on the spread of their processes). So
+    the interval needs both runs' machines calibrated (``calibration``: run_id -> its machine's
+    per-phase run-to-run variation, from ``mnist-bench calibrate``): the in-run bootstrap of each
+    side's rounds (``unpaired_ratio``) widened by that variation of both runs (``widened``).
+    Otherwise the cell is unjudged ("cannot tell"), never a verdict its data cannot back."""
     rows = []
     base = values[values.run_id == baseline_run]
     calibration = calibration or {}
@@ -202,16 +192,11 @@ def compare_runs(values: pd.DataFrame, baseline_run: str, calibration: dict[str,
                 continue
             bv, ov = b.value.to_numpy(), o.value.to_numpy()
             sigma = [calibration.get(r, {}).get(key[2]) for r in (baseline_run, run_id)]
-            processes = b.process.nunique() >= 3 and o.process.nunique() >= 3
             if all(sigma):
-                inside = process_ratio(bv, ov, b.process.to_numpy(), o.process.to_numpy()) if processes else None
-                method = "processes+calibration" if processes else "calibration"
-                r = calibrated_ratio(bv, ov, *_pooled_sigma(sigma), inside)
+                method, r = "calibration", widened(unpaired_ratio(bv, ov), *_pooled_sigma(sigma), np.sqrt(2))
             else:
                 method, r = "none", {"ratio": float(np.median(ov) / np.median(bv)), "ratio_low": np.nan,
                                      "ratio_high": np.nan}
-            # a U test of two runs' rounds assumes what an uncalibrated machine cannot back: none then
-            p = mann_whitney_u(bv, ov)[1] if method != "none" else np.nan
             judged = bool(np.isfinite([r["ratio_low"], r["ratio_high"]]).all())
             words = ratio_words(r["ratio"], r["ratio_low"], r["ratio_high"], BASELINE_RUN)
             if method == "none" and np.isfinite(r["ratio"]):
@@ -220,7 +205,7 @@ def compare_runs(values: pd.DataFrame, baseline_run: str, calibration: dict[str,
                          "rounds_base": len(b), "rounds": len(o), "processes_base": b.process.nunique(),
                          "processes": o.process.nunique(), "interval_from": method, "time_ratio": r["ratio"],
                          "time_ratio_low": r["ratio_low"], "time_ratio_high": r["ratio_high"],
-                         "resolution": resolution(r["ratio_low"], r["ratio_high"]), "u_test_p": p,
+                         "resolution": resolution(r["ratio_low"], r["ratio_high"]),
                          "judged": judged,
                          "significant": bool(r["ratio_low"] > 1 or r["ratio_high"] < 1),  # NaN: False
                          "verdict": words})
@@ -247,7 +232,7 @@ def compare_relative(values: pd.DataFrame, baseline_run: str, reference: str | N
     (3 A/A pairs of quick runs: 4 of 48 cells called different beyond their resolution). Where both
     runs' machines are calibrated (``calibration``: run_id -> per-phase entries, with
     ``relative-<phase>`` from ``mnist-bench calibrate``), the interval is widened by that
-    variation as ``calibrated_ratio`` does (``interval_from``: "rounds+calibration"). Otherwise,
+    variation of both runs (``widened``) (``interval_from``: "rounds+calibration"). Otherwise,
     where both runs timed the cell in two or more processes (``run --processes``, the default), it
     is widened by what each run's processes showed (``rank_backends``' spread; "rounds+processes"),
     so one run a side backs the comparison; else "rounds"."""
@@ -270,10 +255,10 @@ def compare_relative(values: pd.DataFrame, baseline_run: str, reference: str | N
         both = [spreads.get((run, model, phase), _Spread()) for run in (baseline_run, run_id)]
         source = "rounds"
         if all(sigma):
-            r, source = widened(r, *_pooled_sigma(sigma)), "rounds+calibration"
+            r, source = widened(r, *_pooled_sigma(sigma), np.sqrt(2)), "rounds+calibration"
         elif all(sp.source == "rounds+processes" for sp in both):
             joint = float(np.sqrt(sum(sp.sigma**2 / sp.processes for sp in both)))
-            r, source = widened_once(r, joint, min(sp.df for sp in both), 1), "rounds+processes"
+            r, source = widened(r, joint, min(sp.df for sp in both)), "rounds+processes"
         rows.append({"run_id": run_id, "model": model, "backend": backend, "phase": phase, "batch_size": bs,
                      "interval_from": source,
                      "reference": reference, "vs_reference_base": _quotient(found[0], found[1]),

@@ -1,11 +1,9 @@
 """What varies between the processes of one run: the variation a process adds to a ratio beyond
-its rounds, and an in-run interval widened by it (``run --processes N``)."""
+its rounds (``run --processes N``); ``bench.measure.stats.widened`` widens an in-run interval by it."""
 
 from __future__ import annotations
 
 import numpy as np
-
-from bench.measure.stats import _t975, widened_by
 
 
 def between_process_sigma(cells: list[tuple[np.ndarray, np.ndarray]]) -> tuple[float, int]:
@@ -31,13 +29,3 @@ def between_process_sigma(cells: list[tuple[np.ndarray, np.ndarray]]) -> tuple[f
     if not excess:
         return 0.0, 0
     return float(np.sqrt(max(0.0, np.mean(excess)))), df
-
-
-def widened_once(r: dict, sigma: float, df: int, processes: int) -> dict:
-    """A ratio's in-run interval widened by the variation between processes (``sigma`` of a log
-    ratio, on ``df`` degrees of freedom) of an estimate pooled over ``processes`` processes:
-    sqrt(half-width^2 + (t * sigma / sqrt(processes))^2) on the log scale, the larger side's
-    half-width; the estimate stays where it is."""
-    if sigma <= 0 or df < 1:
-        return r
-    return widened_by(r, _t975(df) * sigma / np.sqrt(processes))

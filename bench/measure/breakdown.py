@@ -1,6 +1,8 @@
-"""Where the time of one call goes: a pass of its own after the timing (never inside a timed
-round). The call is timed again plainly (its wall time, and the page faults it takes), then run
-under the engine's own profiler (``Prepared.operators``: ONNX Runtime's per-node profile;
+"""Where the time of one call goes: a pass of its own right after the timed rounds, in their
+process (never inside a timed round), in rounds of its own interleaved as the timed ones were
+(``breakdown_rounds``), so the pass runs in the state of the calls it explains. The call is timed
+again plainly in blocks (its wall time, and the page faults it takes), then run under the
+engine's own profiler (``Prepared.operators``: ONNX Runtime's per-node profile;
 otherwise ``torch.profiler``'s operators by self time), and the operators are grouped into a few
 categories a user can act on. What the operators do not account for is the framework's overhead
 (the plain call's wall time less its operators: Python, dispatch, the session's own work), so the
@@ -19,6 +21,7 @@ import resource
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -33,6 +36,7 @@ STEP_PHASES = ("data", "forward", "backward", "optimizer")  # a training step's 
 AGREEMENT = 0.15  # the pass's call within +-15% of the timed call: the breakdown describes that call
 TOP_OPERATORS = 5
 PASS_BUDGET_S = 0.08  # seconds of calls each way (plain, profiled) per cell, at least MIN_CALLS calls
+PASS_ROUNDS = 3  # rounds of plain blocks in the pass, interleaved as the timed rounds are
 MIN_CALLS, MAX_CALLS = 5, 400
 
 _RULES = [  # (category, pattern on the operator's name without its namespace, lower case), first match wins
@@ -123,26 +127,74 @@ def category_rows(ops: dict[str, float], wall: float, common: dict) -> tuple[lis
     return rows, total
 
 
+@dataclass
+class Look:
+    """One call's pass: the prepared engine, its input, the rounds' median call it explains, and
+    what the pass measured of it."""
+
+    prepared: object
+    x: object
+    timed_s: float
+    walls: list[float] = field(default_factory=list)  # each plain block's median call
+    faults: list[float] = field(default_factory=list)  # each plain block's minor page faults per call
+
+    def plain_block(self, calls: int) -> None:
+        predict, x = self.prepared.predict, self.x
+        for _ in range(3):  # warm again, as a timed block does
+            predict(x)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        seconds, _ = time_calls(lambda: predict(x), clock_for(self.prepared.clock_device), calls)
+        self.faults.append((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / calls)
+        self.walls.append(statistics.median(seconds))
+
+    def table(self, calls: int) -> pd.DataFrame:
+        """Profiled calls (the engine's own profiler, or torch.profiler's), then the table."""
+        predict, x, device = self.prepared.predict, self.x, self.prepared.clock_device
+        hook = getattr(self.prepared, "operators", None)
+        recorded, profiled = hook(x, calls) if hook is not None else torch_operators(lambda: predict(x), calls, device)
+        wall = statistics.median(self.walls)
+        ops, cost = attributed(recorded, profiled, wall)
+        common = {"calls": calls, "pass_rounds": len(self.walls), "profiled_s_per_call": profiled,
+                  "profiler_s_per_operator": cost, "timed_s_per_call": self.timed_s,
+                  "page_faults_per_call": statistics.median(self.faults)}
+        rows, total = category_rows(ops, wall, common)
+        return breakdown_table(rows, total, self.timed_s)
+
+
+def breakdown_rounds(looks: dict[str, Look], orders: list[list[int]], on_error: Callable[[str, Exception], None]
+                     ) -> dict[str, pd.DataFrame]:
+    """Where the time of each look's call goes, measured in the state of the rounds it explains: run
+    right after them in their process, ``PASS_ROUNDS`` rounds of plain blocks in the rounds' balanced
+    ``orders`` (each call's wall time is the median of its blocks, next to the same neighbours as in
+    the timed rounds), then one round of profiled blocks. A look whose engine fails is left out
+    (``on_error(name, exception)``); the others go on."""
+    names, out = list(looks), {}
+    for r in range(PASS_ROUNDS + 1):
+        for i in orders[r % len(orders)]:
+            name = names[i]
+            look = looks[name]
+            if name in out or look is None:
+                continue
+            calls = calls_for(look.timed_s, PASS_BUDGET_S / PASS_ROUNDS)
+            try:
+                if r < PASS_ROUNDS:
+                    look.plain_block(calls)
+                else:
+                    out[name] = look.table(calls_for(look.timed_s))
+            except Exception as e:  # noqa: BLE001 - the engine's profiler: its failure costs the cell its breakdown
+                looks[name] = None
+                on_error(name, e)
+    return out
+
+
 def breakdown(prepared, x, timed_s: float) -> pd.DataFrame:
-    """One call of ``prepared.predict(x)`` broken down (``timed_s``: the rounds' median call): a row
-    per category (``kind`` "category", seconds per call and share of the call) and the top
+    """One call of ``prepared.predict(x)`` broken down alone (``timed_s``: its timed median call): a
+    row per category (``kind`` "category", seconds per call and share of the call) and the top
     operators by self time (``kind`` "operator"), each with the pass's figures."""
-    device = prepared.clock_device
-    calls = calls_for(timed_s)
-    predict = prepared.predict
-    for _ in range(3):  # warm again: the memory pass before this one handed the engine's caches back
-        predict(x)
-    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    seconds, _ = time_calls(lambda: predict(x), clock_for(device), calls)
-    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / calls
-    wall = statistics.median(seconds)
-    hook = getattr(prepared, "operators", None)
-    recorded, profiled = hook(x, calls) if hook is not None else torch_operators(lambda: predict(x), calls, device)
-    ops, cost = attributed(recorded, profiled, wall)
-    common = {"calls": calls, "profiled_s_per_call": profiled, "profiler_s_per_operator": cost,
-              "timed_s_per_call": timed_s, "page_faults_per_call": faults}
-    rows, total = category_rows(ops, wall, common)
-    return breakdown_table(rows, total, timed_s)
+    def raise_(name: str, e: Exception) -> None:
+        raise e
+
+    return breakdown_rounds({"call": Look(prepared, x, timed_s)}, [[0]], raise_)["call"]
 
 
 def breakdown_table(rows: list[dict], total: float, timed_s: float) -> pd.DataFrame:

@@ -109,12 +109,14 @@ def median_ratio_interval(base: dict, other: dict, n_boot: int = 2000, seed: int
     """95% interval of median(other) / median(base), the quotient every table shows, from a paired
     bootstrap over rounds: ``base`` and ``other`` map a round to its value; a round both were
     measured in is drawn for both together (it keeps their pairing: a drift of that round moves
-    both), a round only one side has is drawn for that side alone. Expanded percentile interval
-    (``_expanded_quantiles``) on the shared rounds' count. NaN with fewer than 2 shared rounds."""
+    both), a round only one side has is drawn for that side alone; with no round in common (two
+    runs), each side is drawn on its own. Expanded percentile interval (``_expanded_quantiles``) on
+    the shared rounds' count (unpaired: the smaller side's). NaN with fewer than 2 shared rounds, or
+    fewer than 2 rounds a side when none is shared."""
     ratios = _median_ratio_draws(base, other, np.random.default_rng(seed), n_boot)
     if ratios is None:
         return float("nan"), float("nan")
-    lo, hi = _expanded_quantiles(len(set(base) & set(other)))
+    lo, hi = _expanded_quantiles(len(set(base) & set(other)) or min(len(base), len(other)))
     # a missed time-to-accuracy seed counts as an infinite time: interpolating between infinite
     # draws gives NaN, so such draws are read at the nearest rank
     method = "linear" if np.isfinite(ratios).all() else "nearest"
@@ -145,12 +147,12 @@ def relative_ratio(run_a: tuple[dict, dict], run_b: tuple[dict, dict], n_boot: i
 def _median_ratio_draws(base: dict, other: dict, rng: np.random.Generator, n_boot: int) -> np.ndarray | None:
     """Bootstrap draws of median(other) / median(base) (see ``median_ratio_interval``)."""
     shared = sorted(set(base) & set(other))
-    if len(shared) < 2:
+    if len(shared) == 1 or min(len(base), len(other)) < 2:
         return None
     draw = rng.integers(0, len(shared), (n_boot, len(shared)))
 
     def medians(side: dict) -> np.ndarray:
-        paired = np.array([side[k] for k in shared], dtype=np.float64)[draw]
+        paired = np.array([side[k] for k in shared], dtype=np.float64).reshape(-1)[draw]
         own = [side[k] for k in side if k not in base or k not in other]
         if own:
             alone = np.asarray(own, dtype=np.float64)
@@ -191,130 +193,28 @@ def _signed_rank_k(n: int) -> int:
     return max(1, int(np.searchsorted(cdf, 0.025, side="right")))
 
 
-def unpaired_ratio(base, other, n_boot: int = 4000, seed: int = 0) -> dict:
-    """``median(other) / median(base)`` for samples not measured side by side (two runs), with a
-    95% bootstrap interval resampling each side on its own: the variation inside each run only
-    (``calibrated_ratio`` adds the variation between runs)."""
+def unpaired_ratio(base, other) -> dict:
+    """``median(other) / median(base)`` for samples not measured side by side (two runs), with the
+    95% bootstrap interval of ``median_ratio_interval`` resampling each side on its own: the
+    variation inside each run only (``widened`` adds the variation between runs, from a calibration)."""
     b, o = np.asarray(base, dtype=np.float64), np.asarray(other, dtype=np.float64)
-    if b.size == 0 or o.size == 0:
-        return {"ratio": float("nan"), "ratio_low": float("nan"), "ratio_high": float("nan"), "pairs": 0}
-    if b.size < 2 or o.size < 2:  # one round a side: an estimate, but no interval
-        return {"ratio": float(np.median(o) / np.median(b)), "ratio_low": float("nan"), "ratio_high": float("nan"),
-                "pairs": 0}
-    rng = np.random.default_rng(seed)
-    bb = np.median(b[rng.integers(0, b.size, (n_boot, b.size))], axis=1)
-    ob = np.median(o[rng.integers(0, o.size, (n_boot, o.size))], axis=1)
-    lo, hi = _expanded_quantiles(min(b.size, o.size))
-    ratios = ob / bb
-    return {"ratio": float(np.median(o) / np.median(b)), "ratio_low": float(np.percentile(ratios, lo)),
-            "ratio_high": float(np.percentile(ratios, hi)), "pairs": 0}
+    ratio = float(np.median(o) / np.median(b)) if b.size and o.size else float("nan")
+    low, high = median_ratio_interval(dict(enumerate(b)), {b.size + i: v for i, v in enumerate(o)})
+    return {"ratio": ratio, "ratio_low": low, "ratio_high": high, "pairs": 0}
 
 
-def mann_whitney_u(a, b) -> tuple[float, float]:
-    """Two-sided Mann-Whitney U test: (U of ``a``, p-value). Exact null distribution without ties
-    and up to 30 samples a side; otherwise the normal approximation with tie and continuity
-    corrections."""
-    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    m, n = x.size, y.size
-    if m == 0 or n == 0:
-        return float("nan"), float("nan")
-    both = np.concatenate([x, y])
-    ranks = _ranks(both)
-    u = float(ranks[:m].sum() - m * (m + 1) / 2)
-    ties = np.unique(both, return_counts=True)[1]
-    if (ties == 1).all() and m <= 30 and n <= 30:
-        counts = _u_distribution(m, n)
-        k = int(round(min(u, m * n - u)))
-        p = 2 * counts[: k + 1].sum() / counts.sum()
-        return u, float(min(1.0, p))
-    mu = m * n / 2
-    var = m * n / 12 * ((m + n + 1) - (ties**3 - ties).sum() / ((m + n) * (m + n - 1)))
-    if var <= 0:
-        return u, 1.0
-    from statistics import NormalDist
-
-    z = (abs(u - mu) - 0.5) / var**0.5
-    return u, float(min(1.0, 2 * (1 - NormalDist().cdf(max(z, 0.0)))))
-
-
-def _ranks(a: np.ndarray) -> np.ndarray:
-    """Ranks from 1, ties given their average rank."""
-    order = np.argsort(a, kind="mergesort")
-    ranks = np.empty(a.size)
-    ranks[order] = np.arange(1, a.size + 1)
-    for v in np.unique(a):
-        tied = a == v
-        if tied.sum() > 1:
-            ranks[tied] = ranks[tied].mean()
-    return ranks
-
-
-def _u_distribution(m: int, n: int) -> np.ndarray:
-    """Number of orderings of m + n distinct values giving each U = 0..m*n (a frequency table)."""
-    # f[i][j] is the distribution for sizes (i, j); f(i, j) = f(i-1, j) shifted by j + f(i, j-1)
-    prev = [np.ones(1) for _ in range(n + 1)]  # i = 0: U is 0 whatever j
-    for i in range(1, m + 1):
-        row = [np.ones(1)]  # j = 0
-        for j in range(1, n + 1):
-            d = np.zeros(i * j + 1)
-            d[j : j + prev[j].size] += prev[j]
-            d[: row[j - 1].size] += row[j - 1]
-            row.append(d)
-        prev = row
-    return prev[n]
-
-
-def process_ratio(base, other, base_groups, other_groups) -> dict:
-    """``other / base`` for two runs whose rounds ran in two or more worker processes a side: each
-    process's median round value is one sample of that run's speed, and the interval is Welch's t
-    interval on their logs: the variation between processes of a run. The machine's drift between
-    the runs is shared by all of a run's processes, so it is not in this interval
-    (``calibrated_ratio`` adds it)."""
-    def per_process(values, groups):
-        v, g = np.asarray(values, dtype=np.float64), np.asarray(groups)
-        return np.log([np.median(v[g == k]) for k in np.unique(g)])
-
-    b, o = per_process(base, base_groups), per_process(other, other_groups)
-    nan = float("nan")
-    if b.size < 2 or o.size < 2:
-        return {"ratio": nan, "ratio_low": nan, "ratio_high": nan, "pairs": 0}
-    vb, vo = b.var(ddof=1) / b.size, o.var(ddof=1) / o.size
-    diff = o.mean() - b.mean()
-    se = (vb + vo) ** 0.5
-    if se == 0:
-        return {"ratio": float(np.exp(diff)), "ratio_low": float(np.exp(diff)), "ratio_high": float(np.exp(diff)),
-                "pairs": 0}
-    df = (vb + vo) ** 2 / (vb**2 / (b.size - 1) + vo**2 / (o.size - 1))  # Welch-Satterthwaite
-    half = _t975(max(1, int(np.floor(df)))) * se
-    return {"ratio": float(np.exp(diff)), "ratio_low": float(np.exp(diff - half)),
-            "ratio_high": float(np.exp(diff + half)), "pairs": 0}
-
-
-def calibrated_ratio(base, other, sigma: float, df: int, inside: dict | None = None) -> dict:
-    """``other / base`` for two runs of a machine whose run-to-run variation is known (``sigma``:
-    the standard deviation of a cell's log figure between runs of one configuration, from
-    ``mnist-bench calibrate``, on ``df`` degrees of freedom). The interval is the inside one
-    (``inside``, e.g. ``process_ratio``'s; default: the in-run bootstrap, ``unpaired_ratio``)
-    widened by that variation, for both runs: sqrt(inside half-width^2 + (t * sqrt(2) * sigma)^2)
-    on the log scale."""
-    return widened(inside if inside is not None else unpaired_ratio(base, other), sigma, df)
-
-
-def widened(r: dict, sigma: float, df: int) -> dict:
-    """A ratio's interval (``r``: ratio, ratio_low, ratio_high) widened by a run-to-run variation
-    of both runs (``sigma`` of a log figure, on ``df`` degrees of freedom):
-    sqrt(half-width^2 + (t * sqrt(2) * sigma)^2) on the log scale, the larger side's half-width."""
-    return widened_by(r, _t975(max(1, df)) * np.sqrt(2) * sigma)
-
-
-def widened_by(r: dict, extra: float) -> dict:
-    """A ratio's interval with ``extra`` (a half-width on the log scale) added in quadrature to the
-    larger side's half-width: sqrt(half-width^2 + extra^2); the estimate stays where it is."""
-    if not np.isfinite([r["ratio"], r["ratio_low"], r["ratio_high"]]).all():
+def widened(r: dict, sigma: float, df: int, scale: float = 1.0) -> dict:
+    """A ratio's interval (``r``: ratio, ratio_low, ratio_high) widened by a variation it cannot see
+    itself: ``sigma``, the standard deviation of a log ratio measured elsewhere (between the worker
+    processes of a run, or between runs by ``mnist-bench calibrate``) on ``df`` degrees of freedom,
+    times ``scale`` (sqrt(2) for two runs, 1 / sqrt(N) for an estimate pooled over N processes).
+    The extra half-width t(df) * sigma * scale is added in quadrature to the larger side's
+    half-width on the log scale; the estimate stays where it is. The one widening of every interval."""
+    if sigma <= 0 or df < 1 or not np.isfinite([r["ratio"], r["ratio_low"], r["ratio_high"]]).all():
         return r
     log_r = np.log(r["ratio"])
     inside = max(log_r - np.log(r["ratio_low"]), np.log(r["ratio_high"]) - log_r)
-    half = float(np.hypot(inside, extra))
+    half = float(np.hypot(inside, _t975(df) * sigma * scale))
     return {**r, "ratio_low": float(np.exp(log_r - half)), "ratio_high": float(np.exp(log_r + half))}
 
 

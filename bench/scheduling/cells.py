@@ -28,7 +28,7 @@ from bench.measure.rounds import Contender
 from bench.plumbing import console
 from bench.plumbing.signals import check as check_stop
 from bench.storage.results import RunWriter
-from bench.training.breakdown import step_breakdown
+from bench.training.breakdown import step_breakdown_blocks
 from bench.training.train import TrainJob, predict_logits, train_blocks
 
 Tables = dict[str, pd.DataFrame]
@@ -81,7 +81,7 @@ def train_cell(job: TrainJob, settings: dict, test_images: torch.Tensor, recorde
            "seed": job.seed, "normalization": cfg.normalization, "interleaved": interleaved}
     found = None
     if breakdown and not result.diverged:  # after the last timed block, before anything is prepared
-        found = _step_breakdown(result, job, speed.get("train_samples_per_s", float("nan")))
+        found = yield from _step_breakdown(result, job, speed.get("train_samples_per_s", float("nan")))
     prepared = None
     if result.diverged:
         row.update(status="diverged", reason=result.diverged)
@@ -105,12 +105,13 @@ def train_cell(job: TrainJob, settings: dict, test_images: torch.Tensor, recorde
     return tables, result.model, prepared
 
 
-def _step_breakdown(result, job: TrainJob, samples_per_s: float) -> pd.DataFrame | None:
-    """The training step's time breakdown, or None with a warning: a profiler that fails costs the
-    cell its breakdown, never its training."""
+def _step_breakdown(result, job: TrainJob, samples_per_s: float) -> Generator[None, None, pd.DataFrame | None]:
+    """The training step's time breakdown (yielding between its blocks, as the training did), or
+    None with a warning: a profiler that fails costs the cell its breakdown, never its training."""
     timed_s = job.cfg.batch_size / samples_per_s if samples_per_s > 0 else float("nan")
     try:
-        return step_breakdown(result.step, result.model, result.more_batches, job.backend.device, timed_s)
+        return (yield from step_breakdown_blocks(result.step, result.model, result.more_batches, job.backend.device,
+                                          timed_s))
     except Exception as e:  # noqa: BLE001 - the profiler's failure is a note
         print(f"warning: {job.model} {job.backend.name} train: no time breakdown ({type(e).__name__}: "
               f"{str(e)[:200]})", file=sys.stderr)

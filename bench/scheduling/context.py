@@ -63,6 +63,8 @@ class PhaseContext:
     prepared_in_training: dict[tuple[str, str], object] = field(default_factory=dict)  # parity's, reused
     # samples/s of each inference cell timed ok in this process, by (model, backend, batch size)
     infer_speeds: dict[tuple[str, str, int], float] = field(default_factory=dict)
+    # each backend's time breakdown measured after a batch size's rounds, until its cell is written
+    breakdowns: dict[tuple[str, int], dict[str, pd.DataFrame]] = field(default_factory=dict)
 
     @property
     def machine(self) -> Machine:

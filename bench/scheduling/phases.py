@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import copy
 import io
+import statistics
 import sys
 
+import pandas as pd
 import torch
 
 from bench.config.types import ProfileConfig
 from bench.dynamics.recording import DynamicsRecorder
 from bench.engines.backends import REFERENCE, Backend, get_backend
-from bench.measure.breakdown import breakdown
+from bench.measure.breakdown import Look, breakdown_rounds
 from bench.measure.latency import input_batch
 from bench.measure.rounds import Contender, interleave, measure_rounds
+from bench.measure.stats import balanced_orders
 from bench.scheduling.cells import (
     failure_of,
     guarded,
@@ -117,6 +120,7 @@ def time_batch_size(ctx: PhaseContext, model: str, bs: int, backends: list[Backe
     else:
         contenders, states = measured
     inputs = _batch_inputs(ctx, model, bs, backends, prepared)
+    broken_down = ctx.breakdowns.pop((model, bs), {})  # measured right after this process's rounds
     ctx.record_machine(MachineGroup(model, "infer", bs), states)
     memory = {}
     for c in contenders:
@@ -131,11 +135,8 @@ def time_batch_size(ctx: PhaseContext, model: str, bs: int, backends: list[Backe
             ctx.writer.write_status(model, b, "infer", *c.failure, batch_size=bs)
         else:
             tables = infer_tables(model, c, bs, cfg.infer, b.configure(cfg.backend_options), memory[b.name])
-            if _broken_down(cfg.infer, bs):  # after the rounds and the memory pass: never inside a timed round
-                timed_s = float(tables["summary"].iloc[0]["p50_latency_ms"]) / 1e3
-                found = _breakdown(prepared[b.name], inputs[b.name], timed_s, f"{model} {b.name} infer bs={bs}")
-                if found is not None:
-                    tables["time_breakdown"] = found
+            if b.name in broken_down:
+                tables["time_breakdown"] = broken_down[b.name]
             ctx.writer.write(model, b, "infer", tables, bs)
             ctx.infer_speeds[model, b.name, bs] = float(tables["summary"].iloc[0].get("samples_per_s", float("nan")))
 
@@ -149,6 +150,9 @@ def rounds_here(ctx: PhaseContext, model: str, bs: int, backends: list[Backend],
                             prepared[b.name].clock_device) for b in backends]
     states = measure_rounds(contenders, bs, infer_cfg, ctx.machine, group=MachineGroup(model, "infer", bs).name,
                             reference=REFERENCE)
+    if _broken_down(ctx.cfg.infer, bs):  # in the rounds' process and state, before the memory pass
+        ctx.breakdowns[model, bs] = _breakdowns(contenders, {b.name: prepared[b.name] for b in backends}, inputs,
+                                                f"{model} infer bs={bs}")
     return contenders, states
 
 
@@ -181,11 +185,14 @@ def _broken_down(infer, bs: int) -> bool:
                                                                             max(infer.batch_sizes)))
 
 
-def _breakdown(prepared, x, timed_s: float, where: str):
-    """The call's time breakdown, or None with a warning: a profiler that fails costs the cell its
-    breakdown, never its timing."""
-    try:
-        return breakdown(prepared, x, timed_s)
-    except Exception as e:  # noqa: BLE001 - the engine's profiler: its failure is a note
-        print(f"warning: {where}: no time breakdown ({type(e).__name__}: {str(e)[:200]})", file=sys.stderr)
-        return None
+def _breakdowns(contenders: list[Contender], prepared: dict, inputs: dict, where: str) -> dict[str, pd.DataFrame]:
+    """Each timed call's breakdown (``bench.measure.breakdown.breakdown_rounds``), explaining this
+    process's rounds (their median call); a profiler that fails costs its cell the breakdown, with a
+    warning, never its timing."""
+    looks = {c.name: Look(prepared[c.name], inputs[c.name], statistics.median(row["seconds"] for row in c.rows))
+             for c in contenders if c.failure is None and c.rows}
+
+    def warn(name: str, e: Exception) -> None:
+        print(f"warning: {where} {name}: no time breakdown ({type(e).__name__}: {str(e)[:200]})", file=sys.stderr)
+
+    return breakdown_rounds(looks, balanced_orders(len(looks)), warn) if looks else {}

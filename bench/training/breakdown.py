@@ -1,7 +1,8 @@
-"""Where a training step's time goes: a pass of its own after a backend has trained (never inside a
-timed block). The step of the run itself (its compiled forward, its optimizer and scaler, its
-augmentation) runs again on further batches of the training split, timed plainly in its phases
-(data: fetching and augmenting the batch; forward: the loss; backward: zeroing the gradients and
+"""Where a training step's time goes: a pass of its own right after a backend's last timed block
+(never inside one), in blocks interleaved with the other backends' as the timed blocks were, so
+the pass runs in the state of the steps it explains. The step of the run itself (its compiled
+forward, its optimizer and scaler, its augmentation) runs again on further batches of the
+training split, timed plainly in its phases (data: fetching and augmenting the batch; forward: the loss; backward: zeroing the gradients and
 the backward pass; optimizer: the optimizer's step), then under ``torch.profiler``, whose operators
 are grouped into the categories of an inference call (``bench.measure.breakdown``). The weights,
 the optimizer's state and the random streams are put back afterwards, so the trained model is the
@@ -17,12 +18,13 @@ from __future__ import annotations
 import copy
 import statistics
 import sys
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 import pandas as pd
 import torch
 
 from bench.measure.breakdown import (
+    PASS_ROUNDS,
     STEP_PHASES,
     attributed,
     breakdown_table,
@@ -32,7 +34,7 @@ from bench.measure.breakdown import (
 )
 from bench.measure.clocks import clock_for
 
-PASS_BUDGET_S = 0.12  # seconds of plain steps, MIN_CALLS to MAX_STEPS steps; at most PROFILED_STEPS profiled
+PASS_BUDGET_S = 0.12  # seconds of plain steps in all, MIN_CALLS to MAX_STEPS a block; at most PROFILED_STEPS profiled
 MAX_STEPS = 20
 PROFILED_STEPS = 8  # a profiled step records a few hundred operators: reading them back costs more than the step
 WARM_STEPS = 3
@@ -48,45 +50,75 @@ def _compiled_graphs() -> int:
     return int(counters["stats"].get("unique_graphs", 0))
 
 
-def _plain(step, batches: Iterator, steps: int, device: str) -> dict[str, float]:
-    """Median seconds per step of each phase over ``steps`` plain steps (each mark synchronized on
-    CUDA, so a phase is its own device time)."""
+def _plain(step, batches: Iterator, steps: int, device: str, warm: int) -> list[list[float]]:
+    """Each phase's seconds in each of ``steps`` plain steps, after ``warm`` untimed ones (each mark
+    synchronized on CUDA, so a phase is its own device time). The random streams are put back
+    afterwards, so the block leaves nothing behind for the training beside it."""
+    rng = (torch.get_rng_state(), torch.cuda.get_rng_state() if device == "cuda" else None)
     clock = clock_for(device)
-    for _ in range(WARM_STEPS):  # warm again: whatever ran since the last timed block left its own caches behind
-        step(*next(batches), schedule=False)
-    marks = []
-    for _ in range(steps):
-        m = [clock.mark()]
-        x, y = next(batches)
-        x = step.prepare(x)
-        m.append(clock.mark())
-        loss = step.forward(x, y)
-        m.append(clock.mark())
-        step.backward(loss)
-        m.append(clock.mark())
-        step.update(schedule=False)
-        m.append(clock.mark())
-        marks.append(m)
-    clock.sync()
-    per_step = [[clock.seconds(a, b) for a, b in zip(m, m[1:])] for m in marks]
-    phases = {p: statistics.median(s[i] for s in per_step) for i, p in enumerate(STEP_PHASES)}
-    return {**phases, "step": statistics.median(sum(s) for s in per_step)}
+    try:
+        for _ in range(warm):  # warm again: whatever ran since the last block left its own caches behind
+            step(*next(batches), schedule=False)
+        marks = []
+        for _ in range(steps):
+            m = [clock.mark()]
+            x, y = next(batches)
+            x = step.prepare(x)
+            m.append(clock.mark())
+            loss = step.forward(x, y)
+            m.append(clock.mark())
+            step.backward(loss)
+            m.append(clock.mark())
+            step.update(schedule=False)
+            m.append(clock.mark())
+            marks.append(m)
+        clock.sync()
+    finally:
+        torch.set_rng_state(rng[0])
+        if rng[1] is not None:
+            torch.cuda.set_rng_state(rng[1])
+    return [[clock.seconds(a, b) for a, b in zip(m, m[1:])] for m in marks]
+
+
+def _medians(blocks: list[list[list[float]]]) -> dict[str, float]:
+    """Each phase's and the whole step's seconds: the median over blocks of each block's median step."""
+    per_block = [{**{p: statistics.median(s[i] for s in steps) for i, p in enumerate(STEP_PHASES)},
+                  "step": statistics.median(sum(s) for s in steps)} for steps in blocks]
+    return {k: statistics.median(b[k] for b in per_block) for k in (*STEP_PHASES, "step")}
 
 
 def step_breakdown(step, model: torch.nn.Module, batches: Iterator, device: str, timed_s: float) -> pd.DataFrame:
+    """``step_breakdown_blocks`` at once, its blocks one after another."""
+    blocks = step_breakdown_blocks(step, model, batches, device, timed_s)
+    while True:
+        try:
+            next(blocks)
+        except StopIteration as done:
+            return done.value
+
+
+def step_breakdown_blocks(step, model: torch.nn.Module, batches: Iterator, device: str, timed_s: float
+                          ) -> Generator[None, None, pd.DataFrame]:
     """One training step of ``step`` (``bench.training.train.TrainStep``, ``model`` its weights)
-    broken down, ``timed_s`` the timed blocks' median step: rows per phase (``kind`` "phase"), per
-    category and per top operator (as an inference call's), each with the pass's figures. The
-    model's weights, the optimizer's state and the random streams are restored afterwards."""
+    broken down, ``timed_s`` the timed blocks' median step, in the state of those blocks: right
+    after the last of them, ``PASS_ROUNDS`` blocks of plain steps, yielding after each (so that
+    backends trained in interleaved blocks run their passes interleaved too, next to the same
+    neighbours), then the profiled steps. Returns rows per phase (``kind`` "phase"), per category
+    and per top operator (as an inference call's), each with the pass's figures. The model's
+    weights, the optimizer's state and the random streams are restored afterwards."""
     saved = (copy.deepcopy(model.state_dict()), copy.deepcopy(step.opt.state_dict()),
              copy.deepcopy(step.scaler.state_dict()) if step.scaler is not None else None,
              torch.get_rng_state(), torch.cuda.get_rng_state() if device == "cuda" else None)
     was_training = model.training
     model.train()
     try:
-        steps = calls_for(timed_s, PASS_BUDGET_S, MAX_STEPS)
+        steps = calls_for(timed_s, PASS_BUDGET_S / PASS_ROUNDS, MAX_STEPS)
         graphs = _compiled_graphs()
-        phases = _plain(step, batches, steps, device)
+        blocks = []
+        for r in range(PASS_ROUNDS):
+            blocks.append(_plain(step, batches, steps, device, WARM_STEPS if r == 0 else 1))
+            yield
+        phases = _medians(blocks)
         recorded, profiled = torch_operators(lambda: step(*next(batches), schedule=False),
                                              min(steps, PROFILED_STEPS), device)
         recompiled = _compiled_graphs() - graphs
@@ -102,8 +134,9 @@ def step_breakdown(step, model: torch.nn.Module, batches: Iterator, device: str,
     regions = sum(n for name, (_, n) in recorded.items() if name.lower().startswith(_REGION))
     wall = phases["step"]
     ops, cost = attributed(recorded, profiled, wall)
-    common = {"calls": steps, "profiled_s_per_call": profiled, "profiler_s_per_operator": cost,
-              "timed_s_per_call": timed_s, "compiled_regions_per_call": regions, "graphs_compiled_in_pass": recompiled}
+    common = {"calls": steps, "pass_rounds": PASS_ROUNDS, "profiled_s_per_call": profiled,
+              "profiler_s_per_operator": cost, "timed_s_per_call": timed_s, "compiled_regions_per_call": regions,
+              "graphs_compiled_in_pass": recompiled}
     rows, total = category_rows(ops, wall, common)
     rows += [{"kind": "phase", "name": p, "category": p, "seconds_per_call": phases[p],
               "share": phases[p] / total if total > 0 else float("nan"), **common} for p in STEP_PHASES]
