@@ -1,13 +1,13 @@
 """Where a training step's time goes: a pass of its own right after a backend's last timed block
-(never inside one), in blocks interleaved with the other backends' as the timed blocks were, so
-the pass runs in the state of the steps it explains. The step of the run itself (its compiled
-forward, its optimizer and scaler, its augmentation) runs again on further batches of the
-training split, timed plainly in its phases (data: fetching and augmenting the batch; forward:
-the loss; backward: zeroing the gradients and the backward pass; optimizer: the optimizer's step),
-then under ``torch.profiler``, whose operators are grouped into the categories of an inference call (``bench.measure.breakdown``). The weights,
-the optimizer's state and the random streams are put back afterwards, so the trained model is the
-one the run trained; the learning-rate schedule is not stepped (a one-cycle schedule refuses steps
-beyond its total, and its step costs microseconds).
+(never inside one), in blocks interleaved with the other backends' as the timed blocks were, so the
+pass runs in the state of the steps it explains. The step of the run itself (its compiled forward,
+its optimizer and scaler, its augmentation) runs again on further batches of the training split,
+timed plainly in its phases (data: fetching and augmenting the batch; forward: the loss; backward:
+zeroing the gradients and the backward pass; optimizer: the optimizer's step), then under
+``torch.profiler``, whose operators are grouped into the categories of an inference call
+(``bench.measure.breakdown``). The weights, the optimizer's state and the random streams are put
+back afterwards, so the trained model is the one the run trained; the learning-rate schedule is not
+stepped (a one-cycle schedule refuses steps beyond its total, and its step costs microseconds).
 
 What a compiled step adds is measured too: the compiled regions it enters per step (one per graph:
 more than one for the forward means a graph break) and the graphs compiled during the pass (a
