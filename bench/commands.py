@@ -48,10 +48,9 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         resume, cfg = None, build_config(values)
     from bench.measure import process_state
 
-    process_state.check_available(cfg.allocator)  # refused before anything runs
-    if process_state.needs_relaunch(cfg.allocator):  # a preloaded allocator is there from a process's start
-        return process_state.relaunch(cfg.allocator, argv)
-    process_state.apply(cfg.allocator)  # before any worker or torchrun rank starts: they inherit it
+    relaunched = process_state.enter(cfg.allocator, argv)  # before any worker or torchrun rank starts
+    if relaunched is not None:
+        return relaunched
     failures: list[str] = []
     if cfg.distributed.enabled:
         from bench.distributed.launch import run_distributed

@@ -61,6 +61,17 @@ def test_a_preloaded_allocator_runs_in_a_relaunched_process():
     assert not process_state.needs_relaunch("tuned")
 
 
+def test_the_allocator_is_checked_and_applied_once_per_process(monkeypatch):
+    """``enter`` (the command's way in) checks and applies; the run's own ``apply`` then finds it done."""
+    checks = []
+    monkeypatch.setattr(process_state, "_APPLIED", set())
+    monkeypatch.setattr(process_state, "check_available", lambda a: checks.append(a))
+    assert process_state.enter("system", ["run"]) is None
+    process_state.apply("system")
+    process_state.apply("system")
+    assert checks == ["system"]
+
+
 def test_machine_rows_count_the_process_own_faults_per_round():
     m = Machine()
     first = m.round("g", 0)

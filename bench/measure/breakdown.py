@@ -1,8 +1,8 @@
 """Where the time of one call goes: a pass of its own right after the timed rounds, in their
-process (never inside a timed round), in rounds of its own interleaved as the timed ones were
-(``breakdown_rounds``), so the pass runs in the state of the calls it explains. The call is timed
-again plainly in blocks (its wall time, and the page faults it takes), then run under the
-engine's own profiler (``Prepared.operators``: ONNX Runtime's per-node profile;
+process (never inside a timed round): ``PASS_ROUNDS`` more rounds whose blocks are made exactly as
+the timed ones (``bench.measure.rounds.shadow_rounds``) but kept apart, so the pass's plain call is
+measured in the state of the calls it explains (its wall time, and the page faults it takes);
+then one round of calls under the engine's own profiler (``Prepared.operators``: ONNX Runtime's per-node profile;
 otherwise ``torch.profiler``'s operators by self time), and the operators are grouped into a few
 categories a user can act on. What the operators do not account for is the framework's overhead
 (the plain call's wall time less its operators: Python, dispatch, the session's own work), so the
@@ -36,7 +36,7 @@ STEP_PHASES = ("data", "forward", "backward", "optimizer")  # a training step's 
 AGREEMENT = 0.15  # the pass's call within +-15% of the timed call: the breakdown describes that call
 TOP_OPERATORS = 5
 PASS_BUDGET_S = 0.08  # seconds of calls each way (plain, profiled) per cell, at least MIN_CALLS calls
-PASS_ROUNDS = 3  # rounds of plain blocks in the pass, interleaved as the timed rounds are
+PASS_ROUNDS = 3  # rounds of plain blocks in a pass, made and interleaved as the timed ones
 MIN_CALLS, MAX_CALLS = 5, 400
 
 _RULES = [  # (category, pattern on the operator's name without its namespace, lower case), first match wins
@@ -130,22 +130,14 @@ def category_rows(ops: dict[str, float], wall: float, common: dict) -> tuple[lis
 @dataclass
 class Look:
     """One call's pass: the prepared engine, its input, the rounds' median call it explains, and
-    what the pass measured of it."""
+    its plain calls' wall times as the pass measured them (``walls``: one median call per block;
+    ``faults``: minor page faults per call)."""
 
     prepared: object
     x: object
     timed_s: float
-    walls: list[float] = field(default_factory=list)  # each plain block's median call
-    faults: list[float] = field(default_factory=list)  # each plain block's minor page faults per call
-
-    def plain_block(self, calls: int) -> None:
-        predict, x = self.prepared.predict, self.x
-        for _ in range(3):  # warm again, as a timed block does
-            predict(x)
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        seconds, _ = time_calls(lambda: predict(x), clock_for(self.prepared.clock_device), calls)
-        self.faults.append((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / calls)
-        self.walls.append(statistics.median(seconds))
+    walls: list[float] = field(default_factory=list)
+    faults: float = float("nan")
 
     def table(self, calls: int) -> pd.DataFrame:
         """Profiled calls (the engine's own profiler, or torch.profiler's), then the table."""
@@ -156,45 +148,37 @@ class Look:
         ops, cost = attributed(recorded, profiled, wall)
         common = {"calls": calls, "pass_rounds": len(self.walls), "profiled_s_per_call": profiled,
                   "profiler_s_per_operator": cost, "timed_s_per_call": self.timed_s,
-                  "page_faults_per_call": statistics.median(self.faults)}
+                  "page_faults_per_call": self.faults}
         rows, total = category_rows(ops, wall, common)
         return breakdown_table(rows, total, self.timed_s)
 
 
-def breakdown_rounds(looks: dict[str, Look], orders: list[list[int]], on_error: Callable[[str, Exception], None]
+def breakdown_rounds(looks: dict[str, Look], order: list[int], on_error: Callable[[str, Exception], None]
                      ) -> dict[str, pd.DataFrame]:
-    """Where the time of each look's call goes, measured in the state of the rounds it explains: run
-    right after them in their process, ``PASS_ROUNDS`` rounds of plain blocks in the rounds' balanced
-    ``orders`` (each call's wall time is the median of its blocks, next to the same neighbours as in
-    the timed rounds), then one round of profiled blocks. A look whose engine fails is left out
-    (``on_error(name, exception)``); the others go on."""
+    """Each look's call profiled in one round, in ``order`` (positions in ``looks``), its plain calls
+    already timed (``bench.measure.rounds.shadow_rounds``: blocks made as the timed ones, in their
+    state). A look whose profiler fails is left out (``on_error(name, exception)``); the others go on."""
     names, out = list(looks), {}
-    for r in range(PASS_ROUNDS + 1):
-        for i in orders[r % len(orders)]:
-            name = names[i]
-            look = looks[name]
-            if name in out or look is None:
-                continue
-            calls = calls_for(look.timed_s, PASS_BUDGET_S / PASS_ROUNDS)
-            try:
-                if r < PASS_ROUNDS:
-                    look.plain_block(calls)
-                else:
-                    out[name] = look.table(calls_for(look.timed_s))
-            except Exception as e:  # noqa: BLE001 - the engine's profiler: its failure costs the cell its breakdown
-                looks[name] = None
-                on_error(name, e)
+    for i in order:
+        look = looks[names[i]]
+        try:
+            out[names[i]] = look.table(calls_for(look.timed_s))
+        except Exception as e:  # noqa: BLE001 - the engine's profiler: its failure costs the cell its breakdown
+            on_error(names[i], e)
     return out
 
 
 def breakdown(prepared, x, timed_s: float) -> pd.DataFrame:
-    """One call of ``prepared.predict(x)`` broken down alone (``timed_s``: its timed median call): a
-    row per category (``kind`` "category", seconds per call and share of the call) and the top
-    operators by self time (``kind`` "operator"), each with the pass's figures."""
-    def raise_(name: str, e: Exception) -> None:
-        raise e
-
-    return breakdown_rounds({"call": Look(prepared, x, timed_s)}, [[0]], raise_)["call"]
+    """One call of ``prepared.predict(x)`` broken down alone (``timed_s``: its timed median call),
+    its plain calls timed in one block: a row per category (``kind`` "category", seconds per call
+    and share of the call) and the top operators by self time (``kind`` "operator")."""
+    calls = calls_for(timed_s)
+    for _ in range(3):
+        prepared.predict(x)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    seconds, _ = time_calls(lambda: prepared.predict(x), clock_for(prepared.clock_device), calls)
+    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / calls
+    return Look(prepared, x, timed_s, [statistics.median(seconds)], faults).table(calls)
 
 
 def breakdown_table(rows: list[dict], total: float, timed_s: float) -> pd.DataFrame:

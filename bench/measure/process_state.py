@@ -91,11 +91,31 @@ def relaunch(allocator: str, argv: list[str]) -> int:
     return subprocess.call([sys.executable, "-m", "bench", *argv], env=env)
 
 
+def enter(allocator: str, argv: list[str]) -> int | None:
+    """A command's way into the allocator's state, taken once before anything runs: refused where
+    it cannot be had, a preloaded allocator by running the command again in a child that has it
+    (its exit code), else applied here (None)."""
+    check_available(allocator)
+    if needs_relaunch(allocator):
+        return relaunch(allocator, argv)
+    _apply(allocator)
+    return None
+
+
+_APPLIED: set[str] = set()  # the allocator state this process is in, once applied
+
+
 def apply(allocator: str) -> None:
     """Put this process (and, through the environment, the processes it starts) in the allocator's
-    state. ``tuned``: glibc's mmap and trim thresholds fixed (``mallopt``; fixing either also
-    stops glibc moving them). ``system``: nothing changed. A preloaded one is there from start."""
-    check_available(allocator)
+    state, once per process (a run started through ``enter`` finds it done)."""
+    if allocator not in _APPLIED:
+        check_available(allocator)
+        _apply(allocator)
+
+
+def _apply(allocator: str) -> None:
+    """``tuned``: glibc's mmap and trim thresholds fixed (``mallopt``; fixing either also stops
+    glibc moving them). ``system``: nothing changed. A preloaded one is there from start."""
     if allocator == "tuned":
         libc = ctypes.CDLL("libc.so.6")
         for key, value in TUNED.items():
@@ -104,6 +124,7 @@ def apply(allocator: str) -> None:
             os.environ[_TUNED_ENV[key]] = str(value)
     elif allocator in PRELOADED and not loaded(allocator):
         raise BenchError(f"allocator {allocator} must be preloaded at start: run through mnist-bench, which does so")
+    _APPLIED.add(allocator)
 
 
 def describe(allocator: str) -> dict:

@@ -6,6 +6,7 @@ per round. Every timed call is kept (``timings`` rows), with its round and times
 from __future__ import annotations
 
 import math
+import resource
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 
@@ -47,9 +48,7 @@ def measure_rounds(contenders: list[Contender], batch_size: int, cfg, machine=No
     for c in contenders:
         _guard(c, lambda c=c: setattr(c, "cold_first_call_ms", time_calls(c.call, clock_for(c.clock_device), 1)[0][0]
                                       * 1e3))
-    block = _BlockSpec(cfg.budget_s / cfg.rounds, max(1, math.ceil(cfg.min_repeats / cfg.rounds)),
-                       max(1, math.ceil(cfg.min_repeats / cfg.rounds), math.ceil(cfg.max_repeats / cfg.rounds)),
-                       cfg.warmup_calls, batch_size, process)
+    block = _BlockSpec.of(cfg, batch_size, process)
     for c in contenders:
         if c.failure is None:  # settle: allocators and caches reach their steady state before round 0
             _guard(c, lambda c=c: _settle(c, block))
@@ -88,6 +87,13 @@ class _BlockSpec:
     batch_size: int
     process: int
 
+    @staticmethod
+    def of(cfg, batch_size: int, process: int = 0) -> _BlockSpec:
+        """The blocks ``cfg`` (an InferConfig) asks for: ``budget_s / rounds`` seconds each."""
+        least = max(1, math.ceil(cfg.min_repeats / cfg.rounds))
+        return _BlockSpec(cfg.budget_s / cfg.rounds, least, max(least, math.ceil(cfg.max_repeats / cfg.rounds)),
+                          cfg.warmup_calls, batch_size, process)
+
 
 def _settle(c: Contender, spec: _BlockSpec) -> None:
     """Untimed calls for one block's time (at least two): the first round is then no warm-up round,
@@ -118,6 +124,28 @@ def _block(c: Contender, r: int, position: int, spec: _BlockSpec) -> None:
         n += 1
     c.typical_call_s = float(np.median(per_call))
     c.values[r] = float(np.median(per_call)) / spec.batch_size  # figures.round_values of these rows
+
+
+def shadow_rounds(contenders: list[Contender], batch_size: int, cfg, rounds: int) -> dict[str, dict]:
+    """``rounds`` more rounds after the timed ones, each contender's block made exactly as a timed
+    block is (its warm-up, its number of calls at its typical call time, the balanced order), but
+    kept apart from the timed calls: what a pass that explains the rounds measures in their state.
+    Per contender still running: its median call per round (``walls``) and the minor page faults
+    per call over its blocks (``faults``)."""
+    spec = _BlockSpec.of(cfg, batch_size)
+    live = [c for c in contenders if c.failure is None and c.rows]
+    shadows = [Contender(c.name, c.call, c.clock_device, typical_call_s=c.typical_call_s) for c in live]
+    faults = dict.fromkeys((s.name for s in shadows), 0)
+    orders = balanced_orders(len(shadows))
+    for r in range(rounds):
+        for position, i in enumerate(orders[r % len(orders)] if shadows else []):
+            s = shadows[i]
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            _block(s, r, position, spec)
+            faults[s.name] += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    return {s.name: {"walls": [float(np.median([row["seconds"] for row in s.rows if row["round"] == r]))
+                               for r in range(rounds)],
+                     "faults": faults[s.name] / max(1, len(s.rows) + rounds * spec.warmup_calls)} for s in shadows}
 
 
 def unresolved(contenders: list[Contender], target: float, reference: str | None) -> list[Contender]:

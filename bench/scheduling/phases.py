@@ -15,9 +15,9 @@ import torch
 from bench.config.types import ProfileConfig
 from bench.dynamics.recording import DynamicsRecorder
 from bench.engines.backends import REFERENCE, Backend, get_backend
-from bench.measure.breakdown import Look, breakdown_rounds
+from bench.measure.breakdown import PASS_ROUNDS, Look, breakdown_rounds
 from bench.measure.latency import input_batch
-from bench.measure.rounds import Contender, interleave, measure_rounds
+from bench.measure.rounds import Contender, interleave, measure_rounds, shadow_rounds
 from bench.measure.stats import balanced_orders
 from bench.scheduling.cells import (
     failure_of,
@@ -151,8 +151,7 @@ def rounds_here(ctx: PhaseContext, model: str, bs: int, backends: list[Backend],
     states = measure_rounds(contenders, bs, infer_cfg, ctx.machine, group=MachineGroup(model, "infer", bs).name,
                             reference=REFERENCE)
     if _broken_down(ctx.cfg.infer, bs):  # in the rounds' process and state, before the memory pass
-        ctx.breakdowns[model, bs] = _breakdowns(contenders, {b.name: prepared[b.name] for b in backends}, inputs,
-                                                f"{model} infer bs={bs}")
+        ctx.breakdowns[model, bs] = _breakdowns(ctx, model, bs, contenders, prepared, inputs)
     return contenders, states
 
 
@@ -185,14 +184,18 @@ def _broken_down(infer, bs: int) -> bool:
                                                                             max(infer.batch_sizes)))
 
 
-def _breakdowns(contenders: list[Contender], prepared: dict, inputs: dict, where: str) -> dict[str, pd.DataFrame]:
-    """Each timed call's breakdown (``bench.measure.breakdown.breakdown_rounds``), explaining this
-    process's rounds (their median call); a profiler that fails costs its cell the breakdown, with a
-    warning, never its timing."""
-    looks = {c.name: Look(prepared[c.name], inputs[c.name], statistics.median(row["seconds"] for row in c.rows))
-             for c in contenders if c.failure is None and c.rows}
+def _breakdowns(ctx: PhaseContext, model: str, bs: int, contenders: list[Contender], prepared: dict, inputs: dict
+                ) -> dict[str, pd.DataFrame]:
+    """Each timed call's breakdown, explaining this process's rounds (their median call): plain
+    blocks in rounds made as the timed ones (``shadow_rounds``), then a profiled round
+    (``breakdown_rounds``); a profiler that fails costs its cell the breakdown, with a warning,
+    never its timing."""
+    plain = shadow_rounds(contenders, bs, ctx.cfg.infer, PASS_ROUNDS)
+    looks = {c.name: Look(prepared[c.name], inputs[c.name], statistics.median(row["seconds"] for row in c.rows),
+                          **plain[c.name]) for c in contenders if c.name in plain}
 
     def warn(name: str, e: Exception) -> None:
-        print(f"warning: {where} {name}: no time breakdown ({type(e).__name__}: {str(e)[:200]})", file=sys.stderr)
+        print(f"warning: {model} {name} infer bs={bs}: no time breakdown ({type(e).__name__}: {str(e)[:200]})",
+              file=sys.stderr)
 
-    return breakdown_rounds(looks, balanced_orders(len(looks)), warn) if looks else {}
+    return breakdown_rounds(looks, balanced_orders(len(looks))[0], warn) if looks else {}

@@ -159,20 +159,22 @@ _TABLES = (
     Table("ranks", "data-parallel training: one row per rank",
           _cols("rank:int local_rank:int node_rank:int host:str pid:int steady_s:float samples:int "
                 "allreduce_s:float compute_s:float rank_samples_per_s:float allreduce_share:float steps:int", "rank")),
-    Table("time_breakdown", "infer and train: where one call (a training step) goes, from a pass after the timing: "
+    Table("time_breakdown", "infer and train: where one call (a training step) goes, from a pass right after the "
+          "timed rounds (blocks), in their state: "
           "a row per category (kind category: matmul & conv, elementwise & activation, casts & layout, memory, other "
           "operators, framework overhead = the call's wall time less its operators), per top operator by self time "
           "(kind operator) and, for a training step, per phase (kind phase: data, forward, backward, optimizer, each "
-          "its median over the pass's plain steps), seconds per call (the profiler's own cost per record taken off) "
-          "and share of the plain call; the pass's plain call (wall_s_per_call), its profiled call, the profiler's "
-          "cost per record, the rounds' median call (timed_s_per_call), the plain call over the timed one, the page "
+          "its median over the pass's blocks of plain steps), seconds per call (the profiler's own cost per record "
+          "taken off) and share of the plain call; the pass's plain call (wall_s_per_call), its profiled call, the profiler's "
+          "cost per record, the rounds' median call (timed_s_per_call), the plain call over the timed one, the "
+          "pass's rounds of plain blocks (pass_rounds), the page "
           "faults per call (inference); for a step, the compiled regions it enters and the graphs compiled during "
           "the pass",
           (Column("kind", "str", True, ("category", "operator", "phase")),
            *_cols("name:str category:str seconds_per_call:float share:float calls:int wall_s_per_call:float "
                   "profiled_s_per_call:float profiler_s_per_operator:float timed_s_per_call:float "
                   "wall_vs_timed:float page_faults_per_call:float compiled_regions_per_call:float "
-                  "graphs_compiled_in_pass:int", "name category seconds_per_call"))),
+                  "graphs_compiled_in_pass:int pass_rounds:int", "name category seconds_per_call"))),
     Table("profile_hta", "profile of a CUDA backend: HolisticTraceAnalysis's temporal breakdown of GPU time (idle, "
           "compute, non-compute, in ns and %) with the trace's name, or one row with a note why not", ()),
 )
