@@ -13,6 +13,7 @@ Every run is a fresh ``python -m bench run --preset quick`` process.
 from __future__ import annotations
 
 import argparse
+import signal
 import subprocess
 import sys
 import time
@@ -30,6 +31,7 @@ def quick_run(out: Path, busy: bool, data_dir: str | None) -> tuple[Path, float]
     out.mkdir(parents=True, exist_ok=True)
     hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
     start = time.perf_counter()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the busy loop goes with this script
     try:
         cmd = [sys.executable, "-m", "bench", "run", "--preset", "quick", "--out", str(out), "--no-report"]
         subprocess.run(cmd + (["--data-dir", data_dir] if data_dir else []), check=True, stdout=subprocess.DEVNULL)
