@@ -1,8 +1,8 @@
-"""Where the time of one call goes: a pass of its own right after the timed rounds, in their
-process (never inside a timed round): ``PASS_ROUNDS`` more rounds whose blocks are made exactly as
-the timed ones (``bench.measure.rounds.shadow_rounds``) but kept apart, so the pass's plain call is
-measured in the state of the calls it explains (its wall time, and the page faults it takes);
-then one round of calls under the engine's own profiler (``Prepared.operators``: ONNX Runtime's per-node profile;
+"""Where the time of one call goes, measured in the state of the calls it explains: its plain calls
+are shadow blocks made exactly as its timed blocks and run among them, right after one of them
+every ``SHADOW_EVERY`` rounds, in the same position, but kept apart from the timed calls
+(``bench.measure.rounds``: the wall time, and the page faults the calls take); then one round of
+calls under the engine's own profiler (``Prepared.operators``: ONNX Runtime's per-node profile;
 otherwise ``torch.profiler``'s operators by self time), and the operators are grouped into a few
 categories a user can act on. What the operators do not account for is the framework's overhead
 (the plain call's wall time less its operators: Python, dispatch, the session's own work), so the
@@ -36,7 +36,7 @@ STEP_PHASES = ("data", "forward", "backward", "optimizer")  # a training step's 
 AGREEMENT = 0.15  # the pass's call within +-15% of the timed call: the breakdown describes that call
 TOP_OPERATORS = 5
 PASS_BUDGET_S = 0.08  # seconds of calls each way (plain, profiled) per cell, at least MIN_CALLS calls
-PASS_ROUNDS = 3  # rounds of plain blocks in a pass, made and interleaved as the timed ones
+PASS_ROUNDS = 3  # a training step's pass: blocks of plain steps, interleaved as the timed blocks
 MIN_CALLS, MAX_CALLS = 5, 400
 
 _RULES = [  # (category, pattern on the operator's name without its namespace, lower case), first match wins

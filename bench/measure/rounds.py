@@ -32,6 +32,12 @@ class Contender:
     failure: tuple[str, str] | None = None  # (status, reason) once a call raised
     values: dict[int, float] = field(default_factory=dict)  # round -> its value (bench.measure.figures)
     typical_call_s: float = 0.0  # the median call of its last block (0: none yet)
+    # shadow blocks (a list to fill: asked for) made as its timed blocks, right after one of them every
+    # SHADOW_EVERY rounds, kept apart from the timed calls: the plain calls a breakdown explains them by
+    shadow: list[dict] | None = None
+
+
+SHADOW_EVERY = 2
 
 
 def measure_rounds(contenders: list[Contender], batch_size: int, cfg, machine=None, group: str = "",
@@ -63,6 +69,8 @@ def measure_rounds(contenders: list[Contender], batch_size: int, cfg, machine=No
             c = members[i]
             if c.failure is None:
                 _guard(c, lambda c=c, position=position: _block(c, r, position, block))
+            if c.failure is None and c.shadow is not None and r % SHADOW_EVERY == SHADOW_EVERY - 1:
+                _guard(c, lambda c=c, position=position: _block(c, r, position, block, shadow=True))
 
     for r in range(cfg.rounds):
         one_round(r, contenders)
@@ -105,47 +113,33 @@ def _settle(c: Contender, spec: _BlockSpec) -> None:
     c.typical_call_s = float(np.median(times))
 
 
-def _block(c: Contender, r: int, position: int, spec: _BlockSpec) -> None:
+def _block(c: Contender, r: int, position: int, spec: _BlockSpec, shadow: bool = False) -> None:
     """One block: warm-up calls, then as many timed calls as fit a block at the contender's typical
-    call time (the median of its previous block), so one stalled call does not end a block."""
+    call time (the median of its previous block), so one stalled call does not end a block. A
+    ``shadow`` block goes to ``c.shadow`` with the minor page faults per call, and leaves the
+    contender's figures alone."""
     clock = clock_for(c.clock_device)
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     if c.typical_call_s < spec.seconds:  # a call longer than a block warms itself: no re-warming then
         for _ in range(spec.warmup_calls):
             c.call()
     clock.sync()
     calls = min(spec.max_calls, max(spec.min_calls, int(spec.seconds / max(c.typical_call_s, 1e-9))))
-    n, per_call = 0, []
+    n, per_call, rows = 0, [], []
     while n < calls:
         device_s, wall_s = time_calls(c.call, clock, 1)
-        c.rows.append({"round": r, "process": spec.process, "position": position, "call": n,
-                       "timestamp_s": timestamp(), "seconds": device_s[0], "wall_seconds": wall_s[0],
-                       "samples": spec.batch_size})
+        rows.append({"round": r, "process": spec.process, "position": position, "call": n,
+                     "timestamp_s": timestamp(), "seconds": device_s[0], "wall_seconds": wall_s[0],
+                     "samples": spec.batch_size})
         per_call.append(device_s[0])
         n += 1
+    if shadow:
+        faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / (calls + spec.warmup_calls)
+        c.shadow += [{**row, "page_faults_per_call": faults} for row in rows]
+        return
+    c.rows += rows
     c.typical_call_s = float(np.median(per_call))
     c.values[r] = float(np.median(per_call)) / spec.batch_size  # figures.round_values of these rows
-
-
-def shadow_rounds(contenders: list[Contender], batch_size: int, cfg, rounds: int) -> dict[str, dict]:
-    """``rounds`` more rounds after the timed ones, each contender's block made exactly as a timed
-    block is (its warm-up, its number of calls at its typical call time, the balanced order), but
-    kept apart from the timed calls: what a pass that explains the rounds measures in their state.
-    Per contender still running: its median call per round (``walls``) and the minor page faults
-    per call over its blocks (``faults``)."""
-    spec = _BlockSpec.of(cfg, batch_size)
-    live = [c for c in contenders if c.failure is None and c.rows]
-    shadows = [Contender(c.name, c.call, c.clock_device, typical_call_s=c.typical_call_s) for c in live]
-    faults = dict.fromkeys((s.name for s in shadows), 0)
-    orders = balanced_orders(len(shadows))
-    for r in range(rounds):
-        for position, i in enumerate(orders[r % len(orders)] if shadows else []):
-            s = shadows[i]
-            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-            _block(s, r, position, spec)
-            faults[s.name] += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-    return {s.name: {"walls": [float(np.median([row["seconds"] for row in s.rows if row["round"] == r]))
-                               for r in range(rounds)],
-                     "faults": faults[s.name] / max(1, len(s.rows) + rounds * spec.warmup_calls)} for s in shadows}
 
 
 def unresolved(contenders: list[Contender], target: float, reference: str | None) -> list[Contender]:

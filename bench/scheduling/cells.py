@@ -28,7 +28,7 @@ from bench.measure.rounds import Contender
 from bench.plumbing import console
 from bench.plumbing.signals import check as check_stop
 from bench.storage.results import RunWriter
-from bench.training.breakdown import step_breakdown_blocks
+from bench.training.breakdown import step_breakdown
 from bench.training.train import TrainJob, predict_logits, train_blocks
 
 Tables = dict[str, pd.DataFrame]
@@ -67,11 +67,12 @@ def train_cell(job: TrainJob, settings: dict, test_images: torch.Tensor, recorde
     backends can train in interleaved blocks); returns its tables, the trained model, and the
     engine's prepared model when parity needed one (None for the reference), for reuse.
     ``test_images``: the uint8 test images behind ``test`` (for the misclassified table);
-    ``breakdown``: where a step's time goes, in a pass after the training (``time_breakdown``)."""
+    ``breakdown``: where a step's time goes (``time_breakdown``), its plain steps made among the
+    timed blocks and its profiled steps after the training."""
     b, cfg, train, test = job.backend, job.cfg, job.train, job.test
     cost = model_cost(job.model)
     with CellMemory(b.device) as mem:
-        result = yield from train_blocks(job, progress, recorder)
+        result = yield from train_blocks(job, progress, recorder, breakdown=breakdown)
     memory = {**mem.values, "rss_scope": "interleaved"} if interleaved else mem.values
     speed = cell_speed(result.blocks, "train")
     row = {**settings, **cost, **result.summary, **memory, **speed,
@@ -81,7 +82,7 @@ def train_cell(job: TrainJob, settings: dict, test_images: torch.Tensor, recorde
            "seed": job.seed, "normalization": cfg.normalization, "interleaved": interleaved}
     found = None
     if breakdown and not result.diverged:  # after the last timed block, before anything is prepared
-        found = yield from _step_breakdown(result, job, speed.get("train_samples_per_s", float("nan")))
+        found = _step_breakdown(result, job, speed.get("train_samples_per_s", float("nan")))
     prepared = None
     if result.diverged:
         row.update(status="diverged", reason=result.diverged)
@@ -105,13 +106,14 @@ def train_cell(job: TrainJob, settings: dict, test_images: torch.Tensor, recorde
     return tables, result.model, prepared
 
 
-def _step_breakdown(result, job: TrainJob, samples_per_s: float) -> Generator[None, None, pd.DataFrame | None]:
-    """The training step's time breakdown (yielding between its blocks, as the training did), or
-    None with a warning: a profiler that fails costs the cell its breakdown, never its training."""
+def _step_breakdown(result, job: TrainJob, samples_per_s: float) -> pd.DataFrame | None:
+    """The training step's time breakdown (its plain steps the shadow blocks made among the timed
+    ones), or None with a warning: a profiler that fails costs the cell its breakdown, never its
+    training."""
     timed_s = job.cfg.batch_size / samples_per_s if samples_per_s > 0 else float("nan")
+    blocks = result.shadow.blocks if result.shadow is not None else None
     try:
-        return (yield from step_breakdown_blocks(result.step, result.model, result.more_batches, job.backend.device,
-                                          timed_s))
+        return step_breakdown(result.step, result.model, result.more_batches, job.backend.device, timed_s, blocks)
     except Exception as e:  # noqa: BLE001 - the profiler's failure is a note
         print(f"warning: {job.model} {job.backend.name} train: no time breakdown ({type(e).__name__}: "
               f"{str(e)[:200]})", file=sys.stderr)

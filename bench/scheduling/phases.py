@@ -15,9 +15,9 @@ import torch
 from bench.config.types import ProfileConfig
 from bench.dynamics.recording import DynamicsRecorder
 from bench.engines.backends import REFERENCE, Backend, get_backend
-from bench.measure.breakdown import PASS_ROUNDS, Look, breakdown_rounds
+from bench.measure.breakdown import Look, breakdown_rounds
 from bench.measure.latency import input_batch
-from bench.measure.rounds import Contender, interleave, measure_rounds, shadow_rounds
+from bench.measure.rounds import Contender, interleave, measure_rounds
 from bench.measure.stats import balanced_orders
 from bench.scheduling.cells import (
     failure_of,
@@ -146,11 +146,12 @@ def rounds_here(ctx: PhaseContext, model: str, bs: int, backends: list[Backend],
     """Interleaved rounds of every prepared backend at one batch size, in this process (all of a
     cell's rounds, or the first share of them under ``--processes``)."""
     inputs = _batch_inputs(ctx, model, bs, backends, prepared)
+    broken_down = _broken_down(ctx.cfg.infer, bs)  # its calls' shadow blocks: the breakdown's plain calls
     contenders = [Contender(b.name, lambda p=prepared[b.name], x=inputs[b.name]: p.predict(x),
-                            prepared[b.name].clock_device) for b in backends]
+                            prepared[b.name].clock_device, shadow=[] if broken_down else None) for b in backends]
     states = measure_rounds(contenders, bs, infer_cfg, ctx.machine, group=MachineGroup(model, "infer", bs).name,
                             reference=REFERENCE)
-    if _broken_down(ctx.cfg.infer, bs):  # in the rounds' process and state, before the memory pass
+    if broken_down:  # in the rounds' process and state, before the memory pass
         ctx.breakdowns[model, bs] = _breakdowns(ctx, model, bs, contenders, prepared, inputs)
     return contenders, states
 
@@ -186,13 +187,17 @@ def _broken_down(infer, bs: int) -> bool:
 
 def _breakdowns(ctx: PhaseContext, model: str, bs: int, contenders: list[Contender], prepared: dict, inputs: dict
                 ) -> dict[str, pd.DataFrame]:
-    """Each timed call's breakdown, explaining this process's rounds (their median call): plain
-    blocks in rounds made as the timed ones (``shadow_rounds``), then a profiled round
-    (``breakdown_rounds``); a profiler that fails costs its cell the breakdown, with a warning,
-    never its timing."""
-    plain = shadow_rounds(contenders, bs, ctx.cfg.infer, PASS_ROUNDS)
-    looks = {c.name: Look(prepared[c.name], inputs[c.name], statistics.median(row["seconds"] for row in c.rows),
-                          **plain[c.name]) for c in contenders if c.name in plain}
+    """Each timed call's breakdown, explaining this process's rounds (their median call): its plain
+    calls are the contender's shadow blocks (made as its timed blocks, among them), then a round of
+    profiled blocks (``breakdown_rounds``); a profiler that fails costs its cell the breakdown, with
+    a warning, never its timing."""
+    looks = {}
+    for c in contenders:
+        if c.failure is None and c.rows and c.shadow:
+            shadow = pd.DataFrame(c.shadow)
+            looks[c.name] = Look(prepared[c.name], inputs[c.name], statistics.median(row["seconds"] for row in c.rows),
+                                 shadow.groupby("round").seconds.median().tolist(),
+                                 float(shadow.page_faults_per_call.median()))
 
     def warn(name: str, e: Exception) -> None:
         print(f"warning: {model} {name} infer bs={bs}: no time breakdown ({type(e).__name__}: {str(e)[:200]})",

@@ -1,12 +1,13 @@
-"""Where a training step's time goes: a pass of its own right after a backend's last timed block
-(never inside one), in blocks interleaved with the other backends' as the timed blocks were, so the
-pass runs in the state of the steps it explains. The step of the run itself (its compiled forward,
-its optimizer and scaler, its augmentation) runs again on further batches of the training split,
-timed plainly in its phases (data: fetching and augmenting the batch; forward: the loss; backward:
-zeroing the gradients and the backward pass; optimizer: the optimizer's step), then under
-``torch.profiler``, whose operators are grouped into the categories of an inference call
-(``bench.measure.breakdown``). The weights, the optimizer's state and the random streams are put
-back afterwards, so the trained model is the one the run trained; the learning-rate schedule is not
+"""Where a training step's time goes, measured in the state of the steps it explains: its plain steps
+are shadow blocks made as the timed blocks (as many steps), each right after one of them every
+``SHADOW_EVERY`` blocks, in the same position among the backends trained beside it, and put back
+afterwards (``StepShadow``); after the training, the step runs under ``torch.profiler``, whose
+operators are grouped into the categories of an inference call (``bench.measure.breakdown``). The
+step is the run's own (its compiled forward, its optimizer and scaler, its augmentation), on
+further batches of the training split, timed plainly in its phases (data: fetching and augmenting
+the batch; forward: the loss; backward: zeroing the gradients and the backward pass; optimizer: the
+optimizer's step). The weights, the optimizer's state and the random streams are put back after
+every block, so the trained model is the one the run trained; the learning-rate schedule is not
 stepped (a one-cycle schedule refuses steps beyond its total, and its step costs microseconds).
 
 What a compiled step adds is measured too: the compiled regions it enters per step (one per graph:
@@ -18,7 +19,9 @@ from __future__ import annotations
 import copy
 import statistics
 import sys
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import pandas as pd
 import torch
@@ -87,41 +90,17 @@ def _medians(blocks: list[list[list[float]]]) -> dict[str, float]:
     return {k: statistics.median(b[k] for b in per_block) for k in (*STEP_PHASES, "step")}
 
 
-def step_breakdown(step, model: torch.nn.Module, batches: Iterator, device: str, timed_s: float) -> pd.DataFrame:
-    """``step_breakdown_blocks`` at once, its blocks one after another."""
-    blocks = step_breakdown_blocks(step, model, batches, device, timed_s)
-    while True:
-        try:
-            next(blocks)
-        except StopIteration as done:
-            return done.value
-
-
-def step_breakdown_blocks(step, model: torch.nn.Module, batches: Iterator, device: str, timed_s: float
-                          ) -> Generator[None, None, pd.DataFrame]:
-    """One training step of ``step`` (``bench.training.train.TrainStep``, ``model`` its weights)
-    broken down, ``timed_s`` the timed blocks' median step, in the state of those blocks: right
-    after the last of them, ``PASS_ROUNDS`` blocks of plain steps, yielding after each (so that
-    backends trained in interleaved blocks run their passes interleaved too, next to the same
-    neighbours), then the profiled steps. Returns rows per phase (``kind`` "phase"), per category
-    and per top operator (as an inference call's), each with the pass's figures. The model's
-    weights, the optimizer's state and the random streams are restored afterwards."""
+@contextmanager
+def _put_back(step, model: torch.nn.Module, device: str):
+    """The model's weights, the optimizer's and the scaler's state and the random streams as they
+    were, whatever the steps inside did; the model in training mode meanwhile."""
     saved = (copy.deepcopy(model.state_dict()), copy.deepcopy(step.opt.state_dict()),
              copy.deepcopy(step.scaler.state_dict()) if step.scaler is not None else None,
              torch.get_rng_state(), torch.cuda.get_rng_state() if device == "cuda" else None)
     was_training = model.training
     model.train()
     try:
-        steps = calls_for(timed_s, PASS_BUDGET_S / PASS_ROUNDS, MAX_STEPS)
-        graphs = _compiled_graphs()
-        blocks = []
-        for r in range(PASS_ROUNDS):
-            blocks.append(_plain(step, batches, steps, device, WARM_STEPS if r == 0 else 1))
-            yield
-        phases = _medians(blocks)
-        recorded, profiled = torch_operators(lambda: step(*next(batches), schedule=False),
-                                             min(steps, PROFILED_STEPS), device)
-        recompiled = _compiled_graphs() - graphs
+        yield
     finally:
         model.load_state_dict(saved[0])
         step.opt.load_state_dict(saved[1])
@@ -131,10 +110,47 @@ def step_breakdown_blocks(step, model: torch.nn.Module, batches: Iterator, devic
         if saved[4] is not None:
             torch.cuda.set_rng_state(saved[4])
         model.train(was_training)
+
+
+@dataclass
+class StepShadow:
+    """Shadow blocks of a training run: plain steps made as its timed blocks (as many steps), each
+    right after one of them, every ``SHADOW_EVERY`` blocks, in the same position among the backends
+    trained beside it; the weights, the optimizer's state and the random streams put back after
+    each, so the training goes on as if none had run. The breakdown's plain steps."""
+
+    step: object
+    model: torch.nn.Module
+    batches: Iterator
+    device: str
+    blocks: list[list[list[float]]] = field(default_factory=list)
+
+    def block(self, steps: int) -> None:
+        with _put_back(self.step, self.model, self.device):
+            self.blocks.append(_plain(self.step, self.batches, steps, self.device, 0))  # warm: its timed block
+
+
+def step_breakdown(step, model: torch.nn.Module, batches: Iterator, device: str, timed_s: float,
+                   blocks: list[list[list[float]]] | None = None) -> pd.DataFrame:
+    """One training step of ``step`` (``bench.training.train.TrainStep``, ``model`` its weights)
+    broken down, ``timed_s`` the timed blocks' median step: its plain steps are ``blocks``
+    (``StepShadow``'s, made among the timed blocks) or, without them, ``PASS_ROUNDS`` blocks of
+    plain steps now; then the profiled steps. Returns rows per phase (``kind`` "phase"), per
+    category and per top operator (as an inference call's), each with the pass's figures. The
+    model's weights, the optimizer's state and the random streams are restored afterwards."""
+    steps = calls_for(timed_s, PASS_BUDGET_S / PASS_ROUNDS, MAX_STEPS)
+    with _put_back(step, model, device):
+        graphs = _compiled_graphs()
+        if not blocks:
+            blocks = [_plain(step, batches, steps, device, WARM_STEPS if r == 0 else 1) for r in range(PASS_ROUNDS)]
+        phases = _medians(blocks)
+        recorded, profiled = torch_operators(lambda: step(*next(batches), schedule=False),
+                                             min(steps, PROFILED_STEPS), device)
+        recompiled = _compiled_graphs() - graphs
     regions = sum(n for name, (_, n) in recorded.items() if name.lower().startswith(_REGION))
     wall = phases["step"]
     ops, cost = attributed(recorded, profiled, wall)
-    common = {"calls": steps, "pass_rounds": PASS_ROUNDS, "profiled_s_per_call": profiled,
+    common = {"calls": len(blocks[0]), "pass_rounds": len(blocks), "profiled_s_per_call": profiled,
               "profiler_s_per_operator": cost, "timed_s_per_call": timed_s, "compiled_regions_per_call": regions,
               "graphs_compiled_in_pass": recompiled}
     rows, total = category_rows(ops, wall, common)

@@ -18,7 +18,9 @@ from bench.data.mnist import Split, augmenter
 from bench.engines import BackendOptions
 from bench.engines.backends import Backend
 from bench.measure.clocks import clock_for
+from bench.measure.rounds import SHADOW_EVERY
 from bench.plumbing import console
+from bench.training.breakdown import StepShadow
 from bench.training.step_loop import StepHooks, StepLoop
 from models import build_model, get_spec
 
@@ -143,6 +145,7 @@ class TrainResult:
     diverged: str | None = None  # why training stopped early (bench.training.step_loop.diverged)
     step: TrainStep | None = None  # the run's own step, for a breakdown pass after the training
     more_batches: Iterator | None = None  # endless further training batches for that pass (their own seed)
+    shadow: StepShadow | None = None  # the pass's plain steps, made among the timed blocks
 
     @property
     def test_preds(self) -> torch.Tensor:
@@ -184,12 +187,13 @@ def train_model(job: TrainJob, progress: bool = False, recorder=None) -> TrainRe
             return done.value
 
 
-def train_blocks(job: TrainJob, progress: bool = False, recorder=None, block_steps: int | None = None
-                 ) -> Generator[dict, None, TrainResult]:
+def train_blocks(job: TrainJob, progress: bool = False, recorder=None, block_steps: int | None = None,
+                 breakdown: bool = False) -> Generator[dict, None, TrainResult]:
     """Train and time, yielding after every block of ``block_steps`` steps (its timing row; default
     ``block_steps_for``), so that several backends can train in interleaved blocks; returns the
     TrainResult. The step loop is ``bench.training.step_loop``; ``recorder`` (optimization dynamics) is
-    called outside the timed regions."""
+    called outside the timed regions; ``breakdown``: shadow blocks of plain steps among the timed
+    ones (``StepShadow``), for the breakdown's pass."""
     name, backend, train, test, cfg, seed = job.model, job.backend, job.train, job.test, job.cfg, job.seed
     model = build_trainable(name, backend, job.options, seed, cfg.dropout)
     steps_per_epoch = train.train_steps(cfg.batch_size)
@@ -219,15 +223,31 @@ def train_blocks(job: TrainJob, progress: bool = False, recorder=None, block_ste
     model.train()
     if recorder is not None:
         recorder.start(model)
-    yield from loop.run()
+    more = endless_batches(train, cfg.batch_size, torch.Generator().manual_seed(seed + 1))
+    shadow = StepShadow(step, model, more, backend.device) if breakdown else None
+    yield from _with_shadow(loop.run(), shadow, loop.block_steps)
     bar.close()
     if recorder is not None:
         recorder.finish(model)
     test_loss, test_acc, logits = loop.final_eval()
     summary = {**loop.figures, "test_loss": test_loss, "test_accuracy": test_acc}
     return TrainResult(model, summary, pd.DataFrame(loop.epoch_rows), pd.DataFrame(loop.curve), logits,
-                       pd.DataFrame(loop.blocks), loop.diverged, step,
-                       endless_batches(train, cfg.batch_size, torch.Generator().manual_seed(seed + 1)))
+                       pd.DataFrame(loop.blocks), loop.diverged, step, more, shadow)
+
+
+def _with_shadow(blocks: Generator, shadow: StepShadow | None, steps: int) -> Generator[dict, None, object]:
+    """``blocks`` (the step loop's), with a shadow block of ``steps`` plain steps right after every
+    SHADOW_EVERY-th timed block, before the turn passes to the backends trained beside it."""
+    n = 0
+    while True:
+        try:
+            row = next(blocks)
+        except StopIteration as done:
+            return done.value
+        n += 1
+        if shadow is not None and n % SHADOW_EVERY == 0:
+            shadow.block(steps)
+        yield row
 
 
 def endless_batches(split: Split, batch_size: int, generator: torch.Generator) -> Iterator:
