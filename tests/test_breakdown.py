@@ -140,3 +140,55 @@ def test_a_breakdown_that_disagrees_with_the_timing_says_so_instead():
     base = _cells({"matmul & conv": 10e-6})
     other = _cells({"matmul & conv": 20e-6})
     assert why(other, base, timed_ratio=5.0).startswith("not explained: in the breakdown's pass the ratio was 2.00×")
+
+
+def test_shadow_blocks_are_made_as_the_timed_blocks_and_kept_apart(monkeypatch):
+    """A contender asked for shadow blocks gets one right after its timed block every SHADOW_EVERY
+    rounds, of as many calls, in the same position; its timed calls and figures are those of a
+    contender without them."""
+    from bench.measure import rounds as rounds_module
+    from bench.measure.rounds import SHADOW_EVERY, Contender, measure_rounds
+
+    monkeypatch.setattr(rounds_module, "time_calls", lambda fn, clock, n: ([fn() for _ in range(n)],) * 2)
+
+    class Cfg:
+        rounds, warmup_calls, budget_s, min_repeats, max_repeats, resolution_pct, max_time_s = 6, 1, 0.06, 12, 12, 0, 0
+
+    plain, shadowed = Contender("a", lambda: 1e-3, "cpu"), Contender("b", lambda: 1e-3, "cpu", shadow=[])
+    measure_rounds([plain, shadowed], 1, Cfg())
+    shadow = pd.DataFrame(shadowed.shadow)
+    assert sorted(shadow["round"].unique()) == [r for r in range(6) if r % SHADOW_EVERY == SHADOW_EVERY - 1]
+    assert len(shadowed.rows) == len(plain.rows) and shadowed.values == plain.values
+    timed = pd.DataFrame(shadowed.rows)
+    for r, block in shadow.groupby("round"):  # as many calls, in the position of the block it follows
+        assert len(block) == (timed["round"] == r).sum()
+        assert set(block.position) == set(timed[timed["round"] == r].position)
+    assert (shadow.page_faults_per_call >= 0).all()
+
+
+def test_shadow_blocks_among_training_blocks_leave_the_training_as_it_was(mnist_path):
+    """The same seeded training with and without the breakdown's shadow blocks ends with the same
+    weights and losses: each block's steps are put back (weights, optimizer, random streams)."""
+    from bench.config.build import build_config
+    from bench.data.mnist import make_split, resolve_mnist
+    from bench.training.train import TrainJob, train_blocks
+
+    cfg = build_config({"limit_train": 512, "limit_test": 200, "epochs": 1, "batch_size": 32})
+    m = resolve_mnist(str(mnist_path))
+    t = cfg.train_for("mlp")
+    train = make_split(m.train_images, m.train_labels, t.normalization, "cpu", t.limit_train)
+    test = make_split(m.test_images, m.test_labels, t.normalization, "cpu", t.limit_test)
+
+    def trained(breakdown: bool):
+        blocks = train_blocks(TrainJob("mlp", get_backend("cpu-fp32"), train, test, t, 0, cfg.backend_options),
+                              block_steps=2, breakdown=breakdown)
+        while True:
+            try:
+                next(blocks)
+            except StopIteration as done:
+                return done.value
+
+    plain, shadowed = trained(False), trained(True)
+    assert plain.shadow is None and len(shadowed.shadow.blocks) >= 1
+    assert all(torch.equal(v, plain.model.state_dict()[k]) for k, v in shadowed.model.state_dict().items())
+    assert plain.blocks.loss.tolist() == shadowed.blocks.loss.tolist()

@@ -134,15 +134,16 @@ def step_breakdown(step, model: torch.nn.Module, batches: Iterator, device: str,
                    blocks: list[list[list[float]]] | None = None) -> pd.DataFrame:
     """One training step of ``step`` (``bench.training.train.TrainStep``, ``model`` its weights)
     broken down, ``timed_s`` the timed blocks' median step: its plain steps are ``blocks``
-    (``StepShadow``'s, made among the timed blocks) or, without them, ``PASS_ROUNDS`` blocks of
-    plain steps now; then the profiled steps. Returns rows per phase (``kind`` "phase"), per
+    (``StepShadow``'s, made among the timed blocks) and, where fewer than ``PASS_ROUNDS``, blocks
+    of plain steps now; then the profiled steps. Returns rows per phase (``kind`` "phase"), per
     category and per top operator (as an inference call's), each with the pass's figures. The
     model's weights, the optimizer's state and the random streams are restored afterwards."""
     steps = calls_for(timed_s, PASS_BUDGET_S / PASS_ROUNDS, MAX_STEPS)
     with _put_back(step, model, device):
         graphs = _compiled_graphs()
-        if not blocks:
-            blocks = [_plain(step, batches, steps, device, WARM_STEPS if r == 0 else 1) for r in range(PASS_ROUNDS)]
+        blocks = list(blocks or [])  # too few shadow blocks (a short training): the rest now
+        blocks += [_plain(step, batches, steps, device, WARM_STEPS if r == 0 else 1)
+                   for r in range(PASS_ROUNDS - len(blocks))]
         phases = _medians(blocks)
         recorded, profiled = torch_operators(lambda: step(*next(batches), schedule=False),
                                              min(steps, PROFILED_STEPS), device)
