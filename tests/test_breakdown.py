@@ -106,16 +106,18 @@ def test_the_framework_s_own_records_are_counted_once_within_the_overhead():
     assert cats[OVERHEAD] == pytest.approx(25e-6)  # the call less its operators; the region's record lies within
 
 
-def _cells(seconds: dict[str, float]) -> pd.DataFrame:
+def _cells(seconds: dict[str, float], timed: float | None = None) -> pd.DataFrame:
+    """A cell's category rows; ``timed``: its process's timed median call (default: the pass's call)."""
     total = sum(seconds.values())
     return pd.DataFrame([{"kind": "category", "name": c, "seconds_per_call": seconds.get(c, 0.0),
-                          "wall_s_per_call": total} for c in CATEGORIES])
+                          "wall_s_per_call": total, "timed_s_per_call": timed or total} for c in CATEGORIES])
 
 
 def _step(phases: dict[str, float], categories: dict[str, float], regions: float = 0.0) -> pd.DataFrame:
-    rows = _cells(categories).assign(wall_s_per_call=sum(phases.values()))
-    steps = pd.DataFrame([{"kind": "phase", "name": p, "seconds_per_call": s, "wall_s_per_call": sum(phases.values())}
-                          for p, s in phases.items()])
+    total = sum(phases.values())
+    rows = _cells(categories).assign(wall_s_per_call=total, timed_s_per_call=total)
+    steps = pd.DataFrame([{"kind": "phase", "name": p, "seconds_per_call": s, "wall_s_per_call": total,
+                           "timed_s_per_call": total} for p, s in phases.items()])
     return pd.concat([rows, steps]).assign(compiled_regions_per_call=regions, graphs_compiled_in_pass=0)
 
 
@@ -137,9 +139,20 @@ def test_a_training_gap_is_explained_by_the_phases_of_the_step_then_by_kind():
 
 
 def test_a_breakdown_that_disagrees_with_the_timing_says_so_instead():
-    base = _cells({"matmul & conv": 10e-6})
-    other = _cells({"matmul & conv": 20e-6})
-    assert why(other, base, timed_ratio=5.0).startswith("not explained: in the breakdown's pass the ratio was 2.00×")
+    """The pass is held against the rounds it explains (its process's timed calls): 2.00× in the
+    pass against 5.00× in those rounds is not explained."""
+    base = _cells({"matmul & conv": 10e-6}, timed=10e-6)
+    other = _cells({"matmul & conv": 20e-6}, timed=50e-6)
+    assert why(other, base, timed_ratio=5.0).startswith("not explained: in the breakdown's pass the ratio was 2.00×, "
+                                                        "in the rounds it explains 5.00×")
+
+
+def test_an_explanation_of_one_process_says_so_where_the_run_pooled_another_ratio():
+    """The pass agrees with its process's rounds (2×), the verdict over both processes read 3×: the
+    gap is explained, and the words say whose calls they describe."""
+    base, other = _cells({"matmul & conv": 10e-6}), _cells({"matmul & conv": 20e-6})
+    assert why(other, base, timed_ratio=3.0) == ("matmul & conv +10 µs: +10 µs per call in all (the calls of the "
+                                                 "run's first process, where the ratio was 2.00×; over all 3.00×)")
 
 
 def test_shadow_blocks_are_made_as_the_timed_blocks_and_kept_apart(monkeypatch):

@@ -1,9 +1,11 @@
 """Verdicts explained by where the time goes: for a backend against the reference at one batch
 size, the categories of ``time_breakdown`` (bench.measure.breakdown) that account for the gap
 between their calls, in seconds per call; for training, the phases of the step (data, forward,
-backward, optimizer: bench.training.breakdown) and then the categories. The breakdown is a pass of its
-own after the timing: where the ratio of the two calls in that pass disagrees with the timed ratio
-by more than ``AGREEMENT``, the words say so instead of explaining."""
+backward, optimizer: bench.training.breakdown) and then the categories. The breakdown's plain calls
+are shadow blocks among the rounds of one process (the run's first): where the ratio of the two
+calls in the pass disagrees with the ratio of those rounds by more than ``AGREEMENT``, the words say
+so instead of explaining; where those rounds' ratio differs from the verdict's (pooled over every
+process), the words say whose calls they explain."""
 
 from __future__ import annotations
 
@@ -64,10 +66,24 @@ def why(other: pd.DataFrame, base: pd.DataFrame, timed_ratio: float) -> str:
     category for an inference call; for a training step, by phase of the step, then by category."""
     total_o, total_b = float(other.wall_s_per_call.iloc[0]), float(base.wall_s_per_call.iloc[0])
     ratio = total_o / total_b if total_b > 0 else float("nan")
-    if not (abs(ratio / timed_ratio - 1) <= AGREEMENT):
-        return (f"not explained: in the breakdown's pass the ratio was {ratio:.2f}×, timed {timed_ratio:.2f}× "
-                "(the two calls ran in another state than in the rounds)")
-    gap = total_o - total_b
+    # the rounds the pass explains: its own process's (the verdict pools every process's)
+    timed_o, timed_b = float(other.timed_s_per_call.iloc[0]), float(base.timed_s_per_call.iloc[0])
+    here = timed_o / timed_b if timed_b > 0 else timed_ratio
+    if not (abs(ratio / here - 1) <= AGREEMENT):
+        return (f"not explained: in the breakdown's pass the ratio was {ratio:.2f}×, in the rounds it explains "
+                f"{here:.2f}× (the two calls ran in another state than in the rounds)")
+    return _explained(other, base, total_o - total_b) + _where(here, timed_ratio)
+
+
+def _where(here: float, timed_ratio: float) -> str:
+    """Where the process whose calls were broken down differs from the verdict's ratio, it says so."""
+    if abs(here / timed_ratio - 1) <= AGREEMENT:
+        return ""
+    return f" (the calls of the run's first process, where the ratio was {here:.2f}×; over all {timed_ratio:.2f}×)"
+
+
+def _explained(other: pd.DataFrame, base: pd.DataFrame, gap: float) -> str:
+    """The gap in words: by category for a call; by phase, then by category for a step."""
     unit = "step" if (other.kind == "phase").any() else "call"
     by_kind, rest = _largest(other, base, gap, "category")
     if unit == "step":
