@@ -1,6 +1,6 @@
 """Where the time of one call goes, measured in the state of the calls it explains: its plain calls
-are shadow blocks made exactly as its timed blocks and run among them, right after one of them
-every ``SHADOW_EVERY`` rounds, in the same position, but kept apart from the timed calls
+are shadow blocks made exactly as its timed blocks, taking their turns among them in the rounds'
+balanced order every ``SHADOW_EVERY`` rounds, but kept apart from the timed calls
 (``bench.measure.rounds``: the wall time, and the page faults the calls take); then one round of
 calls under the engine's own profiler (``Prepared.operators``: ONNX Runtime's per-node profile;
 otherwise ``torch.profiler``'s operators by self time), and the operators are grouped into a few

@@ -32,8 +32,8 @@ class Contender:
     failure: tuple[str, str] | None = None  # (status, reason) once a call raised
     values: dict[int, float] = field(default_factory=dict)  # round -> its value (bench.measure.figures)
     typical_call_s: float = 0.0  # the median call of its last block (0: none yet)
-    # shadow blocks (a list to fill: asked for) made as its timed blocks, right after one of them every
-    # SHADOW_EVERY rounds, kept apart from the timed calls: the plain calls a breakdown explains them by
+    # shadow blocks (a list to fill: asked for) made as its timed blocks, taking their turns among the
+    # round's blocks every SHADOW_EVERY rounds, kept apart from the timed calls: a breakdown's plain calls
     shadow: list[dict] | None = None
 
 
@@ -64,13 +64,14 @@ def measure_rounds(contenders: list[Contender], batch_size: int, cfg, machine=No
         check_stop()
         if machine is not None:
             states.append(machine.round(group, r))
-        orders = balanced_orders(len(members))
-        for position, i in enumerate(orders[r % len(orders)]):
-            c = members[i]
+        slots = [(c, False) for c in members]
+        if r % SHADOW_EVERY == SHADOW_EVERY - 1:  # shadow blocks take their turns as members of their own
+            slots += [(c, True) for c in members if c.shadow is not None]
+        orders = balanced_orders(len(slots))
+        for position, i in enumerate(orders[(r if len(slots) == len(members) else r // SHADOW_EVERY) % len(orders)]):
+            c, shadow = slots[i]
             if c.failure is None:
-                _guard(c, lambda c=c, position=position: _block(c, r, position, block))
-            if c.failure is None and c.shadow is not None and r % SHADOW_EVERY == SHADOW_EVERY - 1:
-                _guard(c, lambda c=c, position=position: _block(c, r, position, block, shadow=True))
+                _guard(c, lambda c=c, position=position, shadow=shadow: _block(c, r, position, block, shadow))
 
     for r in range(cfg.rounds):
         one_round(r, contenders)
