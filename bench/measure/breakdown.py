@@ -129,14 +129,16 @@ def category_rows(ops: dict[str, float], wall: float, common: dict) -> tuple[lis
 
 @dataclass
 class Look:
-    """One call's pass: the prepared engine, its input, the rounds' median call it explains, and
-    its plain calls' wall times as the pass measured them (``walls``: one median call per block;
+    """One call's pass: the prepared engine, its input, the rounds' median call it explains (the
+    median of their calls), and its plain calls as the pass measured them, by the same estimator
+    (``wall_s``: the median of every plain call; ``blocks``: how many blocks they came in;
     ``faults``: minor page faults per call)."""
 
     prepared: object
     x: object
     timed_s: float
-    walls: list[float] = field(default_factory=list)
+    wall_s: float
+    blocks: int = 1
     faults: float = float("nan")
 
     def table(self, calls: int) -> pd.DataFrame:
@@ -144,9 +146,9 @@ class Look:
         predict, x, device = self.prepared.predict, self.x, self.prepared.clock_device
         hook = getattr(self.prepared, "operators", None)
         recorded, profiled = hook(x, calls) if hook is not None else torch_operators(lambda: predict(x), calls, device)
-        wall = statistics.median(self.walls)
+        wall = self.wall_s
         ops, cost = attributed(recorded, profiled, wall)
-        common = {"calls": calls, "pass_rounds": len(self.walls), "profiled_s_per_call": profiled,
+        common = {"calls": calls, "pass_rounds": self.blocks, "profiled_s_per_call": profiled,
                   "profiler_s_per_operator": cost, "timed_s_per_call": self.timed_s,
                   "page_faults_per_call": self.faults}
         rows, total = category_rows(ops, wall, common)
@@ -178,7 +180,7 @@ def breakdown(prepared, x, timed_s: float) -> pd.DataFrame:
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     seconds, _ = time_calls(lambda: prepared.predict(x), clock_for(prepared.clock_device), calls)
     faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / calls
-    return Look(prepared, x, timed_s, [statistics.median(seconds)], faults).table(calls)
+    return Look(prepared, x, timed_s, statistics.median(seconds), 1, faults).table(calls)
 
 
 def breakdown_table(rows: list[dict], total: float, timed_s: float) -> pd.DataFrame:

@@ -196,7 +196,7 @@ def _breakdowns(ctx: PhaseContext, model: str, bs: int, contenders: list[Contend
         if c.failure is None and c.rows and c.shadow:
             shadow = pd.DataFrame(c.shadow)
             looks[c.name] = Look(prepared[c.name], inputs[c.name], statistics.median(row["seconds"] for row in c.rows),
-                                 shadow.groupby("round").seconds.median().tolist(),
+                                 float(shadow.seconds.median()), shadow["round"].nunique(),
                                  float(shadow.page_faults_per_call.median()))
 
     def warn(name: str, e: Exception) -> None:
