@@ -207,7 +207,7 @@ class StepLoop:
         t = self.totals
         return {
             # all steady-state samples over all steady-state seconds; the headline train_samples_per_s is
-            # the median over blocks (bench.measure.rounds.round_stats)
+            # the median over blocks (bench.measure.figures.cell_speed)
             "train_mean_samples_per_s": t["steady_samples"] / t["steady_s"] if t["steady_s"] > 0 else float("nan"),
             "cold_step_s": t["cold_step_s"], "warmup_steps": min(self.warmup_steps, self.global_step),
             "warmup_s": t["warmup_s"], "train_s": t["train_s"], "eval_s": t["eval_s"],
