@@ -112,3 +112,16 @@ def test_a_step_is_called_only_beyond_the_calibrated_variation(tmp_path):
     assert marks[2].startswith("-30.0% step (worse)")
     assert all("cannot tell" in m for m in history.mark_changes(s, "train_samples_per_s", {})[1:])
     assert "not a timing" in history.mark_changes(s, "test_accuracy", calibrated)[1]
+
+
+@pytest.mark.parametrize("content", [b"garbage, not a database", b"SQLite format 3\x00" + b"\x01" * 200])
+def test_a_damaged_index_is_one_clear_line_and_rebuild_recreates_it(tmp_path, capsys, content):
+    """history and a run named through the index answer a damaged index with one line (what is
+    wrong, --rebuild) and exit 2; --rebuild recreates it, and no run folder is touched."""
+    (tmp_path / "history.sqlite").write_bytes(content)
+    for argv in (["history", "--results", str(tmp_path)], ["report", "some-name", "--results", str(tmp_path)]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "cannot be read" in err[0] and "--rebuild" in err[0] and "Traceback" not in err[0]
+    assert main(["history", "--results", str(tmp_path), "--rebuild"]) == 0
+    assert main(["history", "--results", str(tmp_path)]) == 0

@@ -114,8 +114,19 @@ def _read(root: Path, sql: str, params: tuple = ()) -> pd.DataFrame:
     if not db_path(root).exists():
         raise ConfigError(f"no index at {db_path(root)}; run 'mnist-bench history --rebuild --results {root}' "
                           "or run a benchmark first")
-    with closing(sqlite3.connect(db_path(root))) as con:
-        return pd.read_sql_query(sql, con, params=params)
+    try:
+        with closing(sqlite3.connect(db_path(root))) as con:
+            return pd.read_sql_query(sql, con, params=params)
+    except (sqlite3.Error, pd.errors.DatabaseError) as e:
+        raise _unusable(root, e) from None
+
+
+def _unusable(root: Path, e: Exception) -> BenchError:
+    """A damaged, locked or foreign index, in one line that says how to recreate it (the run
+    folders are untouched)."""
+    why = str(e).rsplit(": ", 1)[-1] if isinstance(e, pd.errors.DatabaseError) else str(e)
+    return BenchError(f"the run index {db_path(root)} cannot be read ({why}); "
+                      f"'mnist-bench history --rebuild --results {root}' recreates it from the run folders")
 
 
 def list_runs(root: Path) -> pd.DataFrame:
@@ -161,9 +172,12 @@ def resolve_run(value: str | Path, root: Path = Path("results")) -> Path:
     path = Path(value)
     if path.exists() or not NAME_PATTERN.fullmatch(str(value)) or not db_path(root).exists():
         return path
-    with closing(sqlite3.connect(db_path(root))) as con:
-        hit = con.execute("SELECT path FROM runs WHERE run_id = ? OR name = ? ORDER BY start_time DESC LIMIT 1",
-                          (str(value), str(value))).fetchone()
+    try:
+        with closing(sqlite3.connect(db_path(root))) as con:
+            hit = con.execute("SELECT path FROM runs WHERE run_id = ? OR name = ? ORDER BY start_time DESC LIMIT 1",
+                              (str(value), str(value))).fetchone()
+    except sqlite3.Error as e:
+        raise _unusable(root, e) from None
     return Path(hit[0]) if hit else path
 
 
