@@ -146,20 +146,19 @@ class Look:
         predict, x, device = self.prepared.predict, self.x, self.prepared.clock_device
         hook = getattr(self.prepared, "operators", None)
         recorded, profiled = hook(x, calls) if hook is not None else torch_operators(lambda: predict(x), calls, device)
-        wall = self.wall_s
-        ops, cost = attributed(recorded, profiled, wall)
+        ops, cost = attributed(recorded, profiled, self.wall_s)
         common = {"calls": calls, "pass_rounds": self.blocks, "profiled_s_per_call": profiled,
                   "profiler_s_per_operator": cost, "timed_s_per_call": self.timed_s,
                   "page_faults_per_call": self.faults}
-        rows, total = category_rows(ops, wall, common)
+        rows, total = category_rows(ops, self.wall_s, common)
         return breakdown_table(rows, total, self.timed_s)
 
 
-def breakdown_rounds(looks: dict[str, Look], order: list[int], on_error: Callable[[str, Exception], None]
-                     ) -> dict[str, pd.DataFrame]:
+def profiled_round(looks: dict[str, Look], order: list[int], on_error: Callable[[str, Exception], None]
+                   ) -> dict[str, pd.DataFrame]:
     """Each look's call profiled in one round, in ``order`` (positions in ``looks``), its plain calls
-    already timed (``bench.measure.rounds.shadow_rounds``: blocks made as the timed ones, in their
-    state). A look whose profiler fails is left out (``on_error(name, exception)``); the others go on."""
+    already timed (the contender's shadow blocks, ``bench.measure.rounds``: made as the timed ones,
+    among them). A look whose profiler fails is left out (``on_error(name, exception)``); the others go on."""
     names, out = list(looks), {}
     for i in order:
         look = looks[names[i]]

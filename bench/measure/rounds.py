@@ -121,9 +121,9 @@ def _block(c: Contender, r: int, position: int, spec: _BlockSpec, shadow: bool =
     contender's figures alone."""
     clock = clock_for(c.clock_device)
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    if c.typical_call_s < spec.seconds:  # a call longer than a block warms itself: no re-warming then
-        for _ in range(spec.warmup_calls):
-            c.call()
+    warm = spec.warmup_calls if c.typical_call_s < spec.seconds else 0  # a call longer than a block warms itself
+    for _ in range(warm):
+        c.call()
     clock.sync()
     calls = min(spec.max_calls, max(spec.min_calls, int(spec.seconds / max(c.typical_call_s, 1e-9))))
     n, per_call, rows = 0, [], []
@@ -135,7 +135,7 @@ def _block(c: Contender, r: int, position: int, spec: _BlockSpec, shadow: bool =
         per_call.append(device_s[0])
         n += 1
     if shadow:
-        faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / (calls + spec.warmup_calls)
+        faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / (calls + warm)
         c.shadow += [{**row, "page_faults_per_call": faults} for row in rows]
         return
     c.rows += rows

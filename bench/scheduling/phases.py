@@ -15,7 +15,7 @@ import torch
 from bench.config.types import ProfileConfig
 from bench.dynamics.recording import DynamicsRecorder
 from bench.engines.backends import REFERENCE, Backend, get_backend
-from bench.measure.breakdown import Look, breakdown_rounds
+from bench.measure.breakdown import Look, profiled_round
 from bench.measure.latency import input_batch
 from bench.measure.rounds import Contender, interleave, measure_rounds
 from bench.measure.stats import balanced_orders
@@ -189,7 +189,7 @@ def _breakdowns(ctx: PhaseContext, model: str, bs: int, contenders: list[Contend
                 ) -> dict[str, pd.DataFrame]:
     """Each timed call's breakdown, explaining this process's rounds (their median call): its plain
     calls are the contender's shadow blocks (made as its timed blocks, among them), then a round of
-    profiled blocks (``breakdown_rounds``); a profiler that fails costs its cell the breakdown, with
+    profiled blocks (``profiled_round``); a profiler that fails costs its cell the breakdown, with
     a warning, never its timing."""
     looks = {}
     for c in contenders:
@@ -203,4 +203,4 @@ def _breakdowns(ctx: PhaseContext, model: str, bs: int, contenders: list[Contend
         print(f"warning: {model} {name} infer bs={bs}: no time breakdown ({type(e).__name__}: {str(e)[:200]})",
               file=sys.stderr)
 
-    return breakdown_rounds(looks, balanced_orders(len(looks))[0], warn) if looks else {}
+    return profiled_round(looks, balanced_orders(len(looks))[0], warn) if looks else {}
