@@ -16,6 +16,7 @@ from reports import (
     breakdown_section,
     dynamics_section,
     metrics_section,
+    phase_section,
     profile_section,
     run_sections,
     scaling_section,
@@ -51,10 +52,17 @@ SECTIONS: list[Section] = [
 ]
 
 
+def all_sections() -> list[Section]:
+    """``SECTIONS``, with a section after serving for each phase the runs read so far declared
+    without a built-in one (a plugin's: ``reports.phase_section``)."""
+    at = SECTIONS.index(serving_section.SECTION) + 1
+    return [*SECTIONS[:at], *phase_section.sections(), *SECTIONS[at:]]
+
+
 def section_frames(rt: RunTables, ctx: ReportContext | None = None) -> dict[str, pd.DataFrame]:
     """The report's tables by section name, in raw units: what the HTML shows and what
     ``mnist-bench export`` writes."""
-    return frames_of(SECTIONS, ctx or ReportContext(rt))
+    return frames_of(all_sections(), ctx or ReportContext(rt))
 
 
 def render_report(paths: list[Path], output: Path | None = None) -> Path:
@@ -67,5 +75,6 @@ def render_report(paths: list[Path], output: Path | None = None) -> Path:
     intro = (f'<p class="note">Runs: {", ".join(html.escape(r) for r in rt.meta)} · rendered '
              f'{datetime.now(UTC).isoformat(timespec="seconds")} from result files only. Click a column header to '
              "sort a table.</p>")
-    atomic_write_text(output, page("mnist-bench report", intro, rendered(SECTIONS, ReportContext(rt, output.parent))))
+    atomic_write_text(output, page("mnist-bench report", intro, rendered(all_sections(),
+                                                                    ReportContext(rt, output.parent))))
     return output

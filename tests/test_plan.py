@@ -6,10 +6,12 @@ import shutil
 import pandas as pd
 import pytest
 
+import bench.scheduling.runner  # noqa: F401 - registers the built-in phases the plan is made of
 from bench.config.build import build_config
 from bench.engines.backends import REFERENCE, trainers
+from bench.phase import plan
 from bench.storage.keys import CellKey
-from bench.storage.plan import missing_cells, plan, stored_plan, unplanned_cells
+from bench.storage.plan import missing_cells, stored_plan, unplanned_cells
 
 from .conftest import TINY
 
@@ -18,12 +20,12 @@ def _ids(values: dict) -> list[str]:
     return [k.id for k in plan(build_config(values), trainers(), REFERENCE)]
 
 
-def test_a_run_plans_each_phase_its_configuration_asks_for():
+def test_a_run_plans_each_phase_its_configuration_asks_for_in_the_order_they_run():
     assert _ids({"models": "mlp", "backends": "cpu-fp32,onnxruntime-cpu", "batch_sizes": "1,8", "seeds": 3,
                  "scenarios": "server"}) == [
-        "mlp__cpu-fp32__train", "mlp__cpu-fp32__infer_bs1", "mlp__cpu-fp32__infer_bs8", "mlp__cpu-fp32__tta",
-        "mlp__cpu-fp32__serve", "mlp__onnxruntime-cpu__export", "mlp__onnxruntime-cpu__infer_bs1",
-        "mlp__onnxruntime-cpu__infer_bs8", "mlp__onnxruntime-cpu__serve"]
+        "mlp__cpu-fp32__train", "mlp__cpu-fp32__tta", "mlp__cpu-fp32__infer_bs1", "mlp__cpu-fp32__infer_bs8",
+        "mlp__onnxruntime-cpu__export", "mlp__onnxruntime-cpu__infer_bs1", "mlp__onnxruntime-cpu__infer_bs8",
+        "mlp__cpu-fp32__serve", "mlp__onnxruntime-cpu__serve"]
 
 
 def test_without_a_training_backend_the_reference_is_planned_to_train():
@@ -32,6 +34,8 @@ def test_without_a_training_backend_the_reference_is_planned_to_train():
 
 
 def test_a_torchrun_run_plans_one_training_cell_per_world_size():
+    import bench.distributed.launch  # noqa: F401 - registers the data-parallel phase
+
     assert _ids({"models": "mlp", "backends": "cpu-fp32", "launcher": "torchrun", "scaling": "1,2"}) == [
         "mlp__cpu-fp32__train_ws1", "mlp__cpu-fp32__train_ws2"]
 
@@ -50,7 +54,7 @@ def test_the_stored_plan_reads_back_and_checks_the_cells_on_disk():
 def test_a_resumed_two_process_run_times_only_the_batch_sizes_the_plan_lacks(mnist_path, tmp_path, monkeypatch):
     """A run killed during inference (its bs32 cells gone, bs1 kept) resumed with --processes 2: the
     rounds of this process and the worker's job cover bs32 alone, and the bs1 cells stay as written."""
-    import bench.scheduling.runner as runner_module
+    import bench.scheduling.infer_phase as runner_module
     from bench.cli import main
     from bench.scheduling import phases
 

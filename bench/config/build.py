@@ -27,6 +27,7 @@ from bench.config.types import (
     TrainConfig,
     engine_option_classes,
     field_default,
+    phase_option_classes,
 )
 from bench.engines.base import BackendOptions
 from bench.plumbing.values import name_list, read_fields, split, typed
@@ -63,10 +64,15 @@ def _engine_keys() -> dict[str, type]:
     return {f.name: cls for cls in engine_option_classes() for f in fields(cls) if "help" in f.metadata}
 
 
+def _phase_keys() -> dict[str, type]:
+    """Each registered phase's own option (``Phase.options``) by key: the class that declares it."""
+    return {f.name: cls for cls in phase_option_classes() for f in fields(cls) if "help" in f.metadata}
+
+
 def legal_keys() -> list[str]:
-    """Every configuration key (TOML), plugins' engines' options included."""
+    """Every configuration key (TOML), plugins' engines' and phases' options included."""
     return sorted(_TRAIN_KEYS | _INFER_KEYS | _OPTION_KEYS | _DIST_KEYS | _SERVE_KEYS | _RUN_KEYS | {"config"}
-                  | set(_engine_keys()))
+                  | set(_engine_keys()) | set(_phase_keys()))
 
 
 def load_toml(path: Path) -> dict[str, Any]:
@@ -128,7 +134,13 @@ def build_config(values: dict[str, Any]) -> RunConfig:
         train={m: _train_config(m, preset, values) for m in models},
         infer=typed(InferConfig, {**_PRESET_INFER[preset], **{k: values[k] for k in _INFER_KEYS if k in values}}),
         backend_options=_backend_options(values, preset, backends), distributed=distributed,
-        serve=_serve_config(values))
+        serve=_serve_config(values), phase_options=_phase_options(values))
+
+
+def _phase_options(values: dict[str, Any]) -> dict[str, Any]:
+    """Each registered phase's option set, from the values given (its defaults for the rest)."""
+    return {cls.key: typed(cls, {f.name: values[f.name] for f in fields(cls) if f.name in values})
+            for cls in phase_option_classes()}
 
 
 def _backend_options(values: dict[str, Any], preset: str, backends: tuple[str, ...]) -> BackendOptions:
@@ -206,13 +218,14 @@ def _trainers_only(backends: tuple[str, ...], explicit: bool) -> tuple[str, ...]
 
 def config_from_dict(d: dict) -> RunConfig:
     """The RunConfig stored in a run folder's meta.json (``asdict``), rebuilt and validated again."""
-    parts = ("train", "infer", "backend_options", "serve", "distributed")
+    parts = ("train", "infer", "backend_options", "serve", "distributed", "phase_options")
     try:
         return RunConfig(
             **read_fields(RunConfig, {k: v for k, v in d.items() if k not in parts}),
             train={m: typed(TrainConfig, t) for m, t in d["train"].items()}, infer=typed(InferConfig, d["infer"]),
             backend_options=_stored_backend_options(d["backend_options"]),
-            serve=typed(ServeConfig, d.get("serve", {})), distributed=typed(DistConfig, d.get("distributed", {})))
+            serve=typed(ServeConfig, d.get("serve", {})), distributed=typed(DistConfig, d.get("distributed", {})),
+            phase_options=_stored_phase_options(d.get("phase_options") or {}))
     except (KeyError, TypeError, AttributeError) as e:
         raise ConfigError(f"the stored configuration cannot be read ({type(e).__name__}: {e})") from None
 
@@ -227,6 +240,13 @@ def _stored_backend_options(d: dict) -> BackendOptions:
         own = {f.name for f in fields(cls)}
         sets.append(cls(**{**{k: v for k, v in d.items() if k in own}, **(stored.get(cls.key) or {})}))
     return BackendOptions(**shared).with_engine(*sets)
+
+
+def _stored_phase_options(d: dict) -> dict[str, Any]:
+    """Phase option sets as meta.json stores them: typed for each phase registered here, kept as
+    read for one that is not (a report of a plugin's run, made without the plugin)."""
+    known = {cls.key: cls for cls in phase_option_classes()}
+    return {key: typed(known[key], values) if key in known else values for key, values in d.items()}
 
 
 def resume_config(run_dir: Path, given: dict[str, Any]) -> RunConfig:
@@ -265,6 +285,9 @@ def _field(cfg: RunConfig, key: str) -> Any:
     owner = _engine_keys().get(key)
     if owner is not None:
         return getattr(cfg.backend_options.of(owner), key)
+    owner = _phase_keys().get(key)
+    if owner is not None:
+        return getattr(cfg.options_of(owner), key)
     if key in _DIST_KEYS:
         return getattr(cfg.distributed, key)
     if key in _SERVE_KEYS:
@@ -297,7 +320,7 @@ def default_texts() -> dict[str, str]:
             out[key] = "; ".join(f"{p}: " + (_shown(next(iter(d.values()))) if len(set(d.values())) == 1 else
                                             ", ".join(f"{m} {_shown(v)}" for m, v in d.items()))
                                  for p, d in per.items())
-    for keys in (_INFER_KEYS, _OPTION_KEYS, set(_engine_keys())):
+    for keys in (_INFER_KEYS, _OPTION_KEYS, set(_engine_keys()), set(_phase_keys())):
         for key in keys:
             values = {p: _field(c, key) for p, c in presets.items()}
             out[key] = _shown(values["quick"]) if len(set(values.values())) == 1 else \

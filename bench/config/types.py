@@ -302,6 +302,7 @@ class RunConfig:
     backend_options: BackendOptions = field(default_factory=BackendOptions)
     distributed: DistConfig = field(default_factory=DistConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
+    phase_options: dict[str, Any] = field(default_factory=dict)  # a registered phase's options by its class's key
 
     def __post_init__(self) -> None:
         one_of("preset", self.preset, PRESETS)
@@ -321,6 +322,12 @@ class RunConfig:
     def train_for(self, model: str) -> TrainConfig:
         return self.train[model]
 
+    def options_of(self, cls: type) -> Any:
+        """This run's values of a phase's options (``cls``: its ``options`` dataclass); its defaults
+        where the run gave none."""
+        found = self.phase_options.get(cls.key)
+        return found if isinstance(found, cls) else cls()
+
 
 # The classes whose option fields are run options, in --help's order within each group.
 OPTION_CLASSES = (RunConfig, TrainConfig, InferConfig, ServeConfig, BackendOptions, DistConfig)
@@ -336,6 +343,17 @@ class RunOption:
     owner: type  # the dataclass whose field it is
 
 
+# The option classes of the phases registered beyond the configuration's own (``bench.phase.register``
+# appends a phase's ``options``); each is a frozen dataclass with a ``key`` and ``option`` fields.
+PHASE_OPTION_CLASSES: list[type] = []
+
+
+def phase_option_classes() -> list[type]:
+    """The registered phases' own option classes (a plugin's included: the plugins load first)."""
+    engine_option_classes()  # imports the backend registry, which loads $MNIST_BENCH_PLUGINS
+    return list(PHASE_OPTION_CLASSES)
+
+
 def engine_option_classes() -> list[type]:
     """The engines' own option classes (``Engine.options``), in the backend registry's order."""
     from bench.engines.backends import engine_option_sets
@@ -345,10 +363,10 @@ def engine_option_classes() -> list[type]:
 
 def run_options() -> list[RunOption]:
     """Every run option, grouped as --help lists them: the configuration's own groups, then each
-    engine's options in a group of its own."""
+    registered phase's and each engine's options in a group of its own."""
+    classes = (*OPTION_CLASSES, *phase_option_classes(), *engine_option_classes())
     out = [RunOption(f.name, f.metadata["help"], f.metadata["group"], f.metadata["flag"],
-                     f.metadata["choices"], cls)
-           for cls in (*OPTION_CLASSES, *engine_option_classes()) for f in fields(cls) if "help" in f.metadata]
+                     f.metadata["choices"], cls) for cls in classes for f in fields(cls) if "help" in f.metadata]
     return sorted(out, key=lambda o: GROUPS.index(o.group) if o.group in GROUPS else len(GROUPS))
 
 

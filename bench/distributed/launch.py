@@ -21,11 +21,13 @@ import torch
 from bench import ConfigError
 from bench.config.build import RunConfig
 from bench.data.mnist import resolve_mnist
+from bench.distributed.phase import DISTRIBUTED  # noqa: F401 - registers the phase its plan is made of
 from bench.engines.backends import REFERENCE, catalog, get_backend, probe, trainers
+from bench.phase import catalog as phase_catalog
+from bench.phase import plan
 from bench.plumbing import console
 from bench.plumbing.signals import graceful_stop
 from bench.storage.keys import CellKey
-from bench.storage.plan import plan
 from bench.storage.run_folder import close_run, open_run
 
 DIST_FAILED_EXIT = 4
@@ -139,7 +141,8 @@ def run_distributed(cfg: RunConfig, argv: list[str] | None) -> tuple[Path, list[
         check(cfg)
         mnist = resolve_mnist(cfg.data_dir)  # verified (and cached) once, before the ranks read it
         planned = plan(cfg, trainers(), REFERENCE)
-        writer, meta = open_run(cfg, argv, mnist, stored={"catalog": catalog(), "plan": [k.id for k in planned]})
+        writer, meta = open_run(cfg, argv, mnist, stored={"catalog": {**catalog(), "phases": phase_catalog()},
+                                                           "plan": [k.id for k in planned]})
         meta["distributed"] = {"launcher": "torchrun", "nnodes": cfg.distributed.nnodes,
                                "nproc_per_node": cfg.distributed.nproc_per_node,
                                "rdzv_endpoint": cfg.distributed.rdzv_endpoint,

@@ -11,7 +11,7 @@ import pandas as pd
 from bench.config.build import RunConfig
 from bench.data.mnist import Mnist, Split, make_split
 from bench.measure.machine import Machine
-from bench.storage.keys import MachineGroup
+from bench.storage.keys import CellKey, MachineGroup
 from bench.storage.results import RunWriter, write_cell
 
 
@@ -72,3 +72,24 @@ class PhaseContext:
 
     def record_machine(self, group: MachineGroup, rows: list[dict]) -> None:
         self.machine_log.record(group, rows)
+
+
+@dataclass
+class ModelWork:
+    """One model's work as its phases share it: the stored plan's cells still missing, the backends
+    that run here, and what an earlier phase made for a later one (``bench.phase.Phase.run``)."""
+
+    model: str
+    missing: set[str]  # ids of the stored plan's cells that have no folder yet
+    available: list  # the backends (``bench.engines.backends.Backend``) that run here
+    trained: dict = field(default_factory=dict)  # train: each training backend's model that ended ok, by name
+    source: object | None = None  # train: the weights the backends that do not train run
+    prepared: dict = field(default_factory=dict)  # infer: each backend's prepared model, by name
+    ready: list = field(default_factory=list)  # infer: the backends prepared for inference
+
+    def todo(self, backend, phase: str, batch_size: int | None = None) -> bool:
+        """Whether the plan's cell of ``backend`` (a Backend) in ``phase`` is still missing."""
+        return CellKey(self.model, backend.name, phase, batch_size).id in self.missing
+
+    def trainers(self) -> list:
+        return [b for b in self.available if b.trains]

@@ -7,11 +7,29 @@ import tempfile
 from pathlib import Path
 
 from bench.engines.backends import Backend
+from bench.phase import Phase, register
 from bench.plumbing import console
 from bench.scheduling.cells import guarded
-from bench.scheduling.context import PhaseContext
+from bench.scheduling.context import ModelWork, PhaseContext
 from bench.storage.keys import CellKey
 from bench.storage.results import stored_summary_row
+
+
+class ServePhase(Phase):
+    name = "serve"
+    title = "Deployment scenarios (MLPerf LoadGen)"
+    about = "each prepared inference backend served to LoadGen's scenarios (--scenarios)"
+    order = 50
+    section = "serving"
+
+    def enabled(self, cfg) -> bool:
+        return super().enabled(cfg) and bool(cfg.serve.scenarios)
+
+    def cells(self, cfg, model: str, trainers: set[str], reference: str) -> list[CellKey]:
+        return [CellKey(model, b, "serve") for b in cfg.backends]
+
+    def run(self, ctx: PhaseContext, work: ModelWork) -> None:
+        serve_backends(ctx, work.model, [b for b in work.ready if work.todo(b, "serve")], work.prepared)
 
 
 def serve_backends(ctx: PhaseContext, model: str, backends: list[Backend], prepared: dict) -> None:
@@ -54,3 +72,6 @@ def _fastest_batch(ctx: PhaseContext, model: str, b: Backend) -> int:
         if speed is not None and speed > best:
             best, batch = speed, bs
     return batch
+
+
+SERVE = register(ServePhase())

@@ -11,11 +11,30 @@ import pandas as pd
 
 from bench.engines.backends import Backend
 from bench.measure.rounds import interleave
+from bench.phase import Phase, register
 from bench.plumbing import console
 from bench.scheduling.cells import failure_of
-from bench.scheduling.context import PhaseContext
+from bench.scheduling.context import ModelWork, PhaseContext
+from bench.storage.keys import CellKey
 from bench.training.train import TrainJob, train_blocks
 from bench.training.tta import seed_row, tta_figures, validation_splits
+
+
+class TtaPhase(Phase):
+    name = "tta"
+    title = "Time to accuracy"
+    about = "time to the target accuracy over seeds, as MLPerf Training measures it (--seeds N)"
+    order = 30
+    section = "tta"
+
+    def enabled(self, cfg) -> bool:
+        return super().enabled(cfg) and cfg.seeds > 1
+
+    def cells(self, cfg, model: str, trainers: set[str], reference: str) -> list[CellKey]:
+        return [CellKey(model, b, "tta") for b in cfg.backends if b in trainers]
+
+    def run(self, ctx: PhaseContext, work: ModelWork) -> None:
+        tta_backends(ctx, work.model, [b for b in work.trainers() if work.todo(b, "tta")])
 
 
 def tta_backends(ctx: PhaseContext, model: str, backends: list[Backend]) -> None:
@@ -57,3 +76,6 @@ def tta_backends(ctx: PhaseContext, model: str, backends: list[Backend]) -> None
                    "label_smoothing": t.label_smoothing, "augment": t.augment, "normalization": t.normalization,
                    "evals_per_epoch": t.evals_per_epoch, "channels_last": cfg.backend_options.channels_last}
         ctx.writer.write(model, b, "tta", {"summary": pd.DataFrame([summary]), "seeds": seeds})
+
+
+TTA = register(TtaPhase())

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from bench.storage.schema import Table, declare_phase
+
 # A run folder written before runs stored their catalog compared every backend with this one.
 DEFAULT_REFERENCE = "cpu-fp32"
 
@@ -19,10 +21,13 @@ class Catalog:
     backends: list[str] = field(default_factory=list)  # the registry's order
     fact_columns: list[str] = field(default_factory=list)  # engines' own columns of the export table
     reference: str | None = None  # the backend every ratio is taken against
+    # each phase that made cells: name, title, about, section (a built-in section's name, or None),
+    # tables ([{name, description}]) -- so a report renders a plugin phase's cells without the plugin
+    phases: list[dict] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {"backends": list(self.backends), "fact_columns": list(self.fact_columns),
-                "reference": self.reference or DEFAULT_REFERENCE}
+                "reference": self.reference or DEFAULT_REFERENCE, "phases": [dict(p) for p in self.phases]}
 
 
 _KNOWN = Catalog()
@@ -42,6 +47,24 @@ def learn(entry: dict | Catalog | None) -> None:
         known += [str(n) for n in entry.get(key) or [] if str(n) not in known]
     if _KNOWN.reference is None and entry.get("reference"):
         _KNOWN.reference = str(entry["reference"])
+    for phase in entry.get("phases") or []:
+        _learn_phase(phase)
+
+
+def _learn_phase(phase: dict) -> None:
+    """A stored phase: its name and tables become legal to read; its entry is kept for the report."""
+    try:
+        tables = tuple(Table(str(t["name"]), str(t.get("description", "")), ()) for t in phase.get("tables") or [])
+        declare_phase(str(phase["name"]), tables)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return  # a damaged entry: its cells are read as unknown, and named
+    if all(p["name"] != phase["name"] for p in _KNOWN.phases):
+        _KNOWN.phases.append(dict(phase))
+
+
+def phases() -> list[dict]:
+    """The phases the runs read so far declared (built-in ones included), in the order first seen."""
+    return list(_KNOWN.phases)
 
 
 def reference() -> str:

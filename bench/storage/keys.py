@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from bench.storage.schema import PHASES
+from bench.storage.schema import known_phases
 
 _CELL = re.compile(r"(?P<model>[^_]+(?:_[^_]+)*?)__(?P<backend>.+?)__(?P<phase>[a-z]+)"
                    r"(?:_bs(?P<batch_size>\d+))?(?:_(?P<suffix>[A-Za-z0-9]+))?")
@@ -25,14 +25,14 @@ class CellKey:
     suffix: str = ""  # a variant of the same cell, such as a data-parallel world size (``ws2``)
 
     def __post_init__(self) -> None:
-        if self.phase not in PHASES and self.backend != MACHINE:
-            raise ValueError(f"phase must be one of {', '.join(PHASES)}; got {self.phase!r}")
+        if self.phase not in known_phases() and self.backend != MACHINE:
+            raise ValueError(f"phase must be one of {', '.join(known_phases())}; got {self.phase!r}")
 
     @classmethod
     def parse(cls, cell_id: str) -> CellKey:
         """The key of a cell folder's name (``id``'s inverse); a ValueError for any other name."""
         m = _CELL.fullmatch(cell_id)
-        if m is None or (m["phase"] not in PHASES and m["backend"] != MACHINE):
+        if m is None or (m["phase"] not in known_phases() and m["backend"] != MACHINE):
             raise ValueError(f"{cell_id!r} is not a cell id")
         return cls(m["model"], m["backend"], m["phase"], int(m["batch_size"]) if m["batch_size"] else None,
                    m["suffix"] or "")

@@ -24,7 +24,7 @@ import pandas as pd
 from bench import BenchError
 from bench.storage import catalog
 from bench.storage.keys import CellKey
-from bench.storage.schema import PHASES, STATUSES, TABLES
+from bench.storage.schema import STATUSES, TABLES, known_phases
 
 # Every table's declared columns, kinds and legal values: bench.storage.schema. Here by name, with
 # what each holds.
@@ -51,8 +51,9 @@ class RunWriter:
     def header(model: str, backend, phase: str, batch_size: int | None = None, status: str = "ok",
                reason: str = "") -> dict:
         """``backend``: a ``bench.engines.backends.Backend`` (name, device, precision, engine)."""
-        if status not in STATUSES or phase not in PHASES:
-            raise ValueError(f"status must be one of {', '.join(STATUSES)} and phase one of {', '.join(PHASES)}; "
+        if status not in STATUSES or phase not in known_phases():
+            raise ValueError(f"status must be one of {', '.join(STATUSES)} and phase one of "
+                             f"{', '.join(known_phases())}; "
                              f"got {status!r} and {phase!r}")
         return {"model": model, "backend": backend.name, "device": backend.device, "precision": backend.precision,
                 "engine": backend.engine.name, "phase": str(phase), "batch_size": batch_size, "status": status,
@@ -249,7 +250,7 @@ def read_run(run_dir: Path, only: set[str] | None = None) -> RunTables:
         if cell.name.startswith(".") or not cell.is_dir():
             continue  # an unfinished cell
         for f in sorted(cell.glob("*.parquet")):
-            if f.stem not in SCHEMA:
+            if f.stem not in TABLES:  # the built-in tables, and those a declared phase writes
                 problems.append(f"{f}: not a table of this tool's results, not read")
                 continue
             if only is not None and f.stem not in only:

@@ -7,6 +7,8 @@ must hold its kind."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -43,7 +45,8 @@ class Column:
     name: str
     kind: str  # one of KINDS; an int column may hold missing values as floats, a float column ints
     required: bool = False
-    legal: tuple[str, ...] | None = None  # the enumerated values, where there are some
+    # the enumerated values, where there are some (a function: values that grow as phases declare themselves)
+    legal: tuple[str, ...] | Callable[[], tuple[str, ...]] | None = None
 
 
 def _fits(series: pd.Series, kind: str) -> bool:
@@ -81,9 +84,10 @@ class Table:
             if not _fits(df[c.name], c.kind):
                 out.append(f"{c.name} is not {c.kind}")
             elif c.legal is not None:
-                bad = sorted(set(df[c.name].dropna().astype(str)) - set(c.legal))
+                legal = c.legal() if callable(c.legal) else c.legal
+                bad = sorted(set(df[c.name].dropna().astype(str)) - set(legal))
                 if bad:
-                    out.append(f"{c.name} holds {', '.join(map(repr, bad[:3]))} (legal: {', '.join(c.legal)})")
+                    out.append(f"{c.name} holds {', '.join(map(repr, bad[:3]))} (legal: {', '.join(legal)})")
         return out
 
 
@@ -94,6 +98,23 @@ def _cols(spec: str, required: str = "") -> tuple[Column, ...]:
 
 
 PHASES = tuple(p.value for p in Phase)
+_DECLARED: list[str] = []  # phases declared beyond the built-in ones (a plugin's, or a stored run's catalog)
+
+
+def known_phases() -> tuple[str, ...]:
+    """The legal phases of a cell: the built-in ones, then each declared one."""
+    return PHASES + tuple(_DECLARED)
+
+
+def declare_phase(name: str, tables: tuple[Table, ...] = ()) -> None:
+    """A phase from outside the built-in ones (``bench.phase``'s registry, or a run folder's stored
+    catalog) and the tables its cells write: legal from now on, for writing and for reading."""
+    if not re.fullmatch(r"[a-z]+", name):
+        raise ValueError(f"a phase name is lowercase letters only (it is part of a cell id); got {name!r}")
+    if name not in known_phases():
+        _DECLARED.append(name)
+    for t in tables:
+        TABLES.setdefault(t.name, t)
 STATUSES = tuple(s.value for s in Status)
 SCENARIO_NAMES = ("single-stream", "multi-stream", "server", "offline")
 ANALYSES = ("interpolation", "surface", "pca_surface", "pca_path", "pca_variance", "perturbation", "sharpness")
@@ -103,7 +124,8 @@ _TABLES = (
           "batch_size, status, reason), then that phase's metrics (bench.measure.metrics) and each engine's own "
           "figures and settings",
           (*_cols("model:str backend:str device:str precision:str engine:str", "model backend"),
-           Column("phase", "str", True, PHASES), Column("batch_size", "int"), Column("status", "str", True, STATUSES),
+           Column("phase", "str", True, known_phases), Column("batch_size", "int"),
+           Column("status", "str", True, STATUSES),
            Column("reason", "str"))),
     Table("timings", "train and infer: every timed call (inference) or block of steady-state steps (training), "
           "kept so any statistic can be recomputed: round, process, position (in the round's order), call, "
