@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from bench import BenchError
-from bench.plumbing import console
+from bench.plumbing import console, stages
 from bench.plumbing.signals import StopRequested, graceful_stop
 
 
@@ -213,6 +213,7 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    stages.mark_start()  # the run's start-up stage counts from here
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     console.setup(getattr(args, "level", None) or "normal")

@@ -66,15 +66,21 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         run_dir = Runner(cfg, argv=["mnist-bench", *argv], progress=True, resume=resume).run()
     summary = print_results(run_dir)
     if not args.no_report:
+        import time
+
+        from bench.storage.run_folder import add_stage
         from reports.html import render_report
 
+        start = time.perf_counter()
         html = render_report([run_dir])
+        add_stage(run_dir, "report", time.perf_counter() - start)
         print(f"report: {html}")
     if args.export is not None:
         from reports.export import export
 
         print(f"export: {len(export([run_dir], formats))} files in {run_dir / 'export'}")
     print(f"results: {run_dir}")
+    _say_stages(run_dir)
     failed = summary[summary.status.isin(FAILED_STATUSES)]
     if len(failed):
         counts = ", ".join(f"{n} {status}" for status, n in failed.status.value_counts().items())
@@ -86,6 +92,20 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
               file=sys.stderr)
         return FAILED_CELLS_EXIT
     return 0
+
+
+def _say_stages(run_dir: Path) -> None:
+    """The run's own time, the terminal's last line (meta.json's ``stages``)."""
+    import json
+
+    from bench.analysis.stages import stage_sentence
+
+    try:
+        sentence = stage_sentence(json.loads((run_dir / "meta.json").read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return
+    if sentence:
+        print(sentence)
 
 
 def print_results(run_dir: Path):

@@ -8,6 +8,7 @@ import html
 
 import pandas as pd
 
+from bench.analysis.stages import stage_sentence
 from bench.measure.figures import UNSTABLE_FACTOR as FACTOR
 from bench.measure.metrics import METRICS
 from bench.storage import catalog
@@ -217,8 +218,15 @@ def _problems(ctx: ReportContext, _frame=None) -> str:
 
 
 PROBLEMS = Section("problems", "Problems", _problems)
-ENVIRONMENT_SECTION = Section("environment", "Environment",
-                              lambda ctx, _: table(environment(ctx.rt.meta), "environment-table"))
+def _environment(ctx: ReportContext, _) -> str:
+    """Each run's own time in a sentence (its stages), then the machine and libraries it ran on."""
+    said = [(run_id, stage_sentence(meta)) for run_id, meta in ctx.rt.meta.items()]
+    lines = "".join(f'<p class="note">{html.escape(run_id + ": " if ctx.several else "")}{html.escape(s)}</p>'
+                    for run_id, s in said if s)
+    return lines + table(environment(ctx.rt.meta), "environment-table")
+
+
+ENVIRONMENT_SECTION = Section("environment", "Environment", _environment)
 SUMMARY = Section("summary", "Summary", _summary, frame=_summary_frame)
 TRAINING = Section("training", "Training", _training, frame=_phase_frame("train", train_columns))
 INFERENCE = Section("inference", "Inference", _inference, frame=_phase_frame("infer", infer_columns))

@@ -28,6 +28,24 @@ def test_run_writes_results_and_report(tiny_run):
     assert (infer.p50_latency_ms <= infer.p99_latency_ms).all()
 
 
+def test_the_run_records_its_own_stages_and_says_them(tiny_run):
+    """meta.json's stages: start-up, data, each model's phases with their long parts, the report;
+    the report's environment says them in one sentence."""
+    stages = json.loads((tiny_run / "meta.json").read_text())["stages"]
+    whole = {(r["stage"], r["model"]) for r in stages if r["part"] is None}
+    assert {("start-up", None), ("data", None), ("report", None)} <= whole
+    assert {("train", "mlp"), ("infer", "mlp"), ("train", "cnn"), ("infer", "cnn")} <= whole
+    parts = {r["part"] for r in stages if r["stage"] == "infer" and r["part"]}
+    assert {"prepare", "rounds in this process", "memory", "profiled rounds (breakdown)"} <= parts
+    assert all(r["seconds"] >= 0 for r in stages)
+    for model in ("mlp", "cnn"):  # a stage's parts lie inside it
+        infer = [r for r in stages if r["stage"] == "infer" and r["model"] == model]
+        assert sum(r["seconds"] for r in infer if r["part"]) <= next(r for r in infer if r["part"] is None)[
+            "seconds"] + 0.01
+    page = (tiny_run / "report.html").read_text()
+    assert "The run took" in page and "start-up" in page
+
+
 def test_skipped_and_onnx_rows(tiny_run):
     import torch
 

@@ -35,3 +35,19 @@ def test_unwritable_output(tmp_path):
 def test_not_a_results_folder(tmp_path):
     with pytest.raises(BenchError, match="no meta.json"):
         read_run(tmp_path)
+
+
+def test_the_stages_sentence_sums_each_stage_over_models_with_its_parts():
+    from bench.analysis.stages import stage_sentence
+    from bench.plumbing.stages import Stages
+
+    st = Stages()
+    st.add("start-up", 2.04)
+    for model, seconds in (("mlp", 20.0), ("cnn", 30.0)):
+        st.add("infer", seconds, model)
+        st.add("infer", 4.0, model, "memory")
+        st.add("infer", 1.0, model, "memory")  # entered again: one row
+    st.add("dynamics", 0.01, "mlp")  # too short to say
+    assert len(st.rows) == 6 and st.seconds("infer", "mlp", "memory") == 5.0
+    assert stage_sentence({"stages": st.rows}) == "The run took 52 s: start-up 2.0 s, infer 50 s (memory 10 s)."
+    assert stage_sentence({}) == ""

@@ -11,6 +11,7 @@ import pandas as pd
 from bench.config.build import RunConfig
 from bench.data.mnist import Mnist, Split, make_split
 from bench.measure.machine import Machine
+from bench.plumbing.stages import Stages
 from bench.storage.keys import CellKey, MachineGroup
 from bench.storage.results import RunWriter, write_cell
 
@@ -65,6 +66,7 @@ class PhaseContext:
     infer_speeds: dict[tuple[str, str, int], float] = field(default_factory=dict)
     # each backend's time breakdown measured after a batch size's rounds, until its cell is written
     breakdowns: dict[tuple[str, int], dict[str, pd.DataFrame]] = field(default_factory=dict)
+    stages: Stages = field(default_factory=Stages)  # the run's own time, stage by stage (meta.json)
 
     @property
     def machine(self) -> Machine:

@@ -6,11 +6,13 @@ breakdown where ``--breakdown`` asks for one. It hands the serving phase the pre
 
 from __future__ import annotations
 
+import time
+
 from bench.phase import Phase, register
 from bench.plumbing import console
 from bench.scheduling.cells import calibration_images
 from bench.scheduling.context import ModelWork, PhaseContext
-from bench.scheduling.phases import prepare_backend, rounds_here, time_batch_size
+from bench.scheduling.phases import BREAKDOWN, RUNNING_HERE, prepare_backend, rounds_here, time_batch_size
 from bench.scheduling.timing_workers import WorkerJob, rounds_in_workers
 from bench.storage.keys import CellKey
 
@@ -40,8 +42,9 @@ class InferPhase(Phase):
     def _prepare(ctx: PhaseContext, work: ModelWork, redo: list[int]) -> dict:
         """Each backend prepared (``work.prepared``, ``work.ready``); returns the weights each was prepared from."""
         weights = {}
-        with console.stage(f"prepare {work.model} (export, compile, quantize)", len(work.available),
-                           "backend") as st:
+        title = f"prepare {work.model} (export, compile, quantize)"
+        with ctx.stages.timed("infer", work.model, "prepare"), console.stage(title, len(work.available),
+                                                                              "backend") as st:
             for b in work.available:
                 work.prepared[b.name], weights[b.name] = prepare_backend(ctx, work.model, b, redo, work.todo,
                                                                          work.trained, work.source)
@@ -58,6 +61,8 @@ class InferPhase(Phase):
         measured = {}
         if processes > 1:
             train, test = ctx.splits(model, "cpu")
+            here = [RUNNING_HERE, BREAKDOWN]
+            start, before = time.perf_counter(), sum(ctx.stages.seconds("infer", model, p) for p in here)
             with console.stage(f"time {model} ({len(ready)} backend{plural}, interleaved rounds in {processes} "
                                "processes)", processes, "process") as st:
                 job = WorkerJob(model, {b.name: weights[b.name] for b in ready}, redo, test.x,
@@ -65,6 +70,9 @@ class InferPhase(Phase):
                 measured = rounds_in_workers(
                     job, lambda bs, part: rounds_here(ctx, model, bs, ready, work.prepared, part),
                     on_process=lambda p: st.update(note=f"process {p}"))
+            this_process = sum(ctx.stages.seconds("infer", model, p) for p in here) - before
+            ctx.stages.add("infer", time.perf_counter() - start - this_process, model,
+                           f"{processes - 1} worker process{'es' if processes > 2 else ''} (start, prepare, rounds)")
         what = "memory" if measured else "interleaved rounds"
         with console.stage(f"infer {model} ({len(ready)} backend{plural}, {what})", len(redo), "batch size") as st:
             for bs in redo:

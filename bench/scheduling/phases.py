@@ -33,6 +33,9 @@ from bench.storage.keys import MachineGroup
 from bench.training.profiling import profile_cell
 from bench.training.train import TrainJob
 
+# the parts of the infer stage measured in the rounds' process (``bench.plumbing.stages``)
+RUNNING_HERE, BREAKDOWN = "rounds in this process", "profiled rounds (breakdown)"
+
 
 def train_backends(ctx: PhaseContext, model: str, trainers: list[Backend], reason: str = ""
                    ) -> dict[str, torch.nn.Module]:
@@ -62,6 +65,9 @@ def train_backends(ctx: PhaseContext, model: str, trainers: list[Backend], reaso
             ctx.writer.write_status(model, b, "train", status, why)
             continue
         tables, model_obj, prepared = result
+        row = tables["summary"].iloc[0]
+        ctx.stages.add("train", float(row.get("warmup_s", 0.0) or 0.0), model, "warm-up steps")
+        ctx.stages.add("train", float(row.get("eval_s", 0.0) or 0.0), model, "evaluation")
         if tables["summary"].iloc[0].get("status") != "diverged":
             trained[b.name] = model_obj
             if prepared is not None:
@@ -126,8 +132,9 @@ def time_batch_size(ctx: PhaseContext, model: str, bs: int, backends: list[Backe
     for c in contenders:
         b = get_backend(c.name)
         if c.failure is None:
-            memory[b.name] = guarded(ctx.writer, model, b, "infer", lambda: memory_pass(
-                prepared[b.name], inputs[b.name], b.engine.memory_device(b)), bs)
+            with ctx.stages.timed("infer", model, "memory"):
+                memory[b.name] = guarded(ctx.writer, model, b, "infer", lambda: memory_pass(
+                    prepared[b.name], inputs[b.name], b.engine.memory_device(b)), bs)
             if memory[b.name] is None:
                 continue
         if c.failure is not None:
@@ -149,10 +156,12 @@ def rounds_here(ctx: PhaseContext, model: str, bs: int, backends: list[Backend],
     broken_down = _broken_down(ctx.cfg.infer, bs)  # its calls' shadow blocks: the breakdown's plain calls
     contenders = [Contender(b.name, lambda p=prepared[b.name], x=inputs[b.name]: p.predict(x),
                             prepared[b.name].clock_device, shadow=[] if broken_down else None) for b in backends]
-    states = measure_rounds(contenders, bs, infer_cfg, ctx.machine, group=MachineGroup(model, "infer", bs).name,
-                            reference=REFERENCE)
+    with ctx.stages.timed("infer", model, RUNNING_HERE):
+        states = measure_rounds(contenders, bs, infer_cfg, ctx.machine, group=MachineGroup(model, "infer", bs).name,
+                                reference=REFERENCE)
     if broken_down:  # in the rounds' process and state, before the memory pass
-        ctx.breakdowns[model, bs] = _breakdowns(ctx, model, bs, contenders, prepared, inputs)
+        with ctx.stages.timed("infer", model, BREAKDOWN):
+            ctx.breakdowns[model, bs] = _breakdowns(ctx, model, bs, contenders, prepared, inputs)
     return contenders, states
 
 

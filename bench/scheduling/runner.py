@@ -23,6 +23,7 @@ from bench.phase import catalog as phase_catalog
 from bench.phase import plan, registered
 from bench.plumbing import console
 from bench.plumbing.signals import StopRequested, graceful_stop
+from bench.plumbing.stages import Stages, since_start
 from bench.scheduling import dynamics_phase, infer_phase, serve_phase, train_phase, tta_phase  # noqa: F401 - register
 from bench.scheduling.context import MachineLog, ModelWork, PhaseContext, Splits
 from bench.scheduling.phases import profile_backend
@@ -54,7 +55,8 @@ class Runner:
         probed = self._start()
 
         def body() -> None:
-            with console.stage(f"profile {model}", len(probed), "backend") as st:
+            with self.ctx.stages.timed("profile", model), console.stage(f"profile {model}", len(probed),
+                                                                        "backend") as st:
                 for b, reason in probed:
                     profile_backend(self.ctx, model, b, reason, pcfg)
                     st.update(note=b.name)
@@ -62,19 +64,21 @@ class Runner:
         return self._finish(body)
 
     def _start(self) -> list[tuple[Backend, str | None]]:
-        cfg = self.cfg
+        cfg, stages = self.cfg, Stages()
+        stages.add("start-up", since_start())  # the interpreter, the imports, the configuration
         check_writable(cfg.out)
         process_state.apply(cfg.allocator)
         probed = probe(cfg.backends)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        self.mnist = resolve_mnist(cfg.data_dir)
+        with stages.timed("data"):
+            self.mnist = resolve_mnist(cfg.data_dir)
         self.plan = plan(cfg, trainers(), REFERENCE)
         stored = {"catalog": {**catalog(), "phases": phase_catalog()}, "plan": [k.id for k in self.plan]}
         self.writer, self.meta = open_run(cfg, self.argv, self.mnist, self.resume, stored)
         self.plan = stored_plan(self.meta) or self.plan  # a resumed run works through the plan it stored
         self.ctx = PhaseContext(cfg, self.writer, self.mnist, Splits(cfg, self.mnist), MachineLog(self.writer),
-                                self.progress)
+                                self.progress, stages=stages)
         return probed
 
     def _finish(self, body) -> Path:
@@ -86,7 +90,10 @@ class Runner:
             stop.run_dir, extra = self.writer.run_dir, {"stopped_by": stop.name}
             raise
         finally:
-            close_run(self.writer, self.meta, status, warnings_for(self.ctx.machine_log.frame()), **extra)
+            stages = self.ctx.stages
+            stages.add("other", max(0.0, since_start() - sum(r["seconds"] for r in stages.rows if r["part"] is None)))
+            close_run(self.writer, self.meta, status, warnings_for(self.ctx.machine_log.frame()),
+                      stages=self.ctx.stages.rows, **extra)
         return self.writer.run_dir
 
     def _run_model(self, model: str, probed) -> None:
@@ -100,7 +107,8 @@ class Runner:
         work = ModelWork(model, missing, [b for b, reason in probed if reason is None])
         for phase in registered():
             if phase.enabled(self.cfg):
-                phase.run(self.ctx, work)
+                with self.ctx.stages.timed(phase.name, model):
+                    phase.run(self.ctx, work)
 
     def _missing(self) -> set[str]:
         """The ids of the stored plan's cells that have no folder yet: the work left to do."""

@@ -72,3 +72,15 @@ def close_run(writer: RunWriter, meta: dict, status: str, warnings: list[str], *
         from bench.storage.run_index import try_index_run
 
         try_index_run(writer.run_dir)
+
+
+def add_stage(run_dir: Path, stage: str, seconds: float) -> dict:
+    """A stage after the run closed (its report) added to meta.json's ``stages``; returns the meta."""
+    import json
+
+    path = Path(run_dir) / "meta.json"
+    meta = json.loads(path.read_text(encoding="utf-8"))
+    meta["stages"] = [*(meta.get("stages") or []), {"stage": stage, "model": None, "part": None,
+                                                     "seconds": round(seconds, 3)}]
+    write_json(path, meta)
+    return meta
