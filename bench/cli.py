@@ -8,6 +8,7 @@ from pathlib import Path
 
 from bench import BenchError
 from bench.plumbing import console, stages
+from bench.plumbing.children import die_with_parent
 from bench.plumbing.signals import StopRequested, graceful_stop
 
 
@@ -214,6 +215,7 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     stages.mark_start()  # the run's start-up stage counts from here
+    die_with_parent()  # a run started again by its parent (a preloaded allocator) ends with it
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     console.setup(getattr(args, "level", None) or "normal")

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -438,3 +439,49 @@ def test_profile_says_why_it_skips_a_backend_that_does_not_train(mnist_path, tmp
     (run,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     rows = read_run(run)["summary"]
     assert rows[rows.backend == "onnxruntime-cpu"].status.tolist() == ["skipped"]
+
+
+def _workers_of(run_dir) -> list[int]:
+    """The pids of the timing workers whose files are in ``run_dir`` (their command line names them)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmd = (proc / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if proc.name.isdigit() and "timing_workers" in cmd and str(run_dir) in cmd:
+            pids.append(int(proc.name))
+    return pids
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_a_run_stopped_while_its_worker_times_takes_the_worker_with_it(sig, mnist_path, tmp_path):
+    """SIGTERM or SIGKILL to a run while its second timing process works: within 3 s no worker is
+    left, a SIGTERM stops the run at once (exit 143, its completed cells kept, no worker files), and
+    --resume completes the run (after a SIGKILL, removing the files the worker left)."""
+    args = [*KILL_RUN[:-3], "--processes", "2", "--no-report", "--out", str(tmp_path)]
+    proc = _start(args, mnist_path)
+    deadline, workers, run_dir = time.monotonic() + 240, [], None
+    while not workers and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+        run_dir = next(iter(_runs(tmp_path)), None)
+        workers = _workers_of(run_dir) if run_dir is not None else []
+    assert workers, "the run ended before its worker started"
+    time.sleep(0.5)
+    signalled = time.monotonic()
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    if sig == signal.SIGTERM:
+        assert proc.returncode == 143 and time.monotonic() - signalled < 10, err[-2000:]
+        assert not list(run_dir.glob(".workers-*"))
+    time.sleep(max(0.0, 3 - (time.monotonic() - signalled)))
+    assert not _workers_of(run_dir)
+    kept = {p: p.read_bytes() for p in (run_dir / "cells").glob("*__*__*/*.parquet")}
+    assert any(p.parent.name.endswith("__train") for p in kept)
+    resumed = _start(["--resume", str(run_dir), "--no-report"], mnist_path)
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err[-2000:]
+    assert not list(run_dir.glob(".workers-*"))
+    assert {p: p.read_bytes() for p in kept} == kept
+    assert json.loads((run_dir / "meta.json").read_text())["status"] == "complete"

@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 from bench import BenchError
+from bench.plumbing.children import child_env, wait_for
 
 ALLOCATORS = ("tuned", "system", "jemalloc", "tcmalloc")
 DEFAULT_ALLOCATOR = "tuned"
@@ -88,7 +89,9 @@ def relaunch(allocator: str, argv: list[str]) -> int:
     """Run ``mnist-bench argv`` in a fresh process with the allocator preloaded; its exit code."""
     env = {**os.environ, _RELAUNCHED: allocator,
            "LD_PRELOAD": " ".join(filter(None, [str(library_path(allocator)), os.environ.get("LD_PRELOAD")]))}
-    return subprocess.call([sys.executable, "-m", "bench", *argv], env=env)
+    proc = subprocess.Popen([sys.executable, "-m", "bench", *argv], env=child_env(env))
+    wait_for(proc, forward=True)  # a stop asked of this process is the child's, which keeps its cells
+    return proc.returncode
 
 
 def enter(allocator: str, argv: list[str]) -> int | None:

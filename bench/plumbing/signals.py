@@ -30,6 +30,11 @@ class StopRequested(BaseException):
 _requested: list[int] = []
 
 
+def requested() -> int | None:
+    """The signal that asked for a stop, or None."""
+    return _requested[0] if _requested else None
+
+
 def check() -> None:
     """Raise StopRequested if a stop was asked for: call only where completed cells are safe."""
     if _requested:

@@ -6,7 +6,11 @@ input batch, the calibration images, and the settings; the worker prepares every
 and writes its timed calls and the machine's state per round.
 
     python -m bench.scheduling.timing_workers SPEC OUT
-"""
+
+A worker ends with its run: it dies when the run's process does, even by SIGKILL
+(``bench.plumbing.children``), a stop asked of the run kills it at once (its share would be thrown
+away), and its spec and result files live in a hidden folder of the run folder (``.workers-*``),
+removed when the job ends and, after a killed run, when the run is resumed."""
 
 from __future__ import annotations
 
@@ -23,8 +27,11 @@ from bench.engines.backends import BACKENDS, REFERENCE
 from bench.measure.latency import input_batch
 from bench.measure.machine import Machine
 from bench.measure.rounds import Contender, measure_rounds
+from bench.plumbing.children import child_env, die_with_parent, wait_for
 from bench.storage.keys import MachineGroup
 from bench.training.train import build_trainable
+
+WORKER_FILES = ".workers-"  # the prefix of the workers' folder in a run folder
 
 
 def run_spec(spec: dict) -> dict[str, list[dict]]:
@@ -68,6 +75,8 @@ class WorkerJob:
     test_images: torch.Tensor
     calibration: torch.Tensor
     cfg: object
+    scratch: Path | None = None  # the folder the workers' files live in (the run folder), else the system's
+
 
 
 def rounds_in_workers(job: WorkerJob, here: Callable[[int, object], tuple[list[Contender], list[dict]]],
@@ -85,7 +94,7 @@ def rounds_in_workers(job: WorkerJob, here: Callable[[int, object], tuple[list[C
     out = {bs: ([Contender(name, None, "cpu") for name in weights], []) for bs in sizes}
     state = {name: {k: v.cpu() for k, v in net.state_dict().items()} for name, net in weights.items()}
     first = 0
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(prefix=WORKER_FILES, dir=job.scratch) as tmp:
         for p, share in enumerate(s for s in shares if s):
             part = replace(infer, rounds=share, budget_s=infer.budget_s * share / infer.rounds,
                            min_repeats=max(1, infer.min_repeats * share // infer.rounds),
@@ -101,10 +110,11 @@ def rounds_in_workers(job: WorkerJob, here: Callable[[int, object], tuple[list[C
             torch.save({"model": model, "weights": state, "batches": {bs: input_batch(test_images, bs) for bs in sizes},
                         "calibration": calibration, "infer_cfg": part, "options": cfg.backend_options,
                         "seed": cfg.seed, "threads": cfg.threads, "process": p, "first_round": first}, spec)
-            proc = subprocess.run([sys.executable, "-m", "bench.scheduling.timing_workers", str(spec), str(result)],
-                                  capture_output=True, text=True)
+            proc = subprocess.Popen([sys.executable, "-m", "bench.scheduling.timing_workers", str(spec), str(result)],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env())
+            _, stderr = wait_for(proc, forward=False)
             if proc.returncode != 0:
-                why = (proc.stderr.strip().splitlines() or ["no output"])[-1][:300]
+                why = ((stderr or "").strip().splitlines() or ["no output"])[-1][:300]
                 for contenders, _ in out.values():
                     for c in contenders:
                         c.failure = c.failure or ("error", f"worker process {p} failed: {why}")
@@ -147,6 +157,7 @@ def _collect(out: dict, res: dict, model: str, process: int) -> None:
 
 
 def main(argv: list[str]) -> int:
+    die_with_parent()
     spec_path, out_path = map(Path, argv)
     torch.save(run_spec(torch.load(spec_path, weights_only=False)), out_path)
     return 0

@@ -1,0 +1,59 @@
+"""Child processes that end with their run (timing workers, a run started again with a preloaded
+allocator): started with ``child_env`` they die with their parent, even when it is killed with
+SIGKILL (Linux's ``PR_SET_PDEATHSIG``, set by the child itself through ``die_with_parent``), and a
+stop asked of the parent (SIGINT, SIGTERM: ``bench.plumbing.signals``) reaches them at once through
+``wait_for``."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+
+from bench.plumbing import signals
+
+PARENT_ENV = "MNIST_BENCH_PARENT_PID"  # the pid a child dies with
+_PR_SET_PDEATHSIG = 1
+POLL_S = 0.2  # how often a waiting parent looks for a stop request
+
+
+def child_env(env: dict | None = None) -> dict:
+    """``env`` (default: this process's) naming this process as the child's parent."""
+    return {**(os.environ if env is None else env), PARENT_ENV: str(os.getpid())}
+
+
+def die_with_parent() -> None:
+    """In a child started with ``child_env``: killed when its parent dies; ended now if the parent
+    died already (before this call). Elsewhere than Linux, or outside such a child: nothing."""
+    parent = os.environ.pop(PARENT_ENV, None)  # popped: this process's own children name it instead
+    if not parent or not sys.platform.startswith("linux"):
+        return
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != int(parent):
+        os._exit(128 + signal.SIGKILL)
+
+
+def wait_for(proc: subprocess.Popen, forward: bool) -> tuple[str | None, str | None]:
+    """Wait for ``proc`` (its output, where it was started with pipes), looking for a stop request
+    every ``POLL_S``. On one: ``forward`` sends the same signal to the child and goes on waiting
+    (it stops in its own time, keeping what it completed); otherwise the child is killed at once and
+    ``StopRequested`` raised. A second signal (raised in the handler) kills the child too."""
+    sent = False
+    try:
+        while True:
+            try:
+                return proc.communicate(timeout=POLL_S)
+            except subprocess.TimeoutExpired:
+                asked = signals.requested()
+                if asked is None or sent:
+                    continue
+                if not forward:
+                    signals.check()
+                proc.send_signal(asked)
+                sent = True
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()  # reaped, its pipes drained and closed
