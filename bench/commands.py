@@ -127,6 +127,13 @@ def print_results(run_dir: Path):
         print(f"\nverdict ({figures}; against {REFERENCE} with the 95% interval of the paired ratio; ★ fastest, "
               "= tie with the fastest):")
         print("\n".join(lines))
+    if (rt["summary"].phase == "dynamics").any():
+        from bench.analysis.basins import basins
+
+        said = basins(read_run(run_dir, only={"summary", "landscape", "dynamics_layers"}))
+        if not said.empty:
+            print("\ndynamics (does each backend reach the reference's minimum?):")
+            print("\n".join(f"  {r.model}: {r.words}" for r in said.itertuples()))
     return rt["summary"]
 
 

@@ -3,23 +3,67 @@ two-line caption saying how to read it."""
 
 from __future__ import annotations
 
+import html
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from bench.storage.catalog import model_rank
+from bench.analysis.basins import COLUMNS, basins
+from bench.storage.catalog import backend_rank, model_rank
 from bench.storage.results import RunTables
 from reports.blocks import cols, img, table, warn
-from reports.charts import to_image
+from reports.charts import backend_color, to_image
 from reports.section import ReportContext, Section
 
 
 def _by_model(rt: RunTables, name: str) -> dict[str, pd.DataFrame]:
+    """A table's rows per model, of each model's reference backend only (the one the landscape
+    analyses are of; runs made before every backend recorded its dynamics have one backend)."""
     d = rt.with_cells(name)
     if d.empty:
         return {}
+    s = rt["summary"]
+    refs = s[(s.phase == "dynamics") & (s.backend == s.reference_backend)] if "reference_backend" in s else s.iloc[:0]
+    keep = set(zip(refs.model, refs.backend))
+    firsts = d.groupby("model").backend.first()
+    d = d[[(m, b) in keep or (m not in set(refs.model) and b == firsts[m]) for m, b in zip(d.model, d.backend)]]
     return {m: g for m, g in sorted(d.groupby("model"), key=lambda kv: model_rank(kv[0]))}
+
+
+def connectivity(rt: RunTables):
+    """Per model: the loss on the line from the reference's final weights to each backend's, and to
+    the reference's from the next seed (dashed): the answer to "the same minimum?" at a glance."""
+    land = rt.with_cells("landscape")
+    if land.empty or not land.analysis.isin(["connectivity"]).any():
+        return None
+    lines = land[land.analysis.isin(["connectivity", "seed_connectivity"])]
+    models = sorted(lines.model.unique(), key=model_rank)
+    fig, axes = _panels(len(models))
+    for ax, model in zip(axes, models):
+        d = lines[lines.model == model]
+        for (backend, analysis), g in sorted(d.groupby(["backend", "analysis"]), key=lambda kv: backend_rank(kv[0][0])):
+            g = g.sort_values("x")
+            seed = analysis == "seed_connectivity"
+            ax.plot(g.x, g.loss, "--" if seed else "o-", ms=3, color="0.4" if seed else backend_color(backend),
+                    label=f"{backend}, next seed" if seed else backend)
+        ax.set(yscale="log", xlabel="α (0: the reference's final weights, 1: the other training's)", ylabel="loss",
+               title=f"{model}: the line between two trainings' minima")
+        ax.legend(fontsize=8)
+    return to_image(fig)
+
+
+def _across(ctx: ReportContext, frame: pd.DataFrame | None) -> str:
+    if frame is None or frame.empty:
+        return ""
+    said = "".join(f"<li>{html.escape(f'{r.model}: {r.words}')}</li>" for r in frame.itertuples())
+    chart = img(connectivity(ctx.rt), "connectivity",
+                "Loss on the straight line between the reference backend's final weights (α=0) and each other "
+                "backend's (α=1), log scale; dashed: the same line to the reference trained from the next seed. A "
+                "line that stays low joins one basin; a hump as high as the dashed one means another minimum.")
+    return (f"<h3>Across backends: the same minimum?</h3><ul>{said}</ul>{chart}"
+            + table(cols(frame, [c for c in ctx.first + COLUMNS if c != "words"]), "basins-table"))
 
 
 def _panels(n: int, height: float = 4.0, projection=None):
@@ -116,15 +160,16 @@ def sharpness(land: dict[str, pd.DataFrame]):
     return to_image(fig)
 
 
-def render(ctx: ReportContext, _frame=None) -> str:
+def render(ctx: ReportContext, frame: pd.DataFrame | None = None) -> str:
     rt = ctx.rt
     s = rt["summary"]
     layers = _by_model(rt, "dynamics_layers")
     land = _by_model(rt, "landscape")
     if not layers and not land:
         return ""
-    parts = ['<p class="note">Recorded with --dynamics on the first training backend of each model; landscapes '
-             "evaluated in eval mode on the first training images (see the timing table).</p>"]
+    parts = ['<p class="note">Recorded with --dynamics on every training backend; the charts below the comparison '
+             "are of each model's reference backend; landscapes evaluated in eval mode on the first training images "
+             "(see the timing table).</p>", _across(ctx, frame)]
     charts = [
         (lambda: layer_lines(layers, "grad_norm", "gradient norm"), "gradient flow",
          "Gradient norm of each layer at every recorded step, log scale. Backpropagation at work: layers far "
@@ -160,10 +205,17 @@ def render(ctx: ReportContext, _frame=None) -> str:
             parts.append(warn(f"Chart '{alt}' not drawn: the recorded tables lack its data ({type(e).__name__}: {e})."))
     dyn = s[s.phase == "dynamics"]
     if not dyn.empty:
-        timing = ["model", "backend", "analysis_device", "checkpoints", "landscape_subset", "grid", "surface_points",
-                  "interpolation_s", "surface_s", "pca_surface_s", "perturbation_s", "sharpness_s"]
+        timing = ["model", "backend", "reference_backend", "analysis_device", "checkpoints", "distance_from_init",
+                  "path_length", "landscape_subset", "grid", "surface_points", "interpolation_s", "surface_s",
+                  "pca_surface_s", "connectivity_s", "perturbation_s", "sharpness_s"]
         parts.append(table(cols(dyn, timing), "dynamics-table"))
     return "\n".join(parts)
 
 
-SECTION = Section("optimization-dynamics", "Optimization dynamics", render)
+def _frame(ctx: ReportContext) -> pd.DataFrame | None:
+    """Each training backend against its model's reference (``bench.analysis.basins``), exported."""
+    b = basins(ctx.rt)
+    return None if b.empty else b[[c for c in ctx.first + COLUMNS if c in b]]
+
+
+SECTION = Section("optimization-dynamics", "Optimization dynamics", render, frame=_frame)

@@ -149,7 +149,72 @@ def test_run_with_dynamics_writes_analyses(mnist_path, tmp_path):
     assert land[land.analysis == "surface"].shape[0] == 15 * 15  # the default grid
     html = (run_dir / "report.html").read_text()
     assert "Optimization dynamics" in html and "dynamics-table" in html
+    assert set(land.analysis) >= {"seed_connectivity"}  # the reference's line to the next seed
     # re-analysing from the files alone
     assert main(["dynamics", str(run_dir), "--grid", "5", "--subset", "100", "--data-dir", str(mnist_path),
                  "--no-report"]) == 0
     assert read_run(run_dir)["landscape"].query("analysis == 'surface'").shape[0] == 25
+
+
+def test_the_barrier_of_a_line_with_a_hump_and_of_a_line_without():
+    import pandas as pd
+
+    from bench.analysis.basins import barrier, basin
+
+    alphas = [i / 10 for i in range(11)]
+    flat = pd.DataFrame({"x": alphas, "loss": [0.2 + 0.1 * a for a in alphas], "accuracy": [0.95] * 11})
+    hump = pd.DataFrame({"x": alphas, "loss": [0.2 + 2.0 * a * (1 - a) for a in alphas],
+                         "accuracy": [0.95 - 0.8 * a * (1 - a) for a in alphas]})
+    assert barrier(flat) == pytest.approx((0.0, 0.0), abs=1e-9)
+    loss_pct, acc_pts = barrier(hump)
+    assert loss_pct == pytest.approx(0.5 / 0.2 * 100) and acc_pts == pytest.approx(20.0)
+    assert basin(1.0, 40.0) == "same" and basin(30.0, 40.0) == "different" and basin(15.0, 40.0) == "cannot tell"
+    assert basin(1.0, 0.5) == "cannot tell"  # two seeds connect too: the line cannot tell
+
+
+def test_the_line_between_permuted_twins_has_a_barrier_and_a_nudged_copy_none(data):
+    """A case built to have a barrier (the same network with its hidden units permuted: one function,
+    two places) and one built to have none (the same weights nudged by 0.1%)."""
+    from bench.analysis.basins import barrier
+    from bench.config.types import DynamicsConfig
+    from bench.dynamics.analyses import seed_connectivity
+
+    train, test = data
+    cfg = TrainConfig(epochs=2, batch_size=32, evals_per_epoch=1)
+    net = train_model(TrainJob("mlp", get_backend("cpu-fp32"), train, test, cfg, 0, BackendOptions())).model
+    final = flat_params(net)
+    twin = {k: v.clone() for k, v in params_of(net).items()}
+    perm = torch.randperm(twin["1.weight"].shape[0], generator=torch.Generator().manual_seed(0))
+    twin["1.weight"], twin["1.bias"], twin["4.weight"] = twin["1.weight"][perm], twin["1.bias"][perm], \
+        twin["4.weight"][:, perm]
+    permuted = torch.cat([twin[k].reshape(-1) for k, _ in net.named_parameters()])
+    dcfg = DynamicsConfig(subset=300)
+    apart = barrier(seed_connectivity("mlp", final, permuted, train, dcfg))[0]
+    nudged = barrier(seed_connectivity("mlp", final, final * 1.001, train, dcfg))[0]
+    assert apart > 20 and nudged < 1
+
+
+@pytest.mark.slow
+def test_every_training_backend_is_analysed_against_the_reference(mnist_path, tmp_path, capsys):
+    from bench.analysis.basins import basins
+    from bench.cli import main
+    from bench.storage.results import read_run
+
+    assert main(["run", "--models", "mlp", "--backends", "cpu-fp32,cpu-bf16", "--limit-train", "1024",
+                 "--limit-test", "300", "--batch-sizes", "1", "--budget-s", "0.02", "--processes", "1", "--threads",
+                 "1", "--dynamics", "--grid", "3", "--subset", "200", "--data-dir", str(mnist_path), "--out",
+                 str(tmp_path), "--export", "csv"]) == 0
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    rt = read_run(run_dir)
+    land = rt.with_cells("landscape")
+    assert set(land[land.backend == "cpu-bf16"].analysis) == {"connectivity", "perturbation", "sharpness"}
+    lost = rt.with_cells("dynamics_layers").query("backend == 'cpu-bf16'").updates_below_spacing
+    assert lost.between(0, 1).all() and lost.notna().any()
+    (row,) = basins(rt).itertuples()
+    assert row.backend == "cpu-bf16" and row.reference_backend == "cpu-fp32" and row.barrier_loss_pct >= 0
+    assert row.words.startswith("cpu-bf16 ") and "cpu-fp32" in row.words and "bf16's spacing" in row.words
+    assert row.words in capsys.readouterr().out  # the terminal says it
+    page = (run_dir / "report.html").read_text()
+    assert "Across backends: the same minimum?" in page and row.backend in page
+    exported = (run_dir / "export" / "optimization-dynamics.csv").read_text()
+    assert "cpu-bf16" in exported and "barrier_loss_pct" in exported

@@ -218,6 +218,7 @@ class DynamicsConfig:
     sharpness_iters: int = 12
     sharpness_subset: int = 256
     sharpness_checkpoints: int = 3  # evenly spaced checkpoints, the final one included
+    connect_points: int = 21  # points on the line between two trainings' final weights (0 and 1 included)
     seed: int = 0
 
     def __post_init__(self) -> None:

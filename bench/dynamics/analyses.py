@@ -28,6 +28,41 @@ from models import build_model
 ANALYSES = 5  # interpolation, surface, pca_surface, perturbation, sharpness
 
 
+def analyse_against(model_name: str, steps: list[int], checkpoints: torch.Tensor, reference_final: torch.Tensor,
+                    train: Split, test: Split, cfg: DynamicsConfig, on_analysis=None) -> tuple[pd.DataFrame, dict]:
+    """The analyses of a training that another backend of the same model is the reference for: the
+    line from the reference's final weights to this one's (linear mode connectivity), accuracy under
+    perturbation, and the sharpness at the final weights."""
+    device = train.x.device
+    model = build_model(model_name).to(device).eval()
+    x, y = train.x[: cfg.subset], train.y[: cfg.subset]
+    run = _Analyses(model, LandscapeEvaluator(model, x, y), unflatten(model, checkpoints[-1].to(device)),
+                    unflatten(model, checkpoints[0].to(device)), cfg, on_analysis)
+    run.connectivity("connectivity", unflatten(model, reference_final.to(device)), run.final)
+    run.perturbation(test)
+    run.sharpness(steps[-1:], checkpoints[-1:], train)
+    return pd.DataFrame(run.rows), run.timings
+
+
+def seed_connectivity(model_name: str, final: torch.Tensor, other_seed: torch.Tensor, train: Split,
+                      cfg: DynamicsConfig) -> pd.DataFrame:
+    """The line from a training's final weights to those of the same training from another seed:
+    the scale a barrier between backends is read against."""
+    model = build_model(model_name).to(train.x.device).eval()
+    run = _Analyses(model, LandscapeEvaluator(model, train.x[: cfg.subset], train.y[: cfg.subset]),
+                    unflatten(model, final.to(train.x.device)), {}, cfg)
+    run.connectivity("seed_connectivity", run.final, unflatten(model, other_seed.to(train.x.device)))
+    return pd.DataFrame(run.rows)
+
+
+def travelled(checkpoints: torch.Tensor) -> dict[str, float]:
+    """How far a training went: the straight distance from its initial to its final weights, and
+    the length of its path through the checkpoints."""
+    steps = checkpoints[1:] - checkpoints[:-1]
+    return {"distance_from_init": float((checkpoints[-1] - checkpoints[0]).norm()),
+            "path_length": float(steps.norm(dim=1).sum()) if len(steps) else 0.0}
+
+
 def analyse(model_name: str, steps: list[int], checkpoints: torch.Tensor, train: Split, test: Split,
             cfg: DynamicsConfig, on_analysis=None) -> tuple[pd.DataFrame, dict]:
     """The five analyses of one recorded training, in order (one seeded generator draws every random
@@ -80,6 +115,16 @@ class _Analyses:
         loss, acc = self.timed("interpolation", lambda: self.ev.evaluate_plane(self.init, delta, None, alphas,
                                                                                torch.zeros_like(alphas)))
         self.rows += [{"analysis": "interpolation", "x": a, "loss": lo, "accuracy": ac}
+                      for a, lo, ac in zip(alphas.tolist(), loss.tolist(), acc.tolist())]
+
+    def connectivity(self, analysis: str, start: dict, end: dict) -> None:
+        """Loss and accuracy on the straight line from ``start`` (alpha 0) to ``end`` (alpha 1): a
+        barrier along it means two basins (Frankle et al. 2020, linear mode connectivity)."""
+        alphas = torch.linspace(0, 1, self.cfg.connect_points)
+        delta = {k: end[k] - start[k] for k in start}
+        loss, acc = self.timed(analysis, lambda: self.ev.evaluate_plane(start, delta, None, alphas,
+                                                                        torch.zeros_like(alphas)))
+        self.rows += [{"analysis": analysis, "x": a, "loss": lo, "accuracy": ac}
                       for a, lo, ac in zip(alphas.tolist(), loss.tolist(), acc.tolist())]
 
     def surface(self) -> None:

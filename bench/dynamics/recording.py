@@ -34,8 +34,12 @@ def flat_params(model: nn.Module) -> torch.Tensor:
 
 
 class DynamicsRecorder:
-    def __init__(self, total_steps: int, every: int = 1) -> None:
+    """``fmt``: the reduced format the forward pass casts the weights to (autocast's bf16 or fp16),
+    for the share of each step's updates too small to change a weight in that format."""
+
+    def __init__(self, total_steps: int, every: int = 1, fmt: torch.dtype | None = None) -> None:
         self.every = max(1, every)
+        self.fmt = fmt
         self.checkpoint_every = max(1, total_steps // MAX_CHECKPOINTS)
         self.layer_rows: list[dict] = []
         self.step_rows: list[dict] = []
@@ -63,15 +67,28 @@ class DynamicsRecorder:
                 w_prev = torch.sqrt(sum((b.float() ** 2).sum() for b in prev))
                 w_now = torch.sqrt(sum((p.detach().float() ** 2).sum() for p in params))
                 g = torch.cat([x.reshape(-1) for x in grads]) if grads else torch.zeros(1)
-                self.layer_rows.append({
-                    "step": step, "layer": name, "grad_norm": g.norm().item(), "grad_abs_mean": g.abs().mean().item(),
-                    "grad_abs_max": g.abs().max().item(), "weight_norm": w_now.item(),
-                    "update_ratio": (delta / w_prev).item() if w_prev > 0 else float("nan"),
-                })
+                row = {"step": step, "layer": name, "grad_norm": g.norm().item(),
+                       "grad_abs_mean": g.abs().mean().item(), "grad_abs_max": g.abs().max().item(),
+                       "weight_norm": w_now.item(),
+                       "update_ratio": (delta / w_prev).item() if w_prev > 0 else float("nan")}
+                if self.fmt is not None:
+                    row["updates_below_spacing"] = self._lost(params, prev)
+                self.layer_rows.append(row)
             self.step_rows.append({"step": step, "loss": float(loss), "lr": lr})
             self._before = None
         if (step + 1) % self.checkpoint_every == 0:
             self.checkpoints.append((step + 1, flat_params(model)))
+
+    def _lost(self, params: list[nn.Parameter], prev: list[torch.Tensor]) -> float:
+        """Of the weights this step changed, the share whose value in ``fmt`` it left unchanged: an
+        update below the weight's spacing in that format, invisible to the forward pass until such
+        updates add up."""
+        changed = lost = 0
+        for p, b in zip(params, prev):
+            moved = p.detach() != b
+            changed += int(moved.sum())
+            lost += int((moved & (p.detach().to(self.fmt) == b.to(self.fmt))).sum())
+        return lost / changed if changed else float("nan")
 
     def finish(self, model: nn.Module) -> None:
         if self.checkpoints[-1][0] != self._step:

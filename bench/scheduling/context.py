@@ -60,7 +60,6 @@ class PhaseContext:
     splits: Splits
     machine_log: MachineLog
     progress: bool = True
-    recorded: set[str] = field(default_factory=set)  # models whose dynamics are recorded (the first trainer's)
     prepared_in_training: dict[tuple[str, str], object] = field(default_factory=dict)  # parity's, reused
     # samples/s of each inference cell timed ok in this process, by (model, backend, batch size)
     infer_speeds: dict[tuple[str, str, int], float] = field(default_factory=dict)

@@ -33,6 +33,7 @@ from bench.storage.keys import MachineGroup
 from bench.training.profiling import profile_cell
 from bench.training.train import TrainJob
 
+REDUCED_FORMATS = {"bf16": torch.bfloat16, "fp16": torch.float16}  # autocast's weight formats in the forward
 # the parts of the infer stage measured in the rounds' process (``bench.plumbing.stages``)
 RUNNING_HERE, BREAKDOWN = "rounds in this process", "profiled rounds (breakdown)"
 
@@ -43,10 +44,9 @@ def train_backends(ctx: PhaseContext, model: str, trainers: list[Backend], reaso
     cfg, runs, recorders = ctx.cfg.train_for(model), {}, {}
     for b in trainers:
         train, test = ctx.splits(model, b.device)
-        if ctx.cfg.dynamics and model not in ctx.recorded:  # the first backend that trains each model
-            ctx.recorded.add(model)
+        if ctx.cfg.dynamics:  # every backend that trains, from the same initial weights and data order
             recorders[b.name] = DynamicsRecorder(cfg.epochs * train.train_steps(cfg.batch_size),
-                                                 ctx.cfg.dynamics_every)
+                                                 ctx.cfg.dynamics_every, REDUCED_FORMATS.get(b.precision))
         job = TrainJob(model, b, train, test, cfg, ctx.cfg.seed, ctx.cfg.backend_options)
         runs[b.name] = train_cell(job, b.configure(ctx.cfg.backend_options), ctx.mnist.test_images[: len(test)],
                                   recorders.get(b.name), ctx.progress, interleaved=len(trainers) > 1,

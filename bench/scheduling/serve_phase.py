@@ -20,7 +20,7 @@ class ServePhase(Phase):
     title = "Deployment scenarios (MLPerf LoadGen)"
     about = "each prepared inference backend served to LoadGen's scenarios (--scenarios)"
     order = 50
-    section = "serving"
+    section = "deployment-scenarios"
 
     def enabled(self, cfg) -> bool:
         return super().enabled(cfg) and bool(cfg.serve.scenarios)

@@ -25,7 +25,7 @@ class TtaPhase(Phase):
     title = "Time to accuracy"
     about = "time to the target accuracy over seeds, as MLPerf Training measures it (--seeds N)"
     order = 30
-    section = "tta"
+    section = "time-to-accuracy"
 
     def enabled(self, cfg) -> bool:
         return super().enabled(cfg) and cfg.seeds > 1

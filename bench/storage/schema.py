@@ -117,7 +117,8 @@ def declare_phase(name: str, tables: tuple[Table, ...] = ()) -> None:
         TABLES.setdefault(t.name, t)
 STATUSES = tuple(s.value for s in Status)
 SCENARIO_NAMES = ("single-stream", "multi-stream", "server", "offline")
-ANALYSES = ("interpolation", "surface", "pca_surface", "pca_path", "pca_variance", "perturbation", "sharpness")
+ANALYSES = ("interpolation", "surface", "pca_surface", "pca_path", "pca_variance", "perturbation", "sharpness",
+            "connectivity", "seed_connectivity")
 
 _TABLES = (
     Table("summary", "one row per cell: the row header (model, backend, device, precision, engine, phase, "
@@ -163,14 +164,17 @@ _TABLES = (
     Table("seeds", "--seeds: one row per seed of a time-to-accuracy cell",
           _cols("seed:int reached:bool time_to_accuracy_s:float train_s:float eval_s:float epochs_run:int "
                 "steps:int validation_accuracy:float test_accuracy:float diverged:str", "seed reached")),
-    Table("dynamics_layers", "--dynamics: one row per (step, layer)",
+    Table("dynamics_layers", "--dynamics: one row per (step, layer); updates_below_spacing (bf16 and fp16 "
+          "backends): of the weights the step changed, the share whose value in that format stayed the same",
           _cols("step:int layer:str grad_norm:float grad_abs_mean:float grad_abs_max:float weight_norm:float "
-                "update_ratio:float", "step layer")),
+                "update_ratio:float updates_below_spacing:float", "step layer")),
     Table("dynamics_steps", "--dynamics: one row per step", _cols("step:int loss:float lr:float", "step")),
     Table("landscape", "--dynamics analyses, one row per evaluated point (interpolation: x=alpha; surface / "
           "pca_surface: x, y plane coordinates; pca_path: x, y, step of a checkpoint; pca_variance: x=component, "
           "value=explained-variance ratio; perturbation: x=scale, y=direction; sharpness: x=power iteration, "
-          "step=checkpoint, value=eigenvalue estimate)",
+          "step=checkpoint, value=eigenvalue estimate; connectivity: x=alpha on the line from the model's "
+          "reference backend's final weights (0) to this backend's (1); seed_connectivity, in the reference's "
+          "cell: x=alpha from its final weights (0) to those of the same training from the next seed (1))",
           (Column("analysis", "str", True, ANALYSES),
            *_cols("x:float y:float step:int value:float loss:float accuracy:float", "x"))),
     Table("profile_ops", "profile: one row per operator (over the active steps)",
