@@ -80,3 +80,12 @@ def test_a_plugin_phase_is_run_resumed_exported_and_rendered(mnist_path, tmp_pat
     page = (tmp_path / "r.html").read_text()
     assert "Weight norms" in page and "weight_norms" in page and norms.layer.iloc[0] in page
     assert "not read" not in shown.stderr
+
+
+def test_each_built_in_phase_names_a_section_the_report_has():
+    import bench.distributed.launch  # noqa: F401 - registers the data-parallel phase
+    from reports.html import SECTIONS
+
+    named = {p.name: p.section for p in registered()}
+    assert {"train", "dynamics", "tta", "infer", "serve", "distributed"} <= set(named)
+    assert all(section in {s.name for s in SECTIONS} for section in named.values() if section)
