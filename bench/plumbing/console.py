@@ -65,8 +65,14 @@ class Stage:
         seconds = time.perf_counter() - self.start
         count = f"{self.n}/{self.total}" if self.total else str(self.n)
         end = "stopped" if failed else "done"
-        units = self.unit if self.n == 1 else self.unit + ("es" if self.unit.endswith("s") else "s")
+        units = self.unit if self.n == 1 else _plural(self.unit)
         info(f"{self.desc}: {end}, {count} {units} in {seconds:.1f} s")
+
+
+def _plural(unit: str) -> str:
+    if unit.endswith("is"):  # analysis, analyses
+        return unit[:-2] + "es"
+    return unit + ("es" if unit.endswith(("s", "sh", "ch", "x")) else "s")
 
 
 @contextmanager
