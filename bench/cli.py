@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("paths", nargs="+", type=Path, help="results/<run-id> folders or pytest-benchmark JSON files")
     rep.add_argument("--output", type=Path, help="HTML file (default: report.html in the first folder)")
     _add_results_option(rep)
-    _compare_args(add("compare", help="compare runs cell by cell: ratios with 95%% intervals, a U test, verdicts"))
+    _compare_args(add("compare", help="compare runs cell by cell: ratios with 95%% intervals and verdicts"))
     exp = add("export", help="write the report's tables (summary, verdict, sections) as CSV, JSON or Markdown files")
     exp.add_argument("paths", nargs="+", type=Path, help="results/<run-id> folders or pytest-benchmark JSON files")
     exp.add_argument("--format", default="markdown", help="csv, json and/or markdown, comma-separated")

@@ -23,7 +23,7 @@ class Comparison:
     baseline: str
     runs: list[str]
     values: pd.DataFrame  # per (run, cell, round)
-    matched: pd.DataFrame  # per run and matched cell: ratio, interval, U test, verdict
+    matched: pd.DataFrame  # per run and matched cell: ratio, interval, verdict
     relative: pd.DataFrame  # per run and matched cell: its ratio to the reference against the baseline run's
     geomean: pd.DataFrame
     environment: pd.DataFrame  # fields that differ between runs
