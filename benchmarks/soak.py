@@ -4,7 +4,7 @@ peak resident memory of the run's process tree (the run and the timing worker it
 ``wait4``) and of compare and history, the files left in the system's temporary folder since the
 soak began, the files left in the run folder besides its own (hidden ``.workers-*`` folders), and
 the size of the run index. Each series' slope per run is given with its 95% interval (least
-squares), so growth is told from the machine's noise.
+squares, a bootstrap over the runs), so growth is told from the machine's noise.
 
     python benchmarks/soak.py [--runs 20] [--out /tmp/soak] [--data-dir DIR]
 """
@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from scipy import stats
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = ["--models", "mlp", "--backends", "cpu-fp32,onnxruntime-cpu", "--limit-train", "1024", "--limit-test", "500",
@@ -43,13 +43,19 @@ def measured(args: list[str]) -> tuple[float, float, int]:
     return time.perf_counter() - start, usage.ru_maxrss / 1024, proc.returncode
 
 
-def slope(values: list[float]) -> str:
-    """The least-squares slope per run with its 95% interval."""
+def slope(values: list[float], resamples: int = 4000) -> str:
+    """The least-squares slope per run with its 95% interval (percentile bootstrap over the runs,
+    seeded)."""
     if len(values) < 3:
         return "n/a"
-    fit = stats.linregress(range(len(values)), values)
-    half = stats.t.ppf(0.975, len(values) - 2) * fit.stderr
-    return f"{fit.slope:+.3g} per run [{fit.slope - half:+.3g}, {fit.slope + half:+.3g}]"
+    x, y = np.arange(len(values), dtype=float), np.asarray(values, dtype=float)
+    rng, fits = np.random.default_rng(0), []
+    for _ in range(resamples):
+        i = rng.integers(0, len(x), len(x))
+        if np.ptp(x[i]) > 0:
+            fits.append(np.polyfit(x[i], y[i], 1)[0])
+    low, high = np.percentile(fits, [2.5, 97.5])
+    return f"{np.polyfit(x, y, 1)[0]:+.3g} per run [{low:+.3g}, {high:+.3g}]"
 
 
 def main() -> None:
