@@ -289,8 +289,9 @@ class RunConfig:
     out: Path = option(Path("results"), group=OUTPUT, help="results folder")
     data_dir: Path | None = option(None, group=OUTPUT, help="folder with the four MNIST files (raw or .gz); also "
                                                             "$MNIST_BENCH_DATA")
-    dynamics: bool = option(False, group=DYNAMICS, flag=True, help="record optimization dynamics (first trainable "
-                                                                   "backend per model) and analyse them")
+    dynamics: bool = option(False, group=DYNAMICS, flag=True,
+                            help="record optimization dynamics (every training backend) and analyse them: the "
+                                 "reference's landscape, each other backend against its minimum")
     dynamics_every: int = option(1, group=DYNAMICS, help="with --dynamics: per-layer statistics every K steps")
     grid: int = option(DynamicsConfig.grid, group=DYNAMICS, help="with --dynamics: surface points per axis")
     subset: int = option(DynamicsConfig.subset, group=DYNAMICS, help="with --dynamics: first N training images "
