@@ -65,22 +65,7 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     else:
         run_dir = Runner(cfg, argv=["mnist-bench", *argv], progress=True, resume=resume).run()
     summary = print_results(run_dir)
-    if not args.no_report:
-        import time
-
-        from bench.storage.run_folder import add_stage
-        from reports.html import render_report
-
-        start = time.perf_counter()
-        html = render_report([run_dir])
-        add_stage(run_dir, "report", time.perf_counter() - start)
-        print(f"report: {html}")
-    if args.export is not None:
-        from reports.export import export
-
-        print(f"export: {len(export([run_dir], formats))} files in {run_dir / 'export'}")
-    print(f"results: {run_dir}")
-    _say_stages(run_dir)
+    _report_and_export(run_dir, not args.no_report, formats if args.export is not None else None)
     failed = summary[summary.status.isin(FAILED_STATUSES)]
     if len(failed):
         counts = ", ".join(f"{n} {status}" for status, n in failed.status.value_counts().items())
@@ -92,6 +77,27 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
               file=sys.stderr)
         return FAILED_CELLS_EXIT
     return 0
+
+
+def _report_and_export(run_dir: Path, report: bool, formats: tuple[str, ...] | None) -> None:
+    """After a run: its report (timed: the run's last stage) and its exports, then where its
+    results are and, as the last line, how its own time was spent."""
+    if report:
+        import time
+
+        from bench.storage.run_folder import add_stage
+        from reports.html import render_report
+
+        start = time.perf_counter()
+        html = render_report([run_dir])
+        add_stage(run_dir, "report", time.perf_counter() - start)
+        print(f"report: {html}")
+    if formats is not None:
+        from reports.export import export
+
+        print(f"export: {len(export([run_dir], formats))} files in {run_dir / 'export'}")
+    print(f"results: {run_dir}")
+    _say_stages(run_dir)
 
 
 def _say_stages(run_dir: Path) -> None:

@@ -28,13 +28,23 @@ from models import build_model
 ANALYSES = 5  # interpolation, surface, pca_surface, perturbation, sharpness
 
 
-def analyse_against(model_name: str, steps: list[int], checkpoints: torch.Tensor, reference_final: torch.Tensor,
-                    train: Split, test: Split, cfg: DynamicsConfig, on_analysis=None) -> tuple[pd.DataFrame, dict]:
+@dataclass(frozen=True)
+class Trajectory:
+    """A recorded training: its model's name, the steps of its checkpoints and the flattened weights
+    at each (initialization first, final last)."""
+
+    model: str
+    steps: list[int]
+    checkpoints: torch.Tensor
+
+
+def analyse_against(t: Trajectory, reference_final: torch.Tensor, train: Split, test: Split, cfg: DynamicsConfig,
+                    on_analysis=None) -> tuple[pd.DataFrame, dict]:
     """The analyses of a training that another backend of the same model is the reference for: the
     line from the reference's final weights to this one's (linear mode connectivity), accuracy under
     perturbation, and the sharpness at the final weights."""
-    device = train.x.device
-    model = build_model(model_name).to(device).eval()
+    steps, checkpoints, device = t.steps, t.checkpoints, train.x.device
+    model = build_model(t.model).to(device).eval()
     x, y = train.x[: cfg.subset], train.y[: cfg.subset]
     run = _Analyses(model, LandscapeEvaluator(model, x, y), unflatten(model, checkpoints[-1].to(device)),
                     unflatten(model, checkpoints[0].to(device)), cfg, on_analysis)
@@ -63,12 +73,12 @@ def travelled(checkpoints: torch.Tensor) -> dict[str, float]:
             "path_length": float(steps.norm(dim=1).sum()) if len(steps) else 0.0}
 
 
-def analyse(model_name: str, steps: list[int], checkpoints: torch.Tensor, train: Split, test: Split,
-            cfg: DynamicsConfig, on_analysis=None) -> tuple[pd.DataFrame, dict]:
+def analyse(t: Trajectory, train: Split, test: Split, cfg: DynamicsConfig, on_analysis=None
+            ) -> tuple[pd.DataFrame, dict]:
     """The five analyses of one recorded training, in order (one seeded generator draws every random
     direction, so the order is part of the result): rows of every analysis and each one's seconds."""
-    device = train.x.device
-    model = build_model(model_name).to(device).eval()
+    steps, checkpoints, device = t.steps, t.checkpoints, train.x.device
+    model = build_model(t.model).to(device).eval()
     x, y = train.x[: cfg.subset], train.y[: cfg.subset]
     run = _Analyses(model, LandscapeEvaluator(model, x, y), unflatten(model, checkpoints[-1].to(device)),
                     unflatten(model, checkpoints[0].to(device)), cfg, on_analysis)

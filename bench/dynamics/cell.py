@@ -11,7 +11,15 @@ import pandas as pd
 import torch
 
 from bench.data.mnist import Mnist, make_split
-from bench.dynamics.analyses import ANALYSES, DynamicsConfig, analyse, analyse_against, seed_connectivity, travelled
+from bench.dynamics.analyses import (
+    ANALYSES,
+    DynamicsConfig,
+    Trajectory,
+    analyse,
+    analyse_against,
+    seed_connectivity,
+    travelled,
+)
 from bench.dynamics.recording import load_checkpoints
 from bench.engines.backends import REFERENCE, get_backend
 from bench.plumbing import console
@@ -36,15 +44,15 @@ def dynamics_cell(cell_dir: Path, mnist: Mnist, dcfg: DynamicsConfig, progress: 
     with console.stage(f"dynamics {summary.model} {summary.backend} ({what} on {device})",
                        ANALYSES if against is None else 3, "analysis", enabled=progress) as st:
         if against is None:
-            landscape, timings = analyse(summary.model, steps, checkpoints, train, test, dcfg,
+            landscape, timings = analyse(Trajectory(summary.model, steps, checkpoints), train, test, dcfg,
                                          on_analysis=lambda name: st.update(note=name))
             if other_seed is not None:
                 landscape = pd.concat([landscape, seed_connectivity(summary.model, checkpoints[-1], other_seed, train,
                                                                     dcfg)], ignore_index=True)
         else:
             reference_final = load_checkpoints(reference_dir / "checkpoints.pt")[1][-1]
-            landscape, timings = analyse_against(summary.model, steps, checkpoints, reference_final, train, test,
-                                                 dcfg, on_analysis=lambda name: st.update(note=name))
+            landscape, timings = analyse_against(Trajectory(summary.model, steps, checkpoints), reference_final,
+                                                 train, test, dcfg, on_analysis=lambda name: st.update(note=name))
     row = {"analysis_device": device, "checkpoints": len(steps), "landscape_subset": dcfg.subset, "grid": dcfg.grid,
            "reference_backend": against or summary.backend, **travelled(checkpoints), **timings}
     return {"summary": pd.DataFrame([row]), "landscape": landscape}
