@@ -32,6 +32,13 @@ def _by_model(rt: RunTables, name: str) -> dict[str, pd.DataFrame]:
     return {m: g for m, g in sorted(d.groupby("model"), key=lambda kv: model_rank(kv[0]))}
 
 
+def _paths(rt: RunTables, land: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """Per model shown, the pca_path rows of every backend analysed on the reference's plane."""
+    d = rt.with_cells("landscape")
+    d = d[d.analysis == "pca_path"]
+    return {m: d[d.model == m] if (d.model == m).any() else g[g.analysis == "pca_path"] for m, g in land.items()}
+
+
 def connectivity(rt: RunTables):
     """Per model: the loss on the line from the reference's final weights to each backend's, and to
     the reference's from the next seed (dashed): the answer to "the same minimum?" at a glance."""
@@ -100,7 +107,9 @@ def interpolation(land: dict[str, pd.DataFrame]):
     return to_image(fig)
 
 
-def contour(land: dict[str, pd.DataFrame], analysis: str, path: bool = False):
+def contour(land: dict[str, pd.DataFrame], analysis: str, paths: dict[str, pd.DataFrame] | None = None):
+    """``paths``: per model, the pca_path rows of every backend (one trajectory each, over the
+    reference's contour on their shared plane); None: the random plane's contour alone."""
     fig, axes = _panels(len(land), 4.8)
     for ax, (model, d) in zip(axes, land.items()):
         s = d[d.analysis == analysis]
@@ -111,15 +120,18 @@ def contour(land: dict[str, pd.DataFrame], analysis: str, path: bool = False):
         ax.contour(grid.columns, grid.index, np.log10(grid.values), levels=20, colors="white", linewidths=0.3)
         fig.colorbar(cs, ax=ax, label="log10 loss")
         title = f"{model}: loss around the final weights"
-        if path:
-            p = d[d.analysis == "pca_path"].sort_values("step")
-            ax.plot(p.x, p.y, "o-", c="red", ms=3, lw=1)
+        if paths is not None:
+            several = paths[model].backend.nunique() > 1
+            for backend, p in sorted(paths[model].groupby("backend"), key=lambda kv: backend_rank(kv[0])):
+                p = p.sort_values("step")
+                color = backend_color(backend) if several else "red"
+                ax.plot(p.x, p.y, "o-", c=color, ms=3, lw=1, label=backend)
+                ax.plot(p.x.iloc[-1], p.y.iloc[-1], "*", c=color, ms=11)
             ax.plot(p.x.iloc[0], p.y.iloc[0], "k^", ms=7, label="init")
-            ax.plot(p.x.iloc[-1], p.y.iloc[-1], "r*", ms=11, label="final")
             var = d[d.analysis == "pca_variance"].sort_values("x").value.tolist() + [np.nan, np.nan]
             ax.set(xlabel=f"PC1 ({var[0]:.1%} of variance)", ylabel=f"PC2 ({var[1]:.1%} of variance)")
             ax.legend(fontsize=8)
-            title = f"{model}: trajectory in its PCA plane"
+            title = f"{model}: trajectories in their PCA plane" if several else f"{model}: trajectory in its PCA plane"
         else:
             ax.plot(0, 0, "r*", ms=11)
             ax.set(xlabel="direction 1 (filter-normalized)", ylabel="direction 2")
@@ -184,10 +196,11 @@ def render(ctx: ReportContext, frame: pd.DataFrame | None = None) -> str:
         (lambda: contour(land, "surface"), "surface contour",
          "Loss on a plane through the final weights (red star) spanned by two random filter-normalized "
          "directions. Wide, round basins mean a flat minimum; tight contours mean a sharp one."),
-        (lambda: contour(land, "pca_surface", path=True), "trajectory",
-         "The training path (red, from ▲ to ★) projected on the top two PCA directions of its checkpoints, over "
-         "the loss in that plane. The axis labels give the variance each direction explains: trust the picture "
-         "only as far as those percentages."),
+        (lambda: contour(land, "pca_surface", _paths(rt, land)), "trajectory",
+         "Every training backend's path (from ▲ to its ★) projected on the top two PCA directions of all their "
+         "checkpoints, over the reference's loss in that plane (one colour per backend; red when one backend "
+         "recorded). The axis labels give the variance each direction explains: trust the picture only as far as "
+         "those percentages."),
         (lambda: surface3d(land), "3d surface",
          "The random-plane loss surface in 3D (log scale). The same data as the contour plot, for seeing the "
          "shape of the basin."),

@@ -207,7 +207,11 @@ def test_every_training_backend_is_analysed_against_the_reference(mnist_path, tm
     (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     rt = read_run(run_dir)
     land = rt.with_cells("landscape")
-    assert set(land[land.backend == "cpu-bf16"].analysis) == {"connectivity", "perturbation", "sharpness"}
+    assert set(land[land.backend == "cpu-bf16"].analysis) == {"connectivity", "pca_path", "perturbation", "sharpness"}
+    paths = land[land.analysis == "pca_path"]  # both trajectories on the reference's plane, from one origin
+    assert set(paths.backend) == {"cpu-fp32", "cpu-bf16"}
+    first = paths[paths.step == 0].groupby("backend")[["x", "y"]].first()
+    assert (first.loc["cpu-fp32"] - first.loc["cpu-bf16"]).abs().max() < 1e-3  # the same initial weights
     lost = rt.with_cells("dynamics_layers").query("backend == 'cpu-bf16'").updates_below_spacing
     assert lost.between(0, 1).all() and lost.notna().any()
     (row,) = basins(rt).itertuples()

@@ -38,17 +38,44 @@ class Trajectory:
     checkpoints: torch.Tensor
 
 
-def analyse_against(t: Trajectory, reference_final: torch.Tensor, train: Split, test: Split, cfg: DynamicsConfig,
+@dataclass(frozen=True)
+class Plane:
+    """One plane for every training backend of a model: the top two principal directions of all
+    their checkpoints around the reference's final weights, with the variance each explains, so
+    their trajectories are drawn over one loss contour."""
+
+    v1: torch.Tensor
+    v2: torch.Tensor
+    ratio: torch.Tensor
+    final: torch.Tensor  # the reference's final weights: the plane's origin
+    low: tuple[float, float]  # the corner of every trajectory's coordinates, padded
+    high: tuple[float, float]
+
+    def coords(self, checkpoints: torch.Tensor) -> torch.Tensor:
+        m = checkpoints - self.final
+        return torch.stack([m @ self.v1, m @ self.v2], dim=1)
+
+
+def shared_plane(trajectories: list[torch.Tensor], reference_final: torch.Tensor) -> Plane:
+    """The plane of ``trajectories`` (each a training's checkpoints, flattened) around ``reference_final``."""
+    v1, v2, ratio, coords = pca_directions(torch.cat(trajectories), reference_final)
+    (lo_x, hi_x), (lo_y, hi_y) = _padded(coords[:, 0]), _padded(coords[:, 1])
+    return Plane(v1, v2, ratio, reference_final, (lo_x, lo_y), (hi_x, hi_y))
+
+
+def analyse_against(t: Trajectory, plane: Plane, train: Split, test: Split, cfg: DynamicsConfig,
                     on_analysis=None) -> tuple[pd.DataFrame, dict]:
     """The analyses of a training that another backend of the same model is the reference for: the
-    line from the reference's final weights to this one's (linear mode connectivity), accuracy under
-    perturbation, and the sharpness at the final weights."""
+    line from the reference's final weights (``plane.final``) to this one's (linear mode
+    connectivity), its path on the model's shared plane, accuracy under perturbation, and the
+    sharpness at the final weights."""
     steps, checkpoints, device = t.steps, t.checkpoints, train.x.device
     model = build_model(t.model).to(device).eval()
     x, y = train.x[: cfg.subset], train.y[: cfg.subset]
     run = _Analyses(model, LandscapeEvaluator(model, x, y), unflatten(model, checkpoints[-1].to(device)),
                     unflatten(model, checkpoints[0].to(device)), cfg, on_analysis)
-    run.connectivity("connectivity", unflatten(model, reference_final.to(device)), run.final)
+    run.connectivity("connectivity", unflatten(model, plane.final.to(device)), run.final)
+    run.path(plane, steps, checkpoints)
     run.perturbation(test)
     run.sharpness(steps[-1:], checkpoints[-1:], train)
     return pd.DataFrame(run.rows), run.timings
@@ -73,10 +100,11 @@ def travelled(checkpoints: torch.Tensor) -> dict[str, float]:
             "path_length": float(steps.norm(dim=1).sum()) if len(steps) else 0.0}
 
 
-def analyse(t: Trajectory, train: Split, test: Split, cfg: DynamicsConfig, on_analysis=None
-            ) -> tuple[pd.DataFrame, dict]:
+def analyse(t: Trajectory, train: Split, test: Split, cfg: DynamicsConfig, on_analysis=None,
+            plane: Plane | None = None) -> tuple[pd.DataFrame, dict]:
     """The five analyses of one recorded training, in order (one seeded generator draws every random
-    direction, so the order is part of the result): rows of every analysis and each one's seconds."""
+    direction, so the order is part of the result): rows of every analysis and each one's seconds.
+    ``plane``: the model's shared plane of every backend's trajectory (default: this one's own)."""
     steps, checkpoints, device = t.steps, t.checkpoints, train.x.device
     model = build_model(t.model).to(device).eval()
     x, y = train.x[: cfg.subset], train.y[: cfg.subset]
@@ -84,7 +112,7 @@ def analyse(t: Trajectory, train: Split, test: Split, cfg: DynamicsConfig, on_an
                     unflatten(model, checkpoints[0].to(device)), cfg, on_analysis)
     run.interpolation()
     run.surface()
-    run.pca(steps, checkpoints)
+    run.pca(steps, checkpoints, plane or shared_plane([checkpoints], checkpoints[-1]))
     run.perturbation(test)
     run.sharpness(steps, checkpoints, train)
     return pd.DataFrame(run.rows), run.timings
@@ -146,20 +174,23 @@ class _Analyses:
         self.timings["surface_points"] = gx.numel()
         self._grid_rows("surface", gx, gy, loss, acc)
 
-    def pca(self, steps: list[int], checkpoints: torch.Tensor) -> None:
-        """PCA plane of the trajectory, with the loss contours in that plane and the path itself."""
+    def pca(self, steps: list[int], checkpoints: torch.Tensor, plane: Plane) -> None:
+        """The PCA plane of the trajectories, with the loss contours in that plane around its origin
+        (these final weights) and this training's path on it."""
         model, device, grid = self.model, self.device, self.cfg.grid
-        v1, v2, ratio, coords = pca_directions(checkpoints, checkpoints[-1])
-        self.rows += [{"analysis": "pca_variance", "x": i + 1, "value": r} for i, r in enumerate(ratio.tolist())]
-        p1, p2 = unflatten(model, v1.to(device)), unflatten(model, v2.to(device))
-        lo_x, hi_x = _padded(coords[:, 0])
-        lo_y, hi_y = _padded(coords[:, 1])
+        self.rows += [{"analysis": "pca_variance", "x": i + 1, "value": r} for i, r in enumerate(plane.ratio.tolist())]
+        p1, p2 = unflatten(model, plane.v1.to(device)), unflatten(model, plane.v2.to(device))
         gx, gy, loss, acc = self.timed("pca_surface", lambda: self.ev.surface(
-            self.final, p1, p2, torch.linspace(lo_x, hi_x, grid), torch.linspace(lo_y, hi_y, grid)))
+            self.final, p1, p2, torch.linspace(plane.low[0], plane.high[0], grid),
+            torch.linspace(plane.low[1], plane.high[1], grid)))
         self._grid_rows("pca_surface", gx, gy, loss, acc)
-        loss, acc = self.ev.evaluate_points([unflatten(model, c.to(device)) for c in checkpoints])
+        self.path(plane, steps, checkpoints)
+
+    def path(self, plane: Plane, steps: list[int], checkpoints: torch.Tensor) -> None:
+        """This training's checkpoints on ``plane``, with the loss and accuracy at each."""
+        loss, acc = self.ev.evaluate_points([unflatten(self.model, c.to(self.device)) for c in checkpoints])
         self.rows += [{"analysis": "pca_path", "x": c[0], "y": c[1], "step": s, "loss": lo, "accuracy": ac}
-                      for c, s, lo, ac in zip(coords.tolist(), steps, loss.tolist(), acc.tolist())]
+                      for c, s, lo, ac in zip(plane.coords(checkpoints).tolist(), steps, loss.tolist(), acc.tolist())]
 
     def perturbation(self, test: Split) -> None:
         """Accuracy under weight perturbation (test subset), several directions."""

@@ -12,7 +12,7 @@ import sys
 import torch
 
 from bench.config.types import DynamicsConfig
-from bench.dynamics.cell import dynamics_cell, reference_of
+from bench.dynamics.cell import Across, dynamics_cell, model_plane, reference_of
 from bench.dynamics.recording import flat_params
 from bench.engines.backends import get_backend
 from bench.measure.rounds import interleave
@@ -39,15 +39,15 @@ class DynamicsPhase(Phase):
             return
         ref = reference_of(list(recorded))
         dcfg = DynamicsConfig(grid=ctx.cfg.grid, subset=ctx.cfg.subset)
+        plane = model_plane(list(recorded.values()), recorded[ref])
         for name in [ref, *(n for n in recorded if n != ref)]:
             if (cells / CellKey(work.model, name, "dynamics").id).is_dir():
                 continue
             b = get_backend(name)
-            other_seed = _other_seed(ctx, work.model, b) if name == ref else None
-            against = None if name == ref else recorded[ref]
+            across = Across(plane=plane, other_seed=_other_seed(ctx, work.model, b)) if name == ref else \
+                Across(recorded[ref], plane)
             guarded(ctx.writer, work.model, b, "dynamics", lambda: ctx.writer.write(
-                work.model, b, "dynamics", dynamics_cell(recorded[name], ctx.mnist, dcfg, ctx.progress, against,
-                                                         other_seed)))
+                work.model, b, "dynamics", dynamics_cell(recorded[name], ctx.mnist, dcfg, ctx.progress, across)))
 
 
 def _other_seed(ctx: PhaseContext, model: str, b) -> torch.Tensor | None:
