@@ -234,3 +234,42 @@ def test_a_rank_stopped_by_torchrun_is_named_after_the_one_that_aborted():
            .replace("-6 (pid: 13899)  (SIGABRT)", "-15 (pid: 13899)  (SIGTERM)"))
     assert diagnose(log, cfg, 2).startswith("rank 1 (local rank 1 on localhost) of 2 ended (killed by SIGABRT); "
                                             "rank 0 then ended (killed by SIGTERM)")
+
+
+def _processes_of(out: Path) -> list[int]:
+    """The pids of torchrun and its ranks working for a run in ``out`` (their command lines name it)."""
+    pids = []
+    for pid in os.listdir("/proc"):
+        try:
+            cmdline = (Path("/proc") / pid / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if pid.isdigit() and str(out).encode() in cmdline and b"bench.distributed.rank" in cmdline:
+            pids.append(int(pid))
+    return pids
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_a_torchrun_run_stopped_takes_torchrun_and_its_ranks_with_it(sig, mnist_path, tmp_path):
+    """SIGTERM or SIGKILL to a data-parallel run while its two ranks train: within 3 s (SIGKILL) or
+    the run's own stop (SIGTERM: torchrun is told at once, exit 143, well before its 20 epochs) no
+    rank nor torchrun is left."""
+    proc = subprocess.Popen(_cli("run", *TINY_DDP, "--nproc-per-node", "2", "--epochs", "20", "--limit-train", "6000",
+                                 "--data-dir", str(mnist_path), "--out", str(tmp_path), "--no-report"),
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    said = []
+    for line in proc.stderr:
+        said.append(line)
+        if line.startswith("rank 0: mlp cpu-fp32 x2: epoch 1/20"):
+            break
+    assert len(_processes_of(tmp_path)) >= 3, "".join(said)  # torchrun and its two ranks
+    signalled = time.monotonic()
+    proc.send_signal(sig)
+    _, rest = proc.communicate(timeout=60)
+    if sig == signal.SIGTERM:
+        assert proc.returncode == 143 and time.monotonic() - signalled < 10, "".join(said) + rest
+    end = time.monotonic() + 3
+    while _processes_of(tmp_path) and time.monotonic() < end:
+        time.sleep(0.1)
+    assert not _processes_of(tmp_path)

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -25,7 +26,8 @@ from bench.distributed.phase import DISTRIBUTED  # noqa: F401 - registers the ph
 from bench.engines.backends import REFERENCE, catalog, get_backend, probe, trainers
 from bench.phase import catalog as phase_catalog
 from bench.phase import plan
-from bench.plumbing import console
+from bench.plumbing import console, signals
+from bench.plumbing.children import POLL_S, child_env
 from bench.plumbing.signals import graceful_stop
 from bench.storage.keys import CellKey
 from bench.storage.run_folder import close_run, open_run
@@ -73,10 +75,15 @@ def split_endpoint(endpoint: str) -> tuple[str, int]:
     return host, int(port)
 
 
+# torchrun (``python -m torch.distributed.run``) in a process that dies with the run's (its ranks die with it)
+TORCHRUN = ("from bench.plumbing.children import die_with_parent; die_with_parent(); import runpy; "
+            "runpy.run_module('torch.distributed.run', run_name='__main__', alter_sys=True)")
+
+
 def torchrun_command(cfg: RunConfig, run_dir: Path, world: int) -> list[str]:
     d = cfg.distributed
     nproc = world if d.scaling else d.nproc_per_node
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}", f"--nnodes={d.nnodes}",
+    cmd = [sys.executable, "-c", TORCHRUN, f"--nproc-per-node={nproc}", f"--nnodes={d.nnodes}",
            "--max-restarts=0", "--monitor-interval=0.5"]
     if d.rdzv_endpoint:
         cmd += ["--rdzv-backend=c10d", f"--rdzv-endpoint={d.rdzv_endpoint}", "--rdzv-id=mnist-bench",
@@ -182,6 +189,23 @@ def rank_layout(run_dir: Path) -> dict[str, list[dict]]:
     return layout
 
 
+def _wait_passing_stops(proc: subprocess.Popen) -> int:
+    """torchrun's exit code; a stop asked of the run (SIGINT, SIGTERM) is passed on to it at once
+    (it stops its ranks), then raised here once it has ended."""
+    sent = False
+    while True:
+        try:
+            code = proc.wait(timeout=POLL_S)
+        except subprocess.TimeoutExpired:
+            asked = signals.requested()
+            if asked is not None and not sent:
+                proc.send_signal(asked)
+                sent = True
+            continue
+        signals.check()
+        return code
+
+
 def _launch(cfg: RunConfig, run_dir: Path, world: int) -> str | None:
     """One torchrun job; its output goes to ``torchrun-ws<N>.log`` in the run folder (rank 0's lines
     also to the terminal). Returns None when it ended ok, else the one-line diagnosis."""
@@ -190,20 +214,28 @@ def _launch(cfg: RunConfig, run_dir: Path, world: int) -> str | None:
     lines: list[str] = []
     start = time.perf_counter()
     with open(log_path, "w") as log, subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                                       text=True, bufsize=1) as proc:
-        try:
+                                                       text=True, bufsize=1, env=child_env()) as proc:
+        def pump() -> None:
             for line in proc.stdout:
                 log.write(line)
                 lines.append(line)
                 if line.startswith("rank 0:") or console.is_verbose():
                     console.info(line.rstrip())
-            code = proc.wait()
+
+        reader = threading.Thread(target=pump, daemon=True)
+        reader.start()
+        try:
+            code = _wait_passing_stops(proc)
+            reader.join()
         except BaseException:
-            proc.send_signal(signal.SIGTERM)
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
             try:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+                proc.wait()
+            reader.join(timeout=5)  # its last lines, before the log closes
             raise
     console.info(f"torchrun world size {world}: {'done' if code == 0 else 'failed'} in "
                  f"{time.perf_counter() - start:.1f} s")

@@ -25,12 +25,14 @@ from bench.data.mnist import make_split, resolve_mnist
 from bench.distributed.ddp import ddp_train
 from bench.distributed.launch import per_rank_batch
 from bench.engines.backends import get_backend
+from bench.plumbing.children import die_with
 from bench.storage.plan import stored_plan
 from bench.storage.results import RunWriter, write_json
 from bench.training.train import TrainJob
 
 
 def main(argv: list[str] | None = None) -> int:
+    die_with(os.getppid())  # torchrun's agent: a rank never outlives it (nor, through it, the run)
     p = argparse.ArgumentParser(prog="bench.distributed.rank")
     p.add_argument("run_dir", type=Path)
     p.add_argument("--suffix", required=True, help="cell id suffix, e.g. ws2")

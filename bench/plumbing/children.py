@@ -1,5 +1,5 @@
-"""Child processes that end with their run (timing workers, a run started again with a preloaded
-allocator): started with ``child_env`` they die with their parent, even when it is killed with
+"""Child processes that end with their run (timing workers, torchrun and its ranks, a run started
+again with a preloaded allocator): started with ``child_env`` they die with their parent, even when it is killed with
 SIGKILL (Linux's ``PR_SET_PDEATHSIG``, set by the child itself through ``die_with_parent``), and a
 stop asked of the parent (SIGINT, SIGTERM: ``bench.plumbing.signals``) reaches them at once through
 ``wait_for``."""
@@ -28,10 +28,18 @@ def die_with_parent() -> None:
     """In a child started with ``child_env``: killed when its parent dies; ended now if the parent
     died already (before this call). Elsewhere than Linux, or outside such a child: nothing."""
     parent = os.environ.pop(PARENT_ENV, None)  # popped: this process's own children name it instead
-    if not parent or not sys.platform.startswith("linux"):
+    if parent:
+        die_with(int(parent))
+
+
+def die_with(parent: int) -> None:
+    """Killed (SIGKILL) when this process's parent, ``parent``, dies; ended now if it has gone
+    already. For a process started by another tool (a torchrun rank): its parent when it starts.
+    Elsewhere than Linux: nothing."""
+    if not sys.platform.startswith("linux"):
         return
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != int(parent):
+    if os.getppid() != parent:
         os._exit(128 + signal.SIGKILL)
 
 
