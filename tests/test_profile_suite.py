@@ -117,7 +117,9 @@ SUITE = ["benchmarks/suite", "-p", "no:cacheprovider", "-q", "--suite-models", "
 
 
 def _pytest(args, env_data, **extra_env):
-    env = {**os.environ, "MNIST_BENCH_DATA": str(env_data), **extra_env}
+    # a session of its own: not one of this suite's xdist workers (pytest-benchmark would disable itself)
+    own = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}
+    env = {**own, "MNIST_BENCH_DATA": str(env_data), **extra_env}
     return subprocess.run([sys.executable, "-m", "pytest", *args], cwd=ROOT, capture_output=True, text=True,
                           env=env, timeout=600)
 
