@@ -117,10 +117,11 @@ SUITE = ["benchmarks/suite", "-p", "no:cacheprovider", "-q", "--suite-models", "
 
 
 def _pytest(args, env_data, **extra_env):
-    # a session of its own: not one of this suite's xdist workers (pytest-benchmark would disable itself)
+    # a session of its own in one process (-n 0 over addopts' -n 2), not one of this suite's xdist
+    # workers: pytest-benchmark disables itself under xdist
     own = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}
     env = {**own, "MNIST_BENCH_DATA": str(env_data), **extra_env}
-    return subprocess.run([sys.executable, "-m", "pytest", *args], cwd=ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "pytest", "-n", "0", *args], cwd=ROOT, capture_output=True, text=True,
                           env=env, timeout=600)
 
 
