@@ -117,8 +117,10 @@ def test_one_colour_per_backend_in_every_chart(tiny_run):
 
 
 def test_backend_colours_are_fixed_and_distinct():
-    from bench.engines.backends import backend_names
+    from bench.engines.backends import backend_names, catalog
+    from bench.storage.catalog import learn
 
+    learn(catalog())  # the installed registry's order, as a command that offers it learns it
     colors = [backend_color(b) for b in backend_names()]
     assert len(set(colors)) == len(colors)
     assert backend_color("some-plugin-backend") == backend_color("some-plugin-backend")
