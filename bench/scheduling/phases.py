@@ -1,6 +1,9 @@
-"""A model's phases, each a function of the phase context (its configuration, writer, splits and
-machine: ``bench.scheduling.context``), never of the scheduler itself: training in interleaved blocks,
-preparing each backend for inference, timing one batch size in interleaved rounds, and profiling."""
+"""The work the phase modules (``*_phase.py``, registered in ``bench.phase``) share, each a function
+of the phase context (its configuration, writer, splits and machine: ``bench.scheduling.context``),
+never of the scheduler itself: training in interleaved blocks (the train phase; the reference's
+training for the backends that do not train), preparing each backend for inference, timing one
+batch size in interleaved rounds (the infer phase, here and in its worker processes), and
+profiling (the profile command)."""
 
 from __future__ import annotations
 
