@@ -125,3 +125,30 @@ def test_a_damaged_index_is_one_clear_line_and_rebuild_recreates_it(tmp_path, ca
         assert len(err) == 1 and "cannot be read" in err[0] and "--rebuild" in err[0] and "Traceback" not in err[0]
     assert main(["history", "--results", str(tmp_path), "--rebuild"]) == 0
     assert main(["history", "--results", str(tmp_path)]) == 0
+
+
+def test_an_empty_index_is_an_empty_index(tmp_path, capsys):
+    (tmp_path / "history.sqlite").write_bytes(b"")  # `touch`, or a first write cut short
+    assert main(["history", "--results", str(tmp_path)]) == 0
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_locked_index_says_another_process_holds_it_not_to_rebuild(tmp_path, capsys, monkeypatch):
+    """An index another process holds locked past the wait: one line that says so (a rebuild would
+    delete what that process writes), exit 2."""
+    import sqlite3
+
+    from bench.storage import run_index
+
+    monkeypatch.setattr(run_index, "LOCK_WAIT_S", 0.2)
+    assert main(["history", "--results", str(tmp_path), "--rebuild"]) == 0
+    holder = sqlite3.connect(tmp_path / "history.sqlite")
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        for argv in (["history", "--results", str(tmp_path)], ["report", "some-name", "--results", str(tmp_path)]):
+            capsys.readouterr()
+            assert main(argv) == 2, argv
+            err = capsys.readouterr().err.strip().splitlines()
+            assert len(err) == 1 and "locked by another process" in err[0] and "--rebuild --results" not in err[0]
+    finally:
+        holder.close()

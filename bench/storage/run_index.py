@@ -28,12 +28,15 @@ CREATE TABLE IF NOT EXISTS figures (
     value REAL, low REAL, high REAL);
 CREATE INDEX IF NOT EXISTS figures_key ON figures (metric, model, backend, phase, batch_size);
 """
+LOCK_WAIT_S = 5.0  # how long a reader or writer waits for another process's lock (sqlite's timeout)
+
+
 def db_path(root: Path) -> Path:
     return Path(root) / DB_NAME
 
 
 def _connect(root: Path) -> sqlite3.Connection:
-    con = sqlite3.connect(db_path(root))
+    con = sqlite3.connect(db_path(root), timeout=LOCK_WAIT_S)
     con.executescript(SCHEMA)
     return con
 
@@ -115,7 +118,8 @@ def _read(root: Path, sql: str, params: tuple = ()) -> pd.DataFrame:
         raise ConfigError(f"no index at {db_path(root)}; run 'mnist-bench history --rebuild --results {root}' "
                           "or run a benchmark first")
     try:
-        with closing(sqlite3.connect(db_path(root))) as con:
+        empty = db_path(root).stat().st_size == 0  # an empty index (`touch`, a first write cut short)
+        with closing(_connect(root) if empty else sqlite3.connect(db_path(root), timeout=LOCK_WAIT_S)) as con:
             return pd.read_sql_query(sql, con, params=params)
     except (sqlite3.Error, pd.errors.DatabaseError) as e:
         raise _unusable(root, e) from None
@@ -125,6 +129,9 @@ def _unusable(root: Path, e: Exception) -> BenchError:
     """A damaged, locked or foreign index, in one line that says how to recreate it (the run
     folders are untouched)."""
     why = str(e).rsplit(": ", 1)[-1] if isinstance(e, pd.errors.DatabaseError) else str(e)
+    if "locked" in why:  # another process writes it: waiting is the cure, not a rebuild
+        return BenchError(f"the run index {db_path(root)} is locked by another process writing it (a run or "
+                          f"'history --rebuild') and stayed so for {LOCK_WAIT_S:g} s; try again when it ends")
     return BenchError(f"the run index {db_path(root)} cannot be read ({why}); "
                       f"'mnist-bench history --rebuild --results {root}' recreates it from the run folders")
 
@@ -173,7 +180,7 @@ def resolve_run(value: str | Path, root: Path = Path("results")) -> Path:
     if path.exists() or not NAME_PATTERN.fullmatch(str(value)) or not db_path(root).exists():
         return path
     try:
-        with closing(sqlite3.connect(db_path(root))) as con:
+        with closing(sqlite3.connect(db_path(root), timeout=LOCK_WAIT_S)) as con:
             hit = con.execute("SELECT path FROM runs WHERE run_id = ? OR name = ? ORDER BY start_time DESC LIMIT 1",
                               (str(value), str(value))).fetchone()
     except sqlite3.Error as e:
