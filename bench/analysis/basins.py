@@ -19,7 +19,6 @@ from bench.storage.results import RunTables
 # between them, or where two seeds connect too (a seed barrier under MIN_SEED_BARRIER_PCT), the
 # line cannot tell.
 SAME_SHARE, DIFFERENT_SHARE, MIN_SEED_BARRIER_PCT = 0.25, 0.5, 2.0
-FORMATS = {"bf16": "bf16", "fp16": "fp16"}  # the precisions whose updates can fall below the format's spacing
 
 COLUMNS = ["model", "backend", "reference_backend", "basin", "barrier_loss_pct", "barrier_accuracy_pts",
            "seed_barrier_loss_pct", "sharpness", "reference_sharpness", "distance_from_init",
@@ -71,7 +70,7 @@ def _words(r: dict) -> str:
     if r["sharpness"] == r["sharpness"] and r["reference_sharpness"] == r["reference_sharpness"]:
         text += f"; sharpness {r['sharpness']:.3g} vs {r['reference_sharpness']:.3g}"
     lost, fmt = r.get("updates_below_spacing"), r.get("format")
-    if fmt and lost == lost and lost is not None:
+    if fmt and lost == lost:
         text += f"; {lost:.1%} of its updates fell below {fmt}'s spacing"
     return text
 
@@ -83,25 +82,27 @@ def basins(rt: RunTables) -> pd.DataFrame:
     s = rt["summary"]
     if land.empty or s.empty or "reference_backend" not in s:
         return pd.DataFrame(columns=COLUMNS)
+    lost = _below_spacing(rt)
     dyn = s[(s.phase == "dynamics") & (s.status == "ok")]
     rows = []
     for (run_id, model), cells in dyn.groupby(["run_id", "model"]):
         ref = cells[cells.backend == cells.reference_backend]
-        ref_land = land[(land.run_id == run_id) & (land.model == model) & land.backend.isin(ref.backend)]
-        seed_pct = barrier(ref_land[ref_land.analysis == "seed_connectivity"])[0]
+        own_land = land[(land.run_id == run_id) & (land.model == model)]
+        ref_land = own_land[own_land.backend.isin(ref.backend)]
+        reference = {"seed_barrier_loss_pct": barrier(ref_land[ref_land.analysis == "seed_connectivity"])[0],
+                     "reference_sharpness": _sharpness(ref_land),
+                     "reference_distance_from_init": float(ref.distance_from_init.iloc[0]) if len(ref) and
+                     "distance_from_init" in ref else math.nan}
         for _, c in cells[cells.backend != cells.reference_backend].iterrows():
-            own = land[(land.run_id == run_id) & (land.model == model) & (land.backend == c.backend)]
+            own = own_land[own_land.backend == c.backend]
             loss_pct, acc_pts = barrier(own[own.analysis == "connectivity"])
             rows.append({"run_id": run_id, "model": model, "backend": c.backend,
                          "reference_backend": c.reference_backend, "barrier_loss_pct": loss_pct,
-                         "barrier_accuracy_pts": acc_pts, "seed_barrier_loss_pct": seed_pct,
-                         "basin": basin(loss_pct, seed_pct), "sharpness": _sharpness(own),
-                         "reference_sharpness": _sharpness(ref_land),
+                         "barrier_accuracy_pts": acc_pts, **reference,
+                         "basin": basin(loss_pct, reference["seed_barrier_loss_pct"]), "sharpness": _sharpness(own),
                          "distance_from_init": c.get("distance_from_init", math.nan),
-                         "reference_distance_from_init": float(ref.distance_from_init.iloc[0]) if len(ref) and
-                         "distance_from_init" in ref else math.nan,
-                         "updates_below_spacing": _below_spacing(rt, run_id, model, c.backend),
-                         "format": FORMATS.get(str(c.get("precision")))})
+                         "updates_below_spacing": lost.get((run_id, model, c.backend), math.nan),
+                         "format": str(c.get("precision"))})
     if not rows:
         return pd.DataFrame(columns=COLUMNS)
     out = pd.DataFrame(rows)
@@ -110,11 +111,11 @@ def basins(rt: RunTables) -> pd.DataFrame:
     return out.sort_values(["_m", "_b"]).drop(columns=["_m", "_b", "format"]).reset_index(drop=True)
 
 
-def _below_spacing(rt: RunTables, run_id: str, model: str, backend: str) -> float:
-    """The mean over recorded steps and layers of the share of a step's updates below the format's
-    spacing (nan where the training recorded none: an fp32 backend)."""
-    layers = rt.with_cells("dynamics_layers", ("model", "backend", "phase"))
+def _below_spacing(rt: RunTables) -> dict[tuple, float]:
+    """Per (run, model, backend) that recorded it (bf16 and fp16 backends), the mean over recorded
+    steps and layers of the share of a step's updates below the format's spacing."""
+    layers = rt.with_cells("dynamics_layers")
     if layers.empty or "updates_below_spacing" not in layers:
-        return math.nan
-    own = layers[(layers.run_id == run_id) & (layers.model == model) & (layers.backend == backend)]
-    return float(own.updates_below_spacing.mean()) if own.updates_below_spacing.notna().any() else math.nan
+        return {}
+    means = layers.dropna(subset=["updates_below_spacing"]).groupby(["run_id", "model", "backend"])
+    return means.updates_below_spacing.mean().to_dict()

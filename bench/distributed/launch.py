@@ -27,7 +27,7 @@ from bench.engines.backends import REFERENCE, catalog, get_backend, probe, train
 from bench.phase import catalog as phase_catalog
 from bench.phase import plan
 from bench.plumbing import console, signals
-from bench.plumbing.children import POLL_S, child_env
+from bench.plumbing.children import child_env, wait_for
 from bench.plumbing.signals import graceful_stop
 from bench.storage.keys import CellKey
 from bench.storage.run_folder import close_run, open_run
@@ -189,23 +189,6 @@ def rank_layout(run_dir: Path) -> dict[str, list[dict]]:
     return layout
 
 
-def _wait_passing_stops(proc: subprocess.Popen) -> int:
-    """torchrun's exit code; a stop asked of the run (SIGINT, SIGTERM) is passed on to it at once
-    (it stops its ranks), then raised here once it has ended."""
-    sent = False
-    while True:
-        try:
-            code = proc.wait(timeout=POLL_S)
-        except subprocess.TimeoutExpired:
-            asked = signals.requested()
-            if asked is not None and not sent:
-                proc.send_signal(asked)
-                sent = True
-            continue
-        signals.check()
-        return code
-
-
 def _launch(cfg: RunConfig, run_dir: Path, world: int) -> str | None:
     """One torchrun job; its output goes to ``torchrun-ws<N>.log`` in the run folder (rank 0's lines
     also to the terminal). Returns None when it ended ok, else the one-line diagnosis."""
@@ -225,8 +208,10 @@ def _launch(cfg: RunConfig, run_dir: Path, world: int) -> str | None:
         reader = threading.Thread(target=pump, daemon=True)
         reader.start()
         try:
-            code = _wait_passing_stops(proc)
+            wait_for(proc, forward=True, collect=False)  # a stop reaches torchrun at once: it stops its ranks
             reader.join()
+            signals.check()  # then the run stops, torchrun's cells kept
+            code = proc.returncode
         except BaseException:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)

@@ -1,8 +1,8 @@
 """Child processes that end with their run (timing workers, torchrun and its ranks, a run started
-again with a preloaded allocator): started with ``child_env`` they die with their parent, even when it is killed with
-SIGKILL (Linux's ``PR_SET_PDEATHSIG``, set by the child itself through ``die_with_parent``), and a
-stop asked of the parent (SIGINT, SIGTERM: ``bench.plumbing.signals``) reaches them at once through
-``wait_for``."""
+again with a preloaded allocator): started with ``child_env`` they die with their parent, even when
+it is killed with SIGKILL (Linux's ``PR_SET_PDEATHSIG``, set by the child itself through
+``die_with_parent``), and a stop asked of the parent (SIGINT, SIGTERM: ``bench.plumbing.signals``)
+reaches them at once through ``wait_for``."""
 
 from __future__ import annotations
 
@@ -43,16 +43,20 @@ def die_with(parent: int) -> None:
         os._exit(128 + signal.SIGKILL)
 
 
-def wait_for(proc: subprocess.Popen, forward: bool) -> tuple[str | None, str | None]:
-    """Wait for ``proc`` (its output, where it was started with pipes), looking for a stop request
-    every ``POLL_S``. On one: ``forward`` sends the same signal to the child and goes on waiting
-    (it stops in its own time, keeping what it completed); otherwise the child is killed at once and
-    ``StopRequested`` raised. A second signal (raised in the handler) kills the child too."""
+def wait_for(proc: subprocess.Popen, forward: bool, collect: bool = True) -> tuple[str | None, str | None]:
+    """Wait for ``proc`` (its output, where it was started with pipes and ``collect``: False where
+    another reader takes it), looking for a stop request every ``POLL_S``. On one: ``forward`` sends
+    the same signal to the child and goes on waiting (it stops in its own time, keeping what it
+    completed); otherwise the child is killed at once and ``StopRequested`` raised. A second signal
+    (raised in the handler) kills the child too."""
     sent = False
     try:
         while True:
             try:
-                return proc.communicate(timeout=POLL_S)
+                if collect:
+                    return proc.communicate(timeout=POLL_S)
+                proc.wait(timeout=POLL_S)
+                return None, None
             except subprocess.TimeoutExpired:
                 asked = signals.requested()
                 if asked is None or sent:
@@ -64,4 +68,7 @@ def wait_for(proc: subprocess.Popen, forward: bool) -> tuple[str | None, str | N
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.communicate()  # reaped, its pipes drained and closed
+            if collect:
+                proc.communicate()  # reaped, its pipes drained and closed
+            else:
+                proc.wait()

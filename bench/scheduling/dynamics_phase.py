@@ -32,17 +32,16 @@ class DynamicsPhase(Phase):
 
     def run(self, ctx: PhaseContext, work: ModelWork) -> None:
         cells = ctx.writer.run_dir / "cells"
-        recorded = {b.name: cells / CellKey(work.model, b.name, "train").id for b in work.trainers()
-                    if b.name in work.trained and (cells / CellKey(work.model, b.name, "train").id
-                                                   / "checkpoints.pt").is_file()}
-        if not recorded:
+        train_dirs = {b.name: cells / CellKey(work.model, b.name, "train").id for b in work.trainers()
+                      if b.name in work.trained}
+        recorded = {name: d for name, d in train_dirs.items() if (d / "checkpoints.pt").is_file()}
+        missing = [n for n in recorded if not (cells / CellKey(work.model, n, "dynamics").id).is_dir()]
+        if not missing:
             return
         ref = reference_of(list(recorded))
         dcfg = DynamicsConfig(grid=ctx.cfg.grid, subset=ctx.cfg.subset)
         plane = model_plane(list(recorded.values()), recorded[ref])
-        for name in [ref, *(n for n in recorded if n != ref)]:
-            if (cells / CellKey(work.model, name, "dynamics").id).is_dir():
-                continue
+        for name in sorted(missing, key=lambda n: n != ref):  # the reference first
             b = get_backend(name)
             across = Across(plane=plane, other_seed=_other_seed(ctx, work.model, b)) if name == ref else \
                 Across(recorded[ref], plane)

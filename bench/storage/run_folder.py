@@ -9,6 +9,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from bench.plumbing.stages import Stages
 from bench.storage.meta import collect_metadata, now_iso
 from bench.storage.results import RESULTS_SCHEMA_VERSION, RunWriter, new_run_id, write_json, write_samples
 
@@ -74,13 +75,11 @@ def close_run(writer: RunWriter, meta: dict, status: str, warnings: list[str], *
         try_index_run(writer.run_dir)
 
 
-def add_stage(run_dir: Path, stage: str, seconds: float) -> dict:
-    """A stage after the run closed (its report) added to meta.json's ``stages``; returns the meta."""
-    import json
-
+def add_stage(run_dir: Path, stage: str, seconds: float) -> None:
+    """A stage after the run closed (its report) added to meta.json's ``stages``."""
     path = Path(run_dir) / "meta.json"
     meta = json.loads(path.read_text(encoding="utf-8"))
-    meta["stages"] = [*(meta.get("stages") or []), {"stage": stage, "model": None, "part": None,
-                                                     "seconds": round(seconds, 3)}]
+    stages = Stages(list(meta.get("stages") or []))
+    stages.add(stage, seconds)
+    meta["stages"] = stages.rows
     write_json(path, meta)
-    return meta

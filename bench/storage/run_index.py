@@ -118,11 +118,18 @@ def _read(root: Path, sql: str, params: tuple = ()) -> pd.DataFrame:
         raise ConfigError(f"no index at {db_path(root)}; run 'mnist-bench history --rebuild --results {root}' "
                           "or run a benchmark first")
     try:
-        empty = db_path(root).stat().st_size == 0  # an empty index (`touch`, a first write cut short)
-        with closing(_connect(root) if empty else sqlite3.connect(db_path(root), timeout=LOCK_WAIT_S)) as con:
+        with closing(_reader(root)) as con:
             return pd.read_sql_query(sql, con, params=params)
     except (sqlite3.Error, pd.errors.DatabaseError) as e:
         raise _unusable(root, e) from None
+
+
+def _reader(root: Path) -> sqlite3.Connection:
+    """A connection to read the index: an empty file (`touch`, a first write cut short) is an empty
+    index, given its tables; any other file is read as it is (a foreign one is never written)."""
+    if db_path(root).stat().st_size == 0:
+        return _connect(root)
+    return sqlite3.connect(db_path(root), timeout=LOCK_WAIT_S)
 
 
 def _unusable(root: Path, e: Exception) -> BenchError:
@@ -180,7 +187,7 @@ def resolve_run(value: str | Path, root: Path = Path("results")) -> Path:
     if path.exists() or not NAME_PATTERN.fullmatch(str(value)) or not db_path(root).exists():
         return path
     try:
-        with closing(sqlite3.connect(db_path(root), timeout=LOCK_WAIT_S)) as con:
+        with closing(_reader(root)) as con:
             hit = con.execute("SELECT path FROM runs WHERE run_id = ? OR name = ? ORDER BY start_time DESC LIMIT 1",
                               (str(value), str(value))).fetchone()
     except sqlite3.Error as e:
