@@ -117,7 +117,7 @@ def _say_stages(run_dir: Path) -> None:
 def print_results(run_dir: Path):
     """The run's summary table, then its verdict as hyperfine prints one (-q: the verdict only);
     returns the summary."""
-    from bench.analysis.paired import ranked_backends
+    from bench.analysis.ranked import ranked_backends
     from bench.engines.backends import REFERENCE
     from bench.storage.results import read_run
     from reports.summary import planned_max_batch, summary_table
@@ -275,7 +275,7 @@ def calibrate_runs(run_args: list[str], repeats: int, results: Path) -> tuple[Pa
     """Run ``mnist-bench run RUN_ARGS`` ``repeats`` times, each in a fresh process, then store the
     run-to-run variation of their cells. Returns the calibration file and the variation per phase."""
     from bench.analysis.calibration import run_to_run_sigma
-    from bench.analysis.paired import cell_rounds
+    from bench.analysis.ranked import cell_rounds
     from bench.storage.calibration import save
     from bench.storage.results import read_run
 

@@ -22,8 +22,8 @@ from bench.engines.backends import get_backend
 from bench.engines.base import BackendOptions
 from bench.engines.eager import torch_prepared
 from bench.measure.breakdown import CATEGORIES, breakdown
+from bench.measure.figures import time_ratio
 from bench.measure.rounds import Contender, measure_rounds
-from bench.measure.stats import paired_ratio
 from models import build_model
 
 
@@ -62,7 +62,7 @@ def main() -> None:
         medians = {c.name: pd.DataFrame(c.rows).groupby("round").seconds.median() for c in contenders}
         print(f"\nbatch {bs}:")
         for c in contenders:
-            r = paired_ratio(medians["cpu-fp32"], medians[c.name])
+            r = time_ratio(medians["cpu-fp32"].to_dict(), medians[c.name].to_dict())
             table = breakdown(variants[c.name], inputs[c.name], float(medians[c.name].median()))
             cats = table[table.kind == "category"].set_index("name").seconds_per_call * 1e6
             parts = ", ".join(f"{k} {cats[k]:.1f}" for k in CATEGORIES if cats[k] >= 0.05)

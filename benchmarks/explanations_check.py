@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.analysis.paired import ranked_backends
+from bench.analysis.ranked import ranked_backends
 from bench.measure.breakdown import AGREEMENT
 from bench.storage.results import read_run
 

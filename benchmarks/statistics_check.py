@@ -38,7 +38,8 @@ import numpy as np
 import pandas as pd
 
 from bench.analysis.comparison import compare
-from bench.analysis.paired import cell_rounds, rank_backends
+from bench.analysis.paired import rank_backends
+from bench.analysis.ranked import cell_rounds
 from bench.config.build import build_config
 from bench.engines.control import SLOWDOWN, registered
 from bench.scheduling.runner import Runner

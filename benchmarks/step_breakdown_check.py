@@ -23,7 +23,7 @@ from bench.analysis.breakdown import why
 from bench.config.types import TrainConfig
 from bench.engines.backends import get_backend
 from bench.engines.base import BackendOptions
-from bench.measure.stats import paired_ratio
+from bench.measure.figures import time_ratio
 from bench.training.breakdown import step_breakdown
 from bench.training.train import build_optimizer, build_trainable, make_train_step
 
@@ -71,7 +71,7 @@ def main() -> None:
                     for _ in range(BLOCK):
                         steps[n][0](x, y)
                     seconds[n].append((time.perf_counter() - start) / BLOCK)
-            ratio = paired_ratio(seconds["cpu-fp32"], seconds["cpu-fp32-compile"])
+            ratio = time_ratio(dict(enumerate(seconds["cpu-fp32"])), dict(enumerate(seconds["cpu-fp32-compile"])))
             tables = {n: [] for n in steps}
             for r in range(PASSES):  # alternating passes, each table the median of its passes' (drift moves one)
                 for n in (list(steps) if r % 2 == 0 else list(reversed(steps))):

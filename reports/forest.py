@@ -32,7 +32,7 @@ def forest_rows(ranked: pd.DataFrame) -> pd.DataFrame:
 
 
 def forest_chart(ranked: pd.DataFrame, title: str) -> bytes | None:
-    """``ranked``: one run's and one model's rows of ``bench.analysis.paired.ranked_backends``."""
+    """``ranked``: one run's and one model's rows of ``bench.analysis.ranked.ranked_backends``."""
     if ranked.empty or "time_vs_fastest" not in ranked:
         return None
     d = forest_rows(ranked)

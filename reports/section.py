@@ -23,7 +23,7 @@ class ReportContext:
 
     @cached_property
     def ranked(self) -> pd.DataFrame:
-        from bench.analysis.paired import ranked_backends
+        from bench.analysis.ranked import ranked_backends
 
         return ranked_backends(self.rt)
 

@@ -322,9 +322,10 @@ def render_verdict(ranked: pd.DataFrame) -> str:
         "rounds (training: blocks of steps; time to accuracy: seeds, each backend trained from the same initial "
         "weights and data order per seed, a seed that missed the target counted slower than any that reached it). "
         "samples/s is the cell's headline figure (1 / the median over rounds "
-        "of seconds per sample), the same in every table and export. Speed × fastest is a paired ratio over the "
-        "rounds the two were measured side by side, with its 95% interval (Hodges-Lehmann with a Wilcoxon "
-        "signed-rank interval); a backend whose interval contains 1 is a tie. The last column compares with "
+        "of seconds per sample), the same in every table and export. Speed × fastest is the quotient of the two "
+        "cells' figures, with its 95% interval from a bootstrap of the rounds the two were measured side by side "
+        "in, drawn together (time to accuracy with a missed seed: the signed-rank interval of the per-seed "
+        "ratios); a backend whose interval contains 1 is a tie. The last column compares with "
         f"{catalog.reference()} the same way.</p>",
         table(verdict_table(ranked), "verdict-table")])
 

@@ -17,9 +17,7 @@ from bench.measure.rounds import Contender, interleave, measure_rounds
 from bench.measure.stats import (
     balanced_orders,
     bootstrap_ci,
-    paired_ratio,
     relative_ratio,
-    unpaired_ratio,
     walsh_interval,
     widened,
 )
@@ -28,6 +26,16 @@ from bench.storage.results import read_run, write_cell, write_json
 from .conftest import TINY
 
 # -- statistics with a known answer ---------------------------------------------------------------
+
+
+def paired_ratio(base, other) -> dict:
+    """The time ratio of rounds measured side by side (round i of each)."""
+    return time_ratio(dict(enumerate(base)), dict(enumerate(other)))
+
+
+def unpaired_ratio(base, other) -> dict:
+    """The time ratio of rounds with none in common (two runs): each side resampled on its own."""
+    return time_ratio(dict(enumerate(base)), {len(base) + i: v for i, v in enumerate(other)})
 
 
 @pytest.mark.parametrize("rounds", [5, 10])
@@ -48,7 +56,7 @@ def test_pairing_cancels_drift_that_an_unpaired_ratio_cannot():
     drift = np.linspace(1, 2, 8)  # the machine slows down twofold over the run
     base, other = drift * rng.lognormal(0, 0.01, 8), 1.1 * drift * rng.lognormal(0, 0.01, 8)
     paired, unpaired = paired_ratio(base, other), unpaired_ratio(base, other)
-    assert paired["ratio_low"] > 1.05 and paired["ratio_high"] < 1.15
+    assert 1.05 < paired["ratio_low"] < 1.1 < paired["ratio_high"] < 1.2
     assert unpaired["ratio_low"] < 1 < unpaired["ratio_high"]  # drift swamps it
 
 
@@ -67,8 +75,8 @@ def test_verdict_words_state_the_resolution_of_a_tie():
 
 
 def test_paired_interval_ignores_a_few_wild_rounds():
-    """A round hit by a stall on one side (x20) moves a rank, not the interval: the rank-based
-    (Walsh) interval of 30 rounds with 3 wild ones stays within +-3% of the true 1.10."""
+    """A round hit by a stall on one side (x20) moves a rank, not the interval: the interval of the
+    quotient of medians over 30 rounds with 3 wild ones stays within +-3% of the true 1.10."""
     rng = np.random.default_rng(5)
     base = rng.lognormal(0, 0.01, 30)
     other = 1.10 * base * rng.lognormal(0, 0.01, 30)
@@ -328,7 +336,7 @@ def test_compare_of_uncalibrated_runs_says_it_cannot_tell(two_runs, tmp_path, ca
 def _calibrate_from(runs, folder):
     """A calibration made from runs of one configuration (as 'mnist-bench calibrate' stores it)."""
     from bench.analysis.calibration import run_to_run_sigma
-    from bench.analysis.paired import cell_rounds
+    from bench.analysis.ranked import cell_rounds
     from bench.storage.calibration import save
     from bench.storage.results import read_run
 
@@ -392,7 +400,8 @@ def test_twins_and_a_twice_slower_backend_inside_a_run(mnist_path, tmp_path):
     """What holds on a loaded machine (power and A/A rates: benchmarks/statistics_check.py), in one
     run: an identical twin is never called different by more than its own resolution, and a backend
     twice as slow is never called faster."""
-    from bench.analysis.paired import cell_rounds, rank_backends
+    from bench.analysis.paired import rank_backends
+    from bench.analysis.ranked import cell_rounds
     from bench.engines.backends import REFERENCE
     from bench.engines.control import registered
 

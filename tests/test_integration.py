@@ -91,7 +91,7 @@ def test_exports_round_trip(tiny_run, tmp_path, capsys):
     """CSV and JSON read back into the report's own tables; Markdown holds the same rows."""
     import pandas as pd
 
-    from bench.analysis.paired import ranked_backends
+    from bench.analysis.ranked import ranked_backends
     from bench.cli import main
     from reports.export import SCHEMA_VERSION, _empty, read_json_export
     from reports.html import section_frames

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.analysis.paired import ranked_backends
+from bench.analysis.ranked import ranked_backends
 from bench.cli import main
 from bench.commands import print_results
 from bench.measure.metrics import METRICS

@@ -68,7 +68,7 @@ def _tta_tables(times: dict[str, list[float]]):
 
 
 def test_the_verdict_ranks_backends_by_time_to_accuracy_paired_by_seed():
-    from bench.analysis.paired import ranked_backends
+    from bench.analysis.ranked import ranked_backends
     from reports.verdict_section import verdict_lines
 
     nan = float("nan")

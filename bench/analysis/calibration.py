@@ -14,7 +14,7 @@ def run_to_run_sigma(values: pd.DataFrame) -> dict[str, dict]:
     """Per phase: the pooled standard deviation between runs of each cell's log figure (the median
     of its round values), its degrees of freedom and the number of cells; and per phase as
     ``relative-<phase>`` the same for each backend's ratio to the reference measured in the same run.
-    ``values``: round values (``bench.analysis.paired.cell_rounds``) of repeated runs of one configuration."""
+    ``values``: round values (``bench.analysis.ranked.cell_rounds``) of repeated runs of one configuration."""
     figures = values.groupby(["run_id", "model", "backend", "phase", "batch_size"], dropna=False).value.median()
     logs = np.log(figures).rename("log").reset_index()
     return {**_pooled(logs), **{f"relative-{k}": v for k, v in _pooled(_relative_logs(logs)).items()}}

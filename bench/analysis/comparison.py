@@ -11,7 +11,8 @@ from pathlib import Path
 import pandas as pd
 
 from bench import BenchError
-from bench.analysis.paired import cell_rounds, compare_relative, compare_runs, conservative, geomean_speedup
+from bench.analysis.paired import compare_relative, compare_runs, conservative, geomean_speedup
+from bench.analysis.ranked import cell_rounds
 from bench.storage import calibration
 from bench.storage.load import load_paths
 from bench.storage.meta import environment

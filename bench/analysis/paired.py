@@ -1,53 +1,17 @@
-"""Comparisons from result files alone: per-round values of every cell (from its raw ``timings``),
-backends ranked within a run with paired intervals, and cells matched across runs. Pure pandas
-and statistics (``bench.measure.stats``); no model runs here."""
+"""Ratios and their intervals from rounds (``bench.analysis.ranked.cell_rounds``): backends ranked
+within a run with paired intervals, widened by what the run's processes showed, and cells matched
+across runs. The statistics of comparisons; the procedures themselves are ``bench.measure.stats``'."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from bench.analysis.breakdown import explanations
 from bench.measure.between_processes import between_process_sigma
 from bench.measure.figures import headline_rate, ratio_words, resolution, time_ratio
-from bench.measure.metrics import paired_metric
-from bench.measure.stats import paired_ratio, relative_ratio, unpaired_ratio, walsh_interval, widened
+from bench.measure.stats import relative_ratio, walsh_interval, widened
 from bench.storage import catalog
 from bench.storage.catalog import DEFAULT_REFERENCE, model_rank
-from bench.storage.keys import group_names
-from bench.storage.results import RunTables
-
-KEYS = ["model", "phase", "batch_size"]
-
-
-def cell_rounds(rt: RunTables, normalize: bool = False) -> pd.DataFrame:
-    """One row per (run, cell, round): the cell's seconds per sample in that round (the median of
-    its calls, or its training block), with model, backend, phase and batch size. ``normalize``
-    scales each round by the machine's control workload in that round (relative to the median
-    control time over everything given), so a slow minute of the machine is not read as a slow
-    backend."""
-    timings, s = rt["timings"], rt["summary"]
-    if timings.empty or s.empty:
-        return pd.DataFrame(columns=["run_id", "cell_id", "round", "value", "model", "backend", *KEYS[1:]])
-    t = timings.assign(value=timings.seconds / timings.samples)
-    if "process" not in t:
-        t["process"] = 0
-    v = t.groupby(["run_id", "cell_id", "round"], as_index=False).agg(value=("value", "median"),
-                                                                      process=("process", "first"))
-    if "world_size" in s:  # data-parallel cells: one job per world size, never interleaved, so never paired
-        s = s[s.world_size.isna()]
-    meta = s[["run_id", "cell_id", "model", "backend", "phase", "batch_size"]]
-    v = v.merge(meta, on=["run_id", "cell_id"])
-    v["batch_size"] = v.batch_size.where(v.phase != "train")  # training rounds pair across batch settings
-    machine = rt["machine"]
-    if normalize and not machine.empty:
-        v["group"] = group_names(v.model, v.phase, v.batch_size)
-        control = "control_min_ms" if "control_min_ms" in machine else "control_ms"
-        m = machine.rename(columns={control: "control"})
-        v = v.merge(m[["run_id", "group", "round", "control"]], on=["run_id", "group", "round"], how="left")
-        v["value"] = v.value * (m.control.median() / v.control).fillna(1.0)
-        v = v.drop(columns=["group", "control"])
-    return v
 
 
 def rank_backends(values: pd.DataFrame, baseline: str | None = DEFAULT_REFERENCE) -> pd.DataFrame:
@@ -72,14 +36,14 @@ def rank_backends(values: pd.DataFrame, baseline: str | None = DEFAULT_REFERENCE
             row = {"run_id": run_id, "model": model, "phase": phase, "batch_size": bs, "backend": b,
                    "rounds": len(series), "samples_per_s": headline_rate(series),
                    "time_vs_fastest": vs_fast["ratio"], "time_vs_fastest_low": vs_fast["ratio_low"],
-                   "time_vs_fastest_high": vs_fast["ratio_high"], "time_vs_fastest_paired": vs_fast["paired"],
+                   "time_vs_fastest_high": vs_fast["ratio_high"],
                    "interval_from": spread.source}
             row["standing"] = ("fastest" if b == fastest else "tie with fastest"
                                if vs_fast["ratio_low"] <= 1 <= vs_fast["ratio_high"] else "slower")
             if baseline in by_backend and b != baseline:
                 vs_base = spread(_consistent(by_backend[baseline], series))
                 row.update(time_vs_baseline=vs_base["ratio"], time_vs_baseline_low=vs_base["ratio_low"],
-                           time_vs_baseline_high=vs_base["ratio_high"], time_vs_baseline_paired=vs_base["paired"],
+                           time_vs_baseline_high=vs_base["ratio_high"],
                            vs_baseline=ratio_words(vs_base["ratio"], vs_base["ratio_low"], vs_base["ratio_high"],
                                                    baseline))
             rows.append(row)
@@ -130,14 +94,12 @@ def process_spreads(values: pd.DataFrame, baseline: str | None) -> dict[tuple, _
 def _consistent(base: pd.Series, other: pd.Series) -> dict:
     """The time ratio of two backends as every table shows it and the stopping rule judged it
     (``figures.time_ratio``: the quotient of their median rounds, so a share of the fastest is
-    exactly the quotient of the samples/s shown, with its paired bootstrap interval). ``paired``:
-    the Hodges-Lehmann estimate of the per-round ratios, a second estimate kept with the result."""
-    p = _paired(base, other)
+    exactly the quotient of the samples/s shown, with its paired bootstrap interval); for time to
+    accuracy with a missed seed, the same quotient with the signed-rank interval."""
     if np.isinf(base).any() or np.isinf(other).any():
         low, high = _censored_interval(base, other)
-        return {"ratio": float(other.median() / base.median()), "ratio_low": low, "ratio_high": high,
-                "paired": p["ratio"]}
-    return {**time_ratio(base.dropna().to_dict(), other.dropna().to_dict()), "paired": p["ratio"]}
+        return {"ratio": float(other.median() / base.median()), "ratio_low": low, "ratio_high": high}
+    return time_ratio(base.dropna().to_dict(), other.dropna().to_dict())
 
 
 def _censored_interval(base: pd.Series, other: pd.Series) -> tuple[float, float]:
@@ -146,7 +108,7 @@ def _censored_interval(base: pd.Series, other: pd.Series) -> tuple[float, float]
     per-seed log ratios, which orders such seeds by rank alone; seeds both sides missed say nothing
     and are left out. (A bootstrap of the median would read a one-in-a-hundred draw of the only
     seed that reached as a possible tie.)"""
-    joined = _joined(base, other)
+    joined = pd.concat([base.rename("b"), other.rename("o")], axis=1, join="inner").dropna()
     joined = joined[~(np.isinf(joined.b) & np.isinf(joined.o))]
     with np.errstate(divide="ignore"):
         logs = np.log(joined.o.to_numpy(dtype=float)) - np.log(joined.b.to_numpy(dtype=float))
@@ -156,14 +118,11 @@ def _censored_interval(base: pd.Series, other: pd.Series) -> tuple[float, float]
     return float(np.exp(low)), float(np.exp(high))
 
 
-def _joined(base: pd.Series, other: pd.Series) -> pd.DataFrame:
-    """The rounds both sides were measured in: columns ``b`` and ``o``."""
-    return pd.concat([base.rename("b"), other.rename("o")], axis=1, join="inner").dropna()
-
-
-def _paired(base: pd.Series, other: pd.Series) -> dict:
-    joined = _joined(base, other)
-    return paired_ratio(joined.b.to_numpy(), joined.o.to_numpy())
+def _judged(r: dict, base: str) -> dict:
+    """A ratio's resolution, whether its interval excludes 1 (NaN: not), and its words against ``base``."""
+    return {"resolution": resolution(r["ratio_low"], r["ratio_high"]),
+            "significant": bool(r["ratio_low"] > 1 or r["ratio_high"] < 1),
+            "verdict": ratio_words(r["ratio"], r["ratio_low"], r["ratio_high"], base)}
 
 
 BASELINE_RUN = "the baseline run"  # what a comparison across runs is a ratio to
@@ -178,7 +137,7 @@ def compare_runs(values: pd.DataFrame, baseline_run: str, calibration: dict[str,
     ``--processes 5`` here: 8 of 26 cells called different on the spread of their processes). So
     the interval needs both runs' machines calibrated (``calibration``: run_id -> its machine's
     per-phase run-to-run variation, from ``mnist-bench calibrate``): the in-run bootstrap of each
-    side's rounds (``unpaired_ratio``) widened by that variation of both runs (``widened``).
+    side's rounds (``figures.time_ratio`` with no round in common) widened by that variation of both runs (``widened``).
     Otherwise the cell is unjudged ("cannot tell"), never a verdict its data cannot back."""
     rows = []
     base = values[values.run_id == baseline_run]
@@ -190,25 +149,23 @@ def compare_runs(values: pd.DataFrame, baseline_run: str, calibration: dict[str,
                      & ((base.batch_size == key[3]) | (base.batch_size.isna() & pd.isna(key[3])))]
             if b.empty:
                 continue
-            bv, ov = b.value.to_numpy(), o.value.to_numpy()
             sigma = [calibration.get(r, {}).get(key[2]) for r in (baseline_run, run_id)]
+            # no round in common: each side's rounds resampled on their own
+            r = time_ratio({("base", i): v for i, v in enumerate(b.value)},
+                           {("other", i): v for i, v in enumerate(o.value)})
+            method = "calibration" if all(sigma) else "none"
             if all(sigma):
-                method, r = "calibration", widened(unpaired_ratio(bv, ov), *_pooled_sigma(sigma), np.sqrt(2))
+                r = widened(r, *_pooled_sigma(sigma), np.sqrt(2))
             else:
-                method, r = "none", {"ratio": float(np.median(ov) / np.median(bv)), "ratio_low": np.nan,
-                                     "ratio_high": np.nan}
-            judged = bool(np.isfinite([r["ratio_low"], r["ratio_high"]]).all())
-            words = ratio_words(r["ratio"], r["ratio_low"], r["ratio_high"], BASELINE_RUN)
+                r = {**r, "ratio_low": np.nan, "ratio_high": np.nan}
+            words = _judged(r, BASELINE_RUN)
             if method == "none" and np.isfinite(r["ratio"]):
-                words = CANNOT_TELL.format(ratio=r["ratio"])
+                words["verdict"] = CANNOT_TELL.format(ratio=r["ratio"])
             rows.append({"run_id": run_id, "model": key[0], "backend": key[1], "phase": key[2], "batch_size": key[3],
                          "rounds_base": len(b), "rounds": len(o), "processes_base": b.process.nunique(),
                          "processes": o.process.nunique(), "interval_from": method, "time_ratio": r["ratio"],
                          "time_ratio_low": r["ratio_low"], "time_ratio_high": r["ratio_high"],
-                         "resolution": resolution(r["ratio_low"], r["ratio_high"]),
-                         "judged": judged,
-                         "significant": bool(r["ratio_low"] > 1 or r["ratio_high"] < 1),  # NaN: False
-                         "verdict": words})
+                         "judged": bool(np.isfinite([r["ratio_low"], r["ratio_high"]]).all()), **words})
     return pd.DataFrame(rows)
 
 
@@ -264,9 +221,7 @@ def compare_relative(values: pd.DataFrame, baseline_run: str, reference: str | N
                      "reference": reference, "vs_reference_base": _quotient(found[0], found[1]),
                      "vs_reference": _quotient(found[2], found[3]), "relative_ratio": r["ratio"],
                      "relative_ratio_low": r["ratio_low"], "relative_ratio_high": r["ratio_high"],
-                     "resolution": resolution(r["ratio_low"], r["ratio_high"]),
-                     "significant": bool(r["ratio_low"] > 1 or r["ratio_high"] < 1),
-                     "verdict": ratio_words(r["ratio"], r["ratio_low"], r["ratio_high"], BASELINE_RUN)})
+                     **_judged(r, BASELINE_RUN)})
     return pd.DataFrame(rows)
 
 
@@ -311,57 +266,3 @@ def geomean_speedup(matched: pd.DataFrame) -> pd.DataFrame:
     g = matched.groupby("run_id", sort=False).time_ratio
     return pd.DataFrame({"cells": g.size(), "geomean_speedup": np.exp(-g.apply(lambda r: np.log(r).mean()))}
                         ).reset_index()
-
-
-def ranked_backends(rt: RunTables) -> pd.DataFrame:
-    """Backends ranked per model, phase and batch size with their paired intervals (one bootstrap
-    per report: the glance, the verdict, the terminal and the exports all read this). Each row's
-    samples/s is its cell's own headline figure from the summary, so it is one value everywhere;
-    ``why``: an inference verdict against the reference explained by its time breakdown."""
-    ranked = rank_backends(cell_rounds(rt), baseline=catalog.reference())
-    s = rt["summary"]
-    if ranked.empty or s.empty:
-        return _with_tta(ranked, rt)
-    from bench.analysis.columns import with_metric_columns
-
-    s = with_metric_columns(s)
-    if "world_size" in s:
-        s = s[s.world_size.isna()]
-    s = s[s.status == "ok"]
-    head = s.assign(headline=s[paired_metric("train")].where(s.phase == "train", s[paired_metric("infer")]),
-                    batch_size=s.batch_size.where(s.phase != "train"))
-    head = head[["run_id", "model", "backend", "phase", "batch_size", "headline"]].astype({"batch_size": float})
-    out = ranked.astype({"batch_size": float}).merge(head, on=["run_id", "model", "backend", "phase", "batch_size"],
-                                                     how="left")
-    out = _with_tta(out.assign(samples_per_s=out.headline.fillna(out.samples_per_s)).drop(columns="headline"), rt)
-    return out.assign(why=explanations(out, rt, catalog.reference()))  # where the time goes
-
-
-def seed_rounds(rt: RunTables) -> pd.DataFrame:
-    """``run --seeds``: one row per (run, time-to-accuracy cell, seed), the seed as the round and its
-    training seconds to the target as the value (inf where it never got there: slower than any run
-    that did). A seed is the same initial weights and data order on every backend, so seeds pair."""
-    seeds = rt.with_cells("seeds", ("model", "backend", "phase"))
-    if seeds.empty:
-        return pd.DataFrame(columns=["run_id", "cell_id", "round", "value", "model", "backend", *KEYS[1:]])
-    value = seeds.time_to_accuracy_s.astype(float).where(seeds.reached.astype(bool), np.inf)
-    return seeds.assign(round=seeds.seed, value=value, batch_size=np.nan)[
-        ["run_id", "cell_id", "round", "value", "model", "backend", "phase", "batch_size"]]
-
-
-def _with_tta(ranked: pd.DataFrame, rt: RunTables) -> pd.DataFrame:
-    """``ranked`` and, below it, the time-to-accuracy ranking (phase ``tta``): backends ordered by
-    their median seconds to the target over all seeds, a missed seed counted slower than any that
-    reached it (a backend no seed of which reached it is not ranked), each against the fastest and
-    the baseline paired by seed, over the seeds both reached. The figure shown is the cell's own
-    ``tta_median_s`` (over the seeds that reached the target), as in every other table."""
-    values = seed_rounds(rt)
-    reached = values[np.isfinite(values.value.astype(float))]
-    values = values.merge(reached[["run_id", "model", "backend"]].drop_duplicates())
-    if values.empty:
-        return ranked
-    tta = rank_backends(values, baseline=catalog.reference()).assign(samples_per_s=np.nan)
-    s = rt["summary"]
-    own = s[(s.phase == "tta") & (s.status == "ok")][["run_id", "model", "backend", paired_metric("tta")]]
-    tta = tta.merge(own, on=["run_id", "model", "backend"], how="left")
-    return pd.concat([ranked, tta], ignore_index=True) if not ranked.empty else tta

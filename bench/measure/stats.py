@@ -34,7 +34,7 @@ def relative_gap(a: float, b: float) -> float:
     return abs(a - b) / top if top > 0 else 0.0
 
 
-# -- comparisons: paired rounds, intervals, tests ------------------------------------------------
+# -- intervals: the bootstrap of medians, the signed-rank interval, one widening -----------------
 
 # Every interval this tool prints is a 95% interval.
 # Student's t, 97.5% quantile, for 1..30 degrees of freedom (beyond: the normal's 1.96 plus a
@@ -74,35 +74,6 @@ def bootstrap_ci(values, stat=np.median, n_boot: int = 2000, seed: int = 0) -> t
     boots = stat(a[rng.integers(0, a.size, (n_boot, a.size))], axis=-1)
     lo, hi = _expanded_quantiles(a.size)
     return float(np.percentile(boots, lo)), float(np.percentile(boots, hi))
-
-
-def hodges_lehmann(a: np.ndarray, axis: int = -1) -> np.ndarray:
-    """The median of all pairwise (Walsh) averages: a location estimate as efficient as the mean
-    on normal data that one wild value cannot move (a round hit by a stall of the machine)."""
-    a = np.moveaxis(np.asarray(a, dtype=np.float64), axis, -1)
-    n = a.shape[-1]
-    i, j = np.triu_indices(n)
-    return np.median((a[..., i] + a[..., j]) / 2, axis=-1)
-
-
-def paired_ratio(base, other) -> dict:
-    """``other / base`` over paired rounds (round i of each measured side by side): the
-    Hodges-Lehmann estimate of the per-round log ratios, exponentiated, with its distribution-free
-    95% interval (``walsh_interval``; NaN with fewer than 2 pairs). A drift of the machine that
-    hits both members of a round cancels in its ratio; a round hit on one side only moves a rank,
-    not the interval."""
-    b, o = np.asarray(base, dtype=np.float64), np.asarray(other, dtype=np.float64)
-    keep = (b > 0) & (o > 0) & np.isfinite(b) & np.isfinite(o)
-    logs = np.log(o[keep] / b[keep])
-    nan = float("nan")
-    if logs.size == 0:
-        return {"ratio": nan, "ratio_low": nan, "ratio_high": nan, "pairs": 0}
-    estimate = float(np.exp(hodges_lehmann(logs)))
-    if logs.size < 2:
-        return {"ratio": estimate, "ratio_low": nan, "ratio_high": nan, "pairs": 1}
-    lo, hi = walsh_interval(logs)
-    return {"ratio": estimate, "ratio_low": float(np.exp(lo)), "ratio_high": float(np.exp(hi)),
-            "pairs": int(logs.size)}
 
 
 def median_ratio_interval(base: dict, other: dict, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
@@ -191,16 +162,6 @@ def _signed_rank_k(n: int) -> int:
         counts[r:] = counts[r:] + counts[:-r].copy()
     cdf = np.cumsum(counts) / 2.0**n
     return max(1, int(np.searchsorted(cdf, 0.025, side="right")))
-
-
-def unpaired_ratio(base, other) -> dict:
-    """``median(other) / median(base)`` for samples not measured side by side (two runs), with the
-    95% bootstrap interval of ``median_ratio_interval`` resampling each side on its own: the
-    variation inside each run only (``widened`` adds the variation between runs, from a calibration)."""
-    b, o = np.asarray(base, dtype=np.float64), np.asarray(other, dtype=np.float64)
-    ratio = float(np.median(o) / np.median(b)) if b.size and o.size else float("nan")
-    low, high = median_ratio_interval(dict(enumerate(b)), {b.size + i: v for i, v in enumerate(o)})
-    return {"ratio": ratio, "ratio_low": low, "ratio_high": high, "pairs": 0}
 
 
 def widened(r: dict, sigma: float, df: int, scale: float = 1.0) -> dict:
