@@ -9,7 +9,7 @@ import torch
 from bench.analysis.breakdown import why
 from bench.engines.backends import get_backend
 from bench.engines.base import BackendOptions
-from bench.measure.breakdown import CATEGORIES, OVERHEAD, breakdown, category_of, torch_operators
+from bench.measure.breakdown import CATEGORIES, OVERHEAD, attributed, breakdown, category_of, torch_operators
 
 
 @pytest.mark.parametrize("op, category", [
@@ -119,6 +119,20 @@ def _step(phases: dict[str, float], categories: dict[str, float], regions: float
     steps = pd.DataFrame([{"kind": "phase", "name": p, "seconds_per_call": s, "wall_s_per_call": total,
                            "timed_s_per_call": total} for p, s in phases.items()])
     return pd.concat([rows, steps]).assign(compiled_regions_per_call=regions, graphs_compiled_in_pass=0)
+
+
+def test_the_profiler_s_cost_comes_off_and_operators_never_outlast_the_plain_call():
+    """Operators recorded at 2 ms a call under a profiled call of 3 ms, the plain call 2.5 ms: the
+    cost (0.5 ms over 10 records) comes off each record. Profiled calls slowed beyond that cost (a
+    matmul preempted to 3 ms of a 5 ms profiled call, the plain call 1 ms: the even cost takes the
+    small records to nothing and leaves the matmul at 2.6 ms) keep their shares of the profiled
+    call in the plain call's seconds."""
+    ops, cost = attributed({"aten::addmm": (1.5e-3, 5.0), "aten::relu": (0.5e-3, 5.0)}, 3e-3, 2.5e-3)
+    assert cost == pytest.approx(0.05e-3)
+    assert ops == pytest.approx({"aten::addmm": 1.25e-3, "aten::relu": 0.25e-3})
+    ops, _ = attributed({"aten::addmm": (3e-3, 1.0), "aten::relu": (0.1e-3, 9.0)}, 5e-3, 1e-3)
+    assert ops == pytest.approx({"aten::addmm": 0.6e-3, "aten::relu": 0.02e-3})
+    assert sum(ops.values()) <= 1e-3
 
 
 def test_a_gap_is_explained_by_the_categories_that_make_it():

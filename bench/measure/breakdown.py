@@ -96,10 +96,16 @@ def attributed(recorded: dict[str, tuple[float, float]], profiled: float, wall: 
                ) -> tuple[dict[str, float], float]:
     """Each recorded operator's seconds per call with the profiler's own cost taken off (what the
     profiled call took beyond the plain one ``wall``, spread evenly over the records), and that cost
-    per record."""
+    per record. Where the operators would still outlast the plain call (the profiled calls ran
+    slower than the profiler's cost explains: preempted on a busy machine, or that cost fell
+    between the records), each operator keeps its share of the profiled call instead, in the plain
+    call's seconds: the categories then sum to no more than the call they explain."""
     records = sum(n for _, n in recorded.values())
     cost = max(0.0, profiled - wall) / records if records else 0.0
     ops = {name: max(0.0, s - n * cost) for name, (s, n) in recorded.items()}
+    if sum(ops.values()) > wall > 0:
+        scale = wall / max(profiled, sum(s for s, _ in recorded.values()))
+        ops = {name: s * scale for name, (s, _) in recorded.items()}
     return {name: s for name, s in ops.items() if s > 0}, cost
 
 
