@@ -1,6 +1,6 @@
 """Ratios and their intervals from rounds (``bench.analysis.ranked.cell_rounds``): backends ranked
 within a run with paired intervals, widened by what the run's processes showed, and cells matched
-across runs. The statistics of comparisons; the procedures themselves are ``bench.measure.stats``'."""
+across runs. The statistics of comparisons; the procedures themselves live in ``bench.measure.stats``."""
 
 from __future__ import annotations
 
@@ -137,7 +137,8 @@ def compare_runs(values: pd.DataFrame, baseline_run: str, calibration: dict[str,
     ``--processes 5`` here: 8 of 26 cells called different on the spread of their processes). So
     the interval needs both runs' machines calibrated (``calibration``: run_id -> its machine's
     per-phase run-to-run variation, from ``mnist-bench calibrate``): the in-run bootstrap of each
-    side's rounds (``figures.time_ratio`` with no round in common) widened by that variation of both runs (``widened``).
+    side's rounds (``figures.time_ratio`` with no round in common) widened by that variation of
+    both runs (``widened``).
     Otherwise the cell is unjudged ("cannot tell"), never a verdict its data cannot back."""
     rows = []
     base = values[values.run_id == baseline_run]
