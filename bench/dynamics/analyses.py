@@ -197,11 +197,17 @@ class _Analyses:
         cfg = self.cfg
         test_ev = LandscapeEvaluator(self.model, test.x[: cfg.perturb_test], test.y[: cfg.perturb_test])
         scales = torch.tensor(cfg.perturb_scales)
+        moved = scales != 0  # scale 0 is the final weights themselves, the same in every direction: once
 
         def perturb():
+            still = test_ev.evaluate_points([self.final]) if not moved.all() else None
             for k in range(cfg.perturb_directions):
                 d = filter_normalized_direction(self.final, self.g)
-                loss, acc = test_ev.evaluate_plane(self.final, d, None, scales, torch.zeros_like(scales))
+                loss, acc = torch.empty(len(scales)), torch.empty(len(scales))
+                loss[moved], acc[moved] = test_ev.evaluate_plane(self.final, d, None, scales[moved],
+                                                                 torch.zeros(int(moved.sum())))
+                if still is not None:
+                    loss[~moved], acc[~moved] = still[0], still[1]
                 self.rows.extend({"analysis": "perturbation", "x": s, "y": k, "loss": lo, "accuracy": ac}
                                  for s, lo, ac in zip(scales.tolist(), loss.tolist(), acc.tolist()))
 

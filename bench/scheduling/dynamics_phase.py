@@ -22,6 +22,8 @@ from bench.scheduling.context import ModelWork, PhaseContext
 from bench.storage.keys import CellKey
 from bench.training.train import TrainJob, train_blocks
 
+OTHER_SEED = "the next seed's training"  # a stage's part: the scale a barrier is read against
+
 
 class DynamicsPhase(Phase):
     name = "dynamics"
@@ -43,8 +45,11 @@ class DynamicsPhase(Phase):
         plane = model_plane(list(recorded.values()), recorded[ref])
         for name in sorted(missing, key=lambda n: n != ref):  # the reference first
             b = get_backend(name)
-            across = Across(plane=plane, other_seed=_other_seed(ctx, work.model, b)) if name == ref else \
-                Across(recorded[ref], plane)
+            if name == ref:
+                with ctx.stages.timed("dynamics", work.model, OTHER_SEED):
+                    across = Across(plane=plane, other_seed=_other_seed(ctx, work.model, b))
+            else:
+                across = Across(recorded[ref], plane)
             guarded(ctx.writer, work.model, b, "dynamics", lambda: ctx.writer.write(
                 work.model, b, "dynamics", dynamics_cell(recorded[name], ctx.mnist, dcfg, ctx.progress, across)))
 
