@@ -15,13 +15,12 @@ about 3x faster for the CNN on 500 images. ``evaluate_points`` is the point-by-p
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call, grad, jvp, vmap
+from torch.func import functional_call, vmap
 
 Params = dict[str, torch.Tensor]
 
@@ -176,24 +175,23 @@ def pca_directions(checkpoints: torch.Tensor, final: torch.Tensor):
 
 def top_hessian_eigenvalue(model: nn.Module, params: Params, x: torch.Tensor, y: torch.Tensor,
                            iters: int = 20, seed: int = 0, criterion=F.cross_entropy) -> list[float]:
-    """Power iteration with Hessian-vector products (forward-over-reverse); returns the estimate
-    after each iteration (the last is the answer; the sequence shows convergence)."""
+    """Power iteration with Hessian-vector products; returns the estimate after each iteration (the
+    last is the answer; the sequence shows convergence). The gradient's graph is built once and
+    each product is one backward pass through it (reverse over reverse): 2.6x faster on a CPU for
+    the CNN than forward over reverse, which runs the forward and backward again for every product."""
     model.eval()
     keys = list(params)
-
-    def loss_fn(*flat):
-        return criterion(functional_call(model, dict(zip(keys, flat)), (x,)), y)
-
-    primals = tuple(params[k] for k in keys)
-    g = torch.Generator().manual_seed(seed)
-    v = [torch.randn(p.shape, generator=g).to(p) for p in primals]
-    estimates = []
-    for _ in range(iters):
-        norm = torch.sqrt(sum((t**2).sum() for t in v))
-        v = [t / norm for t in v]
-        with warnings.catch_warnings():  # torch.func scripts a helper on first use, which some releases warn about
-            warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
-            _, hv = jvp(grad(loss_fn, argnums=tuple(range(len(keys)))), primals, tuple(v))
-        estimates.append(float(sum((a * b).sum() for a, b in zip(v, hv))))
-        v = list(hv)
+    with torch.enable_grad():
+        primals = [params[k].detach().requires_grad_(True) for k in keys]
+        loss = criterion(functional_call(model, dict(zip(keys, primals)), (x,)), y)
+        gradient = torch.autograd.grad(loss, primals, create_graph=True)
+        g = torch.Generator().manual_seed(seed)
+        v = [torch.randn(p.shape, generator=g).to(p) for p in primals]
+        estimates = []
+        for _ in range(iters):
+            norm = torch.sqrt(sum((t**2).sum() for t in v))
+            v = [t / norm for t in v]
+            hv = torch.autograd.grad(gradient, primals, grad_outputs=v, retain_graph=True)
+            estimates.append(float(sum((a * b).sum() for a, b in zip(v, hv))))
+            v = [t.detach() for t in hv]
     return estimates
