@@ -83,3 +83,28 @@ def test_a_child_goes_on_while_its_parent_lives_and_its_own_children_name_it():
             "die_with_parent(); print(os.environ.get(PARENT_ENV), child_env()[PARENT_ENV] == str(os.getpid()))")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=child_env(), capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.split() == ["None", "True"]
+
+
+def test_a_run_s_temporary_files_live_in_its_folder_and_a_killed_run_s_go_at_the_next_start(tmp_path, monkeypatch):
+    """Inside a run, ``scratch.temporary`` makes its folders in the run folder's ``.scratch`` (a
+    child process inherits it); the next start of that run removes what a killed one left, and
+    the end of a run removes the folder. Outside a run: the system's temporary folder."""
+    import tempfile
+
+    from bench.plumbing import scratch
+
+    monkeypatch.delenv(scratch.ENV, raising=False)
+    run_dir = tmp_path / "run"
+    left = run_dir / scratch.SCRATCH / "tmp-of-a-killed-run"
+    left.mkdir(parents=True)
+    folder = scratch.use(run_dir)
+    assert not left.exists() and folder.is_dir()
+    with scratch.temporary() as tmp:
+        assert os.path.dirname(tmp) == str(folder)
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.environ['MNIST_BENCH_SCRATCH'])"],
+                           env=child_env(), capture_output=True, text=True, check=True)
+    assert child.stdout.strip() == str(folder)
+    scratch.done()
+    assert not folder.exists() and scratch.ENV not in os.environ
+    with scratch.temporary() as tmp:
+        assert os.path.dirname(tmp) == tempfile.gettempdir()

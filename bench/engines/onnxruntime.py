@@ -9,7 +9,6 @@ import contextlib
 import copy
 import hashlib
 import io
-import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -22,6 +21,7 @@ from bench import ConfigError
 from bench.engines.base import BackendOptions, Prepared, missing_module
 from bench.measure.clocks import Stopwatch
 from bench.measure.memory import current_rss_bytes
+from bench.plumbing import scratch
 from bench.plumbing.lazy import torch
 from bench.plumbing.options import option
 
@@ -156,7 +156,7 @@ class OrtSession:
         import json
         import time
 
-        with tempfile.TemporaryDirectory() as tmp:
+        with scratch.temporary() as tmp:
             session = self._session(self.device, str(Path(tmp) / "ort"))
             session.run(["logits"], {"input": x})
             start = time.perf_counter()
@@ -230,7 +230,7 @@ class OnnxRuntimeEngine:
 
     def prepare(self, model: torch.nn.Module, backend, options: BackendOptions, calibration: torch.Tensor) -> Prepared:
         input_shape = tuple(calibration.shape[1:])
-        with tempfile.TemporaryDirectory() as tmp:
+        with scratch.temporary() as tmp:
             fp32 = Path(tmp) / "model.onnx"
             facts = exported(model, fp32, input_shape)
             path, more = self.model_file(fp32, backend, calibration)

@@ -22,7 +22,7 @@ from bench.measure import process_state
 from bench.measure.machine import warnings_for
 from bench.phase import catalog as phase_catalog
 from bench.phase import plan, registered
-from bench.plumbing import console
+from bench.plumbing import console, scratch
 from bench.plumbing.signals import StopRequested, graceful_stop
 from bench.plumbing.stages import Stages, since_start
 from bench.scheduling import dynamics_phase, infer_phase, serve_phase, train_phase, tta_phase  # noqa: F401 - register
@@ -81,6 +81,7 @@ class Runner:
         self.plan = stored_plan(self.meta) or self.plan  # a resumed run works through the plan it stored
         for stale in self.writer.run_dir.glob(f"{WORKER_FILES}*"):  # a killed run's worker files
             shutil.rmtree(stale, ignore_errors=True)
+        scratch.use(self.writer.run_dir)  # its temporary files, and what a killed run left there gone
         self.ctx = PhaseContext(cfg, self.writer, self.mnist, Splits(cfg, self.mnist), MachineLog(self.writer),
                                 self.progress, stages=stages)
         return probed
@@ -96,6 +97,7 @@ class Runner:
         finally:
             stages = self.ctx.stages
             stages.add("other", max(0.0, since_start() - sum(r["seconds"] for r in stages.rows if r["part"] is None)))
+            scratch.done()
             close_run(self.writer, self.meta, status, warnings_for(self.ctx.machine_log.frame()),
                       stages=self.ctx.stages.rows, **extra)
         return self.writer.run_dir

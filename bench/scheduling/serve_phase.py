@@ -3,12 +3,11 @@ scenarios (``bench.serving``), one ``serve`` cell per backend with LoadGen's log
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 from bench.engines.backends import Backend
 from bench.phase import Phase, register
-from bench.plumbing import console
+from bench.plumbing import console, scratch
 from bench.scheduling.cells import guarded
 from bench.scheduling.context import ModelWork, PhaseContext
 from bench.storage.keys import CellKey
@@ -54,7 +53,7 @@ def serve_backend(ctx: PhaseContext, model: str, b: Backend, prepared) -> None:
     test = ctx.splits(model, b.device)[1]
     plan = ServePlan(cfg.scenarios, cfg.scenario_seconds, cfg.latency_bound_ms or get_spec(model).latency_bound_ms,
                      cfg.max_batch, cfg.batch_timeout_us, cfg.server_steps, offline_batch=_fastest_batch(ctx, model, b))
-    with tempfile.TemporaryDirectory() as tmp:
+    with scratch.temporary() as tmp:
         tables = serve_tables(ServedModel(prepared, test.x), test.y, plan, Path(tmp) / "loadgen")
         files = {str(p.relative_to(tmp)): p.read_bytes() for p in sorted(Path(tmp).rglob("*")) if p.is_file()}
     ctx.writer.write(model, b, "serve", tables, files=files)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from torch.profiler import ProfilerActivity, profile, record_function, schedule
 
 from bench.config.types import ProfileConfig, TrainConfig
 from bench.measure.breakdown import STEP_PHASES
-from bench.plumbing import console
+from bench.plumbing import console, scratch
 from bench.training.train import TrainJob, build_optimizer, build_trainable, endless_batches, make_train_step
 
 os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # keep the profiler library's own logging off the terminal
@@ -79,7 +78,7 @@ def hta_breakdown(trace: Path) -> pd.DataFrame:
         from hta.trace_analysis import TraceAnalysis
     except ImportError:
         return pd.DataFrame([{"note": "HolisticTraceAnalysis not installed (pip install HolisticTraceAnalysis)"}])
-    with tempfile.TemporaryDirectory() as tmp:  # HTA reads every trace of a folder as one job's ranks
+    with scratch.temporary() as tmp:  # HTA reads every trace of a folder as one job's ranks
         os.symlink(trace.resolve(), Path(tmp) / trace.name)
         try:
             with console.quiet_stdio():
