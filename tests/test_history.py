@@ -53,7 +53,8 @@ def test_names_work_where_folders_do(named_runs, tmp_path, capsys):
     assert "baseline" in (tmp_path / "r.html").read_text()
     capsys.readouterr()
     assert main(["report", "no-such-run", *results, "--output", str(tmp_path / "n.html")]) == 2
-    assert "no-such-run: no such file or folder" in capsys.readouterr().err
+    err = capsys.readouterr().err  # the problem and the legal values
+    assert "no-such-run: no such folder, and no run of that name" in err and "its named runs: baseline, candidate" in err
 
 
 @pytest.mark.slow
@@ -152,3 +153,59 @@ def test_a_locked_index_says_another_process_holds_it_not_to_rebuild(tmp_path, c
             assert len(err) == 1 and "locked by another process" in err[0] and "--rebuild --results" not in err[0]
     finally:
         holder.close()
+
+
+def _index_state(root, state):
+    """Make ``root``'s index damaged or empty, or hold it locked; returns the lock holder (or None)."""
+    path = history.db_path(root)
+    if state == "damaged":
+        path.write_bytes(b"garbage, not a database")
+    elif state == "empty":
+        path.write_bytes(b"")
+    else:
+        holder = sqlite3.connect(path)
+        holder.execute("BEGIN EXCLUSIVE")
+        return holder
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("state", ["damaged", "locked", "empty"])
+def test_every_command_that_reads_the_index_answers_its_state_in_one_line(named_runs, mnist_path, tmp_path,
+                                                                            state, capsys, monkeypatch):
+    """history, compare and report by run name, and a run writing to the index, on a damaged, a
+    locked and an empty index: no traceback; a reader that cannot read it says why in one line
+    and exits 2 (an empty index holds no names: "no run of that name"); a run completes (exit 0) with one
+    warning line where the index could not be updated, and no run folder is lost."""
+    import shutil
+
+    monkeypatch.setattr(history, "LOCK_WAIT_S", 0.2)
+    root = tmp_path / "results"
+    shutil.copytree(named_runs, root)
+    folders = sorted(p.name for p in root.iterdir() if p.is_dir())
+    holder = _index_state(root, state)
+    try:
+        readers = (["history", "--results", str(root)], ["compare", "baseline", "candidate", "--results", str(root)],
+                   ["report", "baseline", "--results", str(root)])
+        for argv in readers:
+            capsys.readouterr()
+            code = main(argv)
+            err = capsys.readouterr().err.strip().splitlines()
+            assert "Traceback" not in "\n".join(err), argv
+            if state == "empty" and argv[0] == "history":
+                assert code == 0, argv
+                continue
+            assert code == 2 and len(err) == 1, (argv, code, err)
+            why = {"damaged": "cannot be read", "locked": "locked by another process", "empty": "no run of that name"}[state]
+            assert why in err[0], (argv, err)
+        capsys.readouterr()
+        assert main(["run", "--models", "mlp", "--backends", "cpu-fp32", "--data-dir", str(mnist_path),
+                     "--out", str(root), "--no-report", *TINY]) == 0
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        warned = [line for line in err.splitlines() if "history.sqlite" in line]
+        assert len(warned) == (0 if state == "empty" else 1), warned
+    finally:
+        if holder is not None:
+            holder.close()
+    assert set(folders) <= {p.name for p in root.iterdir() if p.is_dir()}  # no run folder lost

@@ -190,9 +190,13 @@ def resolve_run(value: str | Path, root: Path = Path("results")) -> Path:
         with closing(_reader(root)) as con:
             hit = con.execute("SELECT path FROM runs WHERE run_id = ? OR name = ? ORDER BY start_time DESC LIMIT 1",
                               (str(value), str(value))).fetchone()
+            names = [r[0] for r in con.execute("SELECT DISTINCT name FROM runs WHERE name IS NOT NULL ORDER BY name")]
     except sqlite3.Error as e:
         raise _unusable(root, e) from None
-    return Path(hit[0]) if hit else path
+    if hit:
+        return Path(hit[0])
+    known = f"its named runs: {', '.join(names)}" if names else "it holds no named run"
+    raise BenchError(f"{value}: no such folder, and no run of that name or id in {db_path(root)} ({known})")
 
 
 def mark_changes(s: pd.DataFrame, name: str, calibration: dict[str, dict]) -> pd.Series:
