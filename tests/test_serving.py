@@ -11,7 +11,7 @@ import torch
 
 from bench.engines.base import Prepared
 from bench.serving.loadgen import read_detail, result_row, trace_samples
-from bench.serving.scenarios import ServePlan, max_valid_qps, search_server, serve_tables
+from bench.serving.scenarios import ScenarioFailed, ServePlan, max_valid_qps, search_server, serve_tables
 from bench.serving.sut import ServedModel
 
 needs_loadgen = pytest.mark.skipif(importlib.util.find_spec("mlperf_loadgen") is None,
@@ -70,7 +70,8 @@ def test_the_trace_gives_each_sample_and_skips_the_lines_that_are_not_json(tmp_p
                                  "latency_ns": [9000, 5000]}
 
 
-def _served(mnist_path, n=600, delay_s=0.0, fail=False):
+def _served(mnist_path, n=600, delay_s=0.0, fail=False, fail_batch: int | None = None):
+    """A small served model; ``fail``: every call raises; ``fail_batch``: calls of that many images raise."""
     from bench.data.mnist import make_split, resolve_mnist
 
     m = resolve_mnist(mnist_path, fill_cache=False)
@@ -81,7 +82,7 @@ def _served(mnist_path, n=600, delay_s=0.0, fail=False):
     batches = []
 
     def predict(x):
-        if fail:
+        if fail or len(x) == fail_batch:
             raise RuntimeError("the model fell over")
         batches.append(len(x))
         if delay_s:
@@ -138,8 +139,28 @@ def test_a_backend_that_raises_ends_its_scenarios_with_the_reason(mnist_path, tm
     served, labels, _ = _served(mnist_path, fail=True)
     plan = ServePlan(("server",), seconds=0.05, latency_bound_ms=20.0, max_batch=4, batch_timeout_us=500,
                      server_steps=2, offline_batch=64)
-    with pytest.raises(RuntimeError, match="the model fell over"):
+    with pytest.raises(ScenarioFailed, match="the model fell over") as failed:
         serve_tables(served, labels, plan, tmp_path / "loadgen")
+    # the accuracy test raised first: no scenario row, its LoadGen logs kept for the cell
+    assert failed.value.scenario == "accuracy" and failed.value.rows.empty
+    assert (tmp_path / "loadgen" / "00-accuracy" / "mlperf_log_summary.txt").exists()
+
+
+@pytest.mark.slow
+@needs_loadgen
+def test_a_backend_that_raises_in_a_later_scenario_keeps_the_tests_before_it(mnist_path, tmp_path):
+    """The accuracy test and SingleStream pass; the backend then raises at Offline's batch of 64
+    (sizing the test, before LoadGen starts it): the error names the scenario, the rows are the
+    tests done, and their LoadGen logs are kept."""
+    served, labels, _ = _served(mnist_path, fail_batch=64)
+    plan = ServePlan(("single-stream", "offline"), seconds=0.05, latency_bound_ms=20.0, max_batch=4,
+                     batch_timeout_us=500, server_steps=2, offline_batch=64, accuracy_batch=250)
+    with pytest.raises(ScenarioFailed, match="the model fell over") as failed:
+        serve_tables(served, labels, plan, tmp_path / "loadgen")
+    assert failed.value.scenario == "offline"
+    rows = failed.value.rows
+    assert list(rows.scenario) == ["single-stream"] and not str(rows.loadgen_reason.iloc[0]).startswith("the backend")
+    assert sorted(p.name for p in (tmp_path / "loadgen").iterdir()) == ["00-accuracy", "01-single-stream"]
 
 
 TINY_SERVE = ["--models", "mlp", "--backends", "cpu-fp32,onnxruntime-cpu", "--limit-train", "1024", "--batch-size",
@@ -168,6 +189,33 @@ def test_run_scenarios_writes_serve_cells_and_the_report_section(mnist_path, tmp
     assert '<h2 id="deployment-scenarios">Deployment scenarios</h2>' in page and "not MLPerf results" in page
     exported = pd.read_csv(run_dir / "export" / "deployment-scenarios.csv")
     assert set(exported.backend) == {"cpu-fp32", "onnxruntime-cpu"}
+
+
+@pytest.mark.slow
+@needs_loadgen
+def test_a_backend_that_raises_while_served_is_an_error_cell_with_its_logs_and_the_run_goes_on(mnist_path, tmp_path,
+                                                                                             monkeypatch):
+    from bench import FAILED_CELLS_EXIT
+    from bench.cli import main
+    from bench.serving import sut
+    from bench.storage.results import read_run
+
+    first, classes = {}, sut.ServedModel.classes
+
+    def first_backend_fails(self, indices):  # the first backend served raises; the next one is served
+        if first.setdefault("served", self) is self:
+            raise RuntimeError("the model fell over")
+        return classes(self, indices)
+
+    monkeypatch.setattr(sut.ServedModel, "classes", first_backend_fails)
+    argv = [*TINY_SERVE[:TINY_SERVE.index("--scenarios")], "--scenarios", "single-stream", "--no-report"]
+    assert main(["run", "--data-dir", str(mnist_path), "--out", str(tmp_path), *argv]) == FAILED_CELLS_EXIT
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    serve = read_run(run_dir)["summary"].query("phase == 'serve'").set_index("backend")
+    failed = next(b for b in serve.index if serve.status[b] == "error")
+    assert "the model fell over" in serve.reason[failed] and (serve.status == "ok").sum() == 1
+    logs = run_dir / "cells" / f"mlp__{failed}__serve" / "loadgen"
+    assert (logs / "00-accuracy" / "mlperf_log_summary.txt").is_file()
 
 
 @pytest.mark.slow

@@ -3,7 +3,10 @@ scenarios (``bench.serving``), one ``serve`` cell per backend with LoadGen's log
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+
+import pandas as pd
 
 from bench.engines.backends import Backend
 from bench.phase import Phase, register
@@ -45,7 +48,7 @@ def serve_backends(ctx: PhaseContext, model: str, backends: list[Backend], prepa
 
 
 def serve_backend(ctx: PhaseContext, model: str, b: Backend, prepared) -> None:
-    from bench.serving.scenarios import ServePlan, serve_tables
+    from bench.serving.scenarios import ScenarioFailed, ServePlan, serve_tables
     from bench.serving.sut import ServedModel
     from models import get_spec
 
@@ -54,7 +57,12 @@ def serve_backend(ctx: PhaseContext, model: str, b: Backend, prepared) -> None:
     plan = ServePlan(cfg.scenarios, cfg.scenario_seconds, cfg.latency_bound_ms or get_spec(model).latency_bound_ms,
                      cfg.max_batch, cfg.batch_timeout_us, cfg.server_steps, offline_batch=_fastest_batch(ctx, model, b))
     with scratch.temporary() as tmp:
-        tables = serve_tables(ServedModel(prepared, test.x), test.y, plan, Path(tmp) / "loadgen")
+        try:
+            tables = serve_tables(ServedModel(prepared, test.x), test.y, plan, Path(tmp) / "loadgen")
+        except ScenarioFailed as e:  # an error row, with the tests done and every LoadGen log kept
+            print(f"warning: {model} {b.name} serve: error: {e}", file=sys.stderr)
+            tables = {"summary": pd.DataFrame([{"status": "error", "reason": str(e)[:500]}]),
+                      **({"scenarios": e.rows} if len(e.rows) else {})}
         files = {str(p.relative_to(tmp)): p.read_bytes() for p in sorted(Path(tmp).rglob("*")) if p.is_file()}
     ctx.writer.write(model, b, "serve", tables, files=files)
 

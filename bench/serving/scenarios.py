@@ -24,6 +24,15 @@ from bench.serving.loadgen import LOG_FILES, MULTI_STREAM_SAMPLES, TestSpec, res
 from bench.serving.sut import BatchingSUT, DirectSUT, ServedModel
 
 
+class ScenarioFailed(RuntimeError):
+    """The backend raised while serving one of LoadGen's tests: that backend's scenarios end there.
+    ``rows``: the scenario rows of the tests done, the failed one last (not VALID, with the reason)."""
+
+    def __init__(self, reason: str, scenario: str, rows: pd.DataFrame) -> None:
+        super().__init__(f"the backend raised while serving LoadGen's queries ({scenario}): {reason}")
+        self.scenario, self.rows = scenario, rows
+
+
 @dataclass(frozen=True)
 class ServePlan:
     scenarios: tuple[str, ...]
@@ -93,6 +102,8 @@ class BackendScenarios:
         return self._call_s[batch]
 
     def _run(self, sut, spec: TestSpec, name: str) -> dict:
+        if self.failure is not None:  # the backend raised in an earlier test: no more tests of it
+            raise RuntimeError(self.failure)
         log_dir = self.log_root / f"{self.tests:02d}-{name}"
         self.tests += 1
         try:
@@ -106,7 +117,10 @@ class BackendScenarios:
             if f.name not in keep:
                 f.unlink()
         self.failure = self.failure or sut.failure
-        return {**result_row(detail), "log": log_dir.name}
+        row = {**result_row(detail), "log": log_dir.name}
+        if sut.failure is not None:  # the test ran to its end, the failed calls answered with no class
+            row.update(valid=False, loadgen_reason=f"the backend raised: {sut.failure}")
+        return row
 
     def accuracy(self) -> dict:
         """AccuracyOnly: every test image once (Offline, in the harness's chunks), the classes
@@ -186,23 +200,29 @@ def serve_tables(served: ServedModel, labels: torch.Tensor, plan: ServePlan, log
     if log_root.exists():
         shutil.rmtree(log_root)
     s = BackendScenarios(served, labels, plan, log_root)
+    rows: list[dict] = []
+    scenario = "accuracy"
 
     def checked(result):
-        if s.failure is not None:  # the backend raised: this backend's scenarios end here, as an error
-            raise RuntimeError(f"the backend raised while serving LoadGen's queries: {s.failure}")
+        if s.failure is not None:  # the backend raised inside a LoadGen test: its row (not VALID) goes too
+            rows.extend([result] if isinstance(result, dict) and "log" in result else [])
+            raise RuntimeError(s.failure)
         return result
 
-    summary = checked(s.accuracy())
-    progress("accuracy")
-    rows = []
-    for scenario in plan.scenarios:
-        if scenario == "server":
-            direct = checked(s.server(batching=False))
-            best = max_valid_qps(direct)
-            rows += direct + checked(s.server(batching=True, start=2 * best if best == best else None))
-        else:
-            rows.append(checked(s.fixed(scenario)))
-        progress(scenario)
+    try:
+        summary = checked(s.accuracy())
+        progress("accuracy")
+        for scenario in plan.scenarios:
+            if scenario == "server":
+                rows += checked(s.server(batching=False))
+                best = max_valid_qps([r for r in rows if r["scenario"] == "server" and not r["batching"]])
+                rows += checked(s.server(batching=True, start=2 * best if best == best else None))
+            else:
+                rows.append(checked(s.fixed(scenario)))
+            progress(scenario)
+    except Exception as e:  # noqa: BLE001 - the backend's failure ends its scenarios, with what was done
+        raise ScenarioFailed(s.failure or f"{type(e).__name__}: {e}".splitlines()[0][:300], scenario,
+                             pd.DataFrame(rows)) from e
     tables = {"scenarios": pd.DataFrame(rows)}
     summary.update(scenario_figures(tables["scenarios"]), scenario_seconds=plan.seconds,
                    latency_bound_ms=plan.latency_bound_ms, max_batch=plan.max_batch,
