@@ -74,6 +74,26 @@ def test_batched_matches_point_by_point(setup, chunk):
     torch.testing.assert_close(acc, ref_acc)
 
 
+def test_points_in_the_cpu_s_form_match_point_by_point(setup):
+    model, x, y, c, d1, d2 = setup
+    ev = LandscapeEvaluator(model, x, y)
+    points = [c, combine(c, [d1, d2], [0.4, -0.7])]
+    loss, acc = ev.evaluate_at(points)
+    ref_loss, ref_acc = ev.evaluate_points(points)
+    torch.testing.assert_close(loss, ref_loss, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(acc, ref_acc)
+
+
+def test_pca_from_the_gram_matrix_is_the_svd_s():
+    g = torch.Generator().manual_seed(1)
+    ckpts = torch.randn(12, 400, generator=g).cumsum(0)
+    v1, v2, ratio, coords = pca_directions(ckpts, ckpts[-1])
+    _, s, vh = torch.linalg.svd((ckpts - ckpts[-1]).double(), full_matrices=False)
+    torch.testing.assert_close(ratio, (s**2 / (s**2).sum())[:2].float())
+    for v, ref in ((v1, vh[0]), (v2, vh[1])):  # the same direction, up to its sign
+        assert abs(float(v.double() @ ref)) == pytest.approx(1.0, abs=1e-5)
+
+
 def test_interpolation_endpoints(setup):
     model, x, y, c, d1, _ = setup
     final = combine(c, [d1], [0.3])

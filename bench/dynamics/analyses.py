@@ -188,7 +188,7 @@ class _Analyses:
 
     def path(self, plane: Plane, steps: list[int], checkpoints: torch.Tensor) -> None:
         """This training's checkpoints on ``plane``, with the loss and accuracy at each."""
-        loss, acc = self.ev.evaluate_points([unflatten(self.model, c.to(self.device)) for c in checkpoints])
+        loss, acc = self.ev.evaluate_at([unflatten(self.model, c.to(self.device)) for c in checkpoints])
         self.rows += [{"analysis": "pca_path", "x": c[0], "y": c[1], "step": s, "loss": lo, "accuracy": ac}
                       for c, s, lo, ac in zip(plane.coords(checkpoints).tolist(), steps, loss.tolist(), acc.tolist())]
 
@@ -200,7 +200,7 @@ class _Analyses:
         moved = scales != 0  # scale 0 is the final weights themselves, the same in every direction: once
 
         def perturb():
-            still = test_ev.evaluate_points([self.final]) if not moved.all() else None
+            still = test_ev.evaluate_at([self.final]) if not moved.all() else None
             for k in range(cfg.perturb_directions):
                 d = filter_normalized_direction(self.final, self.g)
                 loss, acc = torch.empty(len(scales)), torch.empty(len(scales))
