@@ -26,7 +26,8 @@ from bench.serving.sut import BatchingSUT, DirectSUT, ServedModel
 
 class ScenarioFailed(RuntimeError):
     """The backend raised while serving one of LoadGen's tests: that backend's scenarios end there.
-    ``rows``: the scenario rows of the tests done, the failed one last (not VALID, with the reason)."""
+    ``rows``: the scenario rows of the tests done; a fixed scenario's test whose calls raised ran to
+    its end and is the last row (not VALID, with the reason); a Server search's tests are not kept."""
 
     def __init__(self, reason: str, scenario: str, rows: pd.DataFrame) -> None:
         super().__init__(f"the backend raised while serving LoadGen's queries ({scenario}): {reason}")
