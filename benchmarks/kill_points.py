@@ -64,12 +64,13 @@ def _family(root: int) -> set[int]:
     return found & set(procs)
 
 
-def _inside(where: str, proc: subprocess.Popen, out: Path) -> bool:
-    """Whether the run is at ``where`` now."""
+def _inside(where: str, proc: subprocess.Popen, out: Path, tmp: Path) -> bool:
+    """Whether the run is at ``where`` now (the scenarios: LoadGen's log folder exists, in the run
+    folder's scratch or in the temporary folder the run was given)."""
     if where == WHERE[0]:
         return any(WORKER in _processes().get(pid, (0, ""))[1] for pid in _family(proc.pid) - {proc.pid})
     runs = [p for p in out.iterdir() if p.is_dir()] if out.exists() else []
-    return bool(runs) and any((runs[0] / ".scratch").glob("*/loadgen"))
+    return bool(runs) and any([*(runs[0] / ".scratch").glob("*/loadgen"), *tmp.glob("*/loadgen")])
 
 
 def _cells(run_dir: Path) -> set[str]:
@@ -104,7 +105,7 @@ def one_point(i: int, rng: random.Random, out: Path, data_dir: str | None, kept_
     proc = subprocess.Popen([sys.executable, "-m", "bench", "run", *RUN, "--out", str(folder)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
-    while proc.poll() is None and not _inside(where, proc, folder) and time.monotonic() < deadline:
+    while proc.poll() is None and not _inside(where, proc, folder, tmp) and time.monotonic() < deadline:
         time.sleep(0.02)
     time.sleep(delay)
     family = _family(proc.pid) if proc.poll() is None else set()
