@@ -54,7 +54,8 @@ def test_names_work_where_folders_do(named_runs, tmp_path, capsys):
     capsys.readouterr()
     assert main(["report", "no-such-run", *results, "--output", str(tmp_path / "n.html")]) == 2
     err = capsys.readouterr().err  # the problem and the legal values
-    assert "no-such-run: no such folder, and no run of that name" in err and "its named runs: baseline, candidate" in err
+    assert "no-such-run: no such folder, and no run of that name" in err
+    assert "its named runs: baseline, candidate" in err
 
 
 @pytest.mark.slow
@@ -196,7 +197,8 @@ def test_every_command_that_reads_the_index_answers_its_state_in_one_line(named_
                 assert code == 0, argv
                 continue
             assert code == 2 and len(err) == 1, (argv, code, err)
-            why = {"damaged": "cannot be read", "locked": "locked by another process", "empty": "no run of that name"}[state]
+            why = {"damaged": "cannot be read", "locked": "locked by another process",
+                   "empty": "no run of that name"}[state]
             assert why in err[0], (argv, err)
         capsys.readouterr()
         assert main(["run", "--models", "mlp", "--backends", "cpu-fp32", "--data-dir", str(mnist_path),
