@@ -474,7 +474,7 @@ def test_a_run_stopped_while_its_worker_times_takes_the_worker_with_it(sig, mnis
     _, err = proc.communicate(timeout=60)
     if sig == signal.SIGTERM:
         assert proc.returncode == 143 and time.monotonic() - signalled < 10, err[-2000:]
-        assert not list(run_dir.glob(".workers-*"))
+        assert not list(run_dir.rglob(".workers-*"))
     time.sleep(max(0.0, 3 - (time.monotonic() - signalled)))
     assert not _workers_of(run_dir)
     kept = {p: p.read_bytes() for p in (run_dir / "cells").glob("*__*__*/*.parquet")}
@@ -484,6 +484,6 @@ def test_a_run_stopped_while_its_worker_times_takes_the_worker_with_it(sig, mnis
     resumed = _start(["--resume", str(run_dir), "--no-report"], mnist_path)
     _, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err[-2000:]
-    assert not list(run_dir.glob(".workers-*"))
+    assert not list(run_dir.rglob(".workers-*"))
     assert {p: p.read_bytes() for p in kept} == kept
     assert json.loads((run_dir / "meta.json").read_text())["status"] == "complete"

@@ -66,7 +66,7 @@ class InferPhase(Phase):
             with console.stage(f"time {model} ({len(ready)} backend{plural}, interleaved rounds in {processes} "
                                "processes)", processes, "process") as st:
                 job = WorkerJob(model, {b.name: weights[b.name] for b in ready}, redo, test.x,
-                                calibration_images(train), ctx.cfg, scratch=ctx.writer.run_dir)
+                                calibration_images(train), ctx.cfg)
                 measured = rounds_in_workers(
                     job, lambda bs, part: rounds_here(ctx, model, bs, ready, work.prepared, part),
                     on_process=lambda p: st.update(note=f"process {p}"))

@@ -9,7 +9,6 @@ error (or oom) row and the run goes on."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import torch
@@ -28,7 +27,6 @@ from bench.plumbing.stages import Stages, since_start
 from bench.scheduling import dynamics_phase, infer_phase, serve_phase, train_phase, tta_phase  # noqa: F401 - register
 from bench.scheduling.context import MachineLog, ModelWork, PhaseContext, Splits
 from bench.scheduling.phases import profile_backend
-from bench.scheduling.timing_workers import WORKER_FILES
 from bench.storage.plan import stored_plan
 from bench.storage.results import check_writable
 from bench.storage.run_folder import close_run, open_run
@@ -79,8 +77,6 @@ class Runner:
         stored = {"catalog": {**catalog(), "phases": phase_catalog()}, "plan": [k.id for k in self.plan]}
         self.writer, self.meta = open_run(cfg, self.argv, self.mnist, self.resume, stored)
         self.plan = stored_plan(self.meta) or self.plan  # a resumed run works through the plan it stored
-        for stale in self.writer.run_dir.glob(f"{WORKER_FILES}*"):  # a killed run's worker files
-            shutil.rmtree(stale, ignore_errors=True)
         scratch.use(self.writer.run_dir)  # its temporary files, and what a killed run left there gone
         self.ctx = PhaseContext(cfg, self.writer, self.mnist, Splits(cfg, self.mnist), MachineLog(self.writer),
                                 self.progress, stages=stages)

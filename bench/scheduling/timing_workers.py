@@ -9,14 +9,14 @@ and writes its timed calls and the machine's state per round.
 
 A worker ends with its run: it dies when the run's process does, even by SIGKILL
 (``bench.plumbing.children``), a stop asked of the run kills it at once (its share would be thrown
-away), and its spec and result files live in a hidden folder of the run folder (``.workers-*``),
-removed when the job ends and, after a killed run, when the run is resumed."""
+away), and its spec and result files live in a hidden folder (``.workers-*``) of the run's
+scratch folder (``bench.plumbing.scratch``), removed when the job ends and, after a killed run,
+when the run is resumed."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -27,6 +27,7 @@ from bench.engines.backends import BACKENDS, REFERENCE
 from bench.measure.latency import input_batch
 from bench.measure.machine import Machine
 from bench.measure.rounds import Contender, measure_rounds
+from bench.plumbing import scratch
 from bench.plumbing.children import child_env, die_with_parent, wait_for
 from bench.storage.keys import MachineGroup
 from bench.training.train import build_trainable
@@ -75,7 +76,6 @@ class WorkerJob:
     test_images: torch.Tensor
     calibration: torch.Tensor
     cfg: object
-    scratch: Path | None = None  # the folder the workers' files live in (the run folder), else the system's
 
 
 
@@ -94,7 +94,7 @@ def rounds_in_workers(job: WorkerJob, here: Callable[[int, object], tuple[list[C
     out = {bs: ([Contender(name, None, "cpu") for name in weights], []) for bs in sizes}
     state = {name: {k: v.cpu() for k, v in net.state_dict().items()} for name, net in weights.items()}
     first = 0
-    with tempfile.TemporaryDirectory(prefix=WORKER_FILES, dir=job.scratch) as tmp:
+    with scratch.temporary(prefix=WORKER_FILES) as tmp:
         for p, share in enumerate(s for s in shares if s):
             part = replace(infer, rounds=share, budget_s=infer.budget_s * share / infer.rounds,
                            min_repeats=max(1, infer.min_repeats * share // infer.rounds),
