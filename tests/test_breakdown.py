@@ -221,3 +221,17 @@ def test_shadow_blocks_among_training_blocks_leave_the_training_as_it_was(mnist_
     assert plain.shadow is None and len(shadowed.shadow.blocks) >= 1
     assert all(torch.equal(v, plain.model.state_dict()[k]) for k, v in shadowed.model.state_dict().items())
     assert plain.blocks.loss.tolist() == shadowed.blocks.loss.tolist()
+
+
+def test_the_pass_reads_its_plain_calls_and_the_timed_calls_of_the_same_rounds_as_the_rounds_figure_does():
+    """A busy machine makes whole rounds slow: the plain calls (shadow blocks, every other round) are
+    compared with the timed calls of the rounds they ran in, each read as the median of its blocks'
+    medians, not with every round's calls pooled."""
+    from bench.measure.breakdown import Look
+
+    slow = {0: 10.0, 1: 1.0, 2: 10.0, 3: 1.0, 4: 10.0}  # rounds 0, 2, 4 slow; the shadow blocks ran in 1 and 3
+    timed = [{"round": r, "seconds": s * f} for r, s in slow.items() for f in (1.0, 1.0, 1.1)]
+    shadow = [{"round": r, "seconds": slow[r] * f, "page_faults_per_call": 0.5} for r in (1, 3) for f in (1.0, 1.2)]
+    look = Look.of_rounds(None, None, timed, shadow)
+    assert look.timed_s == 1.0 and look.wall_s == 1.1 and look.blocks == 2 and look.faults == 0.5
+    assert pd.DataFrame(timed).seconds.median() == 10.0  # every round's calls pooled: the slow rounds' call

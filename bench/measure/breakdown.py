@@ -10,7 +10,7 @@ categories sum to the plain call. A profiler costs time for every operator it re
 microsecond each here: a 50 µs call of two dozen operators takes twice as long profiled): what the
 profiled call took beyond the plain one is spread evenly over the operators it recorded and taken
 off each (``profiler_s_per_operator``). The table keeps the plain call (``wall_s_per_call``), the
-profiled one and the rounds' median call (``timed_s_per_call``); where the plain call differs from
+profiled one and the timed call of the same rounds (``timed_s_per_call``); where the plain call differs from
 the timed one by more than ``AGREEMENT``, the report says so instead of reading the shares as the
 timed call's."""
 
@@ -135,10 +135,9 @@ def category_rows(ops: dict[str, float], wall: float, common: dict) -> tuple[lis
 
 @dataclass
 class Look:
-    """One call's pass: the prepared engine, its input, the rounds' median call it explains (the
-    median of their calls), and its plain calls as the pass measured them, by the same estimator
-    (``wall_s``: the median of every plain call; ``blocks``: how many blocks they came in;
-    ``faults``: minor page faults per call)."""
+    """One call's pass: the prepared engine, its input, the timed call it explains (``timed_s``) and
+    its plain calls as the pass measured them, by the same estimator (``wall_s``; ``blocks``: how
+    many blocks they came in; ``faults``: minor page faults per call)."""
 
     prepared: object
     x: object
@@ -146,6 +145,18 @@ class Look:
     wall_s: float
     blocks: int = 1
     faults: float = float("nan")
+
+    @staticmethod
+    def of_rounds(prepared, x, timed: list[dict], shadow: list[dict]) -> Look:
+        """The look whose plain calls are shadow blocks among timed blocks (rows of
+        ``bench.measure.rounds``), both read as the rounds' figure reads a contender's calls (the
+        median over rounds of each block's median call) and over the same rounds: the rounds the
+        shadow blocks ran in. Where a busy machine makes whole rounds slow, the plain and the
+        timed calls then come from the same rounds, so the pass explains the calls beside it."""
+        plain, calls = pd.DataFrame(shadow), pd.DataFrame(timed)
+        beside = calls[calls["round"].isin(plain["round"])]
+        return Look(prepared, x, _median_of_rounds(beside if not beside.empty else calls), _median_of_rounds(plain),
+                    plain["round"].nunique(), float(plain.page_faults_per_call.median()))
 
     def table(self, calls: int) -> pd.DataFrame:
         """Profiled calls (the engine's own profiler, or torch.profiler's), then the table."""
@@ -158,6 +169,10 @@ class Look:
                   "page_faults_per_call": self.faults}
         rows, total = category_rows(ops, self.wall_s, common)
         return breakdown_table(rows, total, self.timed_s)
+
+
+def _median_of_rounds(rows: pd.DataFrame) -> float:
+    return float(rows.groupby("round").seconds.median().median())
 
 
 def profiled_round(looks: dict[str, Look], order: list[int], on_error: Callable[[str, Exception], None]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import io
-import statistics
 import sys
 
 import pandas as pd
@@ -199,17 +198,12 @@ def _broken_down(infer, bs: int) -> bool:
 
 def _breakdowns(ctx: PhaseContext, model: str, bs: int, contenders: list[Contender], prepared: dict, inputs: dict
                 ) -> dict[str, pd.DataFrame]:
-    """Each timed call's breakdown, explaining this process's rounds (their median call): its plain
+    """Each timed call's breakdown, explaining this process's rounds that its plain calls ran in: its plain
     calls are the contender's shadow blocks (made as its timed blocks, among them), then a round of
     profiled blocks (``profiled_round``); a profiler that fails costs its cell the breakdown, with
     a warning, never its timing."""
-    looks = {}
-    for c in contenders:
-        if c.failure is None and c.rows and c.shadow:
-            shadow = pd.DataFrame(c.shadow)
-            looks[c.name] = Look(prepared[c.name], inputs[c.name], statistics.median(row["seconds"] for row in c.rows),
-                                 float(shadow.seconds.median()), shadow["round"].nunique(),
-                                 float(shadow.page_faults_per_call.median()))
+    looks = {c.name: Look.of_rounds(prepared[c.name], inputs[c.name], c.rows, c.shadow)
+             for c in contenders if c.failure is None and c.rows and c.shadow}
 
     def warn(name: str, e: Exception) -> None:
         print(f"warning: {model} {name} infer bs={bs}: no time breakdown ({type(e).__name__}: {str(e)[:200]})",

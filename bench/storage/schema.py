@@ -192,7 +192,8 @@ _TABLES = (
           "(kind operator) and, for a training step, per phase (kind phase: data, forward, backward, optimizer, each "
           "its median over the pass's blocks of plain steps), seconds per call (the profiler's own cost per record "
           "taken off) and share of the plain call; the pass's plain call (wall_s_per_call), its profiled call, the "
-          "profiler's cost per record, the rounds' median call (timed_s_per_call), the plain call over the timed "
+          "profiler's cost per record, the timed call of the rounds the plain calls ran in (timed_s_per_call), the "
+          "plain call over the timed "
           "one, the pass's rounds of plain blocks (pass_rounds), the page "
           "faults per call (inference); for a step, the compiled regions it enters and the graphs compiled during "
           "the pass",
