@@ -52,10 +52,16 @@ def _rows():
 
 @contextlib.contextmanager
 def registered():
+    with registering(*_rows()) as rows:
+        yield rows
+
+
+@contextlib.contextmanager
+def registering(engine, rows: dict):
+    """``engine`` and its backends ``rows`` registered for the length of a block."""
     from bench.engines import ENGINES
     from bench.engines.backends import BACKENDS
 
-    engine, rows = _rows()
     ENGINES[engine.name] = engine
     BACKENDS.update(rows)
     try:

@@ -53,6 +53,7 @@ SINGLE = {
     "max_batch": ("16", 16, 16),
     "batch_timeout_us": ("250", 250, 250),
     "server_steps": ("5", 5, 5),
+    "call_limit_s": ("7.5", 7.5, 7.5),
     "tf32": ("", True, True),
     "cudnn_benchmark": ("", True, True),
     "channels_last": (None, False, False),  # full's default is on

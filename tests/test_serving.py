@@ -1,9 +1,12 @@
 """Deployment scenarios through MLPerf LoadGen: the search, the log readers, the SUTs under real
 LoadGen tests (tiny durations), and ``run --scenarios`` end to end on a tiny subset."""
 
+import contextlib
 import importlib.util
 import json
+import os
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -191,31 +194,61 @@ def test_run_scenarios_writes_serve_cells_and_the_report_section(mnist_path, tmp
     assert set(exported.backend) == {"cpu-fp32", "onnxruntime-cpu"}
 
 
+FAULTY = [*TINY_SERVE[:TINY_SERVE.index("--backends")], "--backends", "cpu-fp32-faulty,cpu-fp32",
+          *TINY_SERVE[TINY_SERVE.index("--backends") + 2:TINY_SERVE.index("--scenarios")],
+          "--scenarios", "single-stream,multi-stream", "--no-report"]
+
+
+def _faulty_run(mnist_path, tmp_path, monkeypatch, mode: str, *more: str):
+    """A run serving the plugin backend that fails at MultiStream (``mode``: raise, hang) and then
+    cpu-fp32, each in its serving process; the serve rows by backend and the run folder."""
+    from bench import FAILED_CELLS_EXIT
+    from bench.cli import main
+    from bench.storage.results import read_run
+    from tests.plugin_faulty_serving import registered
+
+    monkeypatch.setenv("MNIST_BENCH_PLUGINS", "tests.plugin_faulty_serving")  # the serving processes' registry
+    monkeypatch.setenv("FAULTY_SERVING", mode)
+    with registered():
+        code = main(["run", "--data-dir", str(mnist_path), "--out", str(tmp_path), *FAULTY, *more])
+    assert code == FAILED_CELLS_EXIT
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    serve = read_run(run_dir)["summary"].query("phase == 'serve'").set_index("backend")
+    assert serve.status.to_dict() == {"cpu-fp32-faulty": "error", "cpu-fp32": "ok"}  # the run went on
+    cell = run_dir / "cells" / "mlp__cpu-fp32-faulty__serve"
+    assert (cell / "loadgen" / "00-accuracy" / "mlperf_log_summary.txt").is_file()
+    assert pd.read_parquet(cell / "scenarios.parquet").scenario.tolist() == ["single-stream"]  # the test done
+    assert not list(run_dir.rglob(".scratch"))  # the serving processes' files went with them
+    return serve, run_dir
+
+
 @pytest.mark.slow
 @needs_loadgen
 def test_a_backend_that_raises_while_served_is_an_error_cell_with_its_logs_and_the_run_goes_on(mnist_path, tmp_path,
                                                                                              monkeypatch):
-    from bench import FAILED_CELLS_EXIT
-    from bench.cli import main
-    from bench.serving import sut
-    from bench.storage.results import read_run
+    serve, _ = _faulty_run(mnist_path, tmp_path, monkeypatch, "raise")
+    reason = serve.reason["cpu-fp32-faulty"]
+    assert "the model fell over" in reason and "(multi-stream)" in reason
 
-    first, classes = {}, sut.ServedModel.classes
 
-    def first_backend_fails(self, indices):  # the first backend served raises; the next one is served
-        if first.setdefault("served", self) is self:
-            raise RuntimeError("the model fell over")
-        return classes(self, indices)
+@pytest.mark.slow
+@needs_loadgen
+def test_a_served_call_that_never_returns_is_ended_at_the_limit_and_the_run_goes_on(mnist_path, tmp_path,
+                                                                                   monkeypatch):
+    serve, _ = _faulty_run(mnist_path, tmp_path, monkeypatch, "hang", "--call-limit-s", "1.5")
+    assert serve.reason["cpu-fp32-faulty"] == ("a call did not return within 1.5 s (multi-stream); its serving "
+                                               "process was ended")
+    assert not _serving_processes()  # the hung one was ended (its call sleeps forever), and reaped
 
-    monkeypatch.setattr(sut.ServedModel, "classes", first_backend_fails)
-    argv = [*TINY_SERVE[:TINY_SERVE.index("--scenarios")], "--scenarios", "single-stream", "--no-report"]
-    assert main(["run", "--data-dir", str(mnist_path), "--out", str(tmp_path), *argv]) == FAILED_CELLS_EXIT
-    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
-    serve = read_run(run_dir)["summary"].query("phase == 'serve'").set_index("backend")
-    failed = next(b for b in serve.index if serve.status[b] == "error")
-    assert "the model fell over" in serve.reason[failed] and (serve.status == "ok").sum() == 1
-    logs = run_dir / "cells" / f"mlp__{failed}__serve" / "loadgen"
-    assert (logs / "00-accuracy" / "mlperf_log_summary.txt").is_file()
+
+def _serving_processes() -> list[str]:
+    """This process's children that are serving processes (Linux's /proc)."""
+    found = []
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        for pid in (task / "children").read_text().split():
+            with contextlib.suppress(OSError):  # gone since
+                found += [pid] if b"serve_worker" in Path(f"/proc/{pid}/cmdline").read_bytes() else []
+    return found
 
 
 @pytest.mark.slow

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 
 from bench.plumbing import signals
 
@@ -43,12 +44,14 @@ def die_with(parent: int) -> None:
         os._exit(128 + signal.SIGKILL)
 
 
-def wait_for(proc: subprocess.Popen, forward: bool, collect: bool = True) -> tuple[str | None, str | None]:
+def wait_for(proc: subprocess.Popen, forward: bool, collect: bool = True,
+             watch: Callable[[], None] = lambda: None) -> tuple[str | None, str | None]:
     """Wait for ``proc`` (its output, where it was started with pipes and ``collect``: False where
     another reader takes it), looking for a stop request every ``POLL_S``. On one: ``forward`` sends
     the same signal to the child and goes on waiting (it stops in its own time, keeping what it
     completed); otherwise the child is killed at once and ``StopRequested`` raised. A second signal
-    (raised in the handler) kills the child too."""
+    (raised in the handler) kills the child too, as does an exception ``watch`` (called at each look)
+    raises."""
     sent = False
     try:
         while True:
@@ -58,6 +61,7 @@ def wait_for(proc: subprocess.Popen, forward: bool, collect: bool = True) -> tup
                 proc.wait(timeout=POLL_S)
                 return None, None
             except subprocess.TimeoutExpired:
+                watch()
                 asked = signals.requested()
                 if asked is None or sent:
                     continue

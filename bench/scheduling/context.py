@@ -86,6 +86,7 @@ class ModelWork:
     trained: dict = field(default_factory=dict)  # train: each training backend's model that ended ok, by name
     source: object | None = None  # train: the weights the backends that do not train run
     prepared: dict = field(default_factory=dict)  # infer: each backend's prepared model, by name
+    weights: dict = field(default_factory=dict)  # infer: the model each backend was prepared from, by name
     ready: list = field(default_factory=list)  # infer: the backends prepared for inference
 
     def todo(self, backend, phase: str, batch_size: int | None = None) -> bool:

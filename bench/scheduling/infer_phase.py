@@ -34,9 +34,9 @@ class InferPhase(Phase):
     def run(self, ctx: PhaseContext, work: ModelWork) -> None:
         # a batch size with any cell missing is measured again whole, so its backends stay paired by round
         redo = [bs for bs in ctx.cfg.infer.batch_sizes if any(work.todo(b, "infer", bs) for b in work.available)]
-        weights = self._prepare(ctx, work, redo)
+        work.weights = self._prepare(ctx, work, redo)
         if work.ready and redo:
-            self._time(ctx, work, redo, weights)
+            self._time(ctx, work, redo, work.weights)
 
     @staticmethod
     def _prepare(ctx: PhaseContext, work: ModelWork, redo: list[int]) -> dict:

@@ -1,5 +1,6 @@
 """The serving phase: each prepared inference backend of a model served to MLPerf LoadGen's
-scenarios (``bench.serving``), one ``serve`` cell per backend with LoadGen's logs in it."""
+scenarios (``bench.serving``) in a process of its own (``bench.scheduling.serve_worker``), one
+``serve`` cell per backend with LoadGen's logs in it."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import pandas as pd
 from bench.engines.backends import Backend
 from bench.phase import Phase, register
 from bench.plumbing import console, scratch
-from bench.scheduling.cells import guarded
+from bench.scheduling.cells import calibration_images, guarded
 from bench.scheduling.context import ModelWork, PhaseContext
+from bench.scheduling.fresh import handed_over
 from bench.storage.keys import CellKey
 from bench.storage.results import stored_summary_row
 
@@ -31,39 +33,45 @@ class ServePhase(Phase):
         return [CellKey(model, b, "serve") for b in cfg.backends]
 
     def run(self, ctx: PhaseContext, work: ModelWork) -> None:
-        serve_backends(ctx, work.model, [b for b in work.ready if work.todo(b, "serve")], work.prepared)
+        serve_backends(ctx, work, [b for b in work.ready if work.todo(b, "serve")])
 
 
-def serve_backends(ctx: PhaseContext, model: str, backends: list[Backend], prepared: dict) -> None:
+def serve_backends(ctx: PhaseContext, work: ModelWork, backends: list[Backend]) -> None:
     from bench.serving.loadgen import unavailable_reason
 
-    reason, scenarios = unavailable_reason(), ", ".join(ctx.cfg.serve.scenarios)
+    reason, scenarios, model = unavailable_reason(), ", ".join(ctx.cfg.serve.scenarios), work.model
     with console.stage(f"serve {model} (MLPerf LoadGen: {scenarios})", len(backends), "backend") as st:
         for b in backends:
             if reason is not None:
                 ctx.writer.write_status(model, b, "serve", "skipped", reason)
             else:
-                guarded(ctx.writer, model, b, "serve", lambda b=b: serve_backend(ctx, model, b, prepared[b.name]))
+                guarded(ctx.writer, model, b, "serve", lambda b=b: serve_backend(ctx, model, b, work.weights[b.name]))
             st.update(note=b.name)
 
 
-def serve_backend(ctx: PhaseContext, model: str, b: Backend, prepared) -> None:
-    from bench.serving.scenarios import ScenarioFailed, ServePlan, serve_tables
-    from bench.serving.sut import ServedModel
+def serve_backend(ctx: PhaseContext, model: str, b: Backend, weights) -> None:
+    """One backend's scenarios, served in a process of their own (``bench.scheduling.serve_worker``)
+    prepared from ``weights``; where they end early, an error row with the tests done and every
+    LoadGen log kept."""
+    from bench.scheduling.serve_worker import ServeJob, ServingFailed, serve_in_child
+    from bench.serving.scenarios import ServePlan
     from models import get_spec
 
     cfg = ctx.cfg.serve
-    test = ctx.splits(model, b.device)[1]
+    train, test = ctx.splits(model, "cpu")[0], ctx.splits(model, b.device)[1]
     plan = ServePlan(cfg.scenarios, cfg.scenario_seconds, cfg.latency_bound_ms or get_spec(model).latency_bound_ms,
                      cfg.max_batch, cfg.batch_timeout_us, cfg.server_steps, offline_batch=_fastest_batch(ctx, model, b))
+    job = ServeJob(handed_over(model, {b.name: weights}, ctx.cfg, calibration_images(train)), test.x, test.y, plan,
+                   cfg.call_limit_s)
     with scratch.temporary() as tmp:
         try:
-            tables = serve_tables(ServedModel(prepared, test.x), test.y, plan, Path(tmp) / "loadgen")
-        except ScenarioFailed as e:  # an error row, with the tests done and every LoadGen log kept
+            tables = serve_in_child(job, Path(tmp))
+        except ServingFailed as e:
             print(f"warning: {model} {b.name} serve: error: {e}", file=sys.stderr)
             tables = {"summary": pd.DataFrame([{"status": "error", "reason": str(e)[:500]}]),
                       **({"scenarios": e.rows} if len(e.rows) else {})}
-        files = {str(p.relative_to(tmp)): p.read_bytes() for p in sorted(Path(tmp).rglob("*")) if p.is_file()}
+        logs = Path(tmp) / "loadgen"
+        files = {str(p.relative_to(tmp)): p.read_bytes() for p in sorted(logs.rglob("*")) if p.is_file()}
     ctx.writer.write(model, b, "serve", tables, files=files)
 
 

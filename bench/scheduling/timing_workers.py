@@ -23,32 +23,21 @@ from pathlib import Path
 
 import torch
 
-from bench.engines.backends import BACKENDS, REFERENCE
+from bench.engines.backends import REFERENCE
 from bench.measure.latency import input_batch
 from bench.measure.machine import Machine
 from bench.measure.rounds import Contender, measure_rounds
 from bench.plumbing import scratch
 from bench.plumbing.children import child_env, die_with_parent, wait_for
+from bench.scheduling.fresh import handed_over, prepare_again
 from bench.storage.keys import MachineGroup
-from bench.training.train import build_trainable
 
 WORKER_FILES = ".workers-"  # the prefix of the workers' folder in a run folder
 
 
 def run_spec(spec: dict) -> dict[str, list[dict]]:
     """Prepare every backend of the spec, then time each batch size's share of rounds."""
-    if spec["threads"]:
-        torch.set_num_threads(spec["threads"])
-    prepared = {}
-    for name, state in spec["weights"].items():
-        if name not in BACKENDS:
-            raise SystemExit(f"backend {name} is not registered in a fresh process (a backend added at run time "
-                             "cannot be timed with --processes > 1)")
-        b = BACKENDS[name]
-        b.configure(spec["options"])
-        model = build_trainable(spec["model"], b, spec["options"], spec["seed"])
-        model.load_state_dict(state)
-        prepared[name] = b.engine.prepare(model, b, spec["options"], spec["calibration"])
+    prepared = prepare_again(spec)
     machine, cfg, shift = Machine(), spec["infer_cfg"], spec["first_round"]
     out: dict[str, list[dict]] = {"timings": [], "outcome": [], "machine": []}
     for bs, batch in spec["batches"].items():
@@ -92,7 +81,7 @@ def rounds_in_workers(job: WorkerJob, here: Callable[[int, object], tuple[list[C
     sizes = list(job.batch_sizes)
     shares = [infer.rounds // cfg.processes + (p < infer.rounds % cfg.processes) for p in range(cfg.processes)]
     out = {bs: ([Contender(name, None, "cpu") for name in weights], []) for bs in sizes}
-    state = {name: {k: v.cpu() for k, v in net.state_dict().items()} for name, net in weights.items()}
+    handed = handed_over(model, weights, cfg, calibration)
     first = 0
     with scratch.temporary(prefix=WORKER_FILES) as tmp:
         for p, share in enumerate(s for s in shares if s):
@@ -107,9 +96,8 @@ def rounds_in_workers(job: WorkerJob, here: Callable[[int, object], tuple[list[C
                 on_process(p)
                 continue
             spec, result = Path(tmp) / f"spec{p}.pt", Path(tmp) / f"out{p}.pt"
-            torch.save({"model": model, "weights": state, "batches": {bs: input_batch(test_images, bs) for bs in sizes},
-                        "calibration": calibration, "infer_cfg": part, "options": cfg.backend_options,
-                        "seed": cfg.seed, "threads": cfg.threads, "process": p, "first_round": first}, spec)
+            torch.save({**handed, "batches": {bs: input_batch(test_images, bs) for bs in sizes}, "infer_cfg": part,
+                        "process": p, "first_round": first}, spec)
             proc = subprocess.Popen([sys.executable, "-m", "bench.scheduling.timing_workers", str(spec), str(result)],
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env())
             _, stderr = wait_for(proc, forward=False)

@@ -195,9 +195,10 @@ class BackendScenarios:
 
 
 def serve_tables(served: ServedModel, labels: torch.Tensor, plan: ServePlan, log_root: Path,
-                 progress: Callable[[str], None] = lambda _: None) -> dict[str, pd.DataFrame]:
+                 progress: Callable[[str, list[dict]], None] = lambda *_: None) -> dict[str, pd.DataFrame]:
     """Every planned scenario of one backend: the ``scenarios`` table (one row per LoadGen test),
-    the ``served`` breakdown and the cell's summary figures."""
+    the ``served`` breakdown and the cell's summary figures. ``progress(scenario, rows)`` is told
+    each scenario before it starts, with the rows of the tests done."""
     if log_root.exists():
         shutil.rmtree(log_root)
     s = BackendScenarios(served, labels, plan, log_root)
@@ -211,16 +212,16 @@ def serve_tables(served: ServedModel, labels: torch.Tensor, plan: ServePlan, log
         return result
 
     try:
+        progress(scenario, rows)
         summary = checked(s.accuracy())
-        progress("accuracy")
         for scenario in plan.scenarios:
+            progress(scenario, rows)
             if scenario == "server":
                 rows += checked(s.server(batching=False))
                 best = max_valid_qps([r for r in rows if r["scenario"] == "server" and not r["batching"]])
                 rows += checked(s.server(batching=True, start=2 * best if best == best else None))
             else:
                 rows.append(checked(s.fixed(scenario)))
-            progress(scenario)
     except Exception as e:  # noqa: BLE001 - the backend's failure ends its scenarios, with what was done
         raise ScenarioFailed(s.failure or f"{type(e).__name__}: {e}".splitlines()[0][:300], scenario,
                              pd.DataFrame(rows)) from e
@@ -229,6 +230,7 @@ def serve_tables(served: ServedModel, labels: torch.Tensor, plan: ServePlan, log
                    latency_bound_ms=plan.latency_bound_ms, max_batch=plan.max_batch,
                    batch_timeout_us=plan.batch_timeout_us, offline_batch=plan.offline_batch)
     if "server" in plan.scenarios:  # at the highest VALID rate without batching (else the lowest tried)
+        progress("the served queries' breakdown", rows)
         direct = tables["scenarios"].query("scenario == 'server' and not batching")
         valid = direct[direct.valid]
         tables["served"] = checked(s.breakdown(float(valid.target_qps.max() if len(valid) else

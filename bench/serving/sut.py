@@ -20,15 +20,22 @@ from bench.serving.loadgen import complete
 
 
 class ServedModel:
-    """A prepared backend (``bench.engines.Prepared``) as a classifier of test images by index."""
+    """A prepared backend (``bench.engines.Prepared``) as a classifier of test images by index;
+    ``watch`` (``bench.serving.watch.CallWatch``) shows each call's start to the run's process."""
 
-    def __init__(self, prepared, images: torch.Tensor) -> None:
-        self.prepared, self.images = prepared, images
+    def __init__(self, prepared, images: torch.Tensor, watch=None) -> None:
+        self.prepared, self.images, self.watch = prepared, images, watch
 
     def classes(self, indices: list[int]) -> np.ndarray:
         p = self.prepared
         x = self.images[indices[0]: indices[-1] + 1] if _contiguous(indices) else self.images[indices]
-        return p.to_logits(p.predict(p.to_input(x))).argmax(1).to(torch.int32).cpu().numpy()
+        if self.watch is None:
+            return p.to_logits(p.predict(p.to_input(x))).argmax(1).to(torch.int32).cpu().numpy()
+        self.watch.started()
+        try:
+            return p.to_logits(p.predict(p.to_input(x))).argmax(1).to(torch.int32).cpu().numpy()
+        finally:
+            self.watch.ended()
 
 
 def _contiguous(indices: list[int]) -> bool:
