@@ -165,15 +165,15 @@ def _dynamics_args(dyn: argparse.ArgumentParser) -> None:
 
 
 def _profile_args(prof: argparse.ArgumentParser) -> None:
-    from bench.config.types import ProfileConfig
+    from bench.config.types import ProfileOptions
     from bench.engines.backends import REFERENCE
     from models import model_names
 
     prof.add_argument("--model", default="cnn", help=f"{' | '.join(model_names())} (default cnn)")
     prof.add_argument("--backend", default=REFERENCE, help="a PyTorch backend, or several comma-separated")
-    prof.add_argument("--steps", type=int, default=ProfileConfig.active, help="active (recorded) steps (>= 1)")
-    prof.add_argument("--wait", type=int, default=ProfileConfig.wait, help="steps skipped before warm-up")
-    prof.add_argument("--warmup", type=int, default=ProfileConfig.warmup, help="profiler warm-up steps, not "
+    prof.add_argument("--steps", type=int, default=3, help="active (recorded) steps (>= 1)")
+    prof.add_argument("--wait", type=int, default=ProfileOptions.profile_wait, help="steps skipped before warm-up")
+    prof.add_argument("--warmup", type=int, default=ProfileOptions.profile_warmup, help="profiler warm-up steps, not "
                                                                               "recorded")
     prof.add_argument("--record-shapes", action="store_true", help="record input shapes")
     prof.add_argument("--profile-memory", action="store_true", help="record tensor allocations")

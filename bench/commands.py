@@ -144,23 +144,27 @@ def print_results(run_dir: Path):
 
 
 def cmd_profile(args: argparse.Namespace, argv: list[str]) -> int:
+    """A run of the profile phase alone (``bench.scheduling.profile_phase``) for one model."""
+    from dataclasses import replace
+
     from bench import ConfigError
     from bench.config.build import build_config
-    from bench.config.types import ProfileConfig
+    from bench.engines.backends import BACKENDS
     from bench.scheduling.runner import Runner
 
-    pcfg = ProfileConfig(wait=args.wait, warmup=args.warmup, active=args.steps, record_shapes=args.record_shapes,
-                         profile_memory=args.profile_memory, with_stack=args.with_stack)  # refused before any run
+    if args.steps < 1:  # refused before any run
+        raise ConfigError(f"--steps must be >= 1, got {args.steps}")
     cfg = build_config({"models": args.model, "backends": args.backend, "batch_size": args.batch_size,
                         "seed": args.seed, "threads": args.threads, "limit_train": args.limit_train,
-                        "data_dir": args.data_dir, "out": args.out, "channels_last": args.channels_last})
-    from bench.engines.backends import BACKENDS
-
+                        "data_dir": args.data_dir, "out": args.out, "channels_last": args.channels_last,
+                        "profile_steps": args.steps, "profile_wait": args.wait, "profile_warmup": args.warmup,
+                        "record_shapes": args.record_shapes, "profile_memory": args.profile_memory,
+                        "with_stack": args.with_stack})
     if not any(BACKENDS[b].trains for b in cfg.backends):
         trainers = ", ".join(n for n, b in BACKENDS.items() if b.trains)
         raise ConfigError(f"profile covers training steps, and {', '.join(cfg.backends)} does not train; "
                           f"legal values: {trainers}")
-    run_dir = Runner(cfg, argv=["mnist-bench", *argv], progress=False).profile(cfg.models[0], pcfg)
+    run_dir = Runner(replace(cfg, only=("profile",)), argv=["mnist-bench", *argv], progress=False).run()
     if not args.no_report:
         from reports.html import render_report
 

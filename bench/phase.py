@@ -33,8 +33,9 @@ class Phase:
 
     def enabled(self, cfg: Any) -> bool:
         """Whether a run's configuration (``RunConfig``) asks for this phase. A torchrun run measures
-        data-parallel training only: every other phase is off in it."""
-        return not cfg.distributed.enabled
+        data-parallel training only: every other phase is off in it; a run limited to some phases
+        (``cfg.only``: ``mnist-bench profile``) has only those."""
+        return not cfg.distributed.enabled and (not cfg.only or self.name in cfg.only)
 
     def cells(self, cfg: Any, model: str, trainers: set[str], reference: str) -> list[CellKey]:
         """The cells it plans for ``model`` (``trainers``: the backends that train; ``reference``:

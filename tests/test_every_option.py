@@ -68,6 +68,12 @@ SINGLE = {
     "ort_intra_threads": ("2", 2, 2),
     "ort_inter_threads": ("1", 1, 1),
     "ort_spinning": ("on", True, True),
+    "profile_steps": ("2", 2, 2),
+    "profile_wait": ("0", 0, 0),
+    "profile_warmup": ("1", 1, 1),
+    "record_shapes": ("", True, True),
+    "profile_memory": ("", True, True),
+    "with_stack": ("", True, True),
 }
 # torchrun's options: a data-parallel run takes neither --dynamics nor --processes, and several nodes
 # take no --scaling; so two more configurations

@@ -10,7 +10,8 @@ MAX_FUNCTION_LINES = 60
 MAX_PARAMETERS = 7  # self and cls not counted
 MAX_RUNNER_LINES = 150
 MAX_MODULE_LINES = 400
-PHASE_MODULES = ("phases.py", "serve_phase.py", "tta_phase.py", "cells.py", "timing_workers.py")
+PHASE_MODULES = ("phases.py", "serve_phase.py", "tta_phase.py", "cells.py", "timing_workers.py", "profile_phase.py",
+                 "serve_worker.py", "fresh.py")
 
 
 def _sources():

@@ -107,6 +107,34 @@ def test_hta_breakdown_reaches_the_report(monkeypatch, tmp_path):
     assert "not installed" in hta_breakdown(trace).note.iloc[0]
 
 
+@pytest.mark.slow
+def test_profile_is_a_phase_of_a_run_planned_and_resumed_like_the_others(mnist_path, tmp_path):
+    """``run --profile-steps N``: the profile phase after the timed ones, its cells in the stored plan
+    (a backend that does not train: a skipped row with the reason); the profile command's run plans
+    the profile phase alone."""
+    import json
+
+    args = ["run", "--models", "mlp", "--backends", "cpu-fp32,onnxruntime-cpu", "--limit-train", "512",
+            "--limit-test", "200", "--batch-sizes", "1", "--budget-s", "0.02", "--processes", "1",
+            "--profile-steps", "1", "--profile-warmup", "1", "--data-dir", str(mnist_path), "--out", str(tmp_path),
+            "--no-report"]
+    assert main(args) == 0
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    plan = json.loads((run_dir / "meta.json").read_text())["plan"]
+    assert plan[-2:] == ["mlp__cpu-fp32__profile_bs128", "mlp__onnxruntime-cpu__profile_bs128"]
+    s = read_run(run_dir)["summary"].query("phase == 'profile'").set_index("backend")
+    assert s.status.to_dict() == {"cpu-fp32": "ok", "onnxruntime-cpu": "skipped"}
+    assert "does not train" in s.reason["onnxruntime-cpu"] and s.profile_steps_active["cpu-fp32"] == 1
+    assert len(list((run_dir / "profile").glob("mlp_cpu-fp32.*.pt.trace.json"))) == 1
+    assert main(["run", "--resume", str(run_dir), "--no-report"]) == 0  # nothing missing: nothing profiled again
+    assert len(list((run_dir / "profile").glob("*.pt.trace.json"))) == 1
+    alone = tmp_path / "alone"
+    assert main(["profile", "--model", "mlp", "--steps", "1", "--limit-train", "256", "--data-dir", str(mnist_path),
+                 "--out", str(alone), "--no-report"]) == 0
+    (run_dir,) = [p for p in alone.iterdir() if p.is_dir()]
+    assert json.loads((run_dir / "meta.json").read_text())["plan"] == ["mlp__cpu-fp32__profile_bs128"]
+
+
 def test_profile_bad_steps_exit_2(tmp_path, capsys):
     assert main(["profile", "--steps", "0", "--out", str(tmp_path / "o")]) == 2
     assert "--steps must be >= 1" in capsys.readouterr().err

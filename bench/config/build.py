@@ -21,7 +21,7 @@ from bench.config.types import (
     DistConfig,
     DynamicsConfig,
     InferConfig,
-    ProfileConfig,
+    ProfileOptions,
     RunConfig,
     ServeConfig,
     TrainConfig,
@@ -32,7 +32,7 @@ from bench.config.types import (
 from bench.engines.base import BackendOptions
 from bench.plumbing.values import name_list, read_fields, split, typed
 
-__all__ = ["AUTO", "PRESETS", "DistConfig", "DynamicsConfig", "InferConfig", "ProfileConfig", "RunConfig",
+__all__ = ["AUTO", "PRESETS", "DistConfig", "DynamicsConfig", "InferConfig", "ProfileOptions", "RunConfig",
            "TrainConfig", "build_config", "config_from_dict", "resume_config", "with_train"]
 
 # Per-preset defaults; each model's recipe (its registry entry) goes over them.

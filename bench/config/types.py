@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from bench import ConfigError
 from bench.engines.base import BackendOptions
 from bench.measure.process_state import ALLOCATORS, DEFAULT_ALLOCATOR
-from bench.plumbing.options import DIST, DYNAMICS, GROUPS, INFER, OUTPUT, SERVE, TRAIN, WHAT, option
+from bench.plumbing.options import DIST, DYNAMICS, GROUPS, INFER, OUTPUT, PROFILE, SERVE, TRAIN, WHAT, option
 from bench.plumbing.values import check_name, one_of, positive
 
 MNIST_TRAIN_IMAGES = 60_000
@@ -232,25 +232,31 @@ class DynamicsConfig:
 
 
 @dataclass(frozen=True)
-class ProfileConfig:
-    """torch.profiler's schedule over training steps (``mnist-bench profile``)."""
+class ProfileOptions:
+    """The profile phase's options (``bench.scheduling.profile_phase``): torch.profiler's schedule
+    over training steps. Declared here, below the CLI, so --help answers without the phases."""
 
-    wait: int = 1  # steps skipped before warm-up (>= 0)
-    warmup: int = 2  # profiler warm-up steps, not recorded (>= 0)
-    active: int = 3  # recorded steps (>= 1)
-    record_shapes: bool = False
-    profile_memory: bool = False
-    with_stack: bool = False
+    key: ClassVar[str] = "profile"
+    profile_steps: int = option(0, group=PROFILE, help="record N training steps of every training backend with "
+                                                       "torch.profiler, a trace each in the run folder's profile/ "
+                                                       "(Perfetto, TensorBoard); 0: no traces")
+    profile_wait: int = option(1, group=PROFILE, help="with --profile-steps: steps skipped before the profiler's "
+                                                      "warm-up")
+    profile_warmup: int = option(2, group=PROFILE, help="with --profile-steps: the profiler's warm-up steps, not "
+                                                        "recorded")
+    record_shapes: bool = option(False, group=PROFILE, flag=True, help="with --profile-steps: record input shapes")
+    profile_memory: bool = option(False, group=PROFILE, flag=True, help="with --profile-steps: record tensor "
+                                                                        "allocations")
+    with_stack: bool = option(False, group=PROFILE, flag=True, help="with --profile-steps: record Python stacks")
 
     def __post_init__(self) -> None:
-        for name, least in (("wait", 0), ("warmup", 0), ("active", 1)):
-            if getattr(self, name) < least:
-                shown = "steps" if name == "active" else name
-                raise ConfigError(f"--{shown} must be >= {least}, got {getattr(self, name)}")
+        for name in ("profile_steps", "profile_wait", "profile_warmup"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
 
     @property
-    def steps(self) -> int:
-        return self.wait + self.warmup + self.active
+    def total_steps(self) -> int:
+        return self.profile_wait + self.profile_warmup + self.profile_steps
 
 
 def _all_models() -> tuple[str, ...]:
@@ -310,6 +316,9 @@ class RunConfig:
     distributed: DistConfig = field(default_factory=DistConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
     phase_options: dict[str, Any] = field(default_factory=dict)  # a registered phase's options by its class's key
+    # the phases a run is limited to, where a command runs one alone (``mnist-bench profile``); empty: every
+    # phase the options ask for
+    only: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         one_of("preset", self.preset, PRESETS)
@@ -352,7 +361,7 @@ class RunOption:
 
 # The option classes of the phases registered beyond the configuration's own (``bench.phase.register``
 # appends a phase's ``options``); each is a frozen dataclass with a ``key`` and ``option`` fields.
-PHASE_OPTION_CLASSES: list[type] = []
+PHASE_OPTION_CLASSES: list[type] = [ProfileOptions]  # a built-in phase's, declared above
 
 
 def phase_option_classes() -> list[type]:

@@ -7,10 +7,10 @@ from dataclasses import MISSING, field
 from typing import Any
 
 # The CLI's option groups, in the order --help lists them.
-WHAT, TRAIN, INFER, SERVE, BACKEND, DYNAMICS, DIST, OUTPUT = (
+WHAT, TRAIN, INFER, SERVE, BACKEND, DYNAMICS, PROFILE, DIST, OUTPUT = (
     "what to run", "training recipe", "inference timing", "deployment scenarios (MLPerf LoadGen)", "backend options",
-    "optimization dynamics", "data-parallel training (torchrun)", "data and output")
-GROUPS = (WHAT, TRAIN, INFER, SERVE, BACKEND, DYNAMICS, DIST, OUTPUT)
+    "optimization dynamics", "torch.profiler traces", "data-parallel training (torchrun)", "data and output")
+GROUPS = (WHAT, TRAIN, INFER, SERVE, BACKEND, DYNAMICS, PROFILE, DIST, OUTPUT)
 
 
 def option(default: Any = MISSING, *, help: str, group: str, flag: bool = False, factory: Any = MISSING,

@@ -14,7 +14,6 @@ import sys
 import pandas as pd
 import torch
 
-from bench.config.types import ProfileConfig
 from bench.dynamics.recording import DynamicsRecorder
 from bench.engines.backends import REFERENCE, Backend, get_backend
 from bench.measure.breakdown import Look, profiled_round
@@ -32,7 +31,6 @@ from bench.scheduling.cells import (
 )
 from bench.scheduling.context import PhaseContext
 from bench.storage.keys import MachineGroup
-from bench.training.profiling import profile_cell
 from bench.training.train import TrainJob
 
 REDUCED_FORMATS = {"bf16": torch.bfloat16, "fp16": torch.float16}  # autocast's weight formats in the forward
@@ -170,19 +168,6 @@ def rounds_here(ctx: PhaseContext, model: str, bs: int, backends: list[Backend],
 def _batch_inputs(ctx: PhaseContext, model: str, bs: int, backends: list[Backend], prepared: dict) -> dict:
     """Each backend's input for one batch size: the first ``bs`` test images in its own form."""
     return {b.name: prepared[b.name].to_input(input_batch(ctx.splits(model, b.device)[1].x, bs)) for b in backends}
-
-
-def profile_backend(ctx: PhaseContext, model: str, b: Backend, reason: str | None, pcfg: ProfileConfig) -> None:
-    if reason or not b.trains:
-        why = reason or f"{b.engine.name} does not train, and profile covers training steps"
-        if reason is None:  # an unavailable backend was named when it was probed
-            print(f"warning: {model} {b.name} profile: skipped: {why}", file=sys.stderr)
-        ctx.writer.write_status(model, b, "profile", "skipped", why)
-        return
-    tcfg, settings = ctx.cfg.train_for(model), b.configure(ctx.cfg.backend_options)
-    job = TrainJob(model, b, *ctx.splits(model, b.device), tcfg, ctx.cfg.seed, ctx.cfg.backend_options)
-    guarded(ctx.writer, model, b, "profile", lambda: ctx.writer.write(model, b, "profile", profile_cell(
-        job, settings, pcfg, ctx.writer.run_dir / "profile"), tcfg.batch_size), tcfg.batch_size)
 
 
 def _written(ctx: PhaseContext, model: str, b: Backend, phase: str, tables: dict, value=None):

@@ -14,19 +14,17 @@ from pathlib import Path
 import torch
 
 from bench.config.build import RunConfig
-from bench.config.types import ProfileConfig
 from bench.data.mnist import resolve_mnist
 from bench.engines.backends import REFERENCE, Backend, catalog, get_backend, probe, trainers
 from bench.measure import process_state
 from bench.measure.machine import warnings_for
 from bench.phase import catalog as phase_catalog
 from bench.phase import plan, registered
-from bench.plumbing import console, scratch
+from bench.plumbing import scratch
 from bench.plumbing.signals import StopRequested, graceful_stop
 from bench.plumbing.stages import Stages, since_start
-from bench.scheduling import dynamics_phase, infer_phase, serve_phase, train_phase, tta_phase  # noqa: F401 - register
+from bench.scheduling import dynamics_phase, infer_phase, profile_phase, serve_phase, train_phase, tta_phase  # noqa: F401 - register
 from bench.scheduling.context import MachineLog, ModelWork, PhaseContext, Splits
-from bench.scheduling.phases import profile_backend
 from bench.storage.plan import stored_plan
 from bench.storage.results import check_writable
 from bench.storage.run_folder import close_run, open_run
@@ -45,23 +43,6 @@ class Runner:
         with graceful_stop():
             probed = self._start()
             return self._finish(lambda: [self._run_model(model, probed) for model in self.cfg.models])
-
-    def profile(self, model: str, pcfg: ProfileConfig) -> Path:
-        """Profile training steps of ``model`` on each available backend (never timed)."""
-        with graceful_stop():
-            return self._profile(model, pcfg)
-
-    def _profile(self, model: str, pcfg: ProfileConfig) -> Path:
-        probed = self._start()
-
-        def body() -> None:
-            with self.ctx.stages.timed("profile", model), console.stage(f"profile {model}", len(probed),
-                                                                        "backend") as st:
-                for b, reason in probed:
-                    profile_backend(self.ctx, model, b, reason, pcfg)
-                    st.update(note=b.name)
-
-        return self._finish(body)
 
     def _start(self) -> list[tuple[Backend, str | None]]:
         cfg, stages = self.cfg, Stages()

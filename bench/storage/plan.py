@@ -39,6 +39,7 @@ def unplanned_cells(meta: dict, present: set[str]) -> list[str]:
         except ValueError:
             out.append(cell)
             continue
+        # the dynamics command's cells; profile cells of runs made before profile was a planned phase
         if key.backend != MACHINE and key.phase not in (Phase.DYNAMICS, Phase.PROFILE):
             out.append(cell)
     return out

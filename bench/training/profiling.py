@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function, schedule
 
-from bench.config.types import ProfileConfig, TrainConfig
+from bench.config.types import ProfileOptions, TrainConfig
 from bench.measure.breakdown import STEP_PHASES
 from bench.plumbing import console, scratch
 from bench.training.train import TrainJob, build_optimizer, build_trainable, endless_batches, make_train_step
@@ -27,13 +27,13 @@ from bench.training.train import TrainJob, build_optimizer, build_trainable, end
 os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # keep the profiler library's own logging off the terminal
 
 
-def profile_training(job: TrainJob, pcfg: ProfileConfig, trace_dir: Path) -> dict[str, pd.DataFrame]:
-    """Profile ``pcfg.steps`` training steps at ``job.cfg.batch_size`` (with the default optimizer of
+def profile_training(job: TrainJob, pcfg: ProfileOptions, trace_dir: Path) -> dict[str, pd.DataFrame]:
+    """Profile ``pcfg.total_steps`` training steps at ``job.cfg.batch_size`` (with the default optimizer of
     that batch size); returns the tables ``profile_ops`` and ``profile_phases``."""
     model_name, backend, train, batch_size, seed = job.model, job.backend, job.train, job.cfg.batch_size, job.seed
     model = build_trainable(model_name, backend, job.options, seed)
     steps_per_epoch = train.train_steps(batch_size)
-    opt, _ = build_optimizer(model, TrainConfig(batch_size=batch_size), max(steps_per_epoch, pcfg.steps))
+    opt, _ = build_optimizer(model, TrainConfig(batch_size=batch_size), max(steps_per_epoch, pcfg.total_steps))
     step = make_train_step(backend.engine.training_forward(model, backend), backend, opt,
                            scaler=backend.grad_scaler())
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if backend.device == "cuda" else [])
@@ -50,11 +50,11 @@ def profile_training(job: TrainJob, pcfg: ProfileConfig, trace_dir: Path) -> dic
     generator = torch.Generator().manual_seed(seed)
     batches = endless_batches(train, batch_size, generator)
     model.train()
-    plan = schedule(wait=pcfg.wait, warmup=pcfg.warmup, active=pcfg.active, repeat=1)
+    plan = schedule(wait=pcfg.profile_wait, warmup=pcfg.profile_warmup, active=pcfg.profile_steps, repeat=1)
     with console.quiet_stdio(), profile(activities=activities, schedule=plan, on_trace_ready=on_ready,
                                         record_shapes=pcfg.record_shapes, profile_memory=pcfg.profile_memory,
                                         with_stack=pcfg.with_stack, with_flops=True, acc_events=True) as prof:
-        for _ in range(pcfg.steps):
+        for _ in range(pcfg.total_steps):
             with record_function("step.data"):
                 x, y = next(batches)
             with record_function("step.forward"):
@@ -64,7 +64,7 @@ def profile_training(job: TrainJob, pcfg: ProfileConfig, trace_dir: Path) -> dic
             with record_function("step.optimizer"):
                 step.update()
             prof.step()
-    tables = operator_tables(prof.key_averages(), pcfg.active)
+    tables = operator_tables(prof.key_averages(), pcfg.profile_steps)
     if backend.device == "cuda" and written:
         tables["profile_hta"] = hta_breakdown(written[-1])
     return tables
@@ -89,11 +89,11 @@ def hta_breakdown(trace: Path) -> pd.DataFrame:
     return pd.DataFrame(df).reset_index(drop=True).assign(trace=trace.name)
 
 
-def profile_cell(job: TrainJob, settings: dict, pcfg: ProfileConfig, trace_dir: Path) -> dict[str, pd.DataFrame]:
+def profile_cell(job: TrainJob, settings: dict, pcfg: ProfileOptions, trace_dir: Path) -> dict[str, pd.DataFrame]:
     """The profile cell: the operator and phase tables plus a summary row of the profiler's settings."""
     tables = profile_training(job, pcfg, trace_dir)
-    row = {**settings, "profile_steps_active": pcfg.active, "profile_steps_wait": pcfg.wait,
-           "profile_steps_warmup": pcfg.warmup, "record_shapes": pcfg.record_shapes,
+    row = {**settings, "profile_steps_active": pcfg.profile_steps, "profile_steps_wait": pcfg.profile_wait,
+           "profile_steps_warmup": pcfg.profile_warmup, "record_shapes": pcfg.record_shapes,
            "profile_memory": pcfg.profile_memory, "with_stack": pcfg.with_stack}
     return {"summary": pd.DataFrame([row]), **tables}
 
