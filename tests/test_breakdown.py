@@ -223,10 +223,9 @@ def test_shadow_blocks_among_training_blocks_leave_the_training_as_it_was(mnist_
     assert plain.blocks.loss.tolist() == shadowed.blocks.loss.tolist()
 
 
-def test_the_pass_reads_its_plain_calls_and_the_timed_calls_of_the_same_rounds_as_the_rounds_figure_does():
+def test_the_pass_reads_its_plain_calls_against_the_timed_calls_of_the_same_rounds():
     """A busy machine makes whole rounds slow: the plain calls (shadow blocks, every other round) are
-    compared with the timed calls of the rounds they ran in, each read as the median of its blocks'
-    medians, not with every round's calls pooled."""
+    held against the timed calls of the rounds they ran in, not against every round's calls."""
     from bench.measure.breakdown import Look
 
     slow = {0: 10.0, 1: 1.0, 2: 10.0, 3: 1.0, 4: 10.0}  # rounds 0, 2, 4 slow; the shadow blocks ran in 1 and 3

@@ -149,14 +149,14 @@ class Look:
     @staticmethod
     def of_rounds(prepared, x, timed: list[dict], shadow: list[dict]) -> Look:
         """The look whose plain calls are shadow blocks among timed blocks (rows of
-        ``bench.measure.rounds``), both read as the rounds' figure reads a contender's calls (the
-        median over rounds of each block's median call) and over the same rounds: the rounds the
-        shadow blocks ran in. Where a busy machine makes whole rounds slow, the plain and the
-        timed calls then come from the same rounds, so the pass explains the calls beside it."""
+        ``bench.measure.rounds``): the median of the plain calls against the median of the timed
+        calls of the same rounds, those the shadow blocks ran in. Where a busy machine makes whole
+        rounds slow, the plain and the timed calls then come from the same rounds, so the pass
+        explains the calls beside it rather than those of rounds it did not run in."""
         plain, calls = pd.DataFrame(shadow), pd.DataFrame(timed)
         beside = calls[calls["round"].isin(plain["round"])]
-        return Look(prepared, x, _median_of_rounds(beside if not beside.empty else calls), _median_of_rounds(plain),
-                    plain["round"].nunique(), float(plain.page_faults_per_call.median()))
+        return Look(prepared, x, float((beside if not beside.empty else calls).seconds.median()),
+                    float(plain.seconds.median()), plain["round"].nunique(), float(plain.page_faults_per_call.median()))
 
     def table(self, calls: int) -> pd.DataFrame:
         """Profiled calls (the engine's own profiler, or torch.profiler's), then the table."""
@@ -169,10 +169,6 @@ class Look:
                   "page_faults_per_call": self.faults}
         rows, total = category_rows(ops, self.wall_s, common)
         return breakdown_table(rows, total, self.timed_s)
-
-
-def _median_of_rounds(rows: pd.DataFrame) -> float:
-    return float(rows.groupby("round").seconds.median().median())
 
 
 def profiled_round(looks: dict[str, Look], order: list[int], on_error: Callable[[str, Exception], None]
