@@ -137,9 +137,11 @@ class ServeConfig:
                                                           "queued sample before its call, in microseconds")
     server_steps: int = option(7, group=SERVE, help="LoadGen Server tests per search for the highest VALID rate "
                                                     "(with and without dynamic batching each)")
-    call_limit_s: float = option(60.0, group=SERVE, help="a served call that has not returned after this many "
-                                                         "seconds ends its backend's scenarios as an error (its "
-                                                         "serving process is ended; the run goes on)")
+    call_limit_s: float = option(60.0, group=SERVE, help="each backend is served in a process of its own, and a "
+                                                         "call that has not returned after this many seconds ends "
+                                                         "it and its scenarios as an error (the run goes on); 0: "
+                                                         "served in the run's process, unbounded, without preparing "
+                                                         "each backend again")
 
     def __post_init__(self) -> None:
         bad = [s for s in self.scenarios if s not in SCENARIOS]
@@ -148,8 +150,8 @@ class ServeConfig:
                               "all")
         if not self.scenario_seconds > 0:
             raise ConfigError(f"scenario_seconds must be > 0, got {self.scenario_seconds}")
-        if not self.call_limit_s > 0:
-            raise ConfigError(f"call_limit_s must be > 0, got {self.call_limit_s}")
+        if self.call_limit_s < 0:
+            raise ConfigError(f"call_limit_s must be >= 0 (0: no limit), got {self.call_limit_s}")
         if self.latency_bound_ms is not None and not self.latency_bound_ms > 0:
             raise ConfigError(f"latency_bound_ms must be > 0, got {self.latency_bound_ms}")
         positive(self, "max_batch", "server_steps")

@@ -45,15 +45,16 @@ def serve_backends(ctx: PhaseContext, work: ModelWork, backends: list[Backend]) 
             if reason is not None:
                 ctx.writer.write_status(model, b, "serve", "skipped", reason)
             else:
-                guarded(ctx.writer, model, b, "serve", lambda b=b: serve_backend(ctx, model, b, work.weights[b.name]))
+                guarded(ctx.writer, model, b, "serve", lambda b=b: serve_backend(ctx, model, b, work.weights[b.name],
+                                                                                 work.prepared[b.name]))
             st.update(note=b.name)
 
 
-def serve_backend(ctx: PhaseContext, model: str, b: Backend, weights) -> None:
+def serve_backend(ctx: PhaseContext, model: str, b: Backend, weights, prepared) -> None:
     """One backend's scenarios, served in a process of their own (``bench.scheduling.serve_worker``)
-    prepared from ``weights``; where they end early, an error row with the tests done and every
-    LoadGen log kept."""
-    from bench.scheduling.serve_worker import ServeJob, ServingFailed, serve_in_child
+    prepared from ``weights`` (``--call-limit-s 0``: here, by ``prepared``); where they end early,
+    an error row with the tests done and every LoadGen log kept."""
+    from bench.scheduling.serve_worker import ServeJob, ServingFailed, serve_here, serve_in_child
     from bench.serving.scenarios import ServePlan
     from models import get_spec
 
@@ -65,7 +66,7 @@ def serve_backend(ctx: PhaseContext, model: str, b: Backend, weights) -> None:
                    cfg.call_limit_s)
     with scratch.temporary() as tmp:
         try:
-            tables = serve_in_child(job, Path(tmp))
+            tables = serve_in_child(job, Path(tmp)) if cfg.call_limit_s > 0 else serve_here(prepared, job, Path(tmp))
         except ServingFailed as e:
             print(f"warning: {model} {b.name} serve: error: {e}", file=sys.stderr)
             tables = {"summary": pd.DataFrame([{"status": "error", "reason": str(e)[:500]}]),

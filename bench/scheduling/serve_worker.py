@@ -7,7 +7,8 @@ LoadGen, its logs in the run's scratch folder:
     python -m bench.scheduling.serve_worker SPEC OUT
 
 The run's process watches the call in flight (``bench.serving.watch``): one that has not returned
-after ``--call-limit-s`` ends the serving process, and the backend's scenarios are an error with
+after ``--call-limit-s`` ends the serving process (0: the scenarios are served in the run's process,
+unbounded, without the second preparation), and the backend's scenarios are an error with
 the tests done and LoadGen's logs, as they are where the backend raises or the process dies. The
 serving process dies with the run, even by SIGKILL, and a stop asked of the run ends it at once
 (``bench.plumbing.children``)."""
@@ -83,6 +84,16 @@ def serve_in_child(job: ServeJob, folder: Path) -> dict[str, pd.DataFrame]:
     if "error" in result:
         raise ServingFailed(result["error"], result["rows"])
     return result["tables"]
+
+
+def serve_here(prepared, job: ServeJob, folder: Path) -> dict[str, pd.DataFrame]:
+    """``job``'s scenarios served in the run's own process by its ``prepared`` backend
+    (``--call-limit-s 0``): no preparation again, and no bound on a call; the tables, or
+    ``ServingFailed``."""
+    try:
+        return serve_tables(ServedModel(prepared, job.images), job.labels, job.plan, folder / "loadgen")
+    except ScenarioFailed as e:
+        raise ServingFailed(str(e), e.rows) from e
 
 
 def _progress(state: Path) -> tuple[str, pd.DataFrame]:
