@@ -2,7 +2,8 @@
 ``history`` between them, looking for growth under long use. Per run it records the wall time, the
 peak resident memory of the run's process tree (the run and the timing worker it waited for, from
 ``wait4``) and of compare and history, the files left in the system's temporary folder since the
-soak began, the worker files left in the run folder (hidden ``.workers-*`` folders), and
+soak began, the temporary files left in the run folder (its hidden ``.scratch``, which holds the
+timing workers' and every other temporary file of the run until it ends), and
 the size of the run index. Each series' slope per run is given with its 95% interval (least
 squares, a bootstrap over the runs), so growth is told from the machine's noise.
 
@@ -79,7 +80,8 @@ def main() -> None:
         row = {"run": i, "wall_s": round(wall, 2), "peak_rss_mib": round(rss, 1), "compare_s": round(cmp_wall, 2),
                "compare_peak_rss_mib": round(cmp_rss, 1), "history_s": round(hist_wall, 2),
                "history_peak_rss_mib": round(hist_rss, 1), "temp_files_left": len(left),
-               "run_folder_leftovers": len(list(run_dir.rglob(".workers-*"))),
+               "run_folder_leftovers": len([p for p in run_dir.rglob("*") if ".scratch" in p.parts or p.name.startswith(
+                   ".workers-")]),
                "index_kib": round((a.out / "history.sqlite").stat().st_size / 1024, 1)}
         rows.append(row)
         print(json.dumps(row), flush=True)
