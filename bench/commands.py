@@ -152,8 +152,9 @@ def cmd_profile(args: argparse.Namespace, argv: list[str]) -> int:
     from bench.engines.backends import BACKENDS
     from bench.scheduling.runner import Runner
 
-    if args.steps < 1:  # refused before any run
-        raise ConfigError(f"--steps must be >= 1, got {args.steps}")
+    for flag, value, least in (("--steps", args.steps, 1), ("--wait", args.wait, 0), ("--warmup", args.warmup, 0)):
+        if value < least:  # refused before any run, by the command's own names
+            raise ConfigError(f"{flag} must be >= {least}, got {value}")
     cfg = build_config({"models": args.model, "backends": args.backend, "batch_size": args.batch_size,
                         "seed": args.seed, "threads": args.threads, "limit_train": args.limit_train,
                         "data_dir": args.data_dir, "out": args.out, "channels_last": args.channels_last,

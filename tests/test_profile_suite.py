@@ -138,6 +138,8 @@ def test_profile_is_a_phase_of_a_run_planned_and_resumed_like_the_others(mnist_p
 def test_profile_bad_steps_exit_2(tmp_path, capsys):
     assert main(["profile", "--steps", "0", "--out", str(tmp_path / "o")]) == 2
     assert "--steps must be >= 1" in capsys.readouterr().err
+    assert main(["profile", "--wait", "-1", "--out", str(tmp_path / "o")]) == 2
+    assert "--wait must be >= 0, got -1" in capsys.readouterr().err and not (tmp_path / "o").exists()
 
 
 SUITE = ["benchmarks/suite", "-p", "no:cacheprovider", "-q", "--suite-models", "mlp",

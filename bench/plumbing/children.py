@@ -1,7 +1,7 @@
 """Child processes that end with their run (timing workers, torchrun and its ranks, a run started
 again with a preloaded allocator): started with ``child_env`` they die with their parent, even when
 it is killed with SIGKILL (Linux's ``PR_SET_PDEATHSIG``, set by the child itself through
-``die_with_parent``), and a stop asked of the parent (SIGINT, SIGTERM: ``bench.plumbing.signals``)
+``die_with_parent``: a worker first thing, through ``child_command``), and a stop asked of the parent (SIGINT, SIGTERM: ``bench.plumbing.signals``)
 reaches them at once through ``wait_for``."""
 
 from __future__ import annotations
@@ -23,6 +23,12 @@ POLL_S = 0.2  # how often a waiting parent looks for a stop request
 def child_env(env: dict | None = None) -> dict:
     """``env`` (default: this process's) naming this process as the child's parent."""
     return {**(os.environ if env is None else env), PARENT_ENV: str(os.getpid())}
+
+
+def child_command(module: str, *args: str) -> list[str]:
+    """The command line of a child running ``module.main(args)`` that dies with this process from
+    its first moment (``bench.plumbing.child_entry``); start it with ``child_env``."""
+    return [sys.executable, "-m", "bench.plumbing.child_entry", module, *args]
 
 
 def die_with_parent() -> None:

@@ -4,7 +4,7 @@ can. The run's process hands the backend's weights, the test split and the scena
 fresh process, which prepares the backend again (``bench.scheduling.fresh``) and serves it to
 LoadGen, its logs in the run's scratch folder:
 
-    python -m bench.scheduling.serve_worker SPEC OUT
+    python -m bench.plumbing.child_entry bench.scheduling.serve_worker SPEC OUT
 
 The run's process watches the call in flight (``bench.serving.watch``): one that has not returned
 after ``--call-limit-s`` ends the serving process (0: the scenarios are served in the run's process,
@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from bench.plumbing.children import child_env, die_with_parent, wait_for
+from bench.plumbing.children import child_command, child_env, wait_for
 from bench.scheduling.fresh import prepare_again
 from bench.serving.scenarios import ScenarioFailed, ServePlan, serve_tables
 from bench.serving.sut import ServedModel
@@ -63,7 +63,7 @@ def serve_in_child(job: ServeJob, folder: Path) -> dict[str, pd.DataFrame]:
     spec, out, state, call = (folder / name for name in ("spec.pt", "out.pt", "state.pt", "call"))
     torch.save({"handed": job.handed, "images": job.images, "labels": job.labels, "plan": job.plan,
                 "log_root": str(folder / "loadgen"), "state": str(state), "call": str(call)}, spec)
-    proc = subprocess.Popen([sys.executable, "-m", "bench.scheduling.serve_worker", str(spec), str(out)],
+    proc = subprocess.Popen(child_command("bench.scheduling.serve_worker", str(spec), str(out)),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=child_env())
 
     def hung() -> None:
@@ -112,7 +112,6 @@ def _save(obj: object, path: Path) -> None:
 
 
 def main(argv: list[str]) -> int:
-    die_with_parent()
     spec_path, out_path = map(Path, argv)
     spec = torch.load(spec_path, weights_only=False)
     (prepared,) = prepare_again(spec["handed"]).values()

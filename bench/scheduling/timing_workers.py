@@ -5,7 +5,7 @@ parent hands a worker a spec file (``torch.save``): the model weights each backe
 input batch, the calibration images, and the settings; the worker prepares every backend itself
 and writes its timed calls and the machine's state per round.
 
-    python -m bench.scheduling.timing_workers SPEC OUT
+    python -m bench.plumbing.child_entry bench.scheduling.timing_workers SPEC OUT
 
 A worker ends with its run: it dies when the run's process does, even by SIGKILL
 (``bench.plumbing.children``), a stop asked of the run kills it at once (its share would be thrown
@@ -28,7 +28,7 @@ from bench.measure.latency import input_batch
 from bench.measure.machine import Machine
 from bench.measure.rounds import Contender, measure_rounds
 from bench.plumbing import scratch
-from bench.plumbing.children import child_env, die_with_parent, wait_for
+from bench.plumbing.children import child_command, child_env, wait_for
 from bench.scheduling.fresh import handed_over, prepare_again
 from bench.storage.keys import MachineGroup
 
@@ -98,7 +98,7 @@ def rounds_in_workers(job: WorkerJob, here: Callable[[int, object], tuple[list[C
             spec, result = Path(tmp) / f"spec{p}.pt", Path(tmp) / f"out{p}.pt"
             torch.save({**handed, "batches": {bs: input_batch(test_images, bs) for bs in sizes}, "infer_cfg": part,
                         "process": p, "first_round": first}, spec)
-            proc = subprocess.Popen([sys.executable, "-m", "bench.scheduling.timing_workers", str(spec), str(result)],
+            proc = subprocess.Popen(child_command("bench.scheduling.timing_workers", str(spec), str(result)),
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env())
             _, stderr = wait_for(proc, forward=False)
             if proc.returncode != 0:
@@ -145,7 +145,6 @@ def _collect(out: dict, res: dict, model: str, process: int) -> None:
 
 
 def main(argv: list[str]) -> int:
-    die_with_parent()
     spec_path, out_path = map(Path, argv)
     torch.save(run_spec(torch.load(spec_path, weights_only=False)), out_path)
     return 0
