@@ -1,8 +1,9 @@
-"""Child processes that end with their run (timing workers, torchrun and its ranks, a run started
-again with a preloaded allocator): started with ``child_env`` they die with their parent, even when
-it is killed with SIGKILL (Linux's ``PR_SET_PDEATHSIG``, set by the child itself through
-``die_with_parent``: a worker first thing, through ``child_command``), and a stop asked of the parent (SIGINT, SIGTERM: ``bench.plumbing.signals``)
-reaches them at once through ``wait_for``."""
+"""Child processes that end with their run (timing workers, serving processes, torchrun and its
+ranks, a run started again with a preloaded allocator): started with ``child_env`` they die with
+their parent, even when it is killed with SIGKILL (Linux's ``PR_SET_PDEATHSIG``, set by the child
+itself through ``die_with_parent``: a worker as its first step, through ``child_command``), and a
+stop asked of the parent (SIGINT, SIGTERM: ``bench.plumbing.signals``) reaches them at once
+through ``wait_for``."""
 
 from __future__ import annotations
 
