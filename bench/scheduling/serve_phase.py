@@ -59,14 +59,17 @@ def serve_backend(ctx: PhaseContext, model: str, b: Backend, weights, prepared) 
     from models import get_spec
 
     cfg = ctx.cfg.serve
-    train, test = ctx.splits(model, "cpu")[0], ctx.splits(model, b.device)[1]
+    test = ctx.splits(model, b.device)[1]
     plan = ServePlan(cfg.scenarios, cfg.scenario_seconds, cfg.latency_bound_ms or get_spec(model).latency_bound_ms,
                      cfg.max_batch, cfg.batch_timeout_us, cfg.server_steps, offline_batch=_fastest_batch(ctx, model, b))
-    job = ServeJob(handed_over(model, {b.name: weights}, ctx.cfg, calibration_images(train)), test.x, test.y, plan,
-                   cfg.call_limit_s)
+    job = ServeJob(test.x, test.y, plan, cfg.call_limit_s)
     with scratch.temporary() as tmp:
         try:
-            tables = serve_in_child(job, Path(tmp)) if cfg.call_limit_s > 0 else serve_here(prepared, job, Path(tmp))
+            if cfg.call_limit_s > 0:  # in a process of its own, which prepares the backend again from its weights
+                calibration = calibration_images(ctx.splits(model, "cpu")[0])
+                tables = serve_in_child(job, handed_over(model, {b.name: weights}, ctx.cfg, calibration), Path(tmp))
+            else:
+                tables = serve_here(prepared, job, Path(tmp))
         except ServingFailed as e:
             print(f"warning: {model} {b.name} serve: error: {e}", file=sys.stderr)
             tables = {"summary": pd.DataFrame([{"status": "error", "reason": str(e)[:500]}]),

@@ -47,21 +47,20 @@ class _Hung(Exception):
 
 @dataclass(frozen=True)
 class ServeJob:
-    """One backend's scenarios: ``handed``, its weights and settings (``fresh.handed_over``, one
-    backend); the test split it classifies; the plan; the longest a call may take."""
+    """One backend's scenarios: the test split it classifies, the plan, the longest a call may take."""
 
-    handed: dict
     images: torch.Tensor
     labels: torch.Tensor
     plan: ServePlan
     call_limit_s: float
 
 
-def serve_in_child(job: ServeJob, folder: Path) -> dict[str, pd.DataFrame]:
-    """``job``'s scenarios served in a fresh process, its files in ``folder`` (LoadGen's logs in
-    ``folder/loadgen``); the tables ``serve_tables`` makes, or ``ServingFailed``."""
+def serve_in_child(job: ServeJob, handed: dict, folder: Path) -> dict[str, pd.DataFrame]:
+    """``job``'s scenarios served in a fresh process by the backend of ``handed`` (its weights and
+    settings: ``fresh.handed_over``), its files in ``folder`` (LoadGen's logs in ``folder/loadgen``);
+    the tables ``serve_tables`` makes, or ``ServingFailed``."""
     spec, out, state, call = (folder / name for name in ("spec.pt", "out.pt", "state.pt", "call"))
-    torch.save({"handed": job.handed, "images": job.images, "labels": job.labels, "plan": job.plan,
+    torch.save({"handed": handed, "images": job.images, "labels": job.labels, "plan": job.plan,
                 "log_root": str(folder / "loadgen"), "state": str(state), "call": str(call)}, spec)
     proc = subprocess.Popen(child_command("bench.scheduling.serve_worker", str(spec), str(out)),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=child_env())
