@@ -13,14 +13,8 @@ import pytest
 from bench.cli import main
 from bench.measure.between_processes import between_process_sigma
 from bench.measure.figures import ratio_words, resolution, time_ratio
-from bench.measure.rounds import Contender, interleave, measure_rounds
-from bench.measure.stats import (
-    balanced_orders,
-    bootstrap_ci,
-    relative_ratio,
-    walsh_interval,
-    widened,
-)
+from bench.measure.rounds import Contender, balanced_orders, interleave, measure_rounds
+from bench.measure.stats import bootstrap_ci, quotient, widened
 from bench.storage.results import read_run, write_cell, write_json
 
 from .conftest import TINY
@@ -113,10 +107,7 @@ def test_an_interval_from_two_processes_holds_a_fresh_run_of_the_same_machine():
     trials, widened_hits, rounds_hits = 300, 0, 0
     for _ in range(trials):
         cells = [_two_process_cell(rng, 0.06) for _ in range(4)]
-        logs = cells[0][0]
-        low, high = walsh_interval(logs)
-        r = {"ratio": float(np.exp(np.median(logs))), "ratio_low": float(np.exp(low)),
-             "ratio_high": float(np.exp(high))}
+        r = paired_ratio(np.ones(cells[0][0].size), np.exp(cells[0][0]))
         w = widened(r, *between_process_sigma(cells), 1 / np.sqrt(2))
         widened_hits += w["ratio_low"] <= 1.3 <= w["ratio_high"]
         rounds_hits += r["ratio_low"] <= 1.3 <= r["ratio_high"]
@@ -158,27 +149,27 @@ def test_calibrated_interval_covers_the_run_to_run_variation():
 
 
 def test_relative_ratio_needs_no_calibration_and_finds_a_backend_that_lost_ground():
-    """Two runs whose machine speed differs by 30% (shared by every backend of a run): the
-    relative ratio of identical twins covers 1 at about the nominal rate, and a backend 10% slower
-    in run B only is found, with one run a side."""
+    """Two runs whose machine speed differs by 30% (shared by every backend of a run): the quotient
+    of each run's paired ratio (``quotient``) of identical twins covers 1 at about the nominal rate,
+    and a backend 10% slower in run B only is found, with one run a side."""
     rng = np.random.default_rng(11)
 
     def run(speed: float, slowdown: float, rounds: int = 15):
         drift = rng.normal(0, 0.05, rounds)
         ref = {r: speed * np.exp(drift[r] + rng.normal(0, 0.02)) for r in range(rounds)}
         other = {r: 0.5 * speed * slowdown * np.exp(drift[r] + rng.normal(0, 0.02)) for r in range(rounds)}
-        return ref, other
+        return time_ratio(ref, other)
 
     trials = 200
     covered = found = 0
-    for t in range(trials):
-        aa = relative_ratio(run(1.0, 1.0), run(1.3, 1.0), n_boot=500, seed=t)
+    for _ in range(trials):
+        aa = quotient(run(1.0, 1.0), run(1.3, 1.0))
         covered += aa["ratio_low"] <= 1 <= aa["ratio_high"]
-        slow = relative_ratio(run(1.0, 1.0), run(1.3, 1.10), n_boot=500, seed=t)
+        slow = quotient(run(1.0, 1.0), run(1.3, 1.10))
         found += slow["ratio_low"] > 1
     assert covered / trials >= 0.90
     assert found / trials >= 0.90
-    one_round = relative_ratio(({0: 1.0}, {0: 2.0}), ({0: 1.0}, {0: 2.0}))
+    one_round = quotient(time_ratio({0: 1.0}, {0: 2.0}), time_ratio({0: 1.0}, {0: 2.0}))
     assert one_round["ratio"] == pytest.approx(1.0) and np.isnan(one_round["ratio_low"])
 
 
@@ -565,3 +556,24 @@ def test_worker_processes_number_their_rounds_apart(mnist_path, tmp_path):
     assert (infer.groupby(["cell_id", "round"]).process.nunique() == 1).all()
     assert (infer.groupby("cell_id").process.nunique() == 2).all()
     assert infer.groupby(["cell_id", "process"])["round"].nunique().min() > 4  # rounds beyond a 4-round share
+
+
+def test_normalize_never_claims_what_the_plain_comparison_does_not():
+    """``compare --normalize`` keeps the union of both intervals; a cell the plain comparison cannot
+    judge stays unjudged with the plain words, whatever the normalized one says."""
+    from bench.analysis.paired import conservative
+
+    def matched(lows, highs, judged, verdict):
+        return pd.DataFrame({"run_id": "b", "model": "mlp", "backend": ["x", "y"], "phase": "infer",
+                             "batch_size": [1, 32], "time_ratio": [1.2, 1.2], "time_ratio_low": lows,
+                             "time_ratio_high": highs, "judged": judged, "significant": [True, True],
+                             "resolution": [0.1, 0.1], "verdict": verdict})
+
+    plain = matched([0.95, np.nan], [1.5, np.nan], [True, False], ["plain x", "cannot tell"])
+    normalized = matched([1.1, 1.1], [1.3, 1.3], [True, True], ["normalized x", "normalized y"])
+    out = conservative(plain, normalized).set_index("backend")
+    assert (out.loc["x", "time_ratio_low"], out.loc["x", "time_ratio_high"]) == (0.95, 1.5)
+    assert not out.loc["x", "significant"] and out.loc["x", "verdict"].startswith("tie with the baseline run")
+    y = out.loc["y"]
+    assert not y.judged and np.isnan(y.resolution) and y.verdict == "cannot tell"
+    assert out.significant.dtype == bool

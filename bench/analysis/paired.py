@@ -9,7 +9,7 @@ import pandas as pd
 
 from bench.measure.between_processes import between_process_sigma
 from bench.measure.figures import headline_rate, ratio_words, resolution, time_ratio
-from bench.measure.stats import relative_ratio, walsh_interval, widened
+from bench.measure.stats import quotient, walsh_interval, widened
 from bench.storage import catalog
 from bench.storage.catalog import DEFAULT_REFERENCE, model_rank
 
@@ -35,17 +35,12 @@ def rank_backends(values: pd.DataFrame, baseline: str | None = DEFAULT_REFERENCE
             vs_fast = spread(_consistent(by_backend[fastest], series))
             row = {"run_id": run_id, "model": model, "phase": phase, "batch_size": bs, "backend": b,
                    "rounds": len(series), "samples_per_s": headline_rate(series),
-                   "time_vs_fastest": vs_fast["ratio"], "time_vs_fastest_low": vs_fast["ratio_low"],
-                   "time_vs_fastest_high": vs_fast["ratio_high"],
-                   "interval_from": spread.source}
+                   **_columns("time_vs_fastest", vs_fast), "interval_from": spread.source}
             row["standing"] = ("fastest" if b == fastest else "tie with fastest"
                                if vs_fast["ratio_low"] <= 1 <= vs_fast["ratio_high"] else "slower")
             if baseline in by_backend and b != baseline:
                 vs_base = spread(_consistent(by_backend[baseline], series))
-                row.update(time_vs_baseline=vs_base["ratio"], time_vs_baseline_low=vs_base["ratio_low"],
-                           time_vs_baseline_high=vs_base["ratio_high"],
-                           vs_baseline=ratio_words(vs_base["ratio"], vs_base["ratio_low"], vs_base["ratio_high"],
-                                                   baseline))
+                row.update(_columns("time_vs_baseline", vs_base), vs_baseline=_judged(vs_base, baseline)["verdict"])
             rows.append(row)
     out = pd.DataFrame(rows)
     if out.empty:
@@ -118,6 +113,11 @@ def _censored_interval(base: pd.Series, other: pd.Series) -> tuple[float, float]
     return float(np.exp(low)), float(np.exp(high))
 
 
+def _columns(name: str, r: dict) -> dict:
+    """A ratio and its interval as a table's columns: ``name``, ``name``_low, ``name``_high."""
+    return {name: r["ratio"], f"{name}_low": r["ratio_low"], f"{name}_high": r["ratio_high"]}
+
+
 def _judged(r: dict, base: str) -> dict:
     """A ratio's resolution, whether its interval excludes 1 (NaN: not), and its words against ``base``."""
     return {"resolution": resolution(r["ratio_low"], r["ratio_high"]),
@@ -126,6 +126,15 @@ def _judged(r: dict, base: str) -> dict:
 
 
 BASELINE_RUN = "the baseline run"  # what a comparison across runs is a ratio to
+
+
+def _cells(values: pd.DataFrame) -> dict[tuple, pd.DataFrame]:
+    """Each run's cells' rounds by (run, model, backend, phase, batch size); training's NaN batch
+    size as -1, so that keys of two runs match."""
+    keys = ["run_id", "model", "backend", "phase", "batch_size"]
+    return dict(iter(values.fillna({"batch_size": -1}).groupby(keys, sort=False)))
+
+
 CANNOT_TELL = "cannot tell across runs on an uncalibrated machine (ratio {ratio:.3f}; see 'mnist-bench calibrate')"
 
 
@@ -141,32 +150,28 @@ def compare_runs(values: pd.DataFrame, baseline_run: str, calibration: dict[str,
     both runs (``widened``).
     Otherwise the cell is unjudged ("cannot tell"), never a verdict its data cannot back."""
     rows = []
-    base = values[values.run_id == baseline_run]
+    cells = _cells(values)
     calibration = calibration or {}
-    for run_id in [r for r in dict.fromkeys(values.run_id) if r != baseline_run]:
-        other = values[values.run_id == run_id]
-        for key, o in other.groupby(["model", "backend", "phase", "batch_size"], dropna=False, sort=False):
-            b = base[(base.model == key[0]) & (base.backend == key[1]) & (base.phase == key[2])
-                     & ((base.batch_size == key[3]) | (base.batch_size.isna() & pd.isna(key[3])))]
-            if b.empty:
-                continue
-            sigma = [calibration.get(r, {}).get(key[2]) for r in (baseline_run, run_id)]
-            # no round in common: each side's rounds resampled on their own
-            r = time_ratio({("base", i): v for i, v in enumerate(b.value)},
-                           {("other", i): v for i, v in enumerate(o.value)})
-            method = "calibration" if all(sigma) else "none"
-            if all(sigma):
-                r = widened(r, *_pooled_sigma(sigma), np.sqrt(2))
-            else:
-                r = {**r, "ratio_low": np.nan, "ratio_high": np.nan}
-            words = _judged(r, BASELINE_RUN)
-            if method == "none" and np.isfinite(r["ratio"]):
-                words["verdict"] = CANNOT_TELL.format(ratio=r["ratio"])
-            rows.append({"run_id": run_id, "model": key[0], "backend": key[1], "phase": key[2], "batch_size": key[3],
-                         "rounds_base": len(b), "rounds": len(o), "processes_base": b.process.nunique(),
-                         "processes": o.process.nunique(), "interval_from": method, "time_ratio": r["ratio"],
-                         "time_ratio_low": r["ratio_low"], "time_ratio_high": r["ratio_high"],
-                         "judged": bool(np.isfinite([r["ratio_low"], r["ratio_high"]]).all()), **words})
+    for (run_id, *key), o in cells.items():
+        b = cells.get((baseline_run, *key))
+        if run_id == baseline_run or b is None:
+            continue
+        key[3] = key[3] if key[3] >= 0 else np.nan  # training's batch size, NaN again
+        sigma = [calibration.get(r, {}).get(key[2]) for r in (baseline_run, run_id)]
+        # no round in common: each side's rounds resampled on their own
+        r = time_ratio({("base", i): v for i, v in enumerate(b.value)},
+                       {("other", i): v for i, v in enumerate(o.value)})
+        if all(sigma):
+            r, method = widened(r, *_pooled_sigma(sigma), np.sqrt(2)), "calibration"
+        else:
+            r, method = {**r, "ratio_low": np.nan, "ratio_high": np.nan}, "none"
+        words = _judged(r, BASELINE_RUN)
+        if method == "none" and np.isfinite(r["ratio"]):
+            words["verdict"] = CANNOT_TELL.format(ratio=r["ratio"])
+        rows.append({"run_id": run_id, "model": key[0], "backend": key[1], "phase": key[2], "batch_size": key[3],
+                     "rounds_base": len(b), "rounds": len(o), "processes_base": b.process.nunique(),
+                     "processes": o.process.nunique(), "interval_from": method, **_columns("time_ratio", r),
+                     "judged": bool(np.isfinite([r["ratio_low"], r["ratio_high"]]).all()), **words})
     return pd.DataFrame(rows)
 
 
@@ -176,67 +181,42 @@ def _pooled_sigma(entries: list[dict]) -> tuple[float, int]:
     return float(np.sqrt(np.mean([e["sigma"] ** 2 for e in entries]))), min(e["df"] for e in entries)
 
 
-RELATIVE_KEYS = ["model", "phase", "batch_size", "backend"]
-
-
 def compare_relative(values: pd.DataFrame, baseline_run: str, reference: str | None = None,
                      calibration: dict[str, dict] | None = None) -> pd.DataFrame:
     """Cells matched across runs by what each run measured side by side: a backend's time relative
-    to ``reference`` in the same run (a ratio whose machine drift cancels within the run), in each
-    run against the same ratio in the baseline run (``stats.relative_ratio``). It answers "did this
-    backend move against the reference?", which one run a side can back; ``compare_runs`` answers
-    "did this backend's own figure move?", which needs the machine's run-to-run variation.
-    A ratio measured in one process still moves between processes by more than its rounds show
-    (3 A/A pairs of quick runs: 4 of 48 cells called different beyond their resolution). Where both
-    runs' machines are calibrated (``calibration``: run_id -> per-phase entries, with
-    ``relative-<phase>`` from ``mnist-bench calibrate``), the interval is widened by that
-    variation of both runs (``widened``) (``interval_from``: "rounds+calibration"). Otherwise,
-    where both runs timed the cell in two or more processes (``run --processes``, the default), it
-    is widened by what each run's processes showed (``rank_backends``' spread; "rounds+processes"),
-    so one run a side backs the comparison; else "rounds"."""
+    to ``reference`` in the same run (machine drift cancels within the run), in each run against the
+    same ratio in the baseline run: the quotient of the two runs' ratios, each with the paired
+    interval its run's ranking shows, combined (``stats.quotient``). It answers "did this backend
+    move against the reference?", which one run a side can back (``compare_runs``: "did its own
+    figure move?", which needs the machine's run-to-run variation). Where both runs' machines are
+    calibrated (``relative-<phase>`` from ``mnist-bench calibrate``), the combined interval is
+    widened by that variation ("rounds+calibration"); else, where both runs timed the cell in two or
+    more processes, each run's ratio is first widened by what its processes showed
+    ("rounds+processes"), as a ratio measured in one process moves between processes by more than
+    its rounds show (docs/measurement.md); else "rounds"."""
     rows = []
     calibration = calibration or {}
     reference = reference or catalog.reference()
     spreads = process_spreads(values, reference)
-    series = {k: d.set_index("round").value.to_dict()
-              for k, d in values.groupby(["run_id", *RELATIVE_KEYS], dropna=False, sort=False)}
-    runs = [r for r in dict.fromkeys(values.run_id) if r != baseline_run]
-    for run_id, model, phase, bs, backend in series:
-        if run_id not in runs or backend == reference:
+    series = {k: d.set_index("round").value.to_dict() for k, d in _cells(values).items()}
+    for run_id, model, backend, phase, bs in series:
+        keys = [(r, model, b, phase, bs) for r in (baseline_run, run_id) for b in (reference, backend)]
+        if run_id == baseline_run or backend == reference or not all(k in series for k in keys):
             continue
-        keys = [(r, model, phase, bs, b) for r in (baseline_run, run_id) for b in (reference, backend)]
-        found = [_lookup(series, k) for k in keys]
-        if any(f is None for f in found):
-            continue
-        r = relative_ratio((found[0], found[1]), (found[2], found[3]))
+        own = [time_ratio(series[keys[0]], series[keys[1]]), time_ratio(series[keys[2]], series[keys[3]])]
         sigma = [calibration.get(run, {}).get(f"relative-{phase}") for run in (baseline_run, run_id)]
-        both = [spreads.get((run, model, phase), _Spread()) for run in (baseline_run, run_id)]
-        source = "rounds"
+        spread = [spreads.get((run, model, phase), _Spread()) for run in (baseline_run, run_id)]
         if all(sigma):
-            r, source = widened(r, *_pooled_sigma(sigma), np.sqrt(2)), "rounds+calibration"
-        elif all(sp.source == "rounds+processes" for sp in both):
-            joint = float(np.sqrt(sum(sp.sigma**2 / sp.processes for sp in both)))
-            r, source = widened(r, joint, min(sp.df for sp in both)), "rounds+processes"
-        rows.append({"run_id": run_id, "model": model, "backend": backend, "phase": phase, "batch_size": bs,
-                     "interval_from": source,
-                     "reference": reference, "vs_reference_base": _quotient(found[0], found[1]),
-                     "vs_reference": _quotient(found[2], found[3]), "relative_ratio": r["ratio"],
-                     "relative_ratio_low": r["ratio_low"], "relative_ratio_high": r["ratio_high"],
-                     **_judged(r, BASELINE_RUN)})
+            r, source = widened(quotient(*own), *_pooled_sigma(sigma), np.sqrt(2)), "rounds+calibration"
+        elif all(sp.source == "rounds+processes" for sp in spread):
+            r, source = quotient(spread[0](own[0]), spread[1](own[1])), "rounds+processes"
+        else:
+            r, source = quotient(*own), "rounds"
+        rows.append({"run_id": run_id, "model": model, "backend": backend, "phase": phase,
+                     "batch_size": bs if bs >= 0 else np.nan, "interval_from": source, "reference": reference,
+                     "vs_reference_base": own[0]["ratio"], "vs_reference": own[1]["ratio"],
+                     **_columns("relative_ratio", r), **_judged(r, BASELINE_RUN)})
     return pd.DataFrame(rows)
-
-
-def _lookup(series: dict, key: tuple) -> dict | None:
-    """A cell's rounds by (run, model, phase, batch size, backend); a NaN batch size (training) matches NaN."""
-    if key in series:
-        return series[key]
-    if pd.isna(key[3]):
-        return next((v for k, v in series.items() if k[:3] == key[:3] and pd.isna(k[3]) and k[4] == key[4]), None)
-    return None
-
-
-def _quotient(base: dict, other: dict) -> float:
-    return float(np.median(list(other.values())) / np.median(list(base.values())))
 
 
 def conservative(plain: pd.DataFrame, normalized: pd.DataFrame) -> pd.DataFrame:
@@ -247,15 +227,14 @@ def conservative(plain: pd.DataFrame, normalized: pd.DataFrame) -> pd.DataFrame:
         return normalized
     keys = ["run_id", "model", "backend", "phase", "batch_size"]
     p = plain.set_index(keys)
-    n = normalized.set_index(keys).reindex(p.index)
-    out = n.copy()
-    out["time_ratio_low"] = np.fmin(p.time_ratio_low, n.time_ratio_low).where(n.judged & p.judged)
-    out["time_ratio_high"] = np.fmax(p.time_ratio_high, n.time_ratio_high).where(n.judged & p.judged)
-    out["judged"] = n.judged & p.judged
-    out["significant"] = (out.time_ratio_low > 1) | (out.time_ratio_high < 1)
-    out["resolution"] = [resolution(lo, hi) for lo, hi in zip(out.time_ratio_low, out.time_ratio_high)]
-    out["verdict"] = [ratio_words(r, lo, hi, BASELINE_RUN) if j else v for r, lo, hi, j, v in
-                      zip(out.time_ratio, out.time_ratio_low, out.time_ratio_high, out.judged, p.verdict)]
+    out = normalized.set_index(keys).reindex(p.index)
+    out["judged"] = out.judged & p.judged
+    out["time_ratio_low"] = np.fmin(p.time_ratio_low, out.time_ratio_low).where(out.judged)
+    out["time_ratio_high"] = np.fmax(p.time_ratio_high, out.time_ratio_high).where(out.judged)
+    ratios = out.rename(columns=lambda c: c.replace("time_", "")).iterrows()
+    words = pd.DataFrame([_judged(r, BASELINE_RUN) for _, r in ratios], index=out.index)
+    out[words.columns] = words
+    out["verdict"] = out.verdict.where(out.judged, p.verdict)
     return out.reset_index()
 
 

@@ -1,5 +1,5 @@
 """Paired, interleaved measurement. Things being compared are measured in rounds, in a balanced
-order per round (``stats.balanced_orders``: A B, B A, ...), each round a short block after its own
+order per round (``balanced_orders``: A B, B A, ...), each round a short block after its own
 warm-up, so a drift of the machine hits every side of a comparison alike and a ratio can be taken
 per round. Every timed call is kept (``timings`` rows), with its round and timestamp."""
 
@@ -16,8 +16,20 @@ import torch
 from bench import BenchError
 from bench.measure.clocks import clock_for, time_calls, timestamp, wall_time
 from bench.measure.figures import resolution, time_ratio
-from bench.measure.stats import balanced_orders
 from bench.plumbing.signals import check as check_stop
+
+
+def balanced_orders(n: int) -> list[list[int]]:
+    """Orders for measuring ``n`` things in rounds (a Williams design): across its rows each item
+    takes each position equally often and follows each other item equally often, so neither a
+    position in the round nor the item measured just before favours anyone."""
+    if n <= 1:
+        return [list(range(n))]
+    first = [0]
+    for k in range(1, n):
+        first.append((first[-1] + (k if k % 2 else n - k)) % n)
+    rows = [[(x + r) % n for x in first] for r in range(n)]
+    return rows if n % 2 == 0 else rows + [row[::-1] for row in rows]
 
 
 @dataclass

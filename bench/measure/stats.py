@@ -1,4 +1,5 @@
-"""Pure statistics over timing samples: no clocks, no torch."""
+"""Pure statistics over timing samples: a cell's latency figures and the three interval procedures
+(docs/measurement.md); no clocks, no torch."""
 
 from __future__ import annotations
 
@@ -34,21 +35,15 @@ def relative_gap(a: float, b: float) -> float:
     return abs(a - b) / top if top > 0 else 0.0
 
 
-# -- intervals: the bootstrap of medians, the signed-rank interval, one widening -----------------
-
+# -- intervals: the bootstrap of medians, the signed-rank interval, one widening (two intervals as one)
 # Every interval this tool prints is a 95% interval.
-# Student's t, 97.5% quantile, for 1..30 degrees of freedom (beyond: the normal's 1.96 plus a
-# Cornish-Fisher term)
-_T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
-         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
-         2.045, 2.042]
 
 
 def _t975(df: int) -> float:
-    if df <= len(_T975):
-        return _T975[df - 1]
-    z = 1.959964
-    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+    """Student's t, 97.5% quantile (scipy.special, imported on first use: 0.3 s)."""
+    from scipy.special import stdtrit
+
+    return float(stdtrit(df, 0.975))
 
 
 def _expanded_quantiles(n: int) -> tuple[float, float]:
@@ -56,10 +51,9 @@ def _expanded_quantiles(n: int) -> tuple[float, float]:
     percentile interval is too narrow for small samples; widen it to the t-interval's width."""
     if n < 2:
         return 0.0, 100.0
-    from statistics import NormalDist
+    from scipy.special import ndtr
 
-    z = (n / (n - 1)) ** 0.5 * _t975(n - 1)
-    tail = 1 - NormalDist().cdf(z)
+    tail = 1 - float(ndtr((n / (n - 1)) ** 0.5 * _t975(n - 1)))
     return 100 * tail, 100 * (1 - tail)
 
 
@@ -84,42 +78,10 @@ def median_ratio_interval(base: dict, other: dict, n_boot: int = 2000, seed: int
     runs), each side is drawn on its own. Expanded percentile interval (``_expanded_quantiles``) on
     the shared rounds' count (unpaired: the smaller side's). NaN with fewer than 2 shared rounds, or
     fewer than 2 rounds a side when none is shared."""
-    ratios = _median_ratio_draws(base, other, np.random.default_rng(seed), n_boot)
-    if ratios is None:
-        return float("nan"), float("nan")
-    lo, hi = _expanded_quantiles(len(set(base) & set(other)) or min(len(base), len(other)))
-    # a missed time-to-accuracy seed counts as an infinite time: interpolating between infinite
-    # draws gives NaN, so such draws are read at the nearest rank
-    method = "linear" if np.isfinite(ratios).all() else "nearest"
-    return float(np.percentile(ratios, lo, method=method)), float(np.percentile(ratios, hi, method=method))
-
-
-def relative_ratio(run_a: tuple[dict, dict], run_b: tuple[dict, dict], n_boot: int = 2000, seed: int = 0) -> dict:
-    """Across two runs, what each run can back by itself: a backend's time relative to the
-    reference measured in the same window, in run B against run A. ``run_a`` and ``run_b`` are each
-    (reference rounds, backend rounds), round -> value. The estimate is
-    (median B_backend / median B_reference) / (median A_backend / median A_reference); its 95%
-    interval combines the two runs' paired bootstraps (``median_ratio_interval``), drawn
-    independently, since the runs' rounds are. The machine's speed between the runs cancels in
-    each run's own ratio: no calibration is needed. NaN with fewer than 2 shared rounds a side."""
-    nan = {"ratio": float("nan"), "ratio_low": float("nan"), "ratio_high": float("nan")}
-    rng = np.random.default_rng(seed)
-    draws = [_median_ratio_draws(*run, rng, n_boot) for run in (run_a, run_b)]
-    point = [np.median(list(o.values())) / np.median(list(b.values())) if b and o else np.nan for b, o in (run_a,
-                                                                                                             run_b)]
-    if any(d is None for d in draws):
-        return {**nan, "ratio": float(point[1] / point[0])} if all(np.isfinite(point)) else nan
-    lo, hi = _expanded_quantiles(min(len(set(b) & set(o)) for b, o in (run_a, run_b)))
-    rel = draws[1] / draws[0]
-    return {"ratio": float(point[1] / point[0]), "ratio_low": float(np.percentile(rel, lo)),
-            "ratio_high": float(np.percentile(rel, hi))}
-
-
-def _median_ratio_draws(base: dict, other: dict, rng: np.random.Generator, n_boot: int) -> np.ndarray | None:
-    """Bootstrap draws of median(other) / median(base) (see ``median_ratio_interval``)."""
     shared = sorted(set(base) & set(other))
     if len(shared) == 1 or min(len(base), len(other)) < 2:
-        return None
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
     draw = rng.integers(0, len(shared), (n_boot, len(shared)))
 
     def medians(side: dict) -> np.ndarray:
@@ -130,15 +92,32 @@ def _median_ratio_draws(base: dict, other: dict, rng: np.random.Generator, n_boo
             paired = np.concatenate([paired, alone[rng.integers(0, len(own), (n_boot, len(own)))]], axis=1)
         return np.median(paired, axis=1)
 
-    return medians(other) / medians(base)
+    ratios = medians(other) / medians(base)
+    lo, hi = _expanded_quantiles(len(shared) or min(len(base), len(other)))
+    # a missed time-to-accuracy seed counts as an infinite time: interpolating between infinite
+    # draws gives NaN, so such draws are read at the nearest rank
+    method = "linear" if np.isfinite(ratios).all() else "nearest"
+    return float(np.percentile(ratios, lo, method=method)), float(np.percentile(ratios, hi, method=method))
+
+
+def quotient(base: dict, other: dict) -> dict:
+    """``other`` / ``base`` of two independent ratios (ratio, ratio_low, ratio_high each), e.g. the
+    same backend-to-reference ratio in two runs: the quotient, and its interval with each side's
+    log half-widths added in quadrature (the lower end from ``other``'s lower and ``base``'s upper
+    side, and the other way round), as ``widened`` adds a variation measured elsewhere."""
+    logs = {k: np.log([other[k], base[k]]) for k in ("ratio", "ratio_low", "ratio_high")}
+    point = logs["ratio"][0] - logs["ratio"][1]
+    down = np.hypot(logs["ratio"][0] - logs["ratio_low"][0], logs["ratio_high"][1] - logs["ratio"][1])
+    up = np.hypot(logs["ratio_high"][0] - logs["ratio"][0], logs["ratio"][1] - logs["ratio_low"][1])
+    return {"ratio": float(np.exp(point)), "ratio_low": float(np.exp(point - down)),
+            "ratio_high": float(np.exp(point + up))}
 
 
 def walsh_interval(a: np.ndarray) -> tuple[float, float]:
     """The 95% confidence interval of the Hodges-Lehmann estimate that inverts Wilcoxon's
     signed-rank test: order statistics k and N + 1 - k of the N = n(n+1)/2 Walsh averages, k from
-    the exact signed-rank distribution (n <= 60; normal beyond). Rank-based, so a few wild rounds
-    cannot stretch it. Below 6 pairs no interval reaches 95%; it is then [min, max] of the Walsh
-    averages (coverage 1 - 2^(1-n))."""
+    the exact signed-rank distribution. Rank-based, so a few wild rounds cannot stretch it. Below
+    6 pairs no interval reaches 95%; it is then [min, max] of the Walsh averages (coverage 1 - 2^(1-n))."""
     a = np.asarray(a, dtype=np.float64)
     n = a.size
     i, j = np.triu_indices(n)
@@ -149,19 +128,12 @@ def walsh_interval(a: np.ndarray) -> tuple[float, float]:
 
 def _signed_rank_k(n: int) -> int:
     """The largest k >= 1 with P(T < k) <= 2.5% under the signed-rank null (T: sum of the ranks of
-    the positive differences)."""
-    total = n * (n + 1) // 2
-    if n > 60:
-        from statistics import NormalDist
-
-        sd = (n * (n + 1) * (2 * n + 1) / 24) ** 0.5
-        return max(1, int(np.floor(total / 2 - NormalDist().inv_cdf(0.975) * sd + 0.5)))
-    counts = np.zeros(total + 1)
-    counts[0] = 1
-    for r in range(1, n + 1):  # each rank is either in the positive sum or not
-        counts[r:] = counts[r:] + counts[:-r].copy()
-    cdf = np.cumsum(counts) / 2.0**n
-    return max(1, int(np.searchsorted(cdf, 0.025, side="right")))
+    the positive differences), from its exact distribution."""
+    pmf = np.zeros(n * (n + 1) // 2 + 1)
+    pmf[0] = 1.0
+    for r in range(1, n + 1):  # each rank is in the positive sum or not, with probability 1/2
+        pmf = (pmf + np.concatenate([np.zeros(r), pmf[:-r]])) / 2
+    return max(1, int(np.searchsorted(np.cumsum(pmf), 0.025, side="right")))
 
 
 def widened(r: dict, sigma: float, df: int, scale: float = 1.0) -> dict:
@@ -177,16 +149,3 @@ def widened(r: dict, sigma: float, df: int, scale: float = 1.0) -> dict:
     inside = max(log_r - np.log(r["ratio_low"]), np.log(r["ratio_high"]) - log_r)
     half = float(np.hypot(inside, _t975(df) * sigma * scale))
     return {**r, "ratio_low": float(np.exp(log_r - half)), "ratio_high": float(np.exp(log_r + half))}
-
-
-def balanced_orders(n: int) -> list[list[int]]:
-    """Orders for measuring ``n`` things in rounds (a Williams design): across its rows each item
-    takes each position equally often and follows each other item equally often, so neither a
-    position in the round nor the item measured just before favours anyone."""
-    if n <= 1:
-        return [list(range(n))]
-    first = [0]
-    for k in range(1, n):
-        first.append((first[-1] + (k if k % 2 else n - k)) % n)
-    rows = [[(x + r) % n for x in first] for r in range(n)]
-    return rows if n % 2 == 0 else rows + [row[::-1] for row in rows]

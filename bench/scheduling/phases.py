@@ -18,8 +18,7 @@ from bench.dynamics.recording import DynamicsRecorder
 from bench.engines.backends import REFERENCE, Backend, get_backend
 from bench.measure.breakdown import Look, profiled_round
 from bench.measure.latency import input_batch
-from bench.measure.rounds import Contender, interleave, measure_rounds
-from bench.measure.stats import balanced_orders
+from bench.measure.rounds import Contender, balanced_orders, interleave, measure_rounds
 from bench.scheduling.cells import (
     failure_of,
     guarded,
