@@ -228,20 +228,11 @@ def confusion_matrices(confusion: pd.DataFrame, summary: pd.DataFrame) -> bytes 
     return to_image(fig)
 
 
-def image_grid(images: pd.DataFrame, title: str, caption) -> bytes | None:
-    if images is None or images.empty:
-        return None
-    n = len(images)
-    cols = min(8, n)
-    rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.4 * cols, 1.6 * rows + 0.4), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, (_, r) in zip(axes.flat, images.iterrows()):
-        ax.imshow(np.frombuffer(r.pixels, dtype=np.uint8).reshape(28, 28), cmap="gray_r")
-        ax.set_title(caption(r), fontsize=9)
-    fig.suptitle(title)
-    return to_image(fig)
+def digit_png(pixels: bytes) -> bytes:
+    """A 28x28 MNIST image (uint8 bytes) as a small PNG, dark strokes on white."""
+    buf = io.BytesIO()
+    plt.imsave(buf, np.frombuffer(pixels, dtype=np.uint8).reshape(28, 28), cmap="gray_r", format="png")
+    return buf.getvalue()
 
 
 def memory(frame: pd.DataFrame) -> bytes | None:

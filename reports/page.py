@@ -21,7 +21,9 @@ table.t th[aria-sort=descending]::after{content:" ▼"} table.t td.s{text-align:
 nav.toc{font-size:13px;background:#f7f7f7;border:1px solid #e3e3e3;padding:.4em .8em;margin:.6em 0}
 nav.toc ol{display:flex;flex-wrap:wrap;gap:.2em 1.4em;margin:.2em 0 0;padding:0;list-style:none}
 .card{display:flex;gap:2em;flex-wrap:wrap} figure{margin:1em 0} figcaption{font-size:13px;color:#555;max-width:900px}
-img{max-width:100%;height:auto} .note{font-size:13px;color:#555} .warn{color:#b35900}
+img{max-width:100%;height:auto} .digits>div{display:flex;flex-wrap:wrap;gap:.3em .8em}
+.digits figure{margin:0;text-align:center} .digits img{width:56px;image-rendering:pixelated}
+.digits figure figcaption{font-size:12px} .note{font-size:13px;color:#555} .warn{color:#b35900}
 .trust{background:#fff8e6;border-left:4px solid #e0a000;padding:.5em .8em;font-size:14px}
 details.long{margin:.4em 0 1em} details.long>summary{cursor:pointer;font-size:13px;color:#335;padding:.2em 0}
 @media print{details.long>summary{display:none}}

@@ -15,7 +15,7 @@ from bench.storage import catalog
 from bench.storage.meta import environment
 from bench.storage.plan import missing_cells
 from reports import charts
-from reports.blocks import cols, img, table, warn
+from reports.blocks import cols, digit_grid, img, table, warn
 from reports.section import ReportContext, Section
 from reports.summary import memory_frame, planned_max_batch, summary_frame
 
@@ -182,7 +182,7 @@ def _accuracy(ctx: ReportContext, frame) -> str:
         img(charts.confusion_matrices(rt["confusion"], s), "confusion matrices",
             "Rows: true digit, columns: predicted; colour on a log scale."),
         table(frame, "classes-table"),
-        img(charts.image_grid(rt.samples, "training samples", lambda r: f"label {r.label}"), "sample images"),
+        digit_grid(rt.samples, "training samples", lambda r: f"label {r.label}", charts.digit_png),
         _misclassified(ctx)])
 
 
@@ -190,8 +190,8 @@ def _misclassified(ctx: ReportContext) -> str:
     d = ctx.rt.with_cells("misclassified")
     out = []
     for (model, backend), g in d.groupby(["model", "backend"]):
-        out.append(img(charts.image_grid(g.head(16), f"{model} ({backend}): misclassified test images",
-                                         lambda r: f"{r.pred} (true {r.label})"), f"misclassified {model}"))
+        out.append(digit_grid(g.head(16), f"{model} ({backend}): misclassified test images",
+                              lambda r: f"{r.pred} (true {r.label})", charts.digit_png))
     return "\n".join(out)
 
 
