@@ -51,3 +51,17 @@ def test_the_stages_sentence_sums_each_stage_over_models_with_its_parts():
     assert len(st.rows) == 6 and st.seconds("infer", "mlp", "memory") == 5.0
     assert stage_sentence({"stages": st.rows}) == "The run took 52 s: start-up 2.0 s, infer 50 s (memory 10 s)."
     assert stage_sentence({}) == ""
+
+
+def test_a_run_made_through_the_api_does_not_count_an_earlier_command_as_its_start_up():
+    """The CLI's start mark is claimed by the run it starts; a later run of the same process (the
+    Python API, a test) starts when it is made."""
+    import time
+
+    from bench.plumbing import stages
+
+    stages.mark_start()
+    time.sleep(0.05)
+    first = stages.claim_start()
+    assert time.monotonic() - first >= 0.05
+    assert time.monotonic() - stages.claim_start() < 0.01  # nothing marked since: now

@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-_started = [time.monotonic()]  # the command's start (``mark_start``), else this module's import
+_started: list[float | None] = [None]  # the command's start (``mark_start``), until a run claims it
 
 
 @dataclass
@@ -40,6 +40,9 @@ def mark_start() -> None:
     _started[0] = time.monotonic()
 
 
-def since_start() -> float:
-    """Seconds since the command started."""
-    return time.monotonic() - _started[0]
+def claim_start() -> float:
+    """When the run now made started: the command's start if the CLI marked one and no run has
+    claimed it yet, else now (a run made through the Python API, or a second run of one command,
+    starts when it is made: its start-up is not the time since an earlier command)."""
+    started, _started[0] = _started[0], None
+    return time.monotonic() if started is None else started

@@ -9,6 +9,7 @@ error (or oom) row and the run goes on."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import torch
@@ -22,7 +23,7 @@ from bench.phase import catalog as phase_catalog
 from bench.phase import plan, registered
 from bench.plumbing import scratch
 from bench.plumbing.signals import StopRequested, graceful_stop
-from bench.plumbing.stages import Stages, since_start
+from bench.plumbing.stages import Stages, claim_start
 from bench.scheduling import dynamics_phase, infer_phase, profile_phase, serve_phase, train_phase, tta_phase  # noqa: F401 - register
 from bench.scheduling.context import MachineLog, ModelWork, PhaseContext, Splits
 from bench.storage.plan import stored_plan
@@ -36,6 +37,7 @@ class Runner:
         """``resume``: a run folder whose missing cells this run completes (``cfg`` is its stored one)."""
         self.cfg, self.argv, self.progress, self.resume = cfg, argv, progress, resume
         self.ctx: PhaseContext | None = None  # made when the run folder opens
+        self.started = claim_start()  # monotonic seconds: the command's start, or now
 
     def run(self) -> Path:
         """The whole matrix; returns the run folder. SIGINT and SIGTERM stop it between cells
@@ -46,7 +48,7 @@ class Runner:
 
     def _start(self) -> list[tuple[Backend, str | None]]:
         cfg, stages = self.cfg, Stages()
-        stages.add("start-up", since_start())  # the interpreter, the imports, the configuration
+        stages.add("start-up", time.monotonic() - self.started)  # the interpreter, the imports, the configuration
         check_writable(cfg.out)
         process_state.apply(cfg.allocator)
         probed = probe(cfg.backends)
@@ -73,7 +75,8 @@ class Runner:
             raise
         finally:
             stages = self.ctx.stages
-            stages.add("other", max(0.0, since_start() - sum(r["seconds"] for r in stages.rows if r["part"] is None)))
+            whole = time.monotonic() - self.started
+            stages.add("other", max(0.0, whole - sum(r["seconds"] for r in stages.rows if r["part"] is None)))
             scratch.done()
             close_run(self.writer, self.meta, status, warnings_for(self.ctx.machine_log.frame()),
                       stages=self.ctx.stages.rows, **extra)
