@@ -30,7 +30,7 @@ def mnist_path() -> Path:
 # thread (on a loaded machine two OpenMP threads wait for each other at every barrier: a run's
 # time then depends on the load far more than its work) and one process.
 TINY = ["--limit-train", "2048", "--batch-size", "64", "--limit-test", "500", "--batch-sizes", "1,32",
-        "--budget-s", "0.05", "--epochs", "1", "--threads", "1", "--processes", "1"]
+        "--budget-s", "0.05", "--max-time-s", "0.5", "--epochs", "1", "--threads", "1", "--processes", "1"]
 
 
 @pytest.fixture(scope="session")
