@@ -198,12 +198,12 @@ def compare_relative(values: pd.DataFrame, baseline_run: str, reference: str | N
     calibration = calibration or {}
     reference = reference or catalog.reference()
     spreads = process_spreads(values, reference)
-    series = {k: d.set_index("round").value.to_dict() for k, d in _cells(values).items()}
+    series = {k: d.set_index("round").value for k, d in _cells(values).items()}
     for run_id, model, backend, phase, bs in series:
         keys = [(r, model, b, phase, bs) for r in (baseline_run, run_id) for b in (reference, backend)]
         if run_id == baseline_run or backend == reference or not all(k in series for k in keys):
             continue
-        own = [time_ratio(series[keys[0]], series[keys[1]]), time_ratio(series[keys[2]], series[keys[3]])]
+        own = [_consistent(series[keys[0]], series[keys[1]]), _consistent(series[keys[2]], series[keys[3]])]
         sigma = [calibration.get(run, {}).get(f"relative-{phase}") for run in (baseline_run, run_id)]
         spread = [spreads.get((run, model, phase), _Spread()) for run in (baseline_run, run_id)]
         if all(sigma):
