@@ -234,3 +234,28 @@ def test_the_pass_reads_its_plain_calls_against_the_timed_calls_of_the_same_roun
     look = Look.of_rounds(None, None, timed, shadow)
     assert look.timed_s == 1.0 and look.wall_s == 1.1 and look.blocks == 2 and look.faults == 0.5
     assert pd.DataFrame(timed).seconds.median() == 10.0  # every round's calls pooled: the slow rounds' call
+
+
+def test_a_cell_whose_rounds_flip_between_speeds_says_so_where_it_is_not_explained():
+    """The reference's rounds in the pass's process: every second one 20x slower (one core busy,
+    as many threads as cores); the backend's steady. The pass cannot agree with such rounds, and
+    the words name the flipping cell and how many of its rounds ran slow; steady rounds add nothing."""
+    from bench.analysis.breakdown import explanations
+    from bench.storage.results import RunTables
+
+    def calls(cell, slow_every):
+        return [{"run_id": "r", "cell_id": cell, "round": k, "process": 0, "seconds": 1e-3 * (20 if slow_every and
+                 k % slow_every == 0 else 1)} for k in range(10) for _ in range(3)]
+
+    summary = pd.DataFrame([{"run_id": "r", "cell_id": c, "model": "cnn", "backend": b, "phase": "infer",
+                             "batch_size": 1} for c, b in (("ref", "cpu-fp32"), ("bf16", "cpu-bf16"))])
+    timings = pd.DataFrame(calls("ref", 2) + calls("bf16", 0))
+    breakdown = pd.concat([_cells({"matmul & conv": 1e-3}, timed=1e-3).assign(cell_id="ref"),
+                           _cells({"matmul & conv": 2e-3}, timed=5e-3).assign(cell_id="bf16")]).assign(run_id="r")
+    rt = RunTables(meta={"r": {}}, tables={"summary": summary, "timings": timings, "time_breakdown": breakdown})
+    ranked = pd.DataFrame([{"run_id": "r", "model": "cnn", "phase": "infer", "batch_size": 1, "backend": "cpu-bf16",
+                            "time_vs_baseline": 5.0, "time_vs_baseline_low": 4.0, "time_vs_baseline_high": 6.0}])
+    words = explanations(ranked, rt, "cpu-fp32").iloc[0]
+    assert words.startswith("not explained") and words.endswith(
+        "; cpu-fp32's rounds flip between speeds: 50% of them over 2× its fastest round)")
+    assert "cpu-bf16's rounds" not in words

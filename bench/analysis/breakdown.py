@@ -61,9 +61,10 @@ def _compiled(other: pd.DataFrame) -> str:
     return f" (compiled: {breaks}; {again})"
 
 
-def why(other: pd.DataFrame, base: pd.DataFrame, timed_ratio: float) -> str:
+def why(other: pd.DataFrame, base: pd.DataFrame, timed_ratio: float, flips: str = "") -> str:
     """Words for one backend's gap to the baseline from their breakdown rows (one cell each): by
-    category for an inference call; for a training step, by phase of the step, then by category."""
+    category for an inference call; for a training step, by phase of the step, then by category.
+    ``flips``: what makes the two cells' rounds unfit to explain (``_flips``), said where they are not."""
     total_o, total_b = float(other.wall_s_per_call.iloc[0]), float(base.wall_s_per_call.iloc[0])
     ratio = total_o / total_b if total_b > 0 else float("nan")
     # the rounds the pass explains: its own process's (the verdict pools every process's)
@@ -71,7 +72,7 @@ def why(other: pd.DataFrame, base: pd.DataFrame, timed_ratio: float) -> str:
     here = timed_o / timed_b if timed_b > 0 else timed_ratio
     if not (abs(ratio / here - 1) <= AGREEMENT):
         return (f"not explained: in the breakdown's pass the ratio was {ratio:.2f}×, in the rounds it explains "
-                f"{here:.2f}× (the two calls ran in another state than in the rounds)")
+                f"{here:.2f}× (the two calls ran in another state than in the rounds{flips})")
     return _explained(other, base, total_o - total_b) + _where(here, timed_ratio)
 
 
@@ -106,6 +107,7 @@ def explanations(ranked: pd.DataFrame, rt: RunTables, reference: str) -> pd.Seri
         return out
     b = b.assign(batch_size=b.batch_size.fillna(0.0))  # a training step: no batch size (NaN never equals itself)
     cells = {k: g for k, g in b.groupby(KEYS, dropna=False)}
+    slow = _slow_rounds(rt)
     for i, r in ranked.iterrows():
         if r.phase not in ("infer", "train") or r.backend == reference or pd.isna(r.get("time_vs_baseline")):
             continue
@@ -115,5 +117,30 @@ def explanations(ranked: pd.DataFrame, rt: RunTables, reference: str) -> pd.Seri
         other = cells.get((r.run_id, r.model, r.phase, bs, r.backend))
         base = cells.get((r.run_id, r.model, r.phase, bs, reference))
         if other is not None and base is not None:
-            out[i] = why(other, base, float(r.time_vs_baseline))
+            flips = _flips({b: slow.get((r.run_id, r.model, r.phase, bs, b), 0.0) for b in (r.backend, reference)})
+            out[i] = why(other, base, float(r.time_vs_baseline), flips)
     return out
+
+
+FLIPPED = 2.0  # a round whose median call is over this many times the cell's fastest round's ran in a slow mode
+FLIPS = 0.2  # a cell with this share of such rounds or more flips between modes: no pass can explain it
+
+
+def _slow_rounds(rt: RunTables) -> dict[tuple, float]:
+    """Per cell (``KEYS``, a training step's batch size 0): the share of its rounds in the run's first
+    process (the one the pass ran in) whose median call or step took over ``FLIPPED`` times its
+    fastest round's. 0 on a quiet machine (every cell of an idle quick run); with as many threads as
+    cores and one core busy, the same call flips between modes many times apart from round to round."""
+    t = rt.with_cells("timings", ("model", "backend", "phase", "batch_size"))
+    if t.empty:
+        return {}
+    t = t[t.process == 0].assign(batch_size=lambda d: d.batch_size.astype(float).where(d.phase != "train", 0.0))
+    medians = t.groupby([*KEYS, "round"]).seconds.median()
+    return medians.groupby(level=KEYS).apply(lambda m: float((m > FLIPPED * m.min()).mean())).to_dict()
+
+
+def _flips(shares: dict[str, float]) -> str:
+    """"; cpu-fp32's rounds flip between speeds: 40% over twice its fastest round" for each cell
+    whose share of slow rounds is ``FLIPS`` or more ("" for none)."""
+    return "".join(f"; {b}'s rounds flip between speeds: {share:.0%} of them over {FLIPPED:g}× its fastest round"
+                   for b, share in shares.items() if share >= FLIPS)
