@@ -353,9 +353,9 @@ def render_machine(rt: RunTables, report_dir) -> str:
     warnings = [w for m in rt.meta.values() for w in m.get("warnings", [])]
     if machine.empty and not warnings:
         return ""
-    cols = [c for c in ("control_ms", "control_min_ms", "loadavg_1m", "cpu_mhz", "steal_frac", "minor_faults",
-                        "major_faults", "voluntary_switches", "involuntary_switches", "gpu_clock_mhz",
-                        "gpu_temp_c") if c in machine]
+    cols = [c for c in ("control_ms", "control_min_ms", "loadavg_1m", "cpu_mhz", "steal_frac", "other_cores",
+                        "minor_faults", "major_faults", "voluntary_switches", "involuntary_switches",
+                        "gpu_clock_mhz", "gpu_temp_c") if c in machine]
     stats = machine[cols].describe().loc[["min", "50%", "max"]].T.reset_index(names="per round") if cols else None
     return "\n".join([
         *[warn(f"{w}") for w in warnings],
@@ -366,7 +366,8 @@ def render_machine(rt: RunTables, report_dir) -> str:
         f'<p class="note">{html.escape(_MACHINE_NOTE)}</p>'])
 
 
-_MACHINE_NOTE = ("steal_frac: share of CPU time the hypervisor gave to others in a round. minor_faults, major_faults, "
+_MACHINE_NOTE = ("steal_frac: share of CPU time the hypervisor gave to others in a round. other_cores: how many cores "
+                 "other processes of this machine kept busy in the round. minor_faults, major_faults, "
                  "voluntary_switches, involuntary_switches: this process's own page faults and context switches in "
                  "the round (the run's own interference, as steal is the VM's).")
 

@@ -448,8 +448,15 @@ def test_machine_warnings_name_steal_drift_stalls_and_load():
     faulting = calm.assign(minor_faults=[30000.0, 40000.0, 30000.0])  # ~117 MiB of 4 KiB pages a round
     words = " ".join(warnings_for(faulting, cpu_count=2))
     assert "the run itself page-faulted" in words and "--allocator" in words and "steal" not in words
-    row = Machine().round("mlp infer bs1", 0)
+    crowded = calm.assign(other_cores=[1.0, 0.9, 1.0])  # another process on one of the two cores
+    assert "--threads 1 gives each thread a core" in " ".join(warnings_for(crowded, cpu_count=2, threads=2))
+    assert warnings_for(crowded, cpu_count=2, threads=1) == []  # each thread had a core
+    assert warnings_for(calm.assign(other_cores=0.1), cpu_count=2, threads=2) == []
+    machine = Machine()
+    row = machine.round("mlp infer bs1", 0)
     assert row["control_min_ms"] <= row["control_ms"] and row["group"] == "mlp infer bs1"
+    machine.close()
+    assert row["other_cores"] >= 0
 
 
 @pytest.mark.parametrize("total, warmup, blocks", [(93, 10, 20), (15, 10, 5), (6, 10, 5), (3, 10, 2), (2000, 10, 20)])

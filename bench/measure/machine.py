@@ -9,6 +9,7 @@ import os
 import resource
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,8 @@ CONTROL_N = 384  # a 384 x 384 fp32 matmul: a few milliseconds on one or two cor
 STEAL_WARN = 0.05  # warn when more than 5% of CPU time in a round was stolen by the hypervisor
 DRIFT_WARN = 0.10  # warn when the control workload's fastest call spreads by more than 10% (CV) over rounds
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100  # /proc/stat's units per second
+OTHERS_WARN = 0.5  # warn when other processes kept this many cores busy and the calls' threads needed them
 FAULTS_WARN_BYTES = 64 << 20  # warn when the run's own process faults in over 64 MiB of pages per round (median)
 STALL_FACTOR, STALL_WARN = 3.0, 0.20  # warn when a round's median control call > 3x its fastest in > 20% of rounds
 
@@ -34,7 +37,8 @@ class Machine:
         self._b = torch.randn(CONTROL_N, CONTROL_N, generator=g)
         torch.mm(self._a, self._b)  # the first call initialises the BLAS library: not a sample
         self._cpu = _cpu_times()
-        self._open: tuple[dict, dict] | None = None  # the last row and this process's counters at its start
+        self._open: tuple[dict, dict, tuple] | None = None  # the last row, this process's counters at its start
+        # and the machine's busy CPU seconds, this process's and the clock then (``_others``)
 
     def control(self, calls: int = 5) -> dict:
         """The control matmul timed ``calls`` times after one untimed call: the median (what a
@@ -55,8 +59,8 @@ class Machine:
         self.close()
         row = {"group": group, "round": index, "timestamp_s": timestamp(), **self.control(),
                "loadavg_1m": load, "cpu_mhz": _cpu_mhz(), "steal_frac": steal, **_gpu_state(),
-               **dict.fromkeys(PROCESS_COUNTERS, float("nan"))}
-        self._open = (row, _process_counters())
+               **dict.fromkeys(PROCESS_COUNTERS, float("nan")), "other_cores": float("nan")}
+        self._open = (row, _process_counters(), _busy_now())
         return row
 
     def close(self) -> None:
@@ -66,9 +70,9 @@ class Machine:
         descheduled) from the VM's (steal)."""
         if self._open is None:
             return
-        row, start = self._open
+        row, start, busy = self._open
         now = _process_counters()
-        row.update({k: float(now[k] - start[k]) for k in PROCESS_COUNTERS})
+        row.update({k: float(now[k] - start[k]) for k in PROCESS_COUNTERS}, other_cores=_others(busy, _busy_now()))
         self._open = None
 
 
@@ -77,13 +81,32 @@ PROCESS_COUNTERS = {"minor_faults": "ru_minflt", "major_faults": "ru_majflt",
                     "voluntary_switches": "ru_nvcsw", "involuntary_switches": "ru_nivcsw"}
 
 
+def _busy_now() -> tuple[float, float, float]:
+    """The machine's busy CPU seconds (every core: user, nice, system, irq, softirq; NaN without
+    /proc/stat), this process's (every thread), and the monotonic clock."""
+    cpu = _cpu_times()
+    machine = float(cpu[[0, 1, 2, 5, 6]].sum()) / CLOCK_TICKS if cpu is not None and len(cpu) > 6 else float("nan")
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return machine, own.ru_utime + own.ru_stime, time.monotonic()
+
+
+def _others(start: tuple[float, float, float], end: tuple[float, float, float]) -> float:
+    """How many cores other processes kept busy between two ``_busy_now`` readings: the machine's
+    busy CPU seconds less this process's, over the wall seconds between."""
+    wall = end[2] - start[2]
+    if wall <= 0:
+        return float("nan")
+    return max(0.0, ((end[0] - start[0]) - (end[1] - start[1])) / wall)
+
+
 def _process_counters() -> dict[str, int]:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return {k: getattr(usage, field) for k, field in PROCESS_COUNTERS.items()}
 
 
-def warnings_for(machine: pd.DataFrame, cpu_count: int | None = None) -> list[str]:
-    """Plain-language warnings when the machine was busy or drifting during the rounds."""
+def warnings_for(machine: pd.DataFrame, cpu_count: int | None = None, threads: int | None = None) -> list[str]:
+    """Plain-language warnings when the machine was busy or drifting during the rounds (``threads``:
+    the threads each call ran, for what other processes' load does to them)."""
     out = []
     if machine.empty:
         return out
@@ -111,7 +134,19 @@ def warnings_for(machine: pd.DataFrame, cpu_count: int | None = None) -> list[st
     load = machine.loadavg_1m.max()
     if load == load and load > 1.5 * cpus:
         out.append(f"the machine was busy: load average up to {load:.1f} on {cpus} CPUs")
-    return out
+    return out + _crowded(machine, cpus, threads)
+
+
+def _crowded(machine: pd.DataFrame, cpus: int, threads: int | None) -> list[str]:
+    """Other processes on the cores a call's threads need: each parallel region waits for its thread
+    that shares a core, and the call's time flips between speeds many times apart (idle: none)."""
+    others = machine.other_cores.median() if "other_cores" in machine else float("nan")
+    if not threads or not others >= OTHERS_WARN or threads <= cpus - others + 0.5:
+        return []
+    free = max(1, int(cpus - others + 0.5))
+    return [f"other processes kept {others:.1f} of the {cpus} cores busy while the rounds ran (median of rounds) "
+            f"and each call ran {threads} threads: a call waits for its thread that shares a core, so its time flips "
+            f"between speeds and intervals widen; --threads {free} gives each thread a core of its own"]
 
 
 def _cpu_times() -> np.ndarray | None:

@@ -78,8 +78,8 @@ class Runner:
             whole = time.monotonic() - self.started
             stages.add("other", max(0.0, whole - sum(r["seconds"] for r in stages.rows if r["part"] is None)))
             scratch.done()
-            close_run(self.writer, self.meta, status, warnings_for(self.ctx.machine_log.frame()),
-                      stages=self.ctx.stages.rows, **extra)
+            warnings = warnings_for(self.ctx.machine_log.frame(), threads=torch.get_num_threads())
+            close_run(self.writer, self.meta, status, warnings, stages=self.ctx.stages.rows, **extra)
         return self.writer.run_dir
 
     def _run_model(self, model: str, probed) -> None:

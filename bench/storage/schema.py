@@ -136,7 +136,8 @@ _TABLES = (
                 "wall_seconds:float samples:int loss:float", "round seconds samples")),
     Table("machine", "per model and phase (batch size): one row per round: group, round, timestamp_s, control_ms "
           "and control_min_ms (median and fastest of 5 calls of a fixed 384x384 fp32 matmul: the machine's speed "
-          "index), loadavg_1m, cpu_mhz, steal_frac, gpu_clock_mhz, gpu_temp_c",
+          "index), loadavg_1m, cpu_mhz, steal_frac, other_cores (cores other processes kept busy), gpu_clock_mhz, "
+          "gpu_temp_c",
           _cols("group:str round:int timestamp_s:float control_ms:float control_min_ms:float loadavg_1m:float "
                 "cpu_mhz:float steal_frac:float", "group round")),
     Table("epochs", "training: one row per epoch",
