@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import ndtr, stdtrit  # imported with the module, not between two rounds
 
 
 def summarize(samples_s) -> dict[str, float]:
@@ -40,9 +41,7 @@ def relative_gap(a: float, b: float) -> float:
 
 
 def _t975(df: int) -> float:
-    """Student's t, 97.5% quantile (scipy.special, imported on first use: 0.3 s)."""
-    from scipy.special import stdtrit
-
+    """Student's t, 97.5% quantile."""
     return float(stdtrit(df, 0.975))
 
 
@@ -51,8 +50,6 @@ def _expanded_quantiles(n: int) -> tuple[float, float]:
     percentile interval is too narrow for small samples; widen it to the t-interval's width."""
     if n < 2:
         return 0.0, 100.0
-    from scipy.special import ndtr
-
     tail = 1 - float(ndtr((n / (n - 1)) ** 0.5 * _t975(n - 1)))
     return 100 * tail, 100 * (1 - tail)
 
