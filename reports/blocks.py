@@ -35,9 +35,12 @@ def digit_grid(images: pd.DataFrame, title: str, caption, png) -> str:
     text and it costs no figure layout (a 16-image chart took ~0.4 s)."""
     if images is None or images.empty:
         return ""
-    cells = "".join(f'<figure><img alt="" src="data:image/png;base64,{base64.b64encode(png(r.pixels)).decode()}">'
-                    f"<figcaption>{html.escape(caption(r))}</figcaption></figure>" for _, r in images.iterrows())
-    return f'<figure class="digits"><figcaption>{html.escape(title)}</figcaption><div>{cells}</div></figure>'
+    cells = []
+    for _, r in images.iterrows():
+        words, data = html.escape(caption(r)), base64.b64encode(png(r.pixels)).decode()
+        cells.append(f'<figure><img alt="{words}" src="data:image/png;base64,{data}"><figcaption>{words}</figcaption>'
+                     "</figure>")
+    return f'<figure class="digits"><figcaption>{html.escape(title)}</figcaption><div>{"".join(cells)}</div></figure>'
 
 
 def _png_css_width(png: bytes) -> str:
