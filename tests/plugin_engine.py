@@ -56,14 +56,22 @@ def registered():
         yield rows
 
 
+def install(engine, rows: dict) -> None:
+    """``engine`` and its backends ``rows`` registered (for good: a module loaded as a plugin)."""
+    from bench.engines import ENGINES
+    from bench.engines.backends import BACKENDS
+
+    ENGINES[engine.name] = engine
+    BACKENDS.update(rows)
+
+
 @contextlib.contextmanager
 def registering(engine, rows: dict):
     """``engine`` and its backends ``rows`` registered for the length of a block."""
     from bench.engines import ENGINES
     from bench.engines.backends import BACKENDS
 
-    ENGINES[engine.name] = engine
-    BACKENDS.update(rows)
+    install(engine, rows)
     try:
         yield rows
     finally:
@@ -73,9 +81,4 @@ def registering(engine, rows: dict):
 
 
 if __name__ in os.environ.get("MNIST_BENCH_PLUGINS", "").split(","):  # loaded as a plugin: registered for good
-    from bench.engines import ENGINES
-    from bench.engines.backends import BACKENDS
-
-    _engine, _backends = _rows()
-    ENGINES[_engine.name] = _engine
-    BACKENDS.update(_backends)
+    install(*_rows())

@@ -12,7 +12,7 @@ import time
 from dataclasses import replace
 
 from bench.engines.eager import EagerEngine
-from tests.plugin_engine import registering
+from tests.plugin_engine import install, registering
 
 FAULTY_BATCH = 8
 
@@ -50,9 +50,4 @@ def registered():
 
 
 if __name__ in os.environ.get("MNIST_BENCH_PLUGINS", "").split(","):  # loaded as a plugin: registered for good
-    from bench.engines import ENGINES
-    from bench.engines.backends import BACKENDS
-
-    _engine, _backends = _rows()
-    ENGINES[_engine.name] = _engine
-    BACKENDS.update(_backends)
+    install(*_rows())
