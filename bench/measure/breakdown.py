@@ -37,7 +37,12 @@ AGREEMENT = 0.15  # the pass's call within +-15% of the timed call: the breakdow
 TOP_OPERATORS = 5
 PASS_BUDGET_S = 0.08  # seconds of calls each way (plain, profiled) per cell, at least MIN_CALLS calls
 PASS_ROUNDS = 3  # a training step's pass: blocks of plain steps, interleaved as the timed blocks
-MIN_CALLS, MAX_CALLS = 5, 400
+# At most 100 profiled calls: reading a profile back costs more than the calls (torch's key_averages
+# grows faster than its records: 0.13 s a look for 100 calls of the MLP at batch 1, 0.90 s for 400),
+# and the category shares of 100 calls spread no wider over repeats than those of 400 (largest
+# standard deviation of a share over eight cells 0.079 against 0.124; means within 0.02):
+# python -m benchmarks.breakdown_calls, docs/results/breakdown_calls.txt.
+MIN_CALLS, MAX_CALLS = 5, 100
 
 _RULES = [  # (category, pattern on the operator's name without its namespace, lower case), first match wins
     # torch.compile: the compiled graph's own kernels (inductor's fused loops; its matmuls stay aten
