@@ -155,3 +155,28 @@ def test_import_contracts_hold():
                            "lint_imports_command()"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert "0 broken" in proc.stdout
+
+
+@pytest.mark.onnx
+def test_a_fresh_process_reads_the_export_handed_over_instead_of_exporting_again(monkeypatch):
+    """A timing worker or a serving process prepares the ONNX backends from the fp32 export the
+    run's process made (``fresh.handed_over``): no second export, the same outputs, and the one
+    export's facts."""
+    import bench.engines.onnxruntime as ort_engine
+    from bench.scheduling.fresh import handed_over, prepare_again
+
+    pytest.importorskip("onnxruntime")
+    cfg = build_config({"models": "mlp", "backends": "onnxruntime-cpu,onnxruntime-int8-static"})
+    torch.manual_seed(0)
+    net = models.build_model("mlp").eval()
+    calibration, x = torch.randn(64, 1, 28, 28), torch.randn(4, 1, 28, 28)
+    here = {name: get_backend(name) for name in ("onnxruntime-cpu", "onnxruntime-int8-static")}
+    made = {name: b.engine.prepare(net, b, cfg.backend_options, calibration) for name, b in here.items()}
+    spec = handed_over("mlp", {name: net for name in here}, cfg, calibration)
+    monkeypatch.setattr(ort_engine, "_EXPORTS", {})  # a fresh process holds no export of its own
+    monkeypatch.setattr(ort_engine, "export_onnx", lambda *a, **k: pytest.fail("exported again"))
+    again = prepare_again(spec)
+    for name, prepared in again.items():
+        assert prepared.facts["export_s"] == made[name].facts["export_s"]
+        assert torch.equal(prepared.to_logits(prepared.predict(prepared.to_input(x))),
+                           made[name].to_logits(made[name].predict(made[name].to_input(x))))

@@ -103,6 +103,9 @@ class Engine(Protocol):
     def memory_device(self, backend: Backend) -> str:
         """Where this engine's inference memory is measured: "cuda" (PyTorch's allocator) or "cpu" (RSS)."""
 
+    # Optional: ``handed_over() -> object`` and ``take_over(state) -> None``: what this process made
+    # that a fresh process preparing the same weights may read instead of making it again (the ONNX
+    # engines' fp32 export), handed to timing workers and serving processes by bench.scheduling.fresh.
     # Optional: ``load_runtime(backend) -> None`` loads the engine's libraries once per process
     # (exporter, session runtime, compiler), so the memory a model's preparation is charged with
     # is the model's and not the libraries' that the first model of a run happened to load.

@@ -2,7 +2,8 @@
 the rounds sample process-level variation too (memory layout, thread placement), as pyperf's
 worker processes do. The run's own process times the first share; N - 1 workers the rest. The
 parent hands a worker a spec file (``torch.save``): the model weights each backend runs, one
-input batch, the calibration images, and the settings; the worker prepares every backend itself
+input batch, the calibration images, the settings and what the engines made that a worker may read
+instead of making again (the fp32 ONNX export); the worker prepares every backend itself
 and writes its timed calls and the machine's state per round.
 
     python -m bench.plumbing.child_entry bench.scheduling.timing_workers SPEC OUT
