@@ -244,8 +244,8 @@ def test_a_cell_whose_rounds_flip_between_speeds_says_so_where_it_is_not_explain
     from bench.storage.results import RunTables
 
     def calls(cell, slow_every):
-        return [{"run_id": "r", "cell_id": cell, "round": k, "process": 0, "seconds": 1e-3 * (20 if slow_every and
-                 k % slow_every == 0 else 1)} for k in range(10) for _ in range(3)]
+        return [{"run_id": "r", "cell_id": cell, "round": k, "process": 0, "samples": 1, "seconds": 1e-3 * (
+                 20 if slow_every and k % slow_every == 0 else 1)} for k in range(10) for _ in range(3)]
 
     summary = pd.DataFrame([{"run_id": "r", "cell_id": c, "model": "cnn", "backend": b, "phase": "infer",
                              "batch_size": 1} for c, b in (("ref", "cpu-fp32"), ("bf16", "cpu-bf16"))])

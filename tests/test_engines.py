@@ -162,10 +162,10 @@ def test_a_fresh_process_reads_the_export_handed_over_instead_of_exporting_again
     """A timing worker or a serving process prepares the ONNX backends from the fp32 export the
     run's process made (``fresh.handed_over``): no second export, the same outputs, and the one
     export's facts."""
+    pytest.importorskip("onnxruntime")
     import bench.engines.onnxruntime as ort_engine
     from bench.scheduling.fresh import handed_over, prepare_again
 
-    pytest.importorskip("onnxruntime")
     cfg = build_config({"models": "mlp", "backends": "onnxruntime-cpu,onnxruntime-int8-static"})
     torch.manual_seed(0)
     net = models.build_model("mlp").eval()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import pandas as pd
 
 from bench.measure.breakdown import AGREEMENT
+from bench.measure.figures import round_values
 from bench.plumbing.units import duration
 from bench.storage.results import RunTables
 
@@ -128,15 +129,19 @@ FLIPS = 0.2  # a cell with this share of such rounds or more flips between modes
 
 def _slow_rounds(rt: RunTables) -> dict[tuple, float]:
     """Per cell (``KEYS``, a training step's batch size 0): the share of its rounds in the run's first
-    process (the one the pass ran in) whose median call or step took over ``FLIPPED`` times its
-    fastest round's. 0 on a quiet machine (every cell of an idle quick run); with as many threads as
-    cores and one core busy, the same call flips between modes many times apart from round to round."""
+    process (the one the pass ran in) whose value (``figures.round_values``: the median call or step
+    per sample) is over ``FLIPPED`` times its fastest round's. 0 on a quiet machine (every cell of an
+    idle quick run); with as many threads as cores and one core busy, the same call flips between
+    modes many times apart from round to round."""
     t = rt.with_cells("timings", ("model", "backend", "phase", "batch_size"))
     if t.empty:
         return {}
     t = t[t.process == 0].assign(batch_size=lambda d: d.batch_size.astype(float).where(d.phase != "train", 0.0))
-    medians = t.groupby([*KEYS, "round"]).seconds.median()
-    return medians.groupby(level=KEYS).apply(lambda m: float((m > FLIPPED * m.min()).mean())).to_dict()
+    shares = {}
+    for key, cell in t.groupby(KEYS):
+        values = round_values(cell)
+        shares[key] = float((values > FLIPPED * values.min()).mean())
+    return shares
 
 
 def _flips(shares: dict[str, float]) -> str:

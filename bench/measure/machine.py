@@ -56,23 +56,26 @@ class Machine:
             steal = float(delta[7] / delta.sum()) if delta.sum() > 0 and len(delta) > 7 else float("nan")
         self._cpu = cpu
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-        self.close()
+        busy = _busy_now(cpu)  # one reading of /proc/stat: the last row's end and this one's start
+        self.close(busy)
         row = {"group": group, "round": index, "timestamp_s": timestamp(), **self.control(),
                "loadavg_1m": load, "cpu_mhz": _cpu_mhz(), "steal_frac": steal, **_gpu_state(),
                **dict.fromkeys(PROCESS_COUNTERS, float("nan")), "other_cores": float("nan")}
-        self._open = (row, _process_counters(), _busy_now())
+        self._open = (row, _process_counters(), busy)
         return row
 
-    def close(self) -> None:
+    def close(self, busy: tuple[float, float, float] | None = None) -> None:
         """Fill the open row's own-process counters: page faults and context switches of this
         process from that row's start to now (the round it began; ``measure_rounds`` closes the
         last one). They tell the run's own interference (faulting buffers in, its threads
-        descheduled) from the VM's (steal)."""
+        descheduled) from the VM's (steal). ``busy``: the machine's busy time read at the next
+        round's start (``_busy_now``), where that round has read it."""
         if self._open is None:
             return
-        row, start, busy = self._open
+        row, start, started = self._open
         now = _process_counters()
-        row.update({k: float(now[k] - start[k]) for k in PROCESS_COUNTERS}, other_cores=_others(busy, _busy_now()))
+        end = _busy_now() if busy is None else busy
+        row.update({k: float(now[k] - start[k]) for k in PROCESS_COUNTERS}, other_cores=_others(started, end))
         self._open = None
 
 
@@ -81,10 +84,11 @@ PROCESS_COUNTERS = {"minor_faults": "ru_minflt", "major_faults": "ru_majflt",
                     "voluntary_switches": "ru_nvcsw", "involuntary_switches": "ru_nivcsw"}
 
 
-def _busy_now() -> tuple[float, float, float]:
-    """The machine's busy CPU seconds (every core: user, nice, system, irq, softirq; NaN without
-    /proc/stat), this process's (every thread), and the monotonic clock."""
-    cpu = _cpu_times()
+def _busy_now(cpu: np.ndarray | None = None) -> tuple[float, float, float]:
+    """The machine's busy CPU seconds (every core: user, nice, system, irq, softirq, from ``cpu``:
+    /proc/stat's times, read now where not given; NaN without them), this process's (every thread),
+    and the monotonic clock."""
+    cpu = _cpu_times() if cpu is None else cpu
     machine = float(cpu[[0, 1, 2, 5, 6]].sum()) / CLOCK_TICKS if cpu is not None and len(cpu) > 6 else float("nan")
     own = resource.getrusage(resource.RUSAGE_SELF)
     return machine, own.ru_utime + own.ru_stime, time.monotonic()
